@@ -9,8 +9,9 @@ scheme          strength controls                      levels 1..5
 =============== ====================================== ============================
 block_shuffle   block side (px), chaotic permutation   64, 32, 16, 8, 4
 xor             low bit-planes XORed with a keystream  3, 5, 6, 7, 8
-dct_sign        zigzag-first coefficients per 8x8 DCT  1, 3, 10, 21, 64
-                block whose signs are flipped at random
+dct_sign        coefficients per 8x8 DCT block whose   2, 5, 14, 63, 64
+                signs are flipped at random: AC in
+                zigzag order, the DC last
 dct_perm        AC coefficients (after DC, zigzag)     3, 9, 20, 35, 63
                 permuted within each 8x8 block
 thumbnail_leak  cell side (px) whose pixels are        2, 3, 4, 6, 8
@@ -74,7 +75,7 @@ SCHEMES: dict[str, SchemeSpec] = {
     for spec in (
         SchemeSpec("block_shuffle", "block side in px", (64, 32, 16, 8, 4), True),
         SchemeSpec("xor", "low bit-planes XORed", (3, 5, 6, 7, 8), True),
-        SchemeSpec("dct_sign", "sign-flipped coefficients per 8x8", (1, 3, 10, 21, 64), False),
+        SchemeSpec("dct_sign", "sign-flipped coefficients per 8x8", (2, 5, 14, 63, 64), False),
         SchemeSpec("dct_perm", "permuted AC coefficients per 8x8", (3, 9, 20, 35, 63), False),
         SchemeSpec("thumbnail_leak", "cell side in px (pixels shuffled)", (2, 3, 4, 6, 8), True),
     )
@@ -255,8 +256,9 @@ def _dct_transform(cells: np.ndarray, count: int, keyed: _Keyed, scheme: str, in
     coeffs = coeffs.transpose(0, 3, 1, 2).reshape(n * c, size * size)
     zigzag = zigzag_order(size)
     if scheme == "dct_sign":
-        # Level shift makes flipping every coefficient the negative image 255 - x: in range.
-        positions = zigzag[:count]
+        # AC first: the DC (block mean) is the thumbnail and goes only at the top level. The
+        # level shift makes flipping every coefficient the negative image 255 - x: in range.
+        positions = np.roll(zigzag, -1)[:count]
         bits = keyed.uint8("signs", (n * c, count)) & 1
         coeffs[:, positions] *= 1.0 - 2.0 * bits
     else:

@@ -34,13 +34,14 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import fft as sp_fft
 
-from kiosk.privacy.edges import EDGE_FILTERS, edge_maps
+from kiosk.privacy.edges import EDGE_FILTERS, edge_maps, edge_strength
 from kiosk.privacy.zigzag import zigzag_ranks
 
 logger = logging.getLogger(__name__)
 
 MIN_SIDE = 32
 _WEIGHT_FLOOR = 1e-6
+_SAME_BLOCK = 1e-5
 _CHUNK_ELEMENTS = 8_000_000  # float32 elements per appearance chunk (~32 MB)
 
 
@@ -116,8 +117,9 @@ def _luma(image: np.ndarray) -> np.ndarray:
     """BT.601 luma in [0, 255]; the index works on intensity like the paper."""
     if image.ndim == 2:
         return image.astype(np.float32)
-    rgb = image[..., :3].astype(np.float32)
-    return rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    # Element-wise (not a matrix product) so equal pixels give bit-equal luma wherever they sit.
+    rgb = image.astype(np.float32)
+    return 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
 
 
 def prepare_pair(plain: object, encrypted: object) -> tuple[np.ndarray, np.ndarray]:
@@ -143,11 +145,11 @@ def block_side(height: int, width: int, alpha: float) -> int:
 
 
 def _origins(length: int, size: int, step: int) -> np.ndarray:
-    """Block origins every ``step`` px, plus one aligned with the far border if needed."""
-    starts = list(range(0, length - size + 1, step))
-    if starts[-1] + size < length:
-        starts.append(length - size)
-    return np.asarray(starts)
+    """Origins of the block grid (every ``size`` px, the last one flush with the far border),
+    plus every ``step`` px when the search is denser than the grid."""
+    starts = set(range(0, length - size + 1, size)) | set(range(0, length - size + 1, step))
+    starts.add(length - size)
+    return np.asarray(sorted(starts))
 
 
 def _blocks(image: np.ndarray, size: int, step: int) -> np.ndarray:
@@ -165,9 +167,9 @@ def _lowpass_weights(size: int, beta: float) -> np.ndarray:
 
 
 def _lowpass(blocks: np.ndarray, beta: float) -> np.ndarray:
-    """Per-block DCT low-pass, flattened to (n_blocks, size * size)."""
+    """Per-block DCT low-pass of (n_blocks, size, size), flattened to (n_blocks, size * size)."""
     size = blocks.shape[-1]
-    flat = blocks.reshape(-1, size, size).astype(np.float32)
+    flat = blocks.astype(np.float32)
     coeffs = sp_fft.dctn(flat, axes=(1, 2), norm="ortho")
     filtered = sp_fft.idctn(coeffs * _lowpass_weights(size, beta), axes=(1, 2), norm="ortho")
     return filtered.reshape(len(flat), -1)
@@ -236,31 +238,37 @@ def _terms(plain: object, encrypted: object, params: VsiParams) -> _Terms:
     plain_gray, encrypted_gray = prepare_pair(plain, encrypted)
     size = block_side(*plain_gray.shape, params.alpha)
     search_step = max(1, round(size * params.search_stride))
-    plain_edges = edge_maps(plain_gray, params.edge_filter)
-    encrypted_edges = edge_maps(encrypted_gray, params.edge_filter)
-
     plain_blocks = _blocks(plain_gray, size, size)
+    grid_shape = plain_blocks.shape[:2]
+    plain_blocks = plain_blocks.reshape(-1, size, size)
+    encrypted_blocks = _blocks(encrypted_gray, size, search_step).reshape(-1, size, size)
     appearance = _appearance(
-        _lowpass(plain_blocks, params.beta),
-        _lowpass(_blocks(encrypted_gray, size, search_step), params.beta),
-        params.gamma,
+        _lowpass(plain_blocks, params.beta), _lowpass(encrypted_blocks, params.beta), params.gamma
     )
+    # Each block gets its own edge map (filtered with its own reflected borders), so a block
+    # that was merely moved keeps exactly the edges it had in the plain image.
+    plain_edges = edge_maps(plain_blocks, params.edge_filter)
     structure = None
     if params.use_structure:
-        structure = _structure(
-            _blocks(plain_edges.binary, size, size).reshape(-1, size, size),
-            _blocks(encrypted_edges.binary, size, search_step).reshape(-1, size, size),
-        )
-    strength_blocks = _blocks(plain_edges.strength, size, size).astype(np.float64)
+        encrypted_edges = edge_maps(encrypted_blocks, params.edge_filter)
+        structure = _structure(plain_edges.binary, encrypted_edges.binary)
+    complexity = plain_edges.strength.astype(np.float64).std(axis=(1, 2)).reshape(grid_shape)
     gs = None
     if params.use_global:
-        gs = _bhattacharyya(plain_edges.strength, encrypted_edges.strength, params.histogram_bins)
-    return _Terms(appearance, structure, strength_blocks.std(axis=(2, 3)), gs, size)
+        gs = _bhattacharyya(
+            edge_strength(plain_gray, params.edge_filter),
+            edge_strength(encrypted_gray, params.edge_filter),
+            params.histogram_bins,
+        )
+    return _Terms(appearance, structure, complexity, gs, size)
 
 
 def _pool(terms: _Terms, params: VsiParams) -> VsiResult:
     sim = terms.appearance
     if params.use_structure:
+        # sim_S ** (1 - sim_A) jumps from 1 to 0 when sim_S = 0 and sim_A leaves 1: snap float
+        # noise on identical blocks back to exactly 1.
+        sim = np.where(sim > 1.0 - _SAME_BLOCK, np.float32(1.0), sim)
         sim = sim * terms.structure ** (1.0 - sim)
     block_rd = sim.max(axis=1).astype(np.float64).reshape(terms.complexity.shape)
     powered = block_rd**params.gamma
