@@ -1,0 +1,56 @@
+"""Per-model numbers from one run: size, int8 latency (median of N runs, 1 thread) and the
+test metrics recorded by the export in models/manifest.json.
+
+    .venv/bin/python bench/bench_models.py [--runs 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+
+from kiosk.checks import CHECKS, BinaryClassifier  # noqa: E402
+from kiosk.registry import ModelRegistry  # noqa: E402
+
+PAPER = {"eyes_closed": (2.12, 2.58), "mouth_open": (5.12, 5.68), "veil": (4.21, 4.68)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=1000)
+    args = parser.parse_args()
+    registry = ModelRegistry(REPO / "models")
+    rng = np.random.default_rng(0)
+    print(
+        "| model | arch | size KiB | int8 latency ms | test EER % | FNR % | FPR % | AUC | "
+        "paper FNR/FPR % |\n|---|---|---|---|---|---|---|---|---|"
+    )
+    for name in CHECKS:
+        entry = registry.entry(name)
+        classifier = BinaryClassifier(registry.verified_bytes(name), num_threads=1)
+        crop = rng.integers(0, 255, classifier.input_size, dtype=np.uint8)
+        for _ in range(20):
+            classifier.logit(crop)
+        times = []
+        for _ in range(args.runs):
+            start = time.perf_counter()
+            classifier.logit(crop)
+            times.append(time.perf_counter() - start)
+        m = entry.extra["metrics"]["test_int8"]
+        print(
+            f"| {name} | {entry.extra['architecture']} | {entry.extra['bytes'] / 1024:.0f} | "
+            f"{np.median(times) * 1000:.3f} | {m['eer'] * 100:.2f} | "
+            f"{m['at_threshold_fnr'] * 100:.2f} | {m['at_threshold_fpr'] * 100:.2f} | "
+            f"{m['auc']:.4f} | {PAPER[name][0]} / {PAPER[name][1]} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""Pipeline latency per stage at 640x480, one thread: our LiteRT cascade beside the `mtcnn`
+package in the same run, landmarks, crops, each classifier, end to end; then the peak RSS of a
+`kiosk check` process over a folder of frames.
+
+    .venv/bin/python bench/bench_pipeline.py [--frames 100]
+
+Frames: the astronaut test face (scikit-image) and five faces68/ photos, each placed on a
+640x480 canvas so the face box is ~150-250 px, as at a kiosk. Times are medians in ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from kiosk.checks import EYES_CLOSED, MOUTH_OPEN, VEIL  # noqa: E402
+from kiosk.config import load_config  # noqa: E402
+from kiosk.pipeline import CompliancePipeline  # noqa: E402
+from kiosk.vision.regions import extract_regions  # noqa: E402
+
+
+def kiosk_frames() -> list[np.ndarray]:
+    from skimage import data
+
+    from kiosk.imageio import load_rgb
+
+    faces = [data.astronaut()[0:300, 80:420]]
+    root = REPO.parent / "shared" / "datasets" / "faces68" / "helen_trainset"
+    faces += [load_rgb(p) for p in sorted(root.glob("*.jpg"))[:5]]
+    frames = []
+    for face in faces:
+        canvas = np.full((480, 640, 3), 120, np.uint8)
+        scale = 400 / face.shape[0]
+        resized = cv2.resize(face, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)[
+            :480, :640
+        ]
+        y, x = (480 - resized.shape[0]) // 2, (640 - resized.shape[1]) // 2
+        canvas[y : y + resized.shape[0], x : x + resized.shape[1]] = resized
+        frames.append(canvas)
+    return frames
+
+
+def timed(fn, *args) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = fn(*args)
+    return (time.perf_counter() - start) * 1000, result
+
+
+def stage_times(
+    pipeline: CompliancePipeline, frames: list[np.ndarray], count: int
+) -> dict[str, list[float]]:
+    analyzer, checks = pipeline.analyzer, pipeline.checks
+    times: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "detection (ours, LiteRT)",
+            "landmarks (dlib)",
+            "crops",
+            f"{EYES_CLOSED} (x2 eyes)",
+            MOUTH_OPEN,
+            VEIL,
+            "end to end (check)",
+        )
+    }
+    for i in range(count):
+        frame = frames[i % len(frames)]
+        t, faces = timed(analyzer.detector.detect, frame)
+        times["detection (ours, LiteRT)"].append(t)
+        gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        t, landmarks = timed(analyzer.landmarks.predict, gray, faces[0].box)
+        times["landmarks (dlib)"].append(t)
+        t, regions = timed(extract_regions, gray, landmarks, faces[0].box)
+        times["crops"].append(t)
+        eyes = checks.classifiers[EYES_CLOSED]
+        times[f"{EYES_CLOSED} (x2 eyes)"].append(
+            timed(lambda: (eyes.score(regions.right_eye), eyes.score(regions.left_eye)))[0]
+        )
+        times[MOUTH_OPEN].append(timed(checks.classifiers[MOUTH_OPEN].score, regions.mouth)[0])
+        times[VEIL].append(timed(checks.classifiers[VEIL].score, regions.face)[0])
+        times["end to end (check)"].append(timed(pipeline.check, frame)[0])
+    return times
+
+
+def reference_times(frames: list[np.ndarray], count: int, min_face_size: int) -> list[float] | None:
+    try:
+        from training.mtcnn_reference import MtcnnReference
+    except ImportError:
+        return None
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    reference = MtcnnReference(min_face_size=min_face_size)
+    reference.detect(frames[0])
+    return [timed(reference.detect, frames[i % len(frames)])[0] for i in range(count)]
+
+
+def peak_rss_mb(frames: list[np.ndarray]) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, frame in enumerate(frames * 5):
+            cv2.imwrite(f"{tmp}/frame_{i:03d}.png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        subprocess.run(
+            [sys.executable, "-m", "kiosk", "check", "--json", tmp],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            check=False,
+        )
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=100)
+    args = parser.parse_args()
+    config = load_config()
+    pipeline = CompliancePipeline(config)
+    frames = kiosk_frames()
+    pipeline.check(frames[0])  # warm-up: interpreter caches per pyramid shape
+    times = stage_times(pipeline, frames, args.frames)
+    reference = reference_times(frames, max(args.frames // 4, 5), config.detector.min_face_size)
+    print(
+        f"640x480 frames, 1 thread, {args.frames} frames, min_face_size "
+        f"{config.detector.min_face_size}\n"
+    )
+    print(f"| stage | median ms | p90 ms |\n|---|---|---|")
+    for name, values in times.items():
+        print(f"| {name} | {np.median(values):.2f} | {np.percentile(values, 90):.2f} |")
+    if reference:
+        print(
+            f"| detection (mtcnn package, Keras/TF, reference) | {np.median(reference):.2f} | "
+            f"{np.percentile(reference, 90):.2f} |"
+        )
+        print(
+            f"\ndetection speed-up of the LiteRT cascade: "
+            f"{np.median(reference) / np.median(times['detection (ours, LiteRT)']):.1f}x"
+        )
+    print(
+        f"\npeak RSS of `kiosk check` over {len(frames) * 5} frames: {peak_rss_mb(frames):.0f} MB"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Kiosk configuration: `firmware_config/kiosk.toml`, validated into frozen dataclasses.
+
+Unknown keys are refused (a typo must not silently fall back to a default) and every error names
+the key path. Relative paths are resolved against the project root.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kiosk.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "firmware_config" / "kiosk.toml"
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    dir: str = "models"
+    num_threads: int = 1
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    min_face_size: int = 40
+    threshold_pnet: float = 0.6
+    threshold_rnet: float = 0.7
+    threshold_onet: float = 0.8
+
+
+@dataclass(frozen=True)
+class LandmarksConfig:
+    model: str = ""  # empty: face-recognition-models, then /usr/share/dlib
+    box_scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class GatesConfig:
+    min_face_px: int = 100
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    max_megapixels: float = 50.0
+
+
+@dataclass(frozen=True)
+class Config:
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    landmarks: LandmarksConfig = field(default_factory=LandmarksConfig)
+    gates: GatesConfig = field(default_factory=GatesConfig)
+    input: InputConfig = field(default_factory=InputConfig)
+
+    @property
+    def models_dir(self) -> Path:
+        return resolve(self.models.dir)
+
+
+BOUNDS: dict[str, tuple[float, float]] = {
+    "models.num_threads": (1, 64),
+    "detector.min_face_size": (12, 2000),
+    "detector.threshold_pnet": (0.0, 1.0),
+    "detector.threshold_rnet": (0.0, 1.0),
+    "detector.threshold_onet": (0.0, 1.0),
+    "landmarks.box_scale": (0.5, 2.0),
+    "gates.min_face_px": (1, 10000),
+    "input.max_megapixels": (0.1, 1000.0),
+}
+
+
+def resolve(path: str) -> Path:
+    candidate = Path(path).expanduser()
+    return candidate if candidate.is_absolute() else PROJECT_ROOT / candidate
+
+
+def load_config(path: Path | str | None = None) -> Config:
+    """Read and validate a TOML config; no path means the project's default file."""
+    path = Path(path) if path else DEFAULT_CONFIG
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    return parse_config(raw, source=str(path))
+
+
+def parse_config(raw: dict[str, Any], source: str = "config") -> Config:
+    sections = {}
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    for name, value in raw.items():
+        if name not in fields:
+            raise ConfigError(f"{source}: unknown section [{name}]; known: {', '.join(fields)}")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: [{name}] must be a table")
+        sections[name] = _section(fields[name].default_factory, name, value, source)
+    return Config(**sections)
+
+
+def _section(cls: type, section: str, values: dict[str, Any], source: str) -> Any:
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    parsed = {}
+    for key, value in values.items():
+        where = f"{section}.{key}"
+        if key not in known:
+            raise ConfigError(f"{source}: unknown key {where}; known: {', '.join(known)}")
+        expected = type(getattr(cls(), key))
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if type(value) is not expected:
+            raise ConfigError(
+                f"{source}: {where} = {value!r} must be a {expected.__name__}"
+            )
+        if where in BOUNDS:
+            low, high = BOUNDS[where]
+            if not low <= value <= high:
+                raise ConfigError(f"{source}: {where} = {value!r} is outside [{low}, {high}]")
+        parsed[key] = value
+    return cls(**parsed)

@@ -1,0 +1,1 @@
+"""Vision stages: face detection, 68-point landmarks, region crops."""

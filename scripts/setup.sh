@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Create .venv at the project root with everything to run, train and test idkiosk.
+# On a Raspberry Pi use firmware_config's install script instead (system picamera2, no training).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+  || { echo "idkiosk needs Python >= 3.11" >&2; exit 1; }
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e '.[train,dev]'
+.venv/bin/python -c 'import kiosk.litert as l; l._interpreter_class(); print("idkiosk environment ready in .venv")'

@@ -1,0 +1,55 @@
+"""Shared fixtures: the offline test face (skimage's astronaut) and scenes built from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DATA_ROOT = REPO.parent / "shared" / "datasets"
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    from skimage import data
+
+    return data.astronaut()  # 512x512 RGB, one frontal face ~110 px wide
+
+
+@pytest.fixture(scope="session")
+def two_faces(astronaut: np.ndarray) -> np.ndarray:
+    return np.hstack([astronaut, astronaut[:, ::-1]])
+
+
+@pytest.fixture(scope="session")
+def small_face(astronaut: np.ndarray) -> np.ndarray:
+    """The astronaut at 0.55x: the face box is ~60 px, under the 100 px gate."""
+    return cv2.resize(astronaut, None, fx=0.55, fy=0.55, interpolation=cv2.INTER_AREA)
+
+
+@pytest.fixture(scope="session")
+def no_face() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return cv2.GaussianBlur(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8), (0, 0), 6)
+
+
+def save_rgb(path: Path, rgb: np.ndarray) -> Path:
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return path
+
+
+@pytest.fixture(scope="session")
+def pipeline():
+    from kiosk.config import load_config
+    from kiosk.pipeline import CompliancePipeline
+
+    return CompliancePipeline(load_config())
+
+
+def data_root_or_skip() -> Path:
+    if not DATA_ROOT.is_dir():
+        pytest.skip(f"shared datasets not found at {DATA_ROOT}")
+    return DATA_ROOT

@@ -1,0 +1,108 @@
+"""`kiosk check` end to end: the JSON contract, gates, exit codes, bad input, annotation."""
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from kiosk.cli import main
+from tests.conftest import REPO, save_rgb
+
+KEYS = {"source", "frame", "decision", "reasons", "faces", "face_box", "checks", "error"}
+CHECK_NAMES = {"eyes_closed", "mouth_open", "veil"}
+
+
+def run_json(capsys, *args: str) -> tuple[int, list[dict], dict]:
+    code = main(["check", "--json", *args])
+    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    return code, lines[:-1], lines[-1]["summary"]
+
+
+def test_face_photo_gets_scored_verdict(tmp_path, capsys, astronaut):
+    path = save_rgb(tmp_path / "astronaut.png", astronaut)
+    code, records, summary = run_json(capsys, str(path))
+    (record,) = records
+    assert set(record) >= KEYS
+    assert record["decision"] in ("accept", "reject") and record["error"] is None
+    assert record["faces"] == 1 and len(record["face_box"]) == 4
+    assert set(record["checks"]) == CHECK_NAMES
+    for name, check in record["checks"].items():
+        assert 0.0 <= check["score"] <= 1.0
+        assert check["failed"] == (check["score"] >= check["threshold"]), name
+    failed = {n for n, c in record["checks"].items() if c["failed"]}
+    expected = {"eyes_closed": "eyes_closed", "mouth_open": "mouth_open", "veil": "face_covered"}
+    assert set(record["reasons"]) == {expected[n] for n in failed}
+    assert code == (0 if record["decision"] == "accept" else 1)
+    assert summary["frames"] == 1
+
+
+@pytest.mark.parametrize(
+    ("fixture", "reason", "faces"),
+    [("no_face", "no_face", 0), ("two_faces", "several_faces", 2), ("small_face", "face_too_small", 1)],
+)
+def test_gates(request, tmp_path, capsys, fixture, reason, faces):
+    path = save_rgb(tmp_path / f"{fixture}.png", request.getfixturevalue(fixture))
+    code, (record,), _ = run_json(capsys, str(path))
+    assert code == 1
+    assert record["decision"] == "reject" and record["reasons"] == [reason]
+    assert record["faces"] == faces and record["checks"] == {}
+
+
+def test_folder_of_mixed_files_goes_on_and_exits_2(tmp_path, capsys, astronaut):
+    save_rgb(tmp_path / "a_face.png", astronaut)
+    (tmp_path / "b_empty.jpg").write_bytes(b"")
+    (tmp_path / "c_notes.txt").write_text("hello")
+    data = cv2.imencode(".jpg", astronaut)[1].tobytes()
+    (tmp_path / "d_truncated.jpg").write_bytes(data[: len(data) // 3])
+    code, records, summary = run_json(capsys, str(tmp_path), str(tmp_path / "missing.png"))
+    assert code == 2
+    assert [r["decision"] for r in records] == ["accept" if records[0]["decision"] == "accept"
+                                                else "reject", "error", "error", "error", "error"]
+    assert "empty" in records[1]["error"] and "does not exist" in records[4]["error"]
+    assert summary == {"frames": 5, "accept": summary["accept"], "reject": summary["reject"], "error": 4}
+
+
+def test_video_file_and_annotation(tmp_path, capsys, astronaut, no_face):
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (512, 512))
+    for frame in (astronaut, astronaut, cv2.resize(no_face, (512, 512))):
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    out = tmp_path / "annotated"
+    code, records, _ = run_json(capsys, str(video), "--annotate", str(out))
+    assert [r["frame"] for r in records] == [0, 1, 2]
+    assert records[2]["reasons"] == ["no_face"] and code == 1
+    written = sorted(out.glob("*.jpg"))
+    assert len(written) == 3
+    image = cv2.imread(str(written[0]))
+    assert image.shape == (512, 512, 3)
+    assert not np.array_equal(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), astronaut)
+
+
+def test_unplugged_camera_is_an_error_record(capsys):
+    code, (record,), _ = run_json(capsys, "camera:97")
+    assert code == 2 and "cannot open camera" in record["error"]
+
+
+def test_human_output(tmp_path, capsys, no_face):
+    path = save_rgb(tmp_path / "blank.png", no_face)
+    assert main(["check", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "REJECT (no_face)" in out and "1 frame(s): 0 accepted, 1 rejected, 0 errors" in out
+
+
+def test_runtime_never_imports_tensorflow(tmp_path, astronaut):
+    path = save_rgb(tmp_path / "a.png", astronaut)
+    code = (
+        "import sys; from kiosk.cli import main; main(['check', '--json', sys.argv[1]]);"
+        "bad = [m for m in ('tensorflow', 'keras', 'mtcnn') if m in sys.modules];"
+        "sys.exit(f'imported {bad}' if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(path)], cwd=REPO, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
+    assert subprocess.run([sys.executable, "-m", "kiosk", "--version"], cwd=REPO,
+                          capture_output=True, text=True).stdout.startswith("idkiosk")

@@ -1,0 +1,89 @@
+"""The `make models` code path on tiny data: collect -> train one epoch -> export -> evaluate."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import data_root_or_skip
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def crops(tmp_path_factory):
+    from training import collect
+
+    root = data_root_or_skip()
+    out = tmp_path_factory.mktemp("crops")
+    collect.main(["--data-root", str(root), "--out", str(out), "--limit", "40"])
+    return out
+
+
+def test_collect_writes_crops_and_drop_log(crops):
+    eyes = np.load(crops / "eyes.npz")
+    assert eyes["images"].shape[1:] == (56, 56) and set(eyes["labels"]) == {0, 1}
+    assert set(eyes["splits"]) <= {"train", "val", "test"}
+    veil = np.load(crops / "veil.npz")
+    assert veil["images"].shape[1:] == (128, 128)
+    assert any(s.endswith("synthetic_mask") for s in veil["sources"])
+    assert (crops / "drops.csv").read_text().startswith("dataset,path,reason")
+
+
+def test_split_is_by_group():
+    from training.collect import helen_group, split_of
+
+    assert helen_group("100032540_1") == helen_group("100032540_1_0") == "helen:100032540"
+    assert split_of("helen:100032540") == split_of("helen:100032540")
+    splits = [split_of(f"g{i}") for i in range(2000)]
+    assert 0.6 < splits.count("train") / 2000 < 0.8
+
+
+def test_train_export_evaluate_one_epoch(crops, tmp_path):
+    from kiosk.checks import BinaryClassifier
+    from kiosk.registry import ModelRegistry
+    from training import evaluate, train
+    from training.tasks import TASKS
+
+    task = TASKS["mouth"]
+    run = tmp_path / "runs" / task.name
+    train.train(task, crops, run, epochs=1, strategy_name="default", seed=1)
+    assert (run / "best.keras").exists() and (run / "history.csv").exists()
+    models = tmp_path / "models"
+    report = evaluate.evaluate(task, run, crops, tmp_path / "reports", models, latency_runs=5)
+    entry = ModelRegistry(models).entry("mouth_open")
+    assert entry.threshold == report["threshold"] and entry.quantization.startswith("int8")
+    classifier = BinaryClassifier(ModelRegistry(models).verified_bytes("mouth_open"))
+    assert 0.0 <= classifier.score(np.zeros((72, 72), np.uint8)) <= 1.0
+    saved = json.loads((tmp_path / "reports" / "mouth_open" / "metrics.json").read_text())
+    assert {"int8", "float32"} <= set(saved["test"])
+    assert (tmp_path / "reports" / "mouth_open" / "det_pr.png").stat().st_size > 1000
+
+
+def test_int8_matches_float_on_real_crops(crops, tmp_path):
+    """Parity of the exported int8 model with Keras on the same crops (one-epoch model)."""
+    from kiosk.checks import BinaryClassifier
+    from training.export import export_variants
+    from training.nets import squeeze_mini_vgg
+    from training.train import load_split
+
+    images = load_split(crops / "eyes.npz", "train")["images"][:40]
+    model = squeeze_mini_vgg((56, 56, 1))
+    paths = export_variants(model, images, tmp_path / "eyes")
+    keras_scores = model.predict(images[..., None].astype(np.float32), verbose=0)[:, 0]
+    for variant, tolerance in (("float32", 1e-4), ("int8", 0.06)):
+        classifier = BinaryClassifier(paths[variant].read_bytes())
+        lite = np.array([classifier.score(i) for i in images])
+        assert np.abs(lite - keras_scores).max() < tolerance, variant
+
+
+def test_balanced_weights_equalise_cells():
+    from training.train import balanced_weights
+
+    labels = np.array([0, 0, 0, 1, 1, 0])
+    sources = np.array(["a", "a", "a", "a", "b", "b"])
+    weights = balanced_weights(labels, sources)
+    totals = {}
+    for s, y, w in zip(sources, labels, weights, strict=True):
+        totals[(s, y)] = totals.get((s, y), 0) + w
+    assert np.allclose(list(totals.values()), 1.5)

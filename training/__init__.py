@@ -1,0 +1,1 @@
+"""Desktop side of idkiosk: data collection, training, evaluation and export (TensorFlow lives here)."""

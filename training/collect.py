@@ -1,0 +1,250 @@
+"""Data collection: the kiosk pipeline reading photos from disk, minus the checks.
+
+Each photo goes through `kiosk.analysis.FaceAnalyzer` (MTCNN on LiteRT, dlib landmarks, region
+crops). Photos the pipeline rejects are dropped and logged with the reason, as the kiosk would.
+Outputs one `.npz` per task in the work dir (crops, labels, split, group, source, and the
+landmark-geometry baseline feature of every crop) and `drops.csv`.
+
+Labels:
+- eyes: `eyes/` close-ups as they are (resized to 56x56), plus eye crops cut from `faces68/` faces,
+  labelled from the *manual* 300-W landmarks: eye aspect ratio <= 0.10 closed, >= 0.22 open,
+  in between left out as ambiguous;
+- mouth: `mouth/` face crops with their hand-made mouth_open labels, plus mouth crops from
+  `faces68/` labelled from the manual landmarks (inner-lip gap over eye-to-chin distance <= 0.02
+  closed, >= 0.10 open, in between left out); reports keep the two sources apart;
+- veil: `mask/` with_mask / without_mask, plus every clean face (faces68, mouth, without_mask)
+  once clean (negative) and once with a synthetic occluder (positive; see `training.masks`).
+
+Splits are by group (HELEN photo id shared across faces68 and mouth, else the file), hashed so a
+photo and all crops or synthetic variants made from it land in the same split: 70/15/15.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from kiosk.analysis import FaceAnalyzer
+from kiosk.errors import InputError
+from kiosk.imageio import load_rgb
+from kiosk.vision.landmarks import LandmarkPredictor
+from kiosk.vision.mtcnn_lite import MtcnnLite
+from kiosk.vision.regions import EYE_SIZE, Regions
+from kiosk.vision.types import Landmarks
+from training import masks
+from training.geometry import eye_aspect_ratio, mouth_opening
+from training.paths import MODELS, WORK, data_root
+
+PAD_FRACTION = 0.25  # face crops on disk are tight; a grey border gives MTCNN the context it needs
+COLLECT_MIN_FACE_PX = 40  # dataset faces are smaller than a kiosk's; crops are rescaled anyway
+EAR_CLOSED, EAR_OPEN = 0.10, 0.22
+GAP_CLOSED, GAP_OPEN = 0.02, 0.10
+
+
+def split_of(group: str) -> str:
+    bucket = int(hashlib.sha256(group.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "train" if bucket < 0.70 else "val" if bucket < 0.85 else "test"
+
+
+@dataclass
+class TaskData:
+    """Growing columns of one task's dataset."""
+
+    images: list[np.ndarray] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    baseline: list[float] = field(default_factory=list)
+
+    def add(self, image: np.ndarray, label: int, group: str, source: str, baseline: float) -> None:
+        self.images.append(image)
+        self.labels.append(label)
+        self.groups.append(group)
+        self.sources.append(source)
+        self.baseline.append(baseline)
+
+    def save(self, path: Path) -> None:
+        np.savez_compressed(
+            path,
+            images=np.stack(self.images),
+            labels=np.array(self.labels, np.int8),
+            groups=np.array(self.groups),
+            splits=np.array([split_of(g) for g in self.groups]),
+            sources=np.array(self.sources),
+            baseline=np.array(self.baseline, np.float32),
+        )
+
+
+def read_pts(path: Path) -> np.ndarray:
+    body = path.read_text().split("{")[1].split("}")[0]
+    return np.array(body.split(), np.float32).reshape(68, 2) - 1.0  # 300-W is 1-based
+
+
+def helen_group(stem: str) -> str:
+    return f"helen:{stem.split('_')[0]}"
+
+
+class Collector:
+    def __init__(self, root: Path, limit: int | None, seed: int) -> None:
+        self.root = root
+        self.limit = limit
+        self.rng = np.random.default_rng(seed)
+        self.analyzer = FaceAnalyzer(
+            MtcnnLite.from_models_dir(MODELS),
+            LandmarkPredictor.default(),
+            min_face_px=COLLECT_MIN_FACE_PX,
+        )
+        self.overlays = masks.load_overlays(root / "mask_overlays")
+        self.tasks = {name: TaskData() for name in ("eyes", "mouth", "veil")}
+        self.drops: list[tuple[str, str, str]] = []
+        self.seen: Counter[str] = Counter()
+
+    def _files(self, pattern: str) -> list[Path]:
+        files = sorted(self.root.glob(pattern))
+        return files[: self.limit] if self.limit else files
+
+    def _analyze(self, rgb: np.ndarray, dataset: str, path: Path, variant: str = ""):
+        self.seen[dataset + variant] += 1
+        analysis = self.analyzer.analyze(rgb)
+        if analysis.reason:
+            self.drops.append((dataset + variant, str(path.relative_to(self.root)), analysis.reason))
+            return None
+        return analysis
+
+    def _load_padded(self, path: Path, dataset: str) -> tuple[np.ndarray, int] | None:
+        try:
+            rgb = load_rgb(path)
+        except InputError as exc:
+            self.drops.append((dataset, str(path.relative_to(self.root)), f"unreadable: {exc}"))
+            return None
+        pad = int(PAD_FRACTION * max(rgb.shape[:2]))
+        padded = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(127,) * 3)
+        return padded, pad
+
+    def _veil_pair(self, rgb: np.ndarray, points: np.ndarray, regions: Regions, group: str,
+                   dataset: str, path: Path) -> None:
+        """The clean face as a negative and a synthetic occluder on it as a positive."""
+        veil = self.tasks["veil"]
+        veil.add(regions.face, 0, group, f"{dataset}/clean", np.nan)
+        if self.rng.random() < 0.7:
+            overlay = self.overlays[self.rng.integers(len(self.overlays))]
+            occluded, kind = masks.apply_mask_overlay(rgb, points, overlay, self.rng), "mask"
+        else:
+            occluded, kind = masks.apply_cloth(rgb, points, self.rng), "cloth"
+        analysis = self._analyze(occluded, dataset, path, variant=f"+synthetic_{kind}")
+        if analysis is not None:
+            veil.add(analysis.regions.face, 1, group, f"{dataset}/synthetic_{kind}", np.nan)
+
+    def eye_closeups(self) -> None:
+        for path in self._files("eyes/*/*.png"):
+            gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+            crop = cv2.resize(gray, (EYE_SIZE, EYE_SIZE), interpolation=cv2.INTER_AREA)
+            label = int(path.parent.name == "closed")
+            self.tasks["eyes"].add(crop, label, f"eyes:{path.name}", "eyes/closeup", np.nan)
+
+    def faces68(self) -> None:
+        for path in self._files("faces68/*/*.jpg"):
+            loaded = self._load_padded(path, "faces68")
+            if loaded is None:
+                continue
+            rgb, pad = loaded
+            analysis = self._analyze(rgb, "faces68", path)
+            if analysis is None:
+                continue
+            truth = read_pts(path.with_suffix(".pts")) + pad
+            group = helen_group(path.stem) if "helen" in path.parent.name else f"afw:{path.stem.split('_')[0]}"
+            for name, eye_slice in (("right_eye", slice(36, 42)), ("left_eye", slice(42, 48))):
+                ear_true = eye_aspect_ratio(truth[eye_slice])
+                if EAR_CLOSED < ear_true < EAR_OPEN:
+                    continue
+                baseline = -eye_aspect_ratio(analysis.landmarks.points[eye_slice])
+                self.tasks["eyes"].add(
+                    getattr(analysis.regions, name), int(ear_true <= EAR_CLOSED), group,
+                    "faces68/pipeline_eye", baseline,
+                )
+            gap_true = mouth_opening(Landmarks(truth))
+            if not GAP_CLOSED < gap_true < GAP_OPEN:
+                self.tasks["mouth"].add(
+                    analysis.regions.mouth, int(gap_true >= GAP_OPEN), group,
+                    "faces68/pipeline_mouth", mouth_opening(analysis.landmarks),
+                )
+            self._veil_pair(rgb, truth, analysis.regions, group, "faces68", path)
+
+    def mouth(self) -> None:
+        with open(self.root / "mouth" / "annotations.csv") as handle:
+            labels = {row["filename"]: int(row["mouth_open"]) for row in csv.DictReader(handle)}
+        for path in self._files("mouth/images/*.jpg"):
+            if path.name not in labels:
+                continue
+            loaded = self._load_padded(path, "mouth")
+            if loaded is None:
+                continue
+            rgb, _ = loaded
+            analysis = self._analyze(rgb, "mouth", path)
+            if analysis is None:
+                continue
+            stem = path.stem
+            group = helen_group(stem) if stem.count("_") == 2 else f"mouth:{stem}"
+            self.tasks["mouth"].add(
+                analysis.regions.mouth, labels[path.name], group, "mouth/pipeline_mouth",
+                mouth_opening(analysis.landmarks),
+            )
+            self._veil_pair(rgb, analysis.landmarks.points, analysis.regions, group, "mouth", path)
+
+    def mask(self) -> None:
+        for path in self._files("mask/*/*/*"):
+            if path.suffix.lower() not in (".jpg", ".jpeg", ".png"):
+                continue
+            loaded = self._load_padded(path, "mask")
+            if loaded is None:
+                continue
+            rgb, _ = loaded
+            analysis = self._analyze(rgb, "mask", path)
+            if analysis is None:
+                continue
+            group = f"mask:{path.parent.name}/{path.stem}"
+            if path.parent.name == "with_mask":
+                self.tasks["veil"].add(analysis.regions.face, 1, group, "mask/real_mask", np.nan)
+            else:
+                self._veil_pair(rgb, analysis.landmarks.points, analysis.regions, group, "mask", path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Cut training crops with the kiosk pipeline.")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--out", type=Path, default=WORK / "crops")
+    parser.add_argument("--limit", type=int, default=None, help="files per dataset (for tests)")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+    root = data_root(args.data_root)
+    args.out.mkdir(parents=True, exist_ok=True)
+    collector = Collector(root, args.limit, args.seed)
+    for step in (collector.eye_closeups, collector.faces68, collector.mouth, collector.mask):
+        start = time.perf_counter()
+        step()
+        print(f"{step.__name__}: {time.perf_counter() - start:.0f} s", flush=True)
+    for name, task in collector.tasks.items():
+        task.save(args.out / f"{name}.npz")
+        counts = Counter(zip(task.sources, task.labels))
+        print(f"{name}: {len(task.labels)} crops " + ", ".join(
+            f"{source}[{label}]={n}" for (source, label), n in sorted(counts.items())))
+    with open(args.out / "drops.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["dataset", "path", "reason"])
+        writer.writerows(collector.drops)
+    reasons = Counter((d, r.split(":")[0]) for d, _, r in collector.drops)
+    for dataset, seen in sorted(collector.seen.items()):
+        dropped = {r: n for (d, r), n in reasons.items() if d == dataset}
+        print(f"{dataset}: {seen} analysed, dropped {sum(dropped.values())} {dropped}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""Train one compliance classifier (eyes, mouth or veil) on the crops from `training.collect`.
+
+Setup -> data (tf.data, seeded shuffles, augmentation) -> model (built under a tf.distribute
+strategy) -> fit (checkpoint every epoch, resumable, early stopping on validation loss).
+
+Scaling out: `--strategy mirrored` uses every local GPU (MirroredStrategy); `--strategy
+multiworker` trains on several machines (MultiWorkerMirroredStrategy) when each runs this same
+command with its own TF_CONFIG (cluster spec + task index). The global batch is the per-replica
+batch times the number of replicas. Here it runs on the CPU with the default strategy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from training.nets import ARCHITECTURES
+from training.paths import WORK
+from training.tasks import TASKS, Task
+from training.tf_setup import seed_everything, tf
+
+keras = tf.keras
+
+
+def load_split(crops: Path, split: str) -> dict[str, np.ndarray]:
+    data = np.load(crops)
+    keep = data["splits"] == split
+    return {key: data[key][keep] for key in data.files}
+
+
+def balanced_weights(labels: np.ndarray, sources: np.ndarray) -> np.ndarray:
+    """Equal total weight per (source, label) cell, so no source/label shortcut pays off.
+
+    Without it the eye model could learn "pipeline crop => open" because nearly all eye crops cut
+    from whole faces are open while half of the close-ups are closed.
+    """
+    cells = np.array([f"{s}|{y}" for s, y in zip(sources, labels)])
+    names, inverse, counts = np.unique(cells, return_inverse=True, return_counts=True)
+    weights = (len(labels) / (len(names) * counts))[inverse]
+    return np.clip(weights, 0.2, 5.0).astype(np.float32)
+
+
+def _gaussian_blur(images: tf.Tensor, seed: int) -> tf.Tensor:
+    """Blur a random ~30 % of the batch with sigma in [0.5, 1.5] (focus, motion, low light)."""
+    sigma = tf.random.uniform([], 0.5, 1.5, seed=seed)
+    x = tf.range(-3, 4, dtype=tf.float32)
+    kernel_1d = tf.exp(-(x**2) / (2 * sigma**2))
+    kernel_1d /= tf.reduce_sum(kernel_1d)
+    kernel = tf.reshape(kernel_1d[:, None] * kernel_1d[None, :], [7, 7, 1, 1])
+    blurred = tf.nn.depthwise_conv2d(images, kernel, [1, 1, 1, 1], "SAME")
+    choose = tf.random.uniform([tf.shape(images)[0], 1, 1, 1], seed=seed + 1) < 0.3
+    return tf.where(choose, blurred, images)
+
+
+def make_augmenter(size: int, seed: int) -> keras.Sequential:
+    return keras.Sequential([
+        keras.layers.RandomFlip("horizontal", seed=seed),
+        keras.layers.RandomRotation(0.04, fill_mode="reflect", seed=seed + 1),  # +-15 degrees
+        keras.layers.RandomTranslation(0.08, 0.08, fill_mode="reflect", seed=seed + 2),
+        keras.layers.RandomZoom((-0.12, 0.12), fill_mode="reflect", seed=seed + 3),
+        keras.layers.RandomBrightness(0.25, value_range=(0, 255), seed=seed + 4),
+        keras.layers.RandomContrast(0.35, seed=seed + 5),
+    ], name=f"augment_{size}")
+
+
+def _degrade(image: tf.Tensor, label: tf.Tensor, weight: tf.Tensor, size: int):
+    """Per image: sometimes JPEG re-compression, sometimes a low-resolution round trip."""
+    image = tf.cond(
+        tf.random.uniform([]) < 0.3,
+        lambda: tf.image.random_jpeg_quality(image, 30, 95),
+        lambda: image,
+    )
+    small = tf.cast(tf.random.uniform([], 0.35, 0.8) * size, tf.int32)
+    image = tf.cond(
+        tf.random.uniform([]) < 0.3,
+        lambda: tf.cast(tf.image.resize(tf.image.resize(image, [small, small]), [size, size]), tf.uint8),
+        lambda: image,
+    )
+    return image, label, weight
+
+
+def make_dataset(split: dict[str, np.ndarray], task: Task, batch: int, seed: int,
+                 training: bool, weights: np.ndarray | None = None) -> tf.data.Dataset:
+    images = split["images"][..., None]
+    labels = split["labels"].astype(np.float32)[:, None]
+    weights = np.ones(len(labels), np.float32) if weights is None else weights
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels, weights))
+    if training:
+        augmenter = make_augmenter(task.size, seed)
+        dataset = (
+            dataset.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+            .map(lambda i, y, w: _degrade(i, y, w, task.size), num_parallel_calls=tf.data.AUTOTUNE)
+            .batch(batch)
+            .map(
+                lambda i, y, w: (_augment_batch(augmenter, i, seed), y, w),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+        )
+    else:
+        dataset = dataset.map(lambda i, y, w: (tf.cast(i, tf.float32), y, w)).batch(batch)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _augment_batch(augmenter: keras.Sequential, images: tf.Tensor, seed: int) -> tf.Tensor:
+    images = augmenter(tf.cast(images, tf.float32), training=True)
+    images = _gaussian_blur(images, seed)
+    noise = tf.random.normal(tf.shape(images)) * tf.random.uniform([], 0, 8)
+    return tf.clip_by_value(images + noise, 0, 255)
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def train(task: Task, crops_dir: Path, run_dir: Path, epochs: int | None, strategy_name: str,
+          seed: int, limit: int | None = None) -> Path:
+    """Train and return the path of the best checkpoint (lowest validation loss)."""
+    seed_everything(seed)
+    crops = crops_dir / f"{task.name}.npz"
+    train_split, val_split = load_split(crops, "train"), load_split(crops, "val")
+    if limit:
+        train_split = {k: v[:limit] for k, v in train_split.items()}
+        val_split = {k: v[:limit] for k, v in val_split.items()}
+    if not len(train_split["labels"]) or not len(val_split["labels"]):
+        raise SystemExit(f"{crops}: empty train or validation split; run training.collect first")
+    strategy = make_strategy(strategy_name)
+    batch = task.batch_size * strategy.num_replicas_in_sync
+    weights = balanced_weights(train_split["labels"], train_split["sources"])
+    train_ds = make_dataset(train_split, task, batch, seed, training=True, weights=weights)
+    val_ds = make_dataset(val_split, task, batch, seed, training=False)
+    with strategy.scope():
+        model = ARCHITECTURES[task.architecture]((task.size, task.size, 1))
+        model.compile(
+            optimizer=keras.optimizers.Adam(task.learning_rate),
+            loss=keras.losses.BinaryCrossentropy(),
+            weighted_metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="acc")],
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    best = run_dir / "best.keras"
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),  # resume after a kill
+        keras.callbacks.ModelCheckpoint(str(best), monitor="val_loss", save_best_only=True),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=5, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+    ]
+    print(f"{task.model_name}: {model.count_params():,} parameters, "
+          f"train {len(train_split['labels'])} / val {len(val_split['labels'])} crops, "
+          f"{strategy.num_replicas_in_sync} replica(s), global batch {batch}", flush=True)
+    start = time.perf_counter()
+    model.fit(train_ds, validation_data=val_ds, epochs=epochs or task.epochs,
+              callbacks=callbacks, verbose=2)
+    (run_dir / "train_info.json").write_text(json.dumps({
+        "task": task.name, "seed": seed, "epochs_run": len(model.history.epoch),
+        "seconds": round(time.perf_counter() - start, 1),
+        "train_crops": len(train_split["labels"]), "val_crops": len(val_split["labels"]),
+        "parameters": int(model.count_params()), "strategy": strategy_name,
+    }, indent=2))
+    if not best.exists():
+        model.save(best)
+    return best
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("task", choices=sorted(TASKS))
+    parser.add_argument("--crops", type=Path, default=WORK / "crops")
+    parser.add_argument("--runs", type=Path, default=WORK / "runs")
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--strategy", choices=["default", "mirrored", "multiworker"], default="default")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--limit", type=int, default=None, help="crops per split (for tests)")
+    args = parser.parse_args(argv)
+    task = TASKS[args.task]
+    best = train(task, args.crops, args.runs / task.name, args.epochs, args.strategy, args.seed,
+                 args.limit)
+    print(f"best checkpoint: {best}")
+
+
+if __name__ == "__main__":
+    main()
