@@ -19,6 +19,7 @@ from kiosk.analysis import Analysis
 from kiosk.config import DEFAULT_CONFIG, load_config
 from kiosk.errors import KioskError
 from kiosk.pipeline import ACCEPT, ERROR, REJECT, CompliancePipeline, Verdict, error_verdict
+from kiosk.privacy import cli as privacy_cli
 from kiosk.sources import Frame
 
 log = logging.getLogger("kiosk")
@@ -111,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--max-frames", type=int, default=None,
                        help="stop a video or camera after this many frames")
     check.set_defaults(func=cmd_check)
+    privacy_cli.register(sub)
     return parser
 
 
