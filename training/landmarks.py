@@ -12,7 +12,10 @@ the kiosk's MTCNN, and kept when it finds exactly one face overlapping the annot
 faces are also mirrored (re-detected, points re-ordered). The split is `training.collect`'s
 photo-hashed 70/15/15 split: the predictor trains on train+val, the stock box_scale is chosen on
 train+val, and only the test split is scored. Error = inter-ocular NME: mean point-to-point
-distance over the outer-eye-corner distance (points 36 and 45) of the annotation.
+distance over the outer-eye-corner distance (points 36 and 45) of the annotation. The stock
+model was trained on 300-W, which holds these very photos, so two more views are reported: NME
+on near-frontal test faces (what a kiosk sees), and mirror disagreement on unannotated faces
+from `mask/*/without_mask` that neither model has seen.
 
 Outputs: the model in --out-dir, `README.md`, `metrics.json` and `ced.png` in --reports; the
 model is copied to --models-dir only if it qualifies (see `qualifies`).
@@ -34,6 +37,7 @@ import cv2
 import dlib
 import numpy as np
 
+from kiosk.config import GatesConfig
 from kiosk.errors import InputError
 from kiosk.imageio import load_rgb
 from kiosk.vision.landmarks import LandmarkPredictor, find_model
@@ -44,29 +48,65 @@ from training.manifest_writer import sha256_file
 from training.paths import MODELS, REPORTS, WORK, data_root
 
 MODEL_NAME = "shape_predictor_mtcnn.dat"
+STOCK_RAW, RETRAINED = "stock, raw MTCNN box", "retrained on MTCNN boxes"
 MIN_IOU = 0.3  # MTCNN box vs annotated landmark box; below it the detector found another face
 BOX_SCALES = tuple(round(0.90 + 0.05 * i, 2) for i in range(9))  # 0.90 .. 1.30
 MAX_NME_RATIO = 1.10  # ship only within 10 % of the stock model's error ...
 MAX_SIZE_RATIO = 0.20  # ... and at most a fifth of its size ("much smaller")
 EYES, MOUTH = slice(36, 48), slice(48, 68)
+# Near-frontal: the annotated nose tip (30) lies within the middle 40 % of the outer eye corners.
+FRONTAL_NOSE_SPAN = (0.3, 0.7)
+MIRROR_PHOTOS = 500  # unannotated faces for the mirror check, spread evenly over the folder
 # Mirror permutation of the iBUG 68 points: new point i is old point MIRROR[i], x flipped.
 MIRROR = (
-    list(range(16, -1, -1)) + list(range(26, 16, -1)) + [27, 28, 29, 30]
-    + list(range(35, 30, -1)) + [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40]
-    + list(range(54, 47, -1)) + list(range(59, 54, -1)) + list(range(64, 59, -1)) + [67, 66, 65]
+    list(range(16, -1, -1))
+    + list(range(26, 16, -1))
+    + [27, 28, 29, 30]
+    + list(range(35, 30, -1))
+    + [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40]
+    + list(range(54, 47, -1))
+    + list(range(59, 54, -1))
+    + list(range(64, 59, -1))
+    + [67, 66, 65]
 )
 
 # dlib's defaults are cascade 10 x 500 trees of depth 4 (its 68-point model: ~99 MB). Model size
-# grows with cascades x trees x 2**depth x 136 floats, so "kiosk" keeps the cascade but uses a
-# fifth of the trees; the landmark-relative padding lets the jaw points, which often lie below
-# MTCNN's box, sample pixels outside it. Chosen on the val split (see reports/landmarks).
+# grows with cascades x trees x 2**depth x 136 floats. Search: trained on train (+ mirrors), mean
+# NME on val (178 faces; stock model: 0.0706 raw box, 0.0702 at box_scale 1.05); differences
+# under ~0.002 may be noise (single runs, seed 7). One change at a time from the row marked * above:
+#   10 x 100, depth 4, padding 0.1, jitter 0.05, lambda 0.1  0.0599  13.3 MB  *
+#     without mirrored faces                                 0.0633
+#     feature_pool_region_padding 0                          0.0588        *
+#       jitter 0 / 0.1                                       0.0600 / 0.0600
+#       depth 5 x 50 trees / depth 3 x 150 trees             0.0631 / 0.0599 (10.0 MB)
+#       feature_pool_size 800                                0.0587
+#       15 x 70 / 20 x 50 / 15 x 40                          0.0578 / 0.0580 / 0.0636 (8.0 MB)
+#         15 x 70, lambda 0.05                               0.0573  14.0 MB  * (kiosk)
+#         15 x 70, oversampling 10                           0.0603
 OPTION_SETS: dict[str, dict[str, Any]] = {
-    "kiosk": dict(cascade_depth=10, tree_depth=4, num_trees_per_cascade_level=100, nu=0.1,
-                  oversampling_amount=20, oversampling_translation_jitter=0.05,
-                  feature_pool_size=400, num_test_splits=20, feature_pool_region_padding=0.1),
-    "tiny": dict(cascade_depth=2, tree_depth=2, num_trees_per_cascade_level=5, nu=0.1,
-                 oversampling_amount=2, oversampling_translation_jitter=0.0,
-                 feature_pool_size=50, num_test_splits=5, feature_pool_region_padding=0.0),
+    "kiosk": dict(
+        cascade_depth=15,
+        tree_depth=4,
+        num_trees_per_cascade_level=70,
+        nu=0.1,
+        oversampling_amount=20,
+        oversampling_translation_jitter=0.05,
+        feature_pool_size=400,
+        num_test_splits=20,
+        feature_pool_region_padding=0.0,
+        lambda_param=0.05,
+    ),
+    "tiny": dict(
+        cascade_depth=2,
+        tree_depth=2,
+        num_trees_per_cascade_level=5,
+        nu=0.1,
+        oversampling_amount=2,
+        oversampling_translation_jitter=0.0,
+        feature_pool_size=50,
+        num_test_splits=5,
+        feature_pool_region_padding=0.0,
+    ),
 }
 
 
@@ -109,6 +149,16 @@ def detect_one(detector: MtcnnLite, rgb: np.ndarray, truth: np.ndarray) -> Box |
     return faces[0].box
 
 
+def _load_padded(path: Path) -> tuple[np.ndarray, int] | None:
+    """RGB photo with a grey border (the crops are tight; MTCNN needs context) and its width."""
+    try:
+        rgb = load_rgb(path)
+    except InputError:
+        return None
+    pad = int(PAD_FRACTION * max(rgb.shape[:2]))
+    return cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(127,) * 3), pad
+
+
 def load_samples(
     root: Path, detector: MtcnnLite, limit: int | None
 ) -> tuple[list[Sample], Counter[str]]:
@@ -124,13 +174,11 @@ def load_samples(
         if limit is not None and taken[split] >= limit:
             continue
         taken[split] += 1
-        try:
-            rgb = load_rgb(path)
-        except InputError:
+        loaded = _load_padded(path)
+        if loaded is None:
             drops["unreadable"] += 1
             continue
-        pad = int(PAD_FRACTION * max(rgb.shape[:2]))
-        rgb = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(127,) * 3)
+        rgb, pad = loaded
         truth = read_pts(path.with_suffix(".pts")) + pad
         found = detect_one(detector, rgb, truth)
         if isinstance(found, str):
@@ -153,6 +201,50 @@ def mirrored(sample: Sample, detector: MtcnnLite) -> Sample | None:
     return Sample(sample.name + "#mirror", sample.split, gray, found, truth)
 
 
+@dataclass(frozen=True)
+class MirrorPair:
+    """An unannotated face and the MTCNN boxes found on it and on its mirror image."""
+
+    gray: np.ndarray
+    box: Box
+    flipped_box: Box
+
+
+def load_mirror_pairs(
+    root: Path, detector: MtcnnLite, count: int, min_face_px: int
+) -> list[MirrorPair]:
+    """Faces from `mask/*/without_mask` (not in 300-W) found alone, at kiosk size, both ways."""
+    files = sorted((root / "mask").glob("*/without_mask/*"))
+    pairs = []
+    for path in files[:: max(1, len(files) // count)][:count]:
+        loaded = _load_padded(path)
+        if loaded is None:
+            continue
+        rgb = loaded[0]
+        faces = detector.detect(rgb)
+        flipped = detector.detect(np.ascontiguousarray(rgb[:, ::-1]))
+        if len(faces) == 1 == len(flipped) and min(faces[0].width, faces[0].height) >= min_face_px:
+            gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+            pairs.append(MirrorPair(gray, faces[0].box, flipped[0].box))
+    return pairs
+
+
+def mirror_disagreement(predictor: LandmarkPredictor, pairs: list[MirrorPair]) -> np.ndarray:
+    """Per face: mean distance between the points found on the face and on its mirror image
+    (mapped back), over the predicted outer-eye distance. Needs no annotation, so it can use
+    photos neither model was trained on; agreement is not accuracy, but failures disagree."""
+    scores = []
+    for pair in pairs:
+        direct = predictor.predict(pair.gray, pair.box).points
+        flipped = predictor.predict(
+            np.ascontiguousarray(pair.gray[:, ::-1]), pair.flipped_box
+        ).points[MIRROR]
+        flipped[:, 0] = pair.gray.shape[1] - 1 - flipped[:, 0]
+        interocular = np.linalg.norm(direct[36] - direct[45])
+        scores.append(np.linalg.norm(direct - flipped, axis=1).mean() / interocular)
+    return np.array(scores)
+
+
 def _rectangle(box: Box) -> dlib.rectangle:
     return dlib.rectangle(*(round(v) for v in box))
 
@@ -166,8 +258,11 @@ def train(samples: list[Sample], options: dict[str, Any], path: Path, seed: int)
     settings.random_seed = str(seed)
     settings.landmark_relative_padding_mode = True
     objects = [
-        [dlib.full_object_detection(
-            _rectangle(s.box), [dlib.point(round(x), round(y)) for x, y in s.truth])]
+        [
+            dlib.full_object_detection(
+                _rectangle(s.box), [dlib.point(round(x), round(y)) for x, y in s.truth]
+            )
+        ]
         for s in samples
     ]
     start = time.perf_counter()
@@ -187,6 +282,12 @@ def nme(predicted: np.ndarray, truth: np.ndarray, points: slice = slice(None)) -
     interocular = np.linalg.norm(truth[:, 36] - truth[:, 45], axis=1)
     errors = np.linalg.norm(predicted[:, points] - truth[:, points], axis=2)
     return errors.mean(axis=1) / interocular
+
+
+def near_frontal(truth: np.ndarray) -> np.ndarray:
+    """Faces whose annotated nose tip sits near the middle of the outer eye corners."""
+    span = (truth[:, 30, 0] - truth[:, 36, 0]) / (truth[:, 45, 0] - truth[:, 36, 0])
+    return (span > FRONTAL_NOSE_SPAN[0]) & (span < FRONTAL_NOSE_SPAN[1])
 
 
 def best_box_scale(predictor: LandmarkPredictor, samples: list[Sample]) -> tuple[float, dict]:
@@ -211,11 +312,15 @@ def median_latency_ms(predictor: LandmarkPredictor, samples: list[Sample], round
     return statistics.median(times) * 1000
 
 
-def score(predictor: LandmarkPredictor, samples: list[Sample], rounds: int) -> dict[str, Any]:
-    """NME summary (all 68 points, eyes, mouth), model size, load time and latency."""
+def score(
+    predictor: LandmarkPredictor, samples: list[Sample], pairs: list[MirrorPair], rounds: int
+) -> dict[str, Any]:
+    """NME summary (all 68 points, eyes, mouth, near-frontal faces), mirror disagreement, model
+    size, load time and latency."""
     truth = np.stack([s.truth for s in samples])
     predicted = predict_all(predictor, samples)
     per_face = nme(predicted, truth)
+    disagreement = mirror_disagreement(predictor, pairs) if pairs else np.full(1, np.nan)
     start = time.perf_counter()
     LandmarkPredictor(predictor.model_path)
     return {
@@ -226,6 +331,9 @@ def score(predictor: LandmarkPredictor, samples: list[Sample], rounds: int) -> d
         "nme_eyes": float(nme(predicted, truth, EYES).mean()),
         "nme_mouth": float(nme(predicted, truth, MOUTH).mean()),
         "failures_over_0.08": int((per_face > 0.08).sum()),
+        "nme_frontal": float(per_face[near_frontal(truth)].mean()),
+        "mirror_disagreement_mean": float(disagreement.mean()),
+        "mirror_disagreement_median": float(np.median(disagreement)),
         "bytes": predictor.model_path.stat().st_size,
         "load_s": time.perf_counter() - start,
         "latency_ms_median": median_latency_ms(predictor, samples, rounds),
@@ -238,8 +346,10 @@ def qualifies(retrained: dict[str, Any], stock_best: dict[str, Any]) -> tuple[bo
     nme_ratio = retrained["nme_mean"] / stock_best["nme_mean"]
     size_ratio = retrained["bytes"] / stock_best["bytes"]
     ok = nme_ratio <= MAX_NME_RATIO and size_ratio <= MAX_SIZE_RATIO
-    why = (f"NME {nme_ratio:.2f}x the stock model's best (limit {MAX_NME_RATIO:.2f}x), "
-           f"size {size_ratio:.3f}x (limit {MAX_SIZE_RATIO:.2f}x)")
+    why = (
+        f"NME {nme_ratio:.2f}x the stock model's best (limit {MAX_NME_RATIO:.2f}x), "
+        f"size {size_ratio:.3f}x (limit {MAX_SIZE_RATIO:.2f}x)"
+    )
     return ok, why
 
 
@@ -254,8 +364,12 @@ def plot_ced(results: dict[str, dict[str, Any]], path: Path) -> None:
     for label, result in results.items():
         errors = np.sort(result["per_face_nme"])
         axis.plot(errors, np.arange(1, len(errors) + 1) / len(errors), label=label)
-    axis.set(xlabel="NME (outer-eye-corner normalized)", ylabel="share of test faces",
-             xlim=(0, 0.15), ylim=(0, 1))
+    axis.set(
+        xlabel="NME (outer-eye-corner normalized)",
+        ylabel="share of test faces",
+        xlim=(0, 0.15),
+        ylim=(0, 1),
+    )
     axis.grid(alpha=0.3)
     axis.legend()
     figure.tight_layout()
@@ -264,65 +378,95 @@ def plot_ced(results: dict[str, dict[str, Any]], path: Path) -> None:
 
 
 def write_report(metrics: dict[str, Any], path: Path) -> None:
-    rows = [
-        "| model | box_scale | NME mean | median | p90 | eyes | mouth | > 0.08 | size | "
-        "load | latency (median) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+    results = metrics["results"]
+    accuracy = [
+        "| model | box_scale | NME mean | median | p90 | > 0.08 | eyes | mouth | near-frontal |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for label, r in metrics["results"].items():
-        rows.append(
+    cost = [
+        "| model | mirror disagreement mean / median | size | load | predict (median) |",
+        "|---|---|---|---|---|",
+    ]
+    for label, r in results.items():
+        accuracy.append(
             f"| {label} | {r['box_scale']:.2f} | {r['nme_mean']:.4f} | {r['nme_median']:.4f} | "
-            f"{r['nme_p90']:.4f} | {r['nme_eyes']:.4f} | {r['nme_mouth']:.4f} | "
-            f"{r['failures_over_0.08']} | {r['bytes'] / 1e6:.1f} MB | {r['load_s']:.2f} s | "
-            f"{r['latency_ms_median']:.2f} ms |"
+            f"{r['nme_p90']:.4f} | {r['failures_over_0.08']} | {r['nme_eyes']:.4f} | "
+            f"{r['nme_mouth']:.4f} | {r['nme_frontal']:.4f} |"
         )
-    counts = metrics["faces"]
+        cost.append(
+            f"| {label} | {r['mirror_disagreement_mean']:.4f} / "
+            f"{r['mirror_disagreement_median']:.4f} | {r['bytes'] / 1e6:.1f} MB | "
+            f"{r['load_s']:.2f} s | {r['latency_ms_median']:.2f} ms |"
+        )
+    faces = metrics["faces"]
     sweep = ", ".join(f"{k}: {v:.4f}" for k, v in metrics["box_scale_sweep"].items())
+    drops = ", ".join(f"{reason} {n}" for reason, n in metrics["drops"].items())
     options = ", ".join(f"{k}={v}" for k, v in metrics["training"]["options"].items())
-    decision = "ships" if metrics["ships"] else "does not ship"
+    stock, retrained = results[STOCK_RAW], results[RETRAINED]
+
+    def pair(key: str) -> str:
+        return f"{stock[key]:.4f} vs {retrained[key]:.4f}"
+
     text = f"""# Landmarks: dlib shape predictor retrained on MTCNN boxes vs the stock 68-point model
 
 Generated by `{metrics["command"]}` (training/landmarks.py); numbers in `metrics.json`,
-cumulative error curves in `ced.png`.
+cumulative error curves of the test faces in `ced.png`.
 
-## Result on the held-out test split ({counts["test"]} faces)
+## Held-out test split ({faces["test"]} faces, {metrics["frontal_test_faces"]} near-frontal)
 
-{chr(10).join(rows)}
+{chr(10).join(accuracy)}
 
-NME = mean point-to-point error / distance between the annotated outer eye corners (points 36 and
-45), per face, then averaged; eyes = points 36-47, mouth = 48-67 (same normalizer). Latency: one
-`LandmarkPredictor.predict` call (one thread, this machine), median over the test faces.
+{chr(10).join(cost)}
 
-**Decision: the retrained model {decision}** ({metrics["decision"]}).
+* NME: per face, mean point-to-point error over the distance between the annotated outer eye
+  corners (points 36 and 45), then averaged over faces; eyes = points 36-47, mouth = 48-67 (same
+  normalizer); > 0.08 = faces over 0.08. Near-frontal: annotated nose tip within the middle
+  40 % of the outer eye corners.
+* Mirror disagreement: {metrics["mirror_faces"]} unannotated faces from `mask/*/without_mask`
+  (web photos, not 300-W; MTCNN box at least {metrics["mirror_min_face_px"]} px, the kiosk's
+  gate): distance between the points found on the photo and on its mirror image, mapped back,
+  over the outer-eye distance. No annotation needed, so neither model has seen these faces;
+  agreement is not accuracy, but failures show up as disagreement.
+* Load: `LandmarkPredictor(model)` once; predict: one `LandmarkPredictor.predict` call, one
+  thread, this desktop, median over the test faces x {metrics["latency_rounds"]}.
 
-Stock `box_scale` sweep (mean NME on train+val, {counts["train"] + counts["val"]} faces): {sweep}.
-Best: **{metrics["stock_box_scale"]}** — the value for `[landmarks] box_scale` with the stock model.
+**Decision: the retrained model {"ships" if metrics["ships"] else "does not ship"}.** Rule:
+mean test NME at most {MAX_NME_RATIO:.2f}x the stock model's best (the better of raw box and
+tuned box_scale) and file size at most {MAX_SIZE_RATIO:.2f}x the stock file; here
+{metrics["decision"]}.
+
+**Read with care.** dlib's stock model was trained on the 300-W training set, which contains AFW
+and HELEN train, so these test photos and their annotations are in its training data and its
+test numbers flatter it. Stock (raw box) vs retrained: mean NME {pair("nme_mean")}, median
+{pair("nme_median")}, faces over 0.08: {stock["failures_over_0.08"]} vs
+{retrained["failures_over_0.08"]}, near-frontal {pair("nme_frontal")}; on faces neither has seen,
+mirror disagreement {pair("mirror_disagreement_mean")} (mean), {pair("mirror_disagreement_median")}
+(median). A held-out set with 68-point annotations from another source (300-W's own test set,
+annotated kiosk captures) would settle what the in-sample advantage is worth.
+
+Stock `box_scale` sweep (mean NME on train+val, {faces["train"] + faces["val"]} faces): {sweep}.
+Best: **{metrics["stock_box_scale"]}**, the value for `[landmarks] box_scale` with the stock
+model; the retrained model wants 1.0 (it was trained on the raw MTCNN box).
 
 ## Data and split
 
 * `faces68/`: 300-W 68-point annotations of AFW and HELEN train, face-centred crops (~208 px),
   padded by 25 % of the longer side with grey 127 before MTCNN (as `training/collect.py` does).
-* Faces kept: {counts["train"]} train, {counts["val"]} val, {counts["test"]} test; dropped:
-  {json.dumps(metrics["drops"])} (no face, several faces, or IoU of MTCNN box vs the annotated
-  landmark box < {MIN_IOU}).
+* Faces kept: {faces["train"]} train, {faces["val"]} val, {faces["test"]} test; dropped: {drops}
+  (no face, several faces, or IoU of the MTCNN box vs the annotated landmark box < {MIN_IOU}).
 * Split: `training.collect.split_of` on the photo key (`helen:<id>` / `afw:<id>`), 70/15/15, so
-  these test photos are held out by every model in the project. The predictor trains on train+val
-  plus their mirror images ({metrics["training"]["faces"]} faces, mirrors re-detected by MTCNN);
-  the options were chosen by training on train alone and scoring val; the stock box_scale is
-  chosen on train+val; test is scored once.
-* **Caveat:** dlib's stock model was trained on the 300-W training set, which contains AFW and
-  HELEN train, so its numbers here are in-sample for it and flatter it; the retrained model never
-  saw these test photos. Hidden data from other sources would favour the retrained model less
-  unfairly; judge the ratio with that in mind.
+  these test photos are held out by every model in the project. The predictor trains on
+  train+val plus their mirror images ({metrics["training"]["faces"]} faces; mirrors re-detected
+  by MTCNN and their points re-ordered); the options were chosen by training on train alone and
+  scoring val (the runs are listed above `OPTION_SETS` in training/landmarks.py); the stock
+  box_scale is chosen on train+val; test is scored once.
 
 ## Training
 
-`dlib.train_shape_predictor`, MTCNN box as the face rectangle, grey images as the kiosk gives
-them, one thread, seed {metrics["training"]["seed"]}, {metrics["training"]["seconds"]:.0f} s.
-Options: {options}, landmark_relative_padding_mode=True.
-
-Ship rule: mean NME at most {MAX_NME_RATIO:.2f}x the stock model's best test NME (the better of
-raw box and tuned box_scale) and file size at most {MAX_SIZE_RATIO:.2f}x the stock file.
+`dlib.train_shape_predictor`, the MTCNN box as the face rectangle, grey images as
+`kiosk.analysis` gives them, one thread, seed {metrics["training"]["seed"]},
+{metrics["training"]["seconds"]:.0f} s. Options: {options}, landmark_relative_padding_mode=True.
+Model sha256: `{metrics["sha256"]}`.
 """
     path.write_text(text)
 
@@ -330,11 +474,17 @@ raw box and tuned box_scale) and file size at most {MAX_SIZE_RATIO:.2f}x the sto
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", default=None)
-    parser.add_argument("--limit", type=int, default=None, help="photos per split (for tests)")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="photos per split, and mirror-check photos (for tests)",
+    )
     parser.add_argument("--out-dir", type=Path, default=WORK / "landmarks", help="trained model")
     parser.add_argument("--reports", type=Path, default=REPORTS / "landmarks")
-    parser.add_argument("--models-dir", type=Path, default=MODELS,
-                        help="where a qualifying model is copied")
+    parser.add_argument(
+        "--models-dir", type=Path, default=MODELS, help="where a qualifying model is copied"
+    )
     parser.add_argument("--options", choices=sorted(OPTION_SETS), default="kiosk")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--latency-rounds", type=int, default=3)
@@ -348,8 +498,13 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"need train and test faces, got {Counter(s.split for s in samples)}")
     fit = by_split["train"] + by_split["val"]
     augmented = fit + [m for m in (mirrored(s, detector) for s in fit) if m is not None]
-    print(f"faces: {Counter(s.split for s in samples)}, dropped {dict(drops)}, "
-          f"training on {len(augmented)} with mirrors", flush=True)
+    min_face_px = GatesConfig().min_face_px
+    pairs = load_mirror_pairs(root, detector, args.limit or MIRROR_PHOTOS, min_face_px)
+    print(
+        f"faces: {Counter(s.split for s in samples)}, dropped {dict(drops)}, "
+        f"training on {len(augmented)} with mirrors; {len(pairs)} mirror-check faces",
+        flush=True,
+    )
 
     model_path = args.out_dir / MODEL_NAME
     seconds = train(augmented, OPTION_SETS[args.options], model_path, args.seed)
@@ -358,22 +513,33 @@ def main(argv: list[str] | None = None) -> None:
     stock = LandmarkPredictor(find_model())
     scale, sweep = best_box_scale(stock, fit)
     test, rounds = by_split["test"], args.latency_rounds
-    results = {"stock, raw MTCNN box": score(stock, test, rounds)}
+    results = {STOCK_RAW: score(stock, test, pairs, rounds)}
     stock.box_scale = scale
-    results[f"stock, box_scale {scale}"] = score(stock, test, rounds)
-    results["retrained on MTCNN boxes"] = score(LandmarkPredictor(model_path), test, rounds)
+    results[f"stock, box_scale {scale} (best on train+val)"] = score(stock, test, pairs, rounds)
+    results[RETRAINED] = score(LandmarkPredictor(model_path), test, pairs, rounds)
     stock_best = min(list(results.values())[:2], key=lambda r: r["nme_mean"])
-    ships, why = qualifies(results["retrained on MTCNN boxes"], stock_best)
+    ships, why = qualifies(results[RETRAINED], stock_best)
 
-    command = "python -m training.landmarks" + (f" --options {args.options}"
-                                                if args.options != "kiosk" else "")
+    command = " ".join(
+        ["python -m training.landmarks"]
+        + ([f"--options {args.options}"] if args.options != "kiosk" else [])
+        + ([f"--limit {args.limit}"] if args.limit else [])
+    )
     metrics = {
-        "command": command + (f" --limit {args.limit}" if args.limit else ""),
+        "command": command,
         "normalization": "outer eye corners (points 36, 45) of the annotation",
         "faces": {name: len(group) for name, group in by_split.items()},
+        "frontal_test_faces": int(near_frontal(np.stack([s.truth for s in test])).sum()),
         "drops": dict(drops),
-        "training": {"faces": len(augmented), "options": OPTION_SETS[args.options],
-                     "seed": args.seed, "seconds": seconds},
+        "mirror_faces": len(pairs),
+        "mirror_min_face_px": min_face_px,
+        "latency_rounds": rounds,
+        "training": {
+            "faces": len(augmented),
+            "options": OPTION_SETS[args.options],
+            "seed": args.seed,
+            "seconds": seconds,
+        },
         "box_scale_sweep": {str(k): v for k, v in sweep.items()},
         "stock_box_scale": scale,
         "results": results,
@@ -386,8 +552,12 @@ def main(argv: list[str] | None = None) -> None:
     plot_ced(results, args.reports / "ced.png")
     write_report(metrics, args.reports / "README.md")
     for label, r in results.items():
-        print(f"{label}: NME {r['nme_mean']:.4f} (eyes {r['nme_eyes']:.4f}, mouth "
-              f"{r['nme_mouth']:.4f}), {r['bytes'] / 1e6:.1f} MB, {r['latency_ms_median']:.2f} ms")
+        print(
+            f"{label}: NME {r['nme_mean']:.4f} (eyes {r['nme_eyes']:.4f}, mouth "
+            f"{r['nme_mouth']:.4f}, near-frontal {r['nme_frontal']:.4f}), mirror "
+            f"{r['mirror_disagreement_mean']:.4f}, {r['bytes'] / 1e6:.1f} MB, "
+            f"{r['latency_ms_median']:.2f} ms"
+        )
     if ships:
         args.models_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(model_path, args.models_dir / MODEL_NAME)
