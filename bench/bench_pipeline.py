@@ -85,9 +85,9 @@ def stage_times(
         t, regions = timed(extract_regions, gray, landmarks, faces[0].box)
         times["crops"].append(t)
         eyes = checks.classifiers[EYES_CLOSED]
-        times[f"{EYES_CLOSED} (x2 eyes)"].append(
-            timed(lambda: (eyes.score(regions.right_eye), eyes.score(regions.left_eye)))[0]
-        )
+        t_right, _ = timed(eyes.score, regions.right_eye)
+        t_left, _ = timed(eyes.score, regions.left_eye)
+        times[f"{EYES_CLOSED} (x2 eyes)"].append(t_right + t_left)
         times[MOUTH_OPEN].append(timed(checks.classifiers[MOUTH_OPEN].score, regions.mouth)[0])
         times[VEIL].append(timed(checks.classifiers[VEIL].score, regions.face)[0])
         times["end to end (check)"].append(timed(pipeline.check, frame)[0])
@@ -135,7 +135,7 @@ def main() -> None:
         f"640x480 frames, 1 thread, {args.frames} frames, min_face_size "
         f"{config.detector.min_face_size}\n"
     )
-    print(f"| stage | median ms | p90 ms |\n|---|---|---|")
+    print("| stage | median ms | p90 ms |\n|---|---|---|")
     for name, values in times.items():
         print(f"| {name} | {np.median(values):.2f} | {np.percentile(values, 90):.2f} |")
     if reference:

@@ -38,7 +38,7 @@ def main() -> None:
     detector = MtcnnLite.from_models_dir(
         REPO / "models", settings=MtcnnSettings(min_face_size=args.min_face_size)
     )
-    print(f"| dataset | photos | missed | miss rate |\n|---|---|---|---|")
+    print("| dataset | photos | missed | miss rate |\n|---|---|---|---|")
     for name, pattern in SETS.items():
         paths = sorted(args.data_root.glob(pattern))[: args.limit]
         missed = 0

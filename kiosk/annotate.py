@@ -30,15 +30,26 @@ def annotate(rgb: np.ndarray, verdict: Verdict, analysis: Analysis | None) -> np
                 cv2.circle(canvas, (round(x), round(y)), max(1, thickness), (255, 210, 0), -1)
         if analysis.regions is not None:
             _paste_crops(canvas, analysis, scale)
-    lines = [verdict.decision.upper() + (": " + ", ".join(verdict.reasons) if verdict.reasons else "")]
+    lines = [
+        verdict.decision.upper() + (": " + ", ".join(verdict.reasons) if verdict.reasons else "")
+    ]
     lines += [f"{name} {r.score:.3f} / {r.threshold:.3f}" for name, r in verdict.checks.items()]
     if verdict.error:
         lines.append(verdict.error[:80])
     for i, text in enumerate(lines):
         origin = (round(8 * scale), round((24 + 22 * i) * scale))
-        cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (0, 0, 0), thickness + 2)
-        cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale,
-                    colour if i == 0 else WHITE, thickness)
+        cv2.putText(
+            canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (0, 0, 0), thickness + 2
+        )
+        cv2.putText(
+            canvas,
+            text,
+            origin,
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.6 * scale,
+            colour if i == 0 else WHITE,
+            thickness,
+        )
     return canvas
 
 
@@ -52,12 +63,14 @@ def _paste_crops(canvas: np.ndarray, analysis: Analysis, scale: float) -> None:
         if y + side > canvas.shape[0]:
             break
         resized = cv2.resize(tile, (side, side), interpolation=cv2.INTER_AREA)
-        canvas[y:y + side, x:x + side] = resized[..., None]
+        canvas[y : y + side, x : x + side] = resized[..., None]
 
 
 def write_atomically(path: Path, rgb: np.ndarray) -> None:
     """Encode as JPEG and rename into place, so a reader never sees half a file."""
-    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    ok, encoded = cv2.imencode(
+        ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90]
+    )
     if not ok:
         raise OSError(f"could not encode {path}")
     path.parent.mkdir(parents=True, exist_ok=True)

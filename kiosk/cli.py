@@ -67,12 +67,19 @@ def cmd_check(args: argparse.Namespace) -> int:
         finally:
             source.close()
     total = sum(counts.values())
-    summary = {"frames": total, ACCEPT: counts[ACCEPT], REJECT: counts[REJECT], ERROR: counts[ERROR]}
+    summary = {
+        "frames": total,
+        ACCEPT: counts[ACCEPT],
+        REJECT: counts[REJECT],
+        ERROR: counts[ERROR],
+    }
     if args.json:
         print(json.dumps({"summary": summary}))
     else:
-        print(f"{total} frame(s): {counts[ACCEPT]} accepted, {counts[REJECT]} rejected, "
-              f"{counts[ERROR]} errors")
+        print(
+            f"{total} frame(s): {counts[ACCEPT]} accepted, {counts[REJECT]} rejected, "
+            f"{counts[ERROR]} errors"
+        )
     if counts[ERROR]:
         return 2
     return 1 if counts[REJECT] else 0
@@ -97,20 +104,30 @@ def _emit(args: argparse.Namespace, source: str, frame: int, verdict: Verdict) -
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kiosk", description="idkiosk: ID-photo capture kiosk")
     parser.add_argument("--version", action="version", version=f"idkiosk {__version__}")
-    parser.add_argument("--config", type=Path, default=None,
-                        help=f"TOML config (default {DEFAULT_CONFIG})")
-    parser.add_argument("--validate-config", action="store_true",
-                        help="check the config file and exit (0 valid, 2 invalid)")
+    parser.add_argument(
+        "--config", type=Path, default=None, help=f"TOML config (default {DEFAULT_CONFIG})"
+    )
+    parser.add_argument(
+        "--validate-config",
+        action="store_true",
+        help="check the config file and exit (0 valid, 2 invalid)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command")
     check = sub.add_parser("check", help="check photos, folders, videos or a camera")
-    check.add_argument("paths", nargs="+", metavar="PATH",
-                       help="image, folder, video file, camera[:N] or picamera")
+    check.add_argument(
+        "paths", nargs="+", metavar="PATH", help="image, folder, video file, camera[:N] or picamera"
+    )
     check.add_argument("--json", action="store_true", help="one JSON object per frame")
-    check.add_argument("--annotate", type=Path, metavar="OUT_DIR",
-                       help="write each frame with box, landmarks, crops and scores drawn")
-    check.add_argument("--max-frames", type=int, default=None,
-                       help="stop a video or camera after this many frames")
+    check.add_argument(
+        "--annotate",
+        type=Path,
+        metavar="OUT_DIR",
+        help="write each frame with box, landmarks, crops and scores drawn",
+    )
+    check.add_argument(
+        "--max-frames", type=int, default=None, help="stop a video or camera after this many frames"
+    )
     check.set_defaults(func=cmd_check)
     privacy_cli.register(sub)
     return parser
@@ -119,8 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         if args.validate_config:
             load_config(args.config)

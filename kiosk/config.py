@@ -113,9 +113,7 @@ def _section(cls: type, section: str, values: dict[str, Any], source: str) -> An
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if type(value) is not expected:
-            raise ConfigError(
-                f"{source}: {where} = {value!r} must be a {expected.__name__}"
-            )
+            raise ConfigError(f"{source}: {where} = {value!r} must be a {expected.__name__}")
         if where in BOUNDS:
             low, high = BOUNDS[where]
             if not low <= value <= high:

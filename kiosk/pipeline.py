@@ -7,6 +7,7 @@ path. The verdict's `as_record()` is the JSON contract other tools parse.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ from kiosk.analysis import FACE_TOO_SMALL, NO_FACE, SEVERAL_FACES, Analysis, Fac
 from kiosk.checks import EYES_CLOSED, MOUTH_OPEN, VEIL, CheckResult, ComplianceChecks
 from kiosk.config import Config
 from kiosk.registry import ModelRegistry
-from kiosk.vision.landmarks import LandmarkPredictor
+from kiosk.vision.landmarks import LandmarkPredictor, find_model
 from kiosk.vision.mtcnn_lite import MtcnnLite, MtcnnSettings
 
 ACCEPT, REJECT, ERROR = "accept", "reject", "error"
@@ -67,18 +68,30 @@ def error_verdict(message: str) -> Verdict:
     return Verdict(ERROR, [], 0, None, {}, message)
 
 
+def _verify_if_listed(registry: ModelRegistry, path: Path) -> None:
+    """A landmark model shipped in the bundle is hash-checked like every other model file."""
+    for name, entry in registry.entries.items():
+        if (registry.models_dir / entry.file).resolve() == path.resolve():
+            registry.verified_bytes(name)
+
+
 class CompliancePipeline:
     def __init__(self, config: Config) -> None:
         registry = ModelRegistry(config.models_dir)
         d = config.detector
         detector = MtcnnLite(
             registry,
-            MtcnnSettings(min_face_size=d.min_face_size, threshold_pnet=d.threshold_pnet,
-                          threshold_rnet=d.threshold_rnet, threshold_onet=d.threshold_onet),
+            MtcnnSettings(
+                min_face_size=d.min_face_size,
+                threshold_pnet=d.threshold_pnet,
+                threshold_rnet=d.threshold_rnet,
+                threshold_onet=d.threshold_onet,
+            ),
             num_threads=config.models.num_threads,
         )
-        landmarks = LandmarkPredictor.default(config.landmarks.model or None,
-                                              box_scale=config.landmarks.box_scale)
+        landmarks = LandmarkPredictor.default(
+            config.landmarks.model or None, box_scale=config.landmarks.box_scale
+        )
         self.analyzer = FaceAnalyzer(detector, landmarks, config.gates.min_face_px)
         self.checks = ComplianceChecks(registry, num_threads=config.models.num_threads)
         self.model_versions = registry.versions()

@@ -61,7 +61,9 @@ class FolderSource:
         self.path, self.max_pixels = path, max_pixels
 
     def frames(self) -> Iterator[Frame]:
-        for child in sorted(p for p in self.path.iterdir() if p.is_file() and not p.name.startswith(".")):
+        for child in sorted(
+            p for p in self.path.iterdir() if p.is_file() and not p.name.startswith(".")
+        ):
             source = open_path(child, self.max_pixels)
             try:
                 yield from source.frames()
@@ -93,7 +95,9 @@ class OpenCVSource:
             ok, bgr = self._capture.read()
             if not ok or bgr is None:
                 if isinstance(self.target, int):
-                    yield Frame(self.name, index, None, f"camera {self.name} stopped delivering frames")
+                    yield Frame(
+                        self.name, index, None, f"camera {self.name} stopped delivering frames"
+                    )
                 break
             yield Frame(self.name, index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
             index += 1
@@ -115,14 +119,19 @@ class PicameraSource:
         try:
             from picamera2 import Picamera2  # Raspberry Pi OS only (apt install python3-picamera2)
         except ImportError:
-            yield Frame("picamera", 0, None,
-                        "picamera2 is not installed: it exists only on Raspberry Pi OS "
-                        "(apt install python3-picamera2; venv with --system-site-packages)")
+            yield Frame(
+                "picamera",
+                0,
+                None,
+                "picamera2 is not installed: it exists only on Raspberry Pi OS "
+                "(apt install python3-picamera2; venv with --system-site-packages)",
+            )
             return
         try:
             self._camera = Picamera2()
             config = self._camera.create_preview_configuration(
-                main={"format": "RGB888"}, lores={"size": self.size, "format": "YUV420"})
+                main={"format": "RGB888"}, lores={"size": self.size, "format": "YUV420"}
+            )
             self._camera.configure(config)
             self._camera.start()
         except (RuntimeError, IndexError) as exc:
@@ -163,7 +172,9 @@ def open_path(path: Path, max_pixels: int = MAX_PIXELS) -> FrameSource:
     return ImageSource(path, max_pixels)
 
 
-def open_source(spec: str, max_pixels: int = MAX_PIXELS, max_frames: int | None = None) -> FrameSource:
+def open_source(
+    spec: str, max_pixels: int = MAX_PIXELS, max_frames: int | None = None
+) -> FrameSource:
     """`camera` / `camera:N` (USB), `picamera` (Raspberry Pi), or a file or folder path.
 
     Never raises: a source that cannot be opened yields one error frame saying why.

@@ -41,7 +41,11 @@ def test_face_photo_gets_scored_verdict(tmp_path, capsys, astronaut):
 
 @pytest.mark.parametrize(
     ("fixture", "reason", "faces"),
-    [("no_face", "no_face", 0), ("two_faces", "several_faces", 2), ("small_face", "face_too_small", 1)],
+    [
+        ("no_face", "no_face", 0),
+        ("two_faces", "several_faces", 2),
+        ("small_face", "face_too_small", 1),
+    ],
 )
 def test_gates(request, tmp_path, capsys, fixture, reason, faces):
     path = save_rgb(tmp_path / f"{fixture}.png", request.getfixturevalue(fixture))
@@ -59,10 +63,20 @@ def test_folder_of_mixed_files_goes_on_and_exits_2(tmp_path, capsys, astronaut):
     (tmp_path / "d_truncated.jpg").write_bytes(data[: len(data) // 3])
     code, records, summary = run_json(capsys, str(tmp_path), str(tmp_path / "missing.png"))
     assert code == 2
-    assert [r["decision"] for r in records] == ["accept" if records[0]["decision"] == "accept"
-                                                else "reject", "error", "error", "error", "error"]
+    assert [r["decision"] for r in records] == [
+        "accept" if records[0]["decision"] == "accept" else "reject",
+        "error",
+        "error",
+        "error",
+        "error",
+    ]
     assert "empty" in records[1]["error"] and "does not exist" in records[4]["error"]
-    assert summary == {"frames": 5, "accept": summary["accept"], "reject": summary["reject"], "error": 4}
+    assert summary == {
+        "frames": 5,
+        "accept": summary["accept"],
+        "reject": summary["reject"],
+        "error": 4,
+    }
 
 
 def test_video_file_and_annotation(tmp_path, capsys, astronaut, no_face):
@@ -101,8 +115,10 @@ def test_runtime_never_imports_tensorflow(tmp_path, astronaut):
         "bad = [m for m in ('tensorflow', 'keras', 'mtcnn') if m in sys.modules];"
         "sys.exit(f'imported {bad}' if bad else 0)"
     )
-    result = subprocess.run([sys.executable, "-c", code, str(path)], cwd=REPO, capture_output=True,
-                            text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(path)], cwd=REPO, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
-    assert subprocess.run([sys.executable, "-m", "kiosk", "--version"], cwd=REPO,
-                          capture_output=True, text=True).stdout.startswith("idkiosk")
+    assert subprocess.run(
+        [sys.executable, "-m", "kiosk", "--version"], cwd=REPO, capture_output=True, text=True
+    ).stdout.startswith("idkiosk")

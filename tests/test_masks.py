@@ -1,8 +1,8 @@
 import numpy as np
 
+from tests.conftest import data_root_or_skip
 from training import masks
 from training.collect import read_pts
-from tests.conftest import data_root_or_skip
 
 
 def test_overlay_covers_lower_face_only():
@@ -14,9 +14,12 @@ def test_overlay_covers_lower_face_only():
     overlays = masks.load_overlays(root / "mask_overlays")
     assert len(overlays) == 5  # six files, one byte-identical duplicate
     rng = np.random.default_rng(0)
-    for out in (masks.apply_mask_overlay(rgb, points, overlays[0], rng), masks.apply_cloth(rgb, points, rng)):
+    for out in (
+        masks.apply_mask_overlay(rgb, points, overlays[0], rng),
+        masks.apply_cloth(rgb, points, rng),
+    ):
         changed = np.any(out != rgb, axis=2)
         mouth = points[48:68].mean(axis=0).astype(int)
         eyes_y = int(points[36:48, 1].mean())
-        assert changed[mouth[1] - 3: mouth[1] + 3, mouth[0] - 3: mouth[0] + 3].all()
+        assert changed[mouth[1] - 3 : mouth[1] + 3, mouth[0] - 3 : mouth[0] + 3].all()
         assert changed[: eyes_y - 5].mean() < 0.02

@@ -17,8 +17,12 @@ def iou(a, b) -> float:
 
 
 def _test_images(astronaut, two_faces, no_face):
-    images = {"astronaut": astronaut, "two_faces": two_faces, "vga": cv2.resize(astronaut, (640, 480)),
-              "no_face": no_face}
+    images = {
+        "astronaut": astronaut,
+        "two_faces": two_faces,
+        "vga": cv2.resize(astronaut, (640, 480)),
+        "no_face": no_face,
+    }
     if DATA_ROOT.is_dir():
         from kiosk.imageio import load_rgb
 

@@ -3,7 +3,7 @@ import numpy as np
 
 from kiosk.vision.landmarks import LandmarkPredictor, find_model
 from kiosk.vision.mtcnn_lite import MtcnnLite
-from kiosk.vision.regions import eye_line_angle, extract_regions
+from kiosk.vision.regions import extract_regions, eye_line_angle
 from tests.conftest import REPO
 
 
@@ -23,7 +23,7 @@ def test_crop_sizes_and_landmark_groups(astronaut):
     assert all(r.dtype == np.uint8 for r in (regions.right_eye, regions.mouth, regions.face))
     # The subject's right eye is on the image's left; every point lies inside the face box.
     assert landmarks.group("right_eye")[:, 0].mean() < landmarks.group("left_eye")[:, 0].mean()
-    x0, y0, x1, y1 = face.box
+    x0, y0, x1, _ = face.box
     inside = (landmarks.points[:, 0] > x0 - 5) & (landmarks.points[:, 0] < x1 + 5)
     assert inside.mean() > 0.95 and (landmarks.points[:, 1] > y0 - 5).all()
 
@@ -31,12 +31,17 @@ def test_crop_sizes_and_landmark_groups(astronaut):
 def test_crops_are_aligned_on_the_eye_line(astronaut):
     _, _, upright = _analyse(astronaut)
     center = (256, 200)
-    rotated = cv2.warpAffine(astronaut, cv2.getRotationMatrix2D(center, 15, 1.0), (512, 512),
-                             borderMode=cv2.BORDER_REFLECT)
+    rotated = cv2.warpAffine(
+        astronaut,
+        cv2.getRotationMatrix2D(center, 15, 1.0),
+        (512, 512),
+        borderMode=cv2.BORDER_REFLECT,
+    )
     face, gray, tilted = _analyse(rotated)
     assert abs((eye_line_angle(upright) - eye_line_angle(tilted)) - 15) < 4
-    straight = extract_regions(cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY), upright,
-                               _analyse(astronaut)[0].box)
+    straight = extract_regions(
+        cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY), upright, _analyse(astronaut)[0].box
+    )
     aligned = extract_regions(gray, tilted, face.box)
     # After alignment the mouth crops of upright and tilted faces look alike.
     diff = np.abs(straight.mouth.astype(int) - aligned.mouth.astype(int)).mean()

@@ -66,3 +66,14 @@ def test_pipeline_refuses_tampered_bundle(bundle, tmp_path):
     config = tmp_path / "kiosk.toml"
     config.write_text(f'[models]\ndir = "{bundle}"\n')
     assert main(["--config", str(config), "check", str(tmp_path)]) == 2
+
+
+def test_listed_landmark_model_is_hash_checked(bundle, tmp_path):
+    from kiosk.cli import main
+
+    (bundle / "shape_predictor_mtcnn.dat").write_bytes(b"tampered")
+    config = tmp_path / "kiosk.toml"
+    config.write_text(
+        f'[models]\ndir = "{bundle}"\n[landmarks]\nmodel = "{bundle}/shape_predictor_mtcnn.dat"\n'
+    )
+    assert main(["--config", str(config), "check", str(tmp_path)]) == 2

@@ -115,7 +115,9 @@ class Collector:
         self.seen[dataset + variant] += 1
         analysis = self.analyzer.analyze(rgb)
         if analysis.reason:
-            self.drops.append((dataset + variant, str(path.relative_to(self.root)), analysis.reason))
+            self.drops.append(
+                (dataset + variant, str(path.relative_to(self.root)), analysis.reason)
+            )
             return None
         return analysis
 
@@ -129,8 +131,15 @@ class Collector:
         padded = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(127,) * 3)
         return padded, pad
 
-    def _veil_pair(self, rgb: np.ndarray, points: np.ndarray, regions: Regions, group: str,
-                   dataset: str, path: Path) -> None:
+    def _veil_pair(
+        self,
+        rgb: np.ndarray,
+        points: np.ndarray,
+        regions: Regions,
+        group: str,
+        dataset: str,
+        path: Path,
+    ) -> None:
         """The clean face as a negative and a synthetic occluder on it as a positive."""
         veil = self.tasks["veil"]
         veil.add(regions.face, 0, group, f"{dataset}/clean", np.nan)
@@ -160,21 +169,31 @@ class Collector:
             if analysis is None:
                 continue
             truth = read_pts(path.with_suffix(".pts")) + pad
-            group = helen_group(path.stem) if "helen" in path.parent.name else f"afw:{path.stem.split('_')[0]}"
+            group = (
+                helen_group(path.stem)
+                if "helen" in path.parent.name
+                else f"afw:{path.stem.split('_')[0]}"
+            )
             for name, eye_slice in (("right_eye", slice(36, 42)), ("left_eye", slice(42, 48))):
                 ear_true = eye_aspect_ratio(truth[eye_slice])
                 if EAR_CLOSED < ear_true < EAR_OPEN:
                     continue
                 baseline = -eye_aspect_ratio(analysis.landmarks.points[eye_slice])
                 self.tasks["eyes"].add(
-                    getattr(analysis.regions, name), int(ear_true <= EAR_CLOSED), group,
-                    "faces68/pipeline_eye", baseline,
+                    getattr(analysis.regions, name),
+                    int(ear_true <= EAR_CLOSED),
+                    group,
+                    "faces68/pipeline_eye",
+                    baseline,
                 )
             gap_true = mouth_opening(Landmarks(truth))
             if not GAP_CLOSED < gap_true < GAP_OPEN:
                 self.tasks["mouth"].add(
-                    analysis.regions.mouth, int(gap_true >= GAP_OPEN), group,
-                    "faces68/pipeline_mouth", mouth_opening(analysis.landmarks),
+                    analysis.regions.mouth,
+                    int(gap_true >= GAP_OPEN),
+                    group,
+                    "faces68/pipeline_mouth",
+                    mouth_opening(analysis.landmarks),
                 )
             self._veil_pair(rgb, truth, analysis.regions, group, "faces68", path)
 
@@ -194,7 +213,10 @@ class Collector:
             stem = path.stem
             group = helen_group(stem) if stem.count("_") == 2 else f"mouth:{stem}"
             self.tasks["mouth"].add(
-                analysis.regions.mouth, labels[path.name], group, "mouth/pipeline_mouth",
+                analysis.regions.mouth,
+                labels[path.name],
+                group,
+                "mouth/pipeline_mouth",
                 mouth_opening(analysis.landmarks),
             )
             self._veil_pair(rgb, analysis.landmarks.points, analysis.regions, group, "mouth", path)
@@ -214,7 +236,9 @@ class Collector:
             if path.parent.name == "with_mask":
                 self.tasks["veil"].add(analysis.regions.face, 1, group, "mask/real_mask", np.nan)
             else:
-                self._veil_pair(rgb, analysis.landmarks.points, analysis.regions, group, "mask", path)
+                self._veil_pair(
+                    rgb, analysis.landmarks.points, analysis.regions, group, "mask", path
+                )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -233,9 +257,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{step.__name__}: {time.perf_counter() - start:.0f} s", flush=True)
     for name, task in collector.tasks.items():
         task.save(args.out / f"{name}.npz")
-        counts = Counter(zip(task.sources, task.labels))
-        print(f"{name}: {len(task.labels)} crops " + ", ".join(
-            f"{source}[{label}]={n}" for (source, label), n in sorted(counts.items())))
+        counts = Counter(zip(task.sources, task.labels, strict=True))
+        print(
+            f"{name}: {len(task.labels)} crops "
+            + ", ".join(f"{source}[{label}]={n}" for (source, label), n in sorted(counts.items()))
+        )
     with open(args.out / "drops.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["dataset", "path", "reason"])

@@ -36,9 +36,14 @@ from training.tf_setup import tf
 from training.train import load_split
 
 PAPER = {  # Mazandarani et al., operating points (FNR %, FPR %)
-    "eyes_closed": (2.12, 2.58), "mouth_open": (5.12, 5.68), "veil": (4.21, 4.68),
+    "eyes_closed": (2.12, 2.58),
+    "mouth_open": (5.12, 5.68),
+    "veil": (4.21, 4.68),
 }
-BASELINE_NAMES = {"eyes_closed": "eye aspect ratio (negated)", "mouth_open": "inner-lip gap / eye-chin"}
+BASELINE_NAMES = {
+    "eyes_closed": "eye aspect ratio (negated)",
+    "mouth_open": "inner-lip gap / eye-chin",
+}
 
 
 def tflite_scores(path: Path, images: np.ndarray) -> np.ndarray:
@@ -58,8 +63,12 @@ def latency_ms(path: Path, image: np.ndarray, runs: int = 1000) -> float:
     return float(np.median(times) * 1000)
 
 
-def plot_curves(out: Path, task: Task, curves: dict[str, tuple[np.ndarray, np.ndarray]],
-                threshold_point: tuple[float, float] | None) -> None:
+def plot_curves(
+    out: Path,
+    task: Task,
+    curves: dict[str, tuple[np.ndarray, np.ndarray]],
+    threshold_point: tuple[float, float] | None,
+) -> None:
     fig, (det_ax, pr_ax) = plt.subplots(1, 2, figsize=(11, 4.8))
     ticks = np.array([0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4])
     for name, (labels, scores) in curves.items():
@@ -74,8 +83,11 @@ def plot_curves(out: Path, task: Task, curves: dict[str, tuple[np.ndarray, np.nd
     det_ax.plot(norm.ppf(paper[1] / 100), norm.ppf(paper[0] / 100), "r*", ms=10, label="paper")
     det_ax.set_xticks(norm.ppf(ticks), [f"{t:.1%}" for t in ticks], rotation=45)
     det_ax.set_yticks(norm.ppf(ticks), [f"{t:.1%}" for t in ticks])
-    det_ax.set(xlabel="false positive rate (compliant flagged)",
-               ylabel=f"false negative rate ({task.positive} missed)", title=f"DET - {task.model_name}")
+    det_ax.set(
+        xlabel="false positive rate (compliant flagged)",
+        ylabel=f"false negative rate ({task.positive} missed)",
+        title=f"DET - {task.model_name}",
+    )
     det_ax.grid(alpha=0.3)
     det_ax.legend(fontsize=8)
     pr_ax.set(xlabel="recall", ylabel="precision", title=f"Precision-recall - {task.model_name}")
@@ -86,8 +98,14 @@ def plot_curves(out: Path, task: Task, curves: dict[str, tuple[np.ndarray, np.nd
     plt.close(fig)
 
 
-def evaluate(task: Task, run_dir: Path, crops_dir: Path, reports_dir: Path, models_dir: Path,
-             latency_runs: int = 1000) -> dict:
+def evaluate(
+    task: Task,
+    run_dir: Path,
+    crops_dir: Path,
+    reports_dir: Path,
+    models_dir: Path,
+    latency_runs: int = 1000,
+) -> dict:
     model = tf.keras.models.load_model(run_dir / "best.keras")
     crops = crops_dir / f"{task.name}.npz"
     train_split, val, test = (load_split(crops, s) for s in ("train", "val", "test"))
@@ -95,8 +113,13 @@ def evaluate(task: Task, run_dir: Path, crops_dir: Path, reports_dir: Path, mode
     calibration = train_split["images"][rng.permutation(len(train_split["labels"]))[:300]]
     paths = export_variants(model, calibration, run_dir / task.model_name)
 
-    scores = {name: {split: tflite_scores(path, data["images"]) for split, data in
-                     (("val", val), ("test", test))} for name, path in paths.items()}
+    scores = {
+        name: {
+            split: tflite_scores(path, data["images"])
+            for split, data in (("val", val), ("test", test))
+        }
+        for name, path in paths.items()
+    }
     val_eer, val_point = metrics.eer_point(val["labels"], scores["int8"]["val"])
     threshold = val_point.threshold
     results = {
@@ -104,22 +127,27 @@ def evaluate(task: Task, run_dir: Path, crops_dir: Path, reports_dir: Path, mode
         for variant in paths
     }
     results["int8_vs_float_mean_abs_score_diff"] = round(
-        float(np.mean(np.abs(scores["int8"]["test"] - scores["float32"]["test"]))), 6)
+        float(np.mean(np.abs(scores["int8"]["test"] - scores["float32"]["test"]))), 6
+    )
     by_source = {}
     for source in sorted(set(test["sources"])):
         keep = test["sources"] == source
-        by_source[source] = metrics.summary(test["labels"][keep], scores["int8"]["test"][keep], threshold)
+        by_source[source] = metrics.summary(
+            test["labels"][keep], scores["int8"]["test"][keep], threshold
+        )
     curves = {"CNN int8 (test)": (test["labels"], scores["int8"]["test"])}
     baseline = None
     has_baseline = np.isfinite(test["baseline"])
     if has_baseline.any() and len(np.unique(test["labels"][has_baseline])) == 2:
         labels_b = test["labels"][has_baseline]
-        base_eer, base_point = metrics.eer_point(labels_b, test["baseline"][has_baseline])
+        _, base_point = metrics.eer_point(labels_b, test["baseline"][has_baseline])
         cnn_same = metrics.summary(labels_b, scores["int8"]["test"][has_baseline], threshold)
         baseline = {
             "name": BASELINE_NAMES.get(task.model_name, "landmark geometry"),
             "subset": "test crops cut from whole faces (landmarks available)",
-            "baseline": metrics.summary(labels_b, test["baseline"][has_baseline], base_point.threshold),
+            "baseline": metrics.summary(
+                labels_b, test["baseline"][has_baseline], base_point.threshold
+            ),
             "cnn_int8_same_crops": cnn_same,
         }
         curves[f"baseline: {baseline['name']}"] = (labels_b, test["baseline"][has_baseline])
@@ -132,16 +160,24 @@ def evaluate(task: Task, run_dir: Path, crops_dir: Path, reports_dir: Path, mode
     sample = test["images"][0]
     info = json.loads((run_dir / "train_info.json").read_text())
     report = {
-        "model": task.model_name, "architecture": task.architecture,
-        "input": [task.size, task.size, 1], "positive": task.positive,
-        "threshold": threshold, "threshold_source": "EER point of the int8 model on the validation split",
+        "model": task.model_name,
+        "architecture": task.architecture,
+        "input": [task.size, task.size, 1],
+        "positive": task.positive,
+        "threshold": threshold,
+        "threshold_source": "EER point of the int8 model on the validation split",
         "validation_eer": round(float(val_eer), 5),
-        "test": results, "test_by_source": by_source, "baseline": baseline,
+        "test": results,
+        "test_by_source": by_source,
+        "baseline": baseline,
         "sizes_bytes": {name: path.stat().st_size for name, path in paths.items()},
-        "latency_ms_median_1thread": {name: round(latency_ms(path, sample, latency_runs), 4)
-                                      for name, path in paths.items()},
-        "splits": {s: {"n": len(d["labels"]), "positives": int(d["labels"].sum())}
-                   for s, d in (("train", train_split), ("val", val), ("test", test))},
+        "latency_ms_median_1thread": {
+            name: round(latency_ms(path, sample, latency_runs), 4) for name, path in paths.items()
+        },
+        "splits": {
+            s: {"n": len(d["labels"]), "positives": int(d["labels"].sum())}
+            for s, d in (("train", train_split), ("val", val), ("test", test))
+        },
         "training": info,
     }
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
@@ -151,11 +187,16 @@ def evaluate(task: Task, run_dir: Path, crops_dir: Path, reports_dir: Path, mode
     shipped = models_dir / f"{task.model_name}.tflite"
     shutil.copyfile(paths["int8"], shipped)
     register_model(
-        models_dir, task.model_name, shipped,
-        architecture=task.architecture, input_shape=[1, task.size, task.size, 1],
-        input="uint8 grayscale pixels 0..255", output="int8 logit; score = sigmoid(logit)",
+        models_dir,
+        task.model_name,
+        shipped,
+        architecture=task.architecture,
+        input_shape=[1, task.size, task.size, 1],
+        input="uint8 grayscale pixels 0..255",
+        output="int8 logit; score = sigmoid(logit)",
         quantization="int8 (full integer, representative dataset of 300 training crops)",
-        threshold=threshold, positive=task.positive,
+        threshold=threshold,
+        positive=task.positive,
         metrics={"test_int8": results["int8"], "validation_eer": report["validation_eer"]},
         provenance=DATA_PROVENANCE[task.name],
     )
@@ -164,13 +205,13 @@ def evaluate(task: Task, run_dir: Path, crops_dir: Path, reports_dir: Path, mode
 
 DATA_PROVENANCE = {
     "eyes": "eyes/ close-ups (purnenduvashistha/Eye-State-Detection, no licence stated) + eye crops "
-            "cut by the kiosk pipeline from faces68/ (300-W AFW + HELEN, non-commercial research), "
-            "labelled from the manual landmarks' eye aspect ratio",
+    "cut by the kiosk pipeline from faces68/ (300-W AFW + HELEN, non-commercial research), "
+    "labelled from the manual landmarks' eye aspect ratio",
     "mouth": "mouth/ (fantopop/smile-detection, MIT; HELEN pictures) hand labels + mouth crops cut "
-             "from faces68/ (300-W, non-commercial research) labelled from the manual landmarks",
+    "from faces68/ (300-W, non-commercial research) labelled from the manual landmarks",
     "veil": "mask/ (chandrikadeb7/Face-Mask-Detection, MIT; third-party pictures) real masks + "
-            "synthetic masks/cloth on clean faces of faces68/, mouth/ and mask/without_mask "
-            "(overlays: mask_overlays/, no licence stated)",
+    "synthetic masks/cloth on clean faces of faces68/, mouth/ and mask/without_mask "
+    "(overlays: mask_overlays/, no licence stated)",
 }
 
 
@@ -196,7 +237,8 @@ def render_markdown(task: Task, r: dict) -> str:
             f"| {name} | {m['auc']:.4f} | {_pct(m['eer'])} | {_pct(m['at_threshold_fnr'])} | "
             f"{_pct(m['at_threshold_fpr'])} | {_pct(m['at_threshold_recall'])} | "
             f"{_pct(m['at_threshold_precision'])} | {r['sizes_bytes'][key] / 1024:.0f} KiB | "
-            f"{r['latency_ms_median_1thread'][key]:.3f} ms |")
+            f"{r['latency_ms_median_1thread'][key]:.3f} ms |"
+        )
     lines += [
         f"| paper (Mazandarani et al.) | | | {paper[0]:.2f} % | {paper[1]:.2f} % | | | | |",
         "",
@@ -210,8 +252,10 @@ def render_markdown(task: Task, r: dict) -> str:
     for source, m in r["test_by_source"].items():
         auc = "—" if np.isnan(m["auc"]) else f"{m['auc']:.4f}"
         eer = "—" if np.isnan(m["eer"]) else _pct(m["eer"])
-        lines.append(f"| {source} | {m['n']} | {m['positives']} | {auc} | {eer} | "
-                     f"{_pct(m['at_threshold_fnr'])} | {_pct(m['at_threshold_fpr'])} |")
+        lines.append(
+            f"| {source} | {m['n']} | {m['positives']} | {auc} | {eer} | "
+            f"{_pct(m['at_threshold_fnr'])} | {_pct(m['at_threshold_fpr'])} |"
+        )
     if r["baseline"]:
         b = r["baseline"]
         lines += [
@@ -253,11 +297,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency-runs", type=int, default=1000)
     args = parser.parse_args(argv)
     task = TASKS[args.task]
-    report = evaluate(task, args.runs / task.name, args.crops, args.reports, args.models_dir,
-                      args.latency_runs)
+    report = evaluate(
+        task, args.runs / task.name, args.crops, args.reports, args.models_dir, args.latency_runs
+    )
     int8 = report["test"]["int8"]
-    print(f"{task.model_name}: threshold {report['threshold']:.4f}, test EER {_pct(int8['eer'])}, "
-          f"FNR {_pct(int8['at_threshold_fnr'])}, FPR {_pct(int8['at_threshold_fpr'])}, AUC {int8['auc']:.4f}")
+    print(
+        f"{task.model_name}: threshold {report['threshold']:.4f}, test EER {_pct(int8['eer'])}, "
+        f"FNR {_pct(int8['at_threshold_fnr'])}, FPR {_pct(int8['at_threshold_fpr'])}, AUC {int8['auc']:.4f}"
+    )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,9 @@ EXPORT_VARIANTS: dict[str, tuple[str, Callable]] = {
 }
 
 
-def export_variants(model: tf.keras.Model, calibration: np.ndarray, out_stem: Path) -> dict[str, Path]:
+def export_variants(
+    model: tf.keras.Model, calibration: np.ndarray, out_stem: Path
+) -> dict[str, Path]:
     """Convert `model` (ending in a sigmoid) at its logit; `calibration` are uint8 crops (N, H, W)."""
     exported = logit_model(model)
 
@@ -48,7 +50,10 @@ def export_variants(model: tf.keras.Model, calibration: np.ndarray, out_stem: Pa
         configure(converter, representative)
         path = out_stem.parent / f"{out_stem.name}{suffix}"
         path.write_bytes(converter.convert())
-        print(f"export {name}: {path.stat().st_size / 1024:.0f} KiB in "
-              f"{time.perf_counter() - start:.1f} s -> {path}", flush=True)
+        print(
+            f"export {name}: {path.stat().st_size / 1024:.0f} KiB in "
+            f"{time.perf_counter() - start:.1f} s -> {path}",
+            flush=True,
+        )
         paths[name] = path
     return paths

@@ -58,7 +58,9 @@ def export(models_dir: Path) -> list[Path]:
                 "training_data": "WIDER FACE / CelebA as trained by the MTCNN authors",
             },
         )
-        print(f"{name}: {len(tflite) / 1024:.0f} KiB in {time.perf_counter() - start:.1f} s -> {path}")
+        print(
+            f"{name}: {len(tflite) / 1024:.0f} KiB in {time.perf_counter() - start:.1f} s -> {path}"
+        )
         written.append(path)
     return written
 

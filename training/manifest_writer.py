@@ -34,9 +34,7 @@ def _git_revision() -> str:
 def register_model(models_dir: Path, name: str, path: Path, **fields: Any) -> dict[str, Any]:
     """Add or replace the manifest entry `name` for the file at `path` (hash computed here)."""
     manifest_path = models_dir / MANIFEST
-    manifest = (
-        json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": {}}
-    )
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": {}}
     entry = {
         "file": path.name,
         "sha256": sha256_file(path),

@@ -57,15 +57,21 @@ def apply_mask_overlay(
     half_width = 0.5 * np.linalg.norm(across) * rng.uniform(1.0, 1.12)
     bottom = chin + (chin - top) * rng.uniform(0.02, 0.1)
     src = np.float32([[0, 0], [overlay.shape[1], 0], [0, overlay.shape[0]]])
-    dst = np.float32([
-        top - unit * half_width,
-        top + unit * half_width,
-        bottom - unit * half_width,
-    ])
+    dst = np.float32(
+        [
+            top - unit * half_width,
+            top + unit * half_width,
+            bottom - unit * half_width,
+        ]
+    )
     matrix = cv2.getAffineTransform(src, dst)
     layer = cv2.warpAffine(
-        _recolour(overlay, rng), matrix, (rgb.shape[1], rgb.shape[0]),
-        flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0),
+        _recolour(overlay, rng),
+        matrix,
+        (rgb.shape[1], rgb.shape[0]),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(0, 0, 0, 0),
     )
     alpha = layer[..., 3:] / 255.0
     return (rgb * (1 - alpha) + layer[..., :3] * alpha).astype(np.uint8)
@@ -76,13 +82,18 @@ def apply_cloth(rgb: np.ndarray, points: np.ndarray, rng: np.random.Generator) -
     nose_level = points[rng.choice([28, 29, 30])]
     jaw = points[2:15]
     chin_drop = (points[8] - nose_level) * rng.uniform(0.05, 0.25)
-    polygon = np.vstack([
-        points[1] + (points[1] - points[15]) * 0.04,
-        jaw + chin_drop * np.linspace(0, 1, len(jaw))[:, None] * np.sin(np.linspace(0, np.pi, len(jaw)))[:, None],
-        points[15] + (points[15] - points[1]) * 0.04,
-        nose_level + (points[15] - points[1]) * 0.5,
-        nose_level - (points[15] - points[1]) * 0.5,
-    ]).astype(np.int32)
+    polygon = np.vstack(
+        [
+            points[1] + (points[1] - points[15]) * 0.04,
+            jaw
+            + chin_drop
+            * np.linspace(0, 1, len(jaw))[:, None]
+            * np.sin(np.linspace(0, np.pi, len(jaw)))[:, None],
+            points[15] + (points[15] - points[1]) * 0.04,
+            nose_level + (points[15] - points[1]) * 0.5,
+            nose_level - (points[15] - points[1]) * 0.5,
+        ]
+    ).astype(np.int32)
     mask = np.zeros(rgb.shape[:2], np.uint8)
     cv2.fillPoly(mask, [polygon], 255)
     mask = cv2.GaussianBlur(mask, (5, 5), 0)[..., None] / 255.0

@@ -28,8 +28,14 @@ def det_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nd
     """(thresholds, fpr, fnr) over every distinct score, thresholds ascending."""
     thresholds = np.unique(scores)
     positives, negatives = scores[labels == 1], scores[labels == 0]
-    fpr = np.array([(negatives >= t).mean() for t in thresholds]) if len(negatives) else thresholds * 0
-    fnr = np.array([(positives < t).mean() for t in thresholds]) if len(positives) else thresholds * 0
+    fpr = (
+        np.array([(negatives >= t).mean() for t in thresholds])
+        if len(negatives)
+        else thresholds * 0
+    )
+    fnr = (
+        np.array([(positives < t).mean() for t in thresholds]) if len(positives) else thresholds * 0
+    )
     return thresholds, fpr, fnr
 
 
@@ -40,7 +46,9 @@ def at_threshold(labels: np.ndarray, scores: np.ndarray, threshold: float) -> Op
     fnr = 1 - true_pos / max(positives.sum(), 1)
     fpr = np.sum(flagged & ~positives) / max((~positives).sum(), 1)
     precision = true_pos / max(flagged.sum(), 1)
-    return OperatingPoint(float(threshold), float(fnr), float(fpr), float(1 - fnr), float(precision))
+    return OperatingPoint(
+        float(threshold), float(fnr), float(fpr), float(1 - fnr), float(precision)
+    )
 
 
 def eer_point(labels: np.ndarray, scores: np.ndarray) -> tuple[float, OperatingPoint]:
@@ -55,10 +63,14 @@ def summary(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[st
     eer, _ = eer_point(labels, scores)
     both = len(np.unique(labels)) == 2
     return {
-        "n": len(labels), "positives": int(labels.sum()),
+        "n": len(labels),
+        "positives": int(labels.sum()),
         "auc": round(float(roc_auc_score(labels, scores)), 5) if both else float("nan"),
         "eer": round(float(eer), 5) if both else float("nan"),
-        **{f"at_threshold_{k}": v for k, v in at_threshold(labels, scores, threshold).as_dict().items()},
+        **{
+            f"at_threshold_{k}": v
+            for k, v in at_threshold(labels, scores, threshold).as_dict().items()
+        },
     }
 
 

@@ -27,14 +27,18 @@ SQUEEZE_VGG = ((8, 8), (16, 16), (32, 32, 32), (64, 64, 64), (64, 64, 64))
 
 
 def _squeeze_vgg(
-    input_shape: tuple[int, int, int], blocks: tuple[tuple[int, ...], ...], dropout: float,
+    input_shape: tuple[int, int, int],
+    blocks: tuple[tuple[int, ...], ...],
+    dropout: float,
     name: str,
 ) -> keras.Model:
     inputs = keras.Input(shape=input_shape, name="pixels")
     x = layers.Rescaling(1.0 / 255.0, name="normalize")(inputs)
     for b, filters_list in enumerate(blocks, start=1):
         for c, filters in enumerate(filters_list, start=1):
-            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{b}_conv{c}")(x)
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{b}_conv{c}")(
+                x
+            )
             x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"block{b}_bn{c}")(x)
             x = layers.ReLU(name=f"block{b}_relu{c}")(x)
         x = layers.MaxPooling2D(2, name=f"block{b}_pool")(x)

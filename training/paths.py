@@ -10,9 +10,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def data_root(override: str | Path | None = None) -> Path:
-    root = Path(override or os.environ.get("IDKIOSK_DATA_ROOT") or REPO.parent / "shared" / "datasets")
+    root = Path(
+        override or os.environ.get("IDKIOSK_DATA_ROOT") or REPO.parent / "shared" / "datasets"
+    )
     if not root.is_dir():
-        raise SystemExit(f"data root {root} does not exist: pass --data-root or set IDKIOSK_DATA_ROOT")
+        raise SystemExit(
+            f"data root {root} does not exist: pass --data-root or set IDKIOSK_DATA_ROOT"
+        )
     return root
 
 

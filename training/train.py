@@ -38,7 +38,7 @@ def balanced_weights(labels: np.ndarray, sources: np.ndarray) -> np.ndarray:
     Without it the eye model could learn "pipeline crop => open" because nearly all eye crops cut
     from whole faces are open while half of the close-ups are closed.
     """
-    cells = np.array([f"{s}|{y}" for s, y in zip(sources, labels)])
+    cells = np.array([f"{s}|{y}" for s, y in zip(sources, labels, strict=True)])
     names, inverse, counts = np.unique(cells, return_inverse=True, return_counts=True)
     weights = (len(labels) / (len(names) * counts))[inverse]
     return np.clip(weights, 0.2, 5.0).astype(np.float32)
@@ -57,14 +57,17 @@ def _gaussian_blur(images: tf.Tensor, seed: int) -> tf.Tensor:
 
 
 def make_augmenter(size: int, seed: int) -> keras.Sequential:
-    return keras.Sequential([
-        keras.layers.RandomFlip("horizontal", seed=seed),
-        keras.layers.RandomRotation(0.04, fill_mode="reflect", seed=seed + 1),  # +-15 degrees
-        keras.layers.RandomTranslation(0.08, 0.08, fill_mode="reflect", seed=seed + 2),
-        keras.layers.RandomZoom((-0.12, 0.12), fill_mode="reflect", seed=seed + 3),
-        keras.layers.RandomBrightness(0.25, value_range=(0, 255), seed=seed + 4),
-        keras.layers.RandomContrast(0.35, seed=seed + 5),
-    ], name=f"augment_{size}")
+    return keras.Sequential(
+        [
+            keras.layers.RandomFlip("horizontal", seed=seed),
+            keras.layers.RandomRotation(0.04, fill_mode="reflect", seed=seed + 1),  # +-15 degrees
+            keras.layers.RandomTranslation(0.08, 0.08, fill_mode="reflect", seed=seed + 2),
+            keras.layers.RandomZoom((-0.12, 0.12), fill_mode="reflect", seed=seed + 3),
+            keras.layers.RandomBrightness(0.25, value_range=(0, 255), seed=seed + 4),
+            keras.layers.RandomContrast(0.35, seed=seed + 5),
+        ],
+        name=f"augment_{size}",
+    )
 
 
 def _degrade(image: tf.Tensor, label: tf.Tensor, weight: tf.Tensor, size: int):
@@ -77,14 +80,22 @@ def _degrade(image: tf.Tensor, label: tf.Tensor, weight: tf.Tensor, size: int):
     small = tf.cast(tf.random.uniform([], 0.35, 0.8) * size, tf.int32)
     image = tf.cond(
         tf.random.uniform([]) < 0.3,
-        lambda: tf.cast(tf.image.resize(tf.image.resize(image, [small, small]), [size, size]), tf.uint8),
+        lambda: tf.cast(
+            tf.image.resize(tf.image.resize(image, [small, small]), [size, size]), tf.uint8
+        ),
         lambda: image,
     )
     return image, label, weight
 
 
-def make_dataset(split: dict[str, np.ndarray], task: Task, batch: int, seed: int,
-                 training: bool, weights: np.ndarray | None = None) -> tf.data.Dataset:
+def make_dataset(
+    split: dict[str, np.ndarray],
+    task: Task,
+    batch: int,
+    seed: int,
+    training: bool,
+    weights: np.ndarray | None = None,
+) -> tf.data.Dataset:
     images = split["images"][..., None]
     labels = split["labels"].astype(np.float32)[:, None]
     weights = np.ones(len(labels), np.float32) if weights is None else weights
@@ -120,8 +131,15 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def train(task: Task, crops_dir: Path, run_dir: Path, epochs: int | None, strategy_name: str,
-          seed: int, limit: int | None = None) -> Path:
+def train(
+    task: Task,
+    crops_dir: Path,
+    run_dir: Path,
+    epochs: int | None,
+    strategy_name: str,
+    seed: int,
+    limit: int | None = None,
+) -> Path:
     """Train and return the path of the best checkpoint (lowest validation loss)."""
     seed_everything(seed)
     crops = crops_dir / f"{task.name}.npz"
@@ -141,7 +159,10 @@ def train(task: Task, crops_dir: Path, run_dir: Path, epochs: int | None, strate
         model.compile(
             optimizer=keras.optimizers.Adam(task.learning_rate),
             loss=keras.losses.BinaryCrossentropy(),
-            weighted_metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="acc")],
+            weighted_metrics=[
+                keras.metrics.AUC(name="auc"),
+                keras.metrics.BinaryAccuracy(name="acc"),
+            ],
         )
     run_dir.mkdir(parents=True, exist_ok=True)
     best = run_dir / "best.keras"
@@ -152,18 +173,35 @@ def train(task: Task, crops_dir: Path, run_dir: Path, epochs: int | None, strate
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
     ]
-    print(f"{task.model_name}: {model.count_params():,} parameters, "
-          f"train {len(train_split['labels'])} / val {len(val_split['labels'])} crops, "
-          f"{strategy.num_replicas_in_sync} replica(s), global batch {batch}", flush=True)
+    print(
+        f"{task.model_name}: {model.count_params():,} parameters, "
+        f"train {len(train_split['labels'])} / val {len(val_split['labels'])} crops, "
+        f"{strategy.num_replicas_in_sync} replica(s), global batch {batch}",
+        flush=True,
+    )
     start = time.perf_counter()
-    model.fit(train_ds, validation_data=val_ds, epochs=epochs or task.epochs,
-              callbacks=callbacks, verbose=2)
-    (run_dir / "train_info.json").write_text(json.dumps({
-        "task": task.name, "seed": seed, "epochs_run": len(model.history.epoch),
-        "seconds": round(time.perf_counter() - start, 1),
-        "train_crops": len(train_split["labels"]), "val_crops": len(val_split["labels"]),
-        "parameters": int(model.count_params()), "strategy": strategy_name,
-    }, indent=2))
+    model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=epochs or task.epochs,
+        callbacks=callbacks,
+        verbose=2,
+    )
+    (run_dir / "train_info.json").write_text(
+        json.dumps(
+            {
+                "task": task.name,
+                "seed": seed,
+                "epochs_run": len(model.history.epoch),
+                "seconds": round(time.perf_counter() - start, 1),
+                "train_crops": len(train_split["labels"]),
+                "val_crops": len(val_split["labels"]),
+                "parameters": int(model.count_params()),
+                "strategy": strategy_name,
+            },
+            indent=2,
+        )
+    )
     if not best.exists():
         model.save(best)
     return best
@@ -175,13 +213,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--crops", type=Path, default=WORK / "crops")
     parser.add_argument("--runs", type=Path, default=WORK / "runs")
     parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--strategy", choices=["default", "mirrored", "multiworker"], default="default")
+    parser.add_argument(
+        "--strategy", choices=["default", "mirrored", "multiworker"], default="default"
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--limit", type=int, default=None, help="crops per split (for tests)")
     args = parser.parse_args(argv)
     task = TASKS[args.task]
-    best = train(task, args.crops, args.runs / task.name, args.epochs, args.strategy, args.seed,
-                 args.limit)
+    best = train(
+        task, args.crops, args.runs / task.name, args.epochs, args.strategy, args.seed, args.limit
+    )
     print(f"best checkpoint: {best}")
 
 

@@ -56,7 +56,9 @@ class LandmarkPredictor:
         self.box_scale = box_scale
 
     @classmethod
-    def default(cls, configured: str | Path | None = None, box_scale: float = 1.0) -> LandmarkPredictor:
+    def default(
+        cls, configured: str | Path | None = None, box_scale: float = 1.0
+    ) -> LandmarkPredictor:
         return cls(find_model(configured), box_scale=box_scale)
 
     def predict(self, image: np.ndarray, box: Box) -> Landmarks:

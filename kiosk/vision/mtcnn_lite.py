@@ -103,7 +103,7 @@ class MtcnnLite:
             keypoints = np.empty((0, 5, 2), np.float32)
         height, width = rgb.shape[:2]
         faces = []
-        for row, points in zip(boxes, keypoints):
+        for row, points in zip(boxes, keypoints, strict=True):
             x0, x1 = np.clip(row[[0, 2]], 0, width - 1)
             y0, y1 = np.clip(row[[1, 3]], 0, height - 1)
             box = (float(x0), float(y0), float(x1), float(y1))
@@ -128,7 +128,12 @@ class MtcnnLite:
             regression = _by_last_dim(outputs, 4)[0]
             probability = _by_last_dim(outputs, 2)[0, :, :, 1]
             boxes = _pnet_boxes(regression, probability, s.threshold_pnet) / [
-                scale, scale, scale, scale, 1.0]
+                scale,
+                scale,
+                scale,
+                scale,
+                1.0,
+            ]
             proposals.append(_nms(boxes, s.nms_pnet_scale))
         if not proposals:
             return np.empty((0, 5), np.float32)
@@ -171,8 +176,13 @@ def _pnet_boxes(regression: np.ndarray, probability: np.ndarray, threshold: floa
     x0, y0 = xs * 2 + 1.0, ys * 2 + 1.0
     x1, y1 = xs * 2 + 12.0, ys * 2 + 12.0
     boxes = np.stack(
-        [x0 + reg[:, 0] * 11, y0 + reg[:, 1] * 11, x1 + reg[:, 2] * 11, y1 + reg[:, 3] * 11,
-         probability[ys, xs]],
+        [
+            x0 + reg[:, 0] * 11,
+            y0 + reg[:, 1] * 11,
+            x1 + reg[:, 2] * 11,
+            y1 + reg[:, 3] * 11,
+            probability[ys, xs],
+        ],
         axis=1,
     ).astype(np.float64)
     return _by_score(boxes)
@@ -202,11 +212,15 @@ def _nms_indices(boxes: np.ndarray, threshold: float, method: str = "union") -> 
         cols = np.arange(start, min(n, start + block))
         rows = slice(0, cols[-1])
         iw = np.maximum(
-            0, np.minimum(boxes[rows, None, 2], boxes[None, cols, 2])
-            - np.maximum(boxes[rows, None, 0], boxes[None, cols, 0]))
+            0,
+            np.minimum(boxes[rows, None, 2], boxes[None, cols, 2])
+            - np.maximum(boxes[rows, None, 0], boxes[None, cols, 0]),
+        )
         ih = np.maximum(
-            0, np.minimum(boxes[rows, None, 3], boxes[None, cols, 3])
-            - np.maximum(boxes[rows, None, 1], boxes[None, cols, 1]))
+            0,
+            np.minimum(boxes[rows, None, 3], boxes[None, cols, 3])
+            - np.maximum(boxes[rows, None, 1], boxes[None, cols, 1]),
+        )
         inter = iw * ih
         if method == "min":
             denominator = np.minimum(area[rows, None], area[None, cols])
@@ -253,8 +267,11 @@ def _crop_patches(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray
         sy = (y1 - y0) * fy / (size - 1)
         matrix = np.array([[sx, 0, x0 * fx], [0, sy, y0 * fy]], np.float64)
         patches[i] = cv2.warpAffine(
-            image, matrix, (size, size),
+            image,
+            matrix,
+            (size, size),
             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-            borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0),
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=(0, 0, 0),
         )
     return patches

@@ -77,6 +77,9 @@ def extract_regions(gray: np.ndarray, landmarks: Landmarks, box: Box) -> Regions
     face_center = np.array([(x0 + x1) / 2, (y0 + y1) / 2], np.float32)
     face = crop_square(gray, face_center, FACE_MARGIN * max(x1 - x0, y1 - y0), angle, FACE_SIZE)
     return Regions(
-        right_eye=crops["right_eye"], left_eye=crops["left_eye"], mouth=mouth, face=face,
+        right_eye=crops["right_eye"],
+        left_eye=crops["left_eye"],
+        mouth=mouth,
+        face=face,
         roll_degrees=angle,
     )
