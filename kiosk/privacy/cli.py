@@ -25,7 +25,9 @@ from kiosk.privacy.vsi import VsiParams, visual_security_index
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
-def _guarded(name: str, command: Callable[[argparse.Namespace], int]):
+def _guarded(
+    name: str, command: Callable[[argparse.Namespace], int]
+) -> Callable[[argparse.Namespace], int]:
     """Turn expected failures into one stderr line and exit code 2."""
 
     def run(args: argparse.Namespace) -> int:

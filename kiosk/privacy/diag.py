@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 PACKAGE_FORMAT = "idkiosk-diag/1"
 # From reports/privacy/threshold.json (bench/privacy_validation.py); see docs/privacy.md.
-DEFAULT_VSI_THRESHOLD = 1.45
+DEFAULT_VSI_THRESHOLD = 1.252
 _FRAME_NAME = re.compile(r"frame_\d{3,6}\.(png|corr)")
 _MAX_FRAME_PIXELS = 50_000_000
 

@@ -130,7 +130,9 @@ def _harmonic_responses(images: np.ndarray, bank: _Bank) -> np.ndarray:
     return responses.reshape(len(parts), -1)
 
 
-def _oriented_max(responses: np.ndarray, bank: _Bank, with_angle: bool):
+def _oriented_max(
+    responses: np.ndarray, bank: _Bank, with_angle: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Max over orientations of |response| (grey levels) and, if asked, the angle of the max.
 
     Response(phi) = 2 Re(sum_n c_n e^{-in phi}) = 2 sum_n (Re c_n cos n phi + Im c_n sin n phi):

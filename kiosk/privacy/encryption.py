@@ -249,7 +249,9 @@ def _thumbnail_leak(image: np.ndarray, side: int, keyed: _Keyed, inverse: bool) 
     return _on_grid(image, side, keyed, scramble)
 
 
-def _dct_transform(cells: np.ndarray, count: int, keyed: _Keyed, scheme: str, inverse: bool):
+def _dct_transform(
+    cells: np.ndarray, count: int, keyed: _Keyed, scheme: str, inverse: bool
+) -> np.ndarray:
     """Sign flips or AC permutation on level-shifted 8x8 DCT blocks (float in, float out)."""
     n, size, _, c = cells.shape
     coeffs = sp_fft.dctn(cells.astype(np.float64) - 127.5, axes=(1, 2), norm="ortho")
@@ -279,7 +281,9 @@ def _to_uint8(values: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(values), 0, 255).astype(np.uint8)
 
 
-def _dct_visible(image: np.ndarray, spec: SchemeSpec, level: int, keyed: _Keyed, inverse: bool):
+def _dct_visible(
+    image: np.ndarray, spec: SchemeSpec, level: int, keyed: _Keyed, inverse: bool
+) -> np.ndarray:
     def transform(cells: np.ndarray) -> np.ndarray:
         return _to_uint8(_dct_transform(cells, level, keyed, spec.name, inverse))
 
@@ -332,7 +336,9 @@ def _mac(key: bytes, image: np.ndarray) -> str:
     return hmac.new(key, _DOMAIN + b"/mac" + header + image.tobytes(), hashlib.sha256).hexdigest()
 
 
-def _apply(image3: np.ndarray, spec: SchemeSpec, level: int, keyed: _Keyed, inverse: bool):
+def _apply(
+    image3: np.ndarray, spec: SchemeSpec, level: int, keyed: _Keyed, inverse: bool
+) -> np.ndarray:
     if spec.exact:
         return _EXACT[spec.name](image3, level, keyed, inverse)
     return _dct_visible(image3, spec, level, keyed, inverse)

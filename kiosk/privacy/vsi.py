@@ -8,14 +8,16 @@ blocks are pooled with weights that favour structured blocks whose neighbours ar
 recognizable; a global edge-histogram similarity corrects for structure cut by the block grid.
 Higher VSI = more recognizable = less secure. VSI(x, x) = 2 (RD = 1, GS = 1).
 
-Two places where the paper leaves room, and what this module does (see docs/privacy.md):
+Where the paper leaves room (reasons in docs/privacy.md):
 
-* Pooling (paper eq. 6) is implemented as the weighted Minkowski mean
-  (sum w * RD^gamma / sum w)^(1/gamma), which stays in [0, 1]; weights get a tiny floor so that
-  an all-recognizable image (every neighbour at RD = 1, hence every weight 0) still pools to 1.
+* Pooling (paper eq. 6) is the weighted Minkowski mean (sum w * RD^gamma / sum w)^(1/gamma),
+  which stays in [0, 1]; weights get a tiny floor so that an all-recognizable image (every
+  neighbour at RD = 1, hence every weight 0) still pools to 1.
 * Blocks tile the whole image: when the side is not a multiple of the block size, the last
   row/column of blocks is aligned with the border (overlapping its neighbour) instead of
   dropping the remainder, where leaked content could otherwise hide.
+* Each block's edge map is computed from the block alone, so a moved block keeps its edges;
+  the global term uses whole-image edge maps. Two edge-free blocks have sim_S = 1.
 
 Speed: the non-local search is quadratic in the number of blocks (about 100 x 100 pairs for the
 default alpha, whatever the image size). All pairs are evaluated at once: appearance as a batched
