@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from kiosk.privacy.encryption import EncryptedImage, decrypt, encrypt
+from kiosk.privacy.encryption import EncryptedImage, decrypt, encrypt, key_id
 from kiosk.privacy.vsi import VsiParams, visual_security_index
 
 logger = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ def export_package(
     manifest = {
         "format": PACKAGE_FORMAT,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "key_id": encrypted.key_id,
+        "key_id": key_id(key),
         "scheme": defaults.scheme,
         "strength": defaults.strength,
         "vsi_threshold": defaults.vsi_threshold,

@@ -217,14 +217,19 @@ def _on_grid(
 # --- schemes --------------------------------------------------------------------------------
 
 
+def _permute(values: np.ndarray, order: np.ndarray, axis: int, inverse: bool) -> np.ndarray:
+    """Gather ``values`` along ``axis`` in ``order`` (broadcast over other axes), or undo it."""
+    if not inverse:
+        return np.take_along_axis(values, order, axis=axis)
+    restored = np.empty_like(values)
+    np.put_along_axis(restored, order, values, axis=axis)
+    return restored
+
+
 def _block_shuffle(image: np.ndarray, side: int, keyed: _Keyed, inverse: bool) -> np.ndarray:
     def shuffle(cells: np.ndarray) -> np.ndarray:
         order = keyed.chaotic_permutation("blocks", len(cells))
-        if not inverse:
-            return cells[order]
-        restored = np.empty_like(cells)
-        restored[order] = cells
-        return restored
+        return _permute(cells, order.reshape(-1, 1, 1, 1), 0, inverse)
 
     return _on_grid(image, side, keyed, shuffle)
 
@@ -240,11 +245,7 @@ def _thumbnail_leak(image: np.ndarray, side: int, keyed: _Keyed, inverse: bool) 
         n, c = len(cells), cells.shape[3]
         flat = cells.reshape(n, side * side, c)
         order = keyed.permutations("pixels", n, side * side)[..., None]
-        if not inverse:
-            return np.take_along_axis(flat, order, axis=1).reshape(cells.shape)
-        restored = np.empty_like(flat)
-        np.put_along_axis(restored, order, flat, axis=1)
-        return restored.reshape(cells.shape)
+        return _permute(flat, order, 1, inverse).reshape(cells.shape)
 
     return _on_grid(image, side, keyed, scramble)
 
@@ -266,13 +267,7 @@ def _dct_transform(
     else:
         positions = zigzag[1 : 1 + count]
         order = keyed.permutations("coefficients", n * c, count)
-        selected = coeffs[:, positions]
-        if not inverse:
-            coeffs[:, positions] = np.take_along_axis(selected, order, axis=1)
-        else:
-            restored = np.empty_like(selected)
-            np.put_along_axis(restored, order, selected, axis=1)
-            coeffs[:, positions] = restored
+        coeffs[:, positions] = _permute(coeffs[:, positions], order, 1, inverse)
     coeffs = coeffs.reshape(n, c, size, size).transpose(0, 2, 3, 1)
     return sp_fft.idctn(coeffs, axes=(1, 2), norm="ortho") + 127.5
 
