@@ -89,9 +89,9 @@ class CompliancePipeline:
             ),
             num_threads=config.models.num_threads,
         )
-        landmarks = LandmarkPredictor.default(
-            config.landmarks.model or None, box_scale=config.landmarks.box_scale
-        )
+        landmark_model = find_model(config.landmarks.model or None)
+        _verify_if_listed(registry, landmark_model)
+        landmarks = LandmarkPredictor(landmark_model, box_scale=config.landmarks.box_scale)
         self.analyzer = FaceAnalyzer(detector, landmarks, config.gates.min_face_px)
         self.checks = ComplianceChecks(registry, num_threads=config.models.num_threads)
         self.model_versions = registry.versions()

@@ -26,8 +26,15 @@ def two_faces(astronaut: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def small_face(astronaut: np.ndarray) -> np.ndarray:
-    """The astronaut at 0.55x: the face box is ~60 px, under the 100 px gate."""
-    return cv2.resize(astronaut, None, fx=0.55, fy=0.55, interpolation=cv2.INTER_AREA)
+    """The astronaut as shipped: her face box is ~83 px wide, under the 100 px gate."""
+    return astronaut
+
+
+@pytest.fixture(scope="session")
+def portrait(astronaut: np.ndarray) -> np.ndarray:
+    """A 640x480 kiosk-like frame: the astronaut at 1.6x, face box ~135 px."""
+    big = cv2.resize(astronaut, None, fx=1.6, fy=1.6, interpolation=cv2.INTER_CUBIC)
+    return np.ascontiguousarray(big[:480, 40:680])
 
 
 @pytest.fixture(scope="session")

@@ -21,8 +21,8 @@ def run_json(capsys, *args: str) -> tuple[int, list[dict], dict]:
     return code, lines[:-1], lines[-1]["summary"]
 
 
-def test_face_photo_gets_scored_verdict(tmp_path, capsys, astronaut):
-    path = save_rgb(tmp_path / "astronaut.png", astronaut)
+def test_face_photo_gets_scored_verdict(tmp_path, capsys, portrait):
+    path = save_rgb(tmp_path / "portrait.png", portrait)
     code, records, summary = run_json(capsys, str(path))
     (record,) = records
     assert set(record) >= KEYS
@@ -55,8 +55,8 @@ def test_gates(request, tmp_path, capsys, fixture, reason, faces):
     assert record["faces"] == faces and record["checks"] == {}
 
 
-def test_folder_of_mixed_files_goes_on_and_exits_2(tmp_path, capsys, astronaut):
-    save_rgb(tmp_path / "a_face.png", astronaut)
+def test_folder_of_mixed_files_goes_on_and_exits_2(tmp_path, capsys, astronaut, portrait):
+    save_rgb(tmp_path / "a_face.png", portrait)
     (tmp_path / "b_empty.jpg").write_bytes(b"")
     (tmp_path / "c_notes.txt").write_text("hello")
     data = cv2.imencode(".jpg", astronaut)[1].tobytes()
@@ -79,10 +79,10 @@ def test_folder_of_mixed_files_goes_on_and_exits_2(tmp_path, capsys, astronaut):
     }
 
 
-def test_video_file_and_annotation(tmp_path, capsys, astronaut, no_face):
+def test_video_file_and_annotation(tmp_path, capsys, portrait, no_face):
     video = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (512, 512))
-    for frame in (astronaut, astronaut, cv2.resize(no_face, (512, 512))):
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (640, 480))
+    for frame in (portrait, portrait, no_face):
         writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     writer.release()
     out = tmp_path / "annotated"
@@ -92,8 +92,8 @@ def test_video_file_and_annotation(tmp_path, capsys, astronaut, no_face):
     written = sorted(out.glob("*.jpg"))
     assert len(written) == 3
     image = cv2.imread(str(written[0]))
-    assert image.shape == (512, 512, 3)
-    assert not np.array_equal(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), astronaut)
+    assert image.shape == (480, 640, 3)
+    assert np.abs(cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(int) - portrait).mean() > 1
 
 
 def test_unplugged_camera_is_an_error_record(capsys):
@@ -108,8 +108,8 @@ def test_human_output(tmp_path, capsys, no_face):
     assert "REJECT (no_face)" in out and "1 frame(s): 0 accepted, 1 rejected, 0 errors" in out
 
 
-def test_runtime_never_imports_tensorflow(tmp_path, astronaut):
-    path = save_rgb(tmp_path / "a.png", astronaut)
+def test_runtime_never_imports_tensorflow(tmp_path, portrait):
+    path = save_rgb(tmp_path / "a.png", portrait)
     code = (
         "import sys; from kiosk.cli import main; main(['check', '--json', sys.argv[1]]);"
         "bad = [m for m in ('tensorflow', 'keras', 'mtcnn') if m in sys.modules];"

@@ -68,12 +68,18 @@ def test_pipeline_refuses_tampered_bundle(bundle, tmp_path):
     assert main(["--config", str(config), "check", str(tmp_path)]) == 2
 
 
-def test_listed_landmark_model_is_hash_checked(bundle, tmp_path):
+def test_listed_landmark_model_is_hash_checked(bundle, tmp_path, capsys):
     from kiosk.cli import main
 
-    (bundle / "shape_predictor_mtcnn.dat").write_bytes(b"tampered")
     config = tmp_path / "kiosk.toml"
     config.write_text(
         f'[models]\ndir = "{bundle}"\n[landmarks]\nmodel = "{bundle}/shape_predictor_mtcnn.dat"\n'
     )
-    assert main(["--config", str(config), "check", str(tmp_path)]) == 2
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    assert main(["--config", str(config), "check", str(frames)]) == 0  # intact model, no frames
+    data = bytearray((bundle / "shape_predictor_mtcnn.dat").read_bytes())
+    data[1000] ^= 0x01  # still a loadable dlib file, but not the shipped one
+    (bundle / "shape_predictor_mtcnn.dat").write_bytes(bytes(data))
+    assert main(["--config", str(config), "check", str(frames)]) == 2
+    assert "does not match the manifest" in capsys.readouterr().err

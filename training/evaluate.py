@@ -252,10 +252,9 @@ def render_markdown(task: Task, r: dict) -> str:
     for source, m in r["test_by_source"].items():
         auc = "—" if np.isnan(m["auc"]) else f"{m['auc']:.4f}"
         eer = "—" if np.isnan(m["eer"]) else _pct(m["eer"])
-        lines.append(
-            f"| {source} | {m['n']} | {m['positives']} | {auc} | {eer} | "
-            f"{_pct(m['at_threshold_fnr'])} | {_pct(m['at_threshold_fpr'])} |"
-        )
+        fnr = "—" if m["positives"] == 0 else _pct(m["at_threshold_fnr"])
+        fpr = "—" if m["positives"] == m["n"] else _pct(m["at_threshold_fpr"])
+        lines.append(f"| {source} | {m['n']} | {m['positives']} | {auc} | {eer} | {fnr} | {fpr} |")
     if r["baseline"]:
         b = r["baseline"]
         lines += [
