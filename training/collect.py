@@ -154,7 +154,7 @@ class Collector:
 
     def eye_closeups(self) -> None:
         for path in self._files("eyes/*/*.png"):
-            gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+            gray = cv2.cvtColor(load_rgb(path), cv2.COLOR_RGB2GRAY)
             crop = cv2.resize(gray, (EYE_SIZE, EYE_SIZE), interpolation=cv2.INTER_AREA)
             label = int(path.parent.name == "closed")
             self.tasks["eyes"].add(crop, label, f"eyes:{path.name}", "eyes/closeup", np.nan)

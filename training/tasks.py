@@ -20,5 +20,5 @@ class Task:
 TASKS = {
     "eyes": Task("eyes", "eyes_closed", "SqueezeMiniVGG", 56, "eye closed", 16, 64, 2e-3),
     "mouth": Task("mouth", "mouth_open", "SqueezeMiniVGG", 72, "mouth open", 20, 32, 2e-3),
-    "veil": Task("veil", "veil", "SqueezeVGG", 128, "face covered", 10, 32, 2e-3),
+    "veil": Task("veil", "veil", "SqueezeVGG", 128, "face covered", 5, 32, 2e-3),
 }

@@ -192,7 +192,8 @@ def train(
             {
                 "task": task.name,
                 "seed": seed,
-                "epochs_run": len(model.history.epoch),
+                # history.csv is appended across resumed runs, so it counts every epoch.
+                "epochs_run": len((run_dir / "history.csv").read_text().splitlines()) - 1,
                 "seconds": round(time.perf_counter() - start, 1),
                 "train_crops": len(train_split["labels"]),
                 "val_crops": len(val_split["labels"]),
