@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from kiosk.analysis import Analysis
+from kiosk.fileio import write_atomically
 from kiosk.pipeline import ACCEPT, Verdict
 
 GREEN, RED, WHITE = (40, 200, 40), (220, 40, 40), (255, 255, 255)
@@ -66,21 +65,11 @@ def _paste_crops(canvas: np.ndarray, analysis: Analysis, scale: float) -> None:
         canvas[y : y + side, x : x + side] = resized[..., None]
 
 
-def write_atomically(path: Path, rgb: np.ndarray) -> None:
-    """Encode as JPEG and rename into place, so a reader never sees half a file."""
+def write_jpeg(path: Path, rgb: np.ndarray) -> None:
+    """Encode as JPEG and write it atomically."""
     ok, encoded = cv2.imencode(
         ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90]
     )
     if not ok:
         raise OSError(f"could not encode {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".jpg")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(encoded.tobytes())
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, encoded.tobytes())

@@ -43,7 +43,7 @@ def _annotation_path(out_dir: Path, source: str, frame: int) -> Path:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from kiosk.annotate import annotate, write_atomically
+    from kiosk.annotate import annotate, write_jpeg
     from kiosk.sources import open_source
 
     config = load_config(args.config)
@@ -63,7 +63,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                 _emit(args, frame.source, frame.index, verdict)
                 if args.annotate and frame.image is not None:
                     path = _annotation_path(args.annotate, frame.source, frame.index)
-                    write_atomically(path, annotate(frame.image, verdict, analysis))
+                    write_jpeg(path, annotate(frame.image, verdict, analysis))
         finally:
             source.close()
     total = sum(counts.values())

@@ -18,9 +18,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import re
-import tempfile
 import time
 import zipfile
 from collections.abc import Sequence
@@ -30,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from kiosk.fileio import write_atomically
 from kiosk.privacy.encryption import EncryptedImage, decrypt, encrypt, key_id
 from kiosk.privacy.vsi import VsiParams, visual_security_index
 
@@ -79,20 +78,6 @@ def _png(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def _write_atomically(path: Path, content: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def export_package(
@@ -161,7 +146,7 @@ def export_package(
         archive.writestr("manifest.json", json.dumps(manifest, indent=1), zipfile.ZIP_DEFLATED)
         for name, content in files.items():
             archive.writestr(name, content)
-    _write_atomically(Path(out), buffer.getvalue())
+    write_atomically(Path(out), buffer.getvalue())
     logger.info("exported %d of %d frames to %s", len(entries), len(frames), out)
     return ExportSummary(path=Path(out), verdicts=tuple(verdicts))
 
@@ -219,7 +204,7 @@ def decrypt_package(path: Path, key: bytes, out_dir: Path) -> list[Path]:
     written = []
     for entry, pixels in zip(manifest["frames"], restored, strict=True):
         target = Path(out_dir) / entry["file"]
-        _write_atomically(target, _png(pixels))
+        write_atomically(target, _png(pixels))
         written.append(target)
     logger.info("decrypted %d frames into %s", len(written), out_dir)
     return written
