@@ -13,9 +13,5 @@ class ModelError(KioskError):
     """A model file that is missing, altered (hash mismatch) or unreadable."""
 
 
-class CameraError(KioskError):
-    """A camera that cannot be opened or stopped delivering frames."""
-
-
 class ConfigError(KioskError):
     """A configuration file with an unknown key or a value out of range."""

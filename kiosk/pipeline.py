@@ -94,7 +94,6 @@ class CompliancePipeline:
         landmarks = LandmarkPredictor(landmark_model, box_scale=config.landmarks.box_scale)
         self.analyzer = FaceAnalyzer(detector, landmarks, config.gates.min_face_px)
         self.checks = ComplianceChecks(registry, num_threads=config.models.num_threads)
-        self.model_versions = registry.versions()
 
     def check(self, rgb: np.ndarray) -> tuple[Verdict, Analysis]:
         analysis = self.analyzer.analyze(rgb)

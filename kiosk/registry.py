@@ -82,10 +82,6 @@ class ModelRegistry:
         """A TFLite interpreter for a verified model (tensors not yet allocated)."""
         return make_interpreter(self.verified_bytes(name), num_threads=num_threads)
 
-    def versions(self) -> dict[str, str]:
-        """Short content hashes of every model, for logs, captures and health reports."""
-        return {name: entry.sha256[:12] for name, entry in self.entries.items()}
-
 
 def _entry(name: str, fields: dict[str, Any]) -> ModelEntry:
     try:

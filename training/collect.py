@@ -26,13 +26,14 @@ import csv
 import hashlib
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from kiosk.analysis import FaceAnalyzer
+from kiosk.analysis import Analysis, FaceAnalyzer
 from kiosk.errors import InputError
 from kiosk.imageio import load_rgb
 from kiosk.vision.landmarks import LandmarkPredictor
@@ -131,6 +132,22 @@ class Collector:
         padded = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(127,) * 3)
         return padded, pad
 
+    def _analysed_photos(
+        self, pattern: str, dataset: str, keep: Callable[[Path], bool] = lambda _: True
+    ) -> Iterator[tuple[Path, np.ndarray, int, Analysis]]:
+        """(path, padded RGB, pad, analysis) of the photos that pass the kiosk's gates; the
+        others are logged in the drop list with their reason."""
+        for path in self._files(pattern):
+            if not keep(path):
+                continue
+            loaded = self._load_padded(path, dataset)
+            if loaded is None:
+                continue
+            rgb, pad = loaded
+            analysis = self._analyze(rgb, dataset, path)
+            if analysis is not None:
+                yield path, rgb, pad, analysis
+
     def _veil_pair(
         self,
         rgb: np.ndarray,
@@ -160,14 +177,7 @@ class Collector:
             self.tasks["eyes"].add(crop, label, f"eyes:{path.name}", "eyes/closeup", np.nan)
 
     def faces68(self) -> None:
-        for path in self._files("faces68/*/*.jpg"):
-            loaded = self._load_padded(path, "faces68")
-            if loaded is None:
-                continue
-            rgb, pad = loaded
-            analysis = self._analyze(rgb, "faces68", path)
-            if analysis is None:
-                continue
+        for path, rgb, pad, analysis in self._analysed_photos("faces68/*/*.jpg", "faces68"):
             truth = read_pts(path.with_suffix(".pts")) + pad
             group = (
                 helen_group(path.stem)
@@ -200,16 +210,8 @@ class Collector:
     def mouth(self) -> None:
         with open(self.root / "mouth" / "annotations.csv") as handle:
             labels = {row["filename"]: int(row["mouth_open"]) for row in csv.DictReader(handle)}
-        for path in self._files("mouth/images/*.jpg"):
-            if path.name not in labels:
-                continue
-            loaded = self._load_padded(path, "mouth")
-            if loaded is None:
-                continue
-            rgb, _ = loaded
-            analysis = self._analyze(rgb, "mouth", path)
-            if analysis is None:
-                continue
+        photos = self._analysed_photos("mouth/images/*.jpg", "mouth", lambda p: p.name in labels)
+        for path, rgb, _, analysis in photos:
             stem = path.stem
             group = helen_group(stem) if stem.count("_") == 2 else f"mouth:{stem}"
             self.tasks["mouth"].add(
@@ -222,16 +224,10 @@ class Collector:
             self._veil_pair(rgb, analysis.landmarks.points, analysis.regions, group, "mouth", path)
 
     def mask(self) -> None:
-        for path in self._files("mask/*/*/*"):
-            if path.suffix.lower() not in (".jpg", ".jpeg", ".png"):
-                continue
-            loaded = self._load_padded(path, "mask")
-            if loaded is None:
-                continue
-            rgb, _ = loaded
-            analysis = self._analyze(rgb, "mask", path)
-            if analysis is None:
-                continue
+        images = self._analysed_photos(
+            "mask/*/*/*", "mask", lambda p: p.suffix.lower() in (".jpg", ".jpeg", ".png")
+        )
+        for path, rgb, _, analysis in images:
             group = f"mask:{path.parent.name}/{path.stem}"
             if path.parent.name == "with_mask":
                 self.tasks["veil"].add(analysis.regions.face, 1, group, "mask/real_mask", np.nan)
