@@ -18,6 +18,7 @@ from kiosk import __version__
 from kiosk.analysis import Analysis
 from kiosk.config import DEFAULT_CONFIG, load_config
 from kiosk.errors import KioskError
+from kiosk.forensics import cli as forensics_cli
 from kiosk.pipeline import ACCEPT, ERROR, REJECT, CompliancePipeline, Verdict, error_verdict
 from kiosk.privacy import cli as privacy_cli
 from kiosk.sources import Frame
@@ -130,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(func=cmd_check)
     privacy_cli.register(sub)
+    forensics_cli.register(sub)
     return parser
 
 

@@ -49,12 +49,19 @@ class InputConfig:
 
 
 @dataclass(frozen=True)
+class ForensicsConfig:
+    sr_token_px: int = 256  # faces smaller than this (box side, px) are super-resolved
+    ela_quality: int = 90  # JPEG quality of the Error Level Analysis re-save
+
+
+@dataclass(frozen=True)
 class Config:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     landmarks: LandmarksConfig = field(default_factory=LandmarksConfig)
     gates: GatesConfig = field(default_factory=GatesConfig)
     input: InputConfig = field(default_factory=InputConfig)
+    forensics: ForensicsConfig = field(default_factory=ForensicsConfig)
 
     @property
     def models_dir(self) -> Path:
@@ -70,6 +77,8 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "landmarks.box_scale": (0.5, 2.0),
     "gates.min_face_px": (1, 10000),
     "input.max_megapixels": (0.1, 1000.0),
+    "forensics.sr_token_px": (16, 4096),
+    "forensics.ela_quality": (50, 100),
 }
 
 

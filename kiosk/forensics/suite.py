@@ -1,0 +1,76 @@
+"""The forensic pass: every check whose model is in the manifest runs on the capture.
+
+Checks are independent; each returns its own JSON-ready dict under its own key ("jpeg", "ela",
+"sr"). A check that fails on one image reports `{"error": ...}` under its key instead of taking
+the whole report (or the service) down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from kiosk.config import Config
+from kiosk.errors import KioskError
+from kiosk.registry import ModelRegistry
+from kiosk.vision.types import Box
+
+
+@dataclass(frozen=True)
+class Capture:
+    """A full-resolution still. `face` is the detector box when exactly one face was found."""
+
+    rgb: np.ndarray  # (H, W, 3) uint8
+    face: Box | None = None
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    """Where a check may write images for people (heat maps, upscaled faces); None: nowhere."""
+
+    out_dir: Path | None = None
+    stem: str = "capture"
+
+    def path(self, suffix: str) -> Path | None:
+        return None if self.out_dir is None else self.out_dir / f"{self.stem}_{suffix}"
+
+
+class ForensicCheck(Protocol):
+    key: str
+    needs_face: bool
+
+    def run(self, capture: Capture, artifacts: Artifacts) -> dict[str, Any]: ...
+
+
+# One factory per check: returns the check, or None when its model is not in the manifest.
+Factory = Callable[[ModelRegistry, Config], ForensicCheck | None]
+FACTORIES: list[Factory] = []
+
+
+class ForensicSuite:
+    def __init__(self, checks: list[ForensicCheck]) -> None:
+        self.checks = checks
+
+    @classmethod
+    def from_config(cls, config: Config, registry: ModelRegistry | None = None) -> ForensicSuite:
+        registry = registry or ModelRegistry(config.models_dir)
+        checks = [check for factory in FACTORIES if (check := factory(registry, config))]
+        return cls(checks)
+
+    @property
+    def needs_face(self) -> bool:
+        return any(check.needs_face for check in self.checks)
+
+    def run(self, capture: Capture, artifacts: Artifacts | None = None) -> dict[str, Any]:
+        artifacts = artifacts or Artifacts()
+        report: dict[str, Any] = {}
+        for check in self.checks:
+            try:
+                report[check.key] = check.run(capture, artifacts)
+            except (KioskError, ValueError) as exc:
+                report[check.key] = {"error": str(exc)}
+        return report
