@@ -55,6 +55,21 @@ class ForensicsConfig:
 
 
 @dataclass(frozen=True)
+class StoreConfig:
+    dir: str = "data/captures"  # on a Pi: /var/lib/kiosk/captures (the unit's StateDirectory)
+    key_file: str = "data/captures.key"  # AES-256 key, created with mode 0600 on first run
+    min_free_mb: int = 200  # captures are refused when less space than this would remain
+
+    @property
+    def path(self) -> Path:
+        return resolve(self.dir)
+
+    @property
+    def key_path(self) -> Path:
+        return resolve(self.key_file)
+
+
+@dataclass(frozen=True)
 class Config:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
@@ -62,6 +77,7 @@ class Config:
     gates: GatesConfig = field(default_factory=GatesConfig)
     input: InputConfig = field(default_factory=InputConfig)
     forensics: ForensicsConfig = field(default_factory=ForensicsConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
 
     @property
     def models_dir(self) -> Path:
@@ -79,6 +95,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "input.max_megapixels": (0.1, 1000.0),
     "forensics.sr_token_px": (16, 4096),
     "forensics.ela_quality": (50, 100),
+    "store.min_free_mb": (0, 1_000_000),
 }
 
 

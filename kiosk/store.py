@@ -36,12 +36,15 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from kiosk.errors import KioskError
+
+if TYPE_CHECKING:
+    from kiosk.config import StoreConfig
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +213,11 @@ class CaptureStore:
         except StoreError:
             self.close()
             raise
+
+    @classmethod
+    def from_config(cls, config: StoreConfig, readonly: bool = False) -> CaptureStore:
+        """The store a ``[store]`` config section describes."""
+        return cls(config.path, config.key_path, config.min_free_mb, readonly=readonly)
 
     # --- writing -----------------------------------------------------------------------------
 
