@@ -306,7 +306,7 @@ class CaptureStore:
         if since is not None:
             query += " WHERE created >= ?"
             params.append(utc_iso(since))
-        query += " ORDER BY created DESC, id DESC"
+        query += " ORDER BY created DESC, rowid DESC"
         if limit is not None:
             query += " LIMIT ?"
             params.append(int(limit))

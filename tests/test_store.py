@@ -67,7 +67,10 @@ def test_round_trip_and_listing(paths):
         second = store.save(record("b", "retake"), image_for("b"))
         assert store.load_image(first) == image_for("a")
         listed = store.list()
-        assert [r["id"] for r in listed] == [second, first]  # newest first (same created: by id)
+        assert [r["id"] for r in listed] == [
+            second,
+            first,
+        ]  # newest first (same created: last stored first)
         assert listed[0]["decision"] == "retake"
         assert listed[0]["created"] == "2026-11-21T14:04:05.000000Z"  # normalized to UTC
         assert listed[0]["verdict"]["checks"]["veil"]["score"] == 0.01
