@@ -14,7 +14,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from kiosk import __version__
+from kiosk import __version__, store_cli
 from kiosk.analysis import Analysis
 from kiosk.config import DEFAULT_CONFIG, load_config
 from kiosk.errors import KioskError
@@ -132,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check)
     privacy_cli.register(sub)
     forensics_cli.register(sub)
+    store_cli.register(sub)
     return parser
 
 
