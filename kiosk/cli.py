@@ -21,6 +21,7 @@ from kiosk.errors import KioskError
 from kiosk.forensics import cli as forensics_cli
 from kiosk.pipeline import ACCEPT, ERROR, REJECT, CompliancePipeline, Verdict, error_verdict
 from kiosk.privacy import cli as privacy_cli
+from kiosk.service import cli as service_cli
 from kiosk.sources import Frame
 
 log = logging.getLogger("kiosk")
@@ -132,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check)
     privacy_cli.register(sub)
     forensics_cli.register(sub)
+    service_cli.register(sub)
     store_cli.register(sub)
     return parser
 

@@ -70,6 +70,29 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class ServiceConfig:
+    source: str = "camera:0"  # camera[:N], picamera, or a folder / image / video to replay
+    replay_fps: float = 10.0
+    replay_loop: bool = True
+    preview_width: int = 640  # the checks run on this low-resolution stream
+    smoothing_frames: int = 5  # N: prompts are smoothed over the last N frame verdicts
+    ready_frames: int = 3  # K: consecutive passing frames before the still is taken
+    retry_min_s: float = 0.5  # camera reconnect backoff, doubling up to retry_max_s
+    retry_max_s: float = 10.0
+    stall_s: float = 10.0  # /health reports 503 when the loop has not turned for this long
+    capture_quality: int = 95  # JPEG quality of stored captures
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    host: str = "127.0.0.1"  # any other address requires a token
+    port: int = 8080
+    token: str = ""
+    preview_fps: float = 10.0
+    max_body_bytes: int = 4096
+
+
+@dataclass(frozen=True)
 class Config:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
@@ -78,6 +101,8 @@ class Config:
     input: InputConfig = field(default_factory=InputConfig)
     forensics: ForensicsConfig = field(default_factory=ForensicsConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    service: ServiceConfig = field(default_factory=ServiceConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
 
     @property
     def models_dir(self) -> Path:
@@ -96,6 +121,17 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "forensics.sr_token_px": (16, 4096),
     "forensics.ela_quality": (50, 100),
     "store.min_free_mb": (0, 1_000_000),
+    "service.replay_fps": (0.1, 1000.0),
+    "service.preview_width": (160, 4096),
+    "service.smoothing_frames": (1, 100),
+    "service.ready_frames": (1, 100),
+    "service.retry_min_s": (0.01, 60.0),
+    "service.retry_max_s": (0.01, 3600.0),
+    "service.stall_s": (1.0, 3600.0),
+    "service.capture_quality": (50, 100),
+    "console.port": (0, 65535),
+    "console.preview_fps": (0.5, 60.0),
+    "console.max_body_bytes": (64, 1_048_576),
 }
 
 

@@ -1,0 +1,1 @@
+"""The operator console (Starlette): the page, its JSON state, the MJPEG preview, /health."""
