@@ -5,6 +5,7 @@ export IDKIOSK_DATA_ROOT := $(DATA_ROOT)
 TASKS := eyes mouth veil
 
 .PHONY: setup test lint models mtcnn crops train evaluate landmarks bench clean-work
+.PHONY: deploy
 
 setup:  ## create .venv with runtime, training and test dependencies
 	bash scripts/setup.sh
@@ -39,3 +40,9 @@ bench:  ## pipeline latency per stage, ours vs the mtcnn package, and peak RSS
 
 clean-work:
 	rm -rf data/crops data/runs
+
+KIOSKS ?=
+DEPLOY_ARGS ?=
+deploy:  ## ship models/ to KIOSKS="pi@kiosk1 pi@kiosk2" as a checked bundle; rolls back if unhealthy
+	@test -n "$(KIOSKS)" || { echo 'usage: make deploy KIOSKS="pi@kiosk1 pi@kiosk2" [DEPLOY_ARGS=...]' >&2; exit 2; }
+	$(PY) -m kiosk.deploy $(DEPLOY_ARGS) $(KIOSKS)
