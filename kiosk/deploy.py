@@ -404,7 +404,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             deployments.append(Deployment(transport, bundle, options))
         healthy, failures = rollout(deployments, args.keep_going)
-    print(f"deploy: bundle {bundle.version} healthy on {healthy} of {len(deployments)} kiosk(s)")
+    state = "installed (not restarted)" if args.no_restart else "healthy"
+    print(f"deploy: bundle {bundle.version} {state} on {healthy} of {len(deployments)} kiosk(s)")
     return 1 if failures else 0
 
 

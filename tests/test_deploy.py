@@ -159,7 +159,7 @@ def test_command_line_local_install_without_restart(tmp_path, capsys):
     root = tmp_path / "kiosk"
     models = make_models(tmp_path / "m", "1")
     assert main(["--transport", "local", "--models", str(models), "--no-restart", str(root)]) == 0
-    assert "healthy on 1 of 1" in capsys.readouterr().out
+    assert "installed (not restarted) on 1 of 1" in capsys.readouterr().out
     assert (root / "current" / "veil.tflite").read_bytes()[4:8] == b"TFL3"
     assert main(["--transport", "local", "--models", str(tmp_path / "none"), str(root)]) == 2
 
