@@ -53,7 +53,7 @@ SUMS = "SHA256SUMS"
 BUNDLE_INFO = "bundle.json"
 DEFAULT_ROOT = "/var/lib/kiosk/models"
 DEFAULT_RESTART = "sudo systemctl restart kiosk.service"
-DEFAULT_HEALTH = "curl -fsS --max-time 5 http://127.0.0.1:8080/health"
+DEFAULT_HEALTH = "curl -sS --max-time 5 http://127.0.0.1:8080/health"  # body on 503 too
 
 
 class DeployError(KioskError):
