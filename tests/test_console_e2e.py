@@ -1,0 +1,133 @@
+"""End to end: the real pipeline on a replayed folder, the console in Debian's chromium.
+
+The replay loops over three scenes (nobody, a face with closed eyes, a good face); the page's
+prompt must follow them, the A key must store the photo under review and the R key must not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from kiosk.config import load_config
+from kiosk.console.app import create_app
+from kiosk.console.server import ThreadedServer
+from kiosk.service.loop import KioskService
+from tests.conftest import REPO
+from tests.test_service_loop import wait_for
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+DATA = REPO / "tests" / "data"
+FRAMES_PER_SCENE = 30
+FPS = 15.0
+
+
+def scene(path: Path | None) -> np.ndarray:
+    """A 640x480 grey frame, with the face crop scaled to 400 px in the middle (or nobody)."""
+    canvas = np.full((480, 640, 3), 128, np.uint8)
+    if path is not None:
+        face = cv2.imread(str(path))
+        scale = 400 / max(face.shape[:2])
+        face = cv2.resize(face, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+        y, x = (480 - face.shape[0]) // 2, (640 - face.shape[1]) // 2
+        canvas[y : y + face.shape[0], x : x + face.shape[1]] = face
+    return canvas
+
+
+@pytest.fixture
+def replay_folder(tmp_path: Path) -> Path:
+    """Scenes as files named in play order; repeated frames are symlinks to one file each."""
+    folder = tmp_path / "replay"
+    folder.mkdir()
+    scenes = [None, DATA / "face_eyes_closed.jpg", DATA / "face_open.jpg"]
+    index = 0
+    for number, source in enumerate(scenes):
+        original = tmp_path / f"scene{number}.png"
+        cv2.imwrite(str(original), scene(source))
+        for _ in range(FRAMES_PER_SCENE):
+            (folder / f"{index:04d}.png").symlink_to(original)
+            index += 1
+    return folder
+
+
+@pytest.fixture
+def browser():
+    if not CHROMIUM.exists() or shutil.which("chromium") is None:
+        message = f"{CHROMIUM} is missing (apt install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def test_console_follows_the_replay_and_accept_stores_retake_does_not(
+    tmp_path, replay_folder, browser
+):
+    from playwright.sync_api import expect
+
+    base = load_config()
+    config = dataclasses.replace(
+        base,
+        service=dataclasses.replace(
+            base.service,
+            source=str(replay_folder),
+            replay_fps=FPS,
+            smoothing_frames=3,
+            ready_frames=2,
+        ),
+        store=dataclasses.replace(
+            base.store, dir=str(tmp_path / "store"), key_file=str(tmp_path / "key"), min_free_mb=0
+        ),
+    )
+    service = KioskService(config)
+    service.start()
+    server = ThreadedServer(create_app(service, config.console))
+    try:
+        page = browser.new_page()
+        page.goto(server.url)
+        prompt = page.locator("#prompt")
+        expect(prompt).to_have_text("Please stand in front of the camera", timeout=10_000)
+        expect(prompt).to_have_text("Please open your eyes", timeout=10_000)
+        expect(page.locator("#checks")).to_contain_text("eyes_closed")
+        expect(prompt).to_have_text(re.compile("^Photo taken"), timeout=10_000)
+        expect(page.locator("#forensics")).not_to_have_text("—")
+        expect(page.locator("#accept")).to_be_enabled()
+        assert page.evaluate("document.getElementById('preview').naturalWidth") == 640
+
+        page.keyboard.press("a")
+        expect(prompt).to_have_text("Photo saved — next applicant please", timeout=10_000)
+        [stored] = service.store.list()
+        expect(page.locator("#last-capture")).to_have_text(stored["id"])
+        assert stored["verdict"]["decision"] == "accept"
+
+        # The replay moves on: nobody, then the next "applicant" is checked again.
+        expect(prompt).to_have_text("Please stand in front of the camera", timeout=10_000)
+        expect(prompt).to_have_text(re.compile("^Photo taken"), timeout=15_000)
+        session = service.snapshot()["session"]
+        page.keyboard.press("r")
+        # Retake leaves the review (a good face may be photographed again at once: a new session).
+        wait_for(lambda: (s := service.snapshot())["state"] != "review" or s["session"] > session)
+        assert len(service.store.list()) == 1
+    finally:
+        server.stop()
+        service.stop()
