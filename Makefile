@@ -46,3 +46,11 @@ DEPLOY_ARGS ?=
 deploy:  ## ship models/ to KIOSKS="pi@kiosk1 pi@kiosk2" as a checked bundle; rolls back if unhealthy
 	@test -n "$(KIOSKS)" || { echo 'usage: make deploy KIOSKS="pi@kiosk1 pi@kiosk2" [DEPLOY_ARGS=...]' >&2; exit 2; }
 	$(PY) -m kiosk.deploy $(DEPLOY_ARGS) $(KIOSKS)
+
+.PHONY: run bench-service
+run:  ## the capture service and operator console (http://127.0.0.1:8080/); SOURCE=folder|camera:N|picamera
+	$(PY) -m kiosk -v run $(if $(SOURCE),--source $(SOURCE))
+
+FRAMES ?= 10000
+bench-service:  ## service loop checks/s, MJPEG preview latency, RSS after 100 vs FRAMES frames
+	$(PY) bench/bench_service.py --frames $(FRAMES)
