@@ -20,7 +20,8 @@ build order and say which manifest they carry. Per kiosk, in order:
    restart, check health again, delete the failed bundle and report the kiosk as failed;
 5. keep the newest ``--keep`` bundles (always including ``current``), delete the rest.
 
-The rollout stops at the first failed kiosk unless ``--keep-going``. Transports: ``ssh`` (target
+A ``.deploy-lock`` directory keeps two deploys to one kiosk apart. The rollout stops at the
+first failed kiosk unless ``--keep-going``. Transports: ``ssh`` (target
 = ``[user@]host``, rsync over ssh) and ``local`` (target = a root directory on this machine, for
 tests and for installing the first bundle on a kiosk itself). Both run the same commands.
 Exit codes: 0 all kiosks healthy on the new bundle, 1 some kiosk failed, 2 bad bundle or usage.
@@ -234,14 +235,25 @@ class Deployment:
         self.root = PurePosixPath(options.root)
 
     def run(self) -> None:
-        self.install()
-        previous = self.current_target()
-        self.switch(f"bundles/{self.bundle.version}")
-        if not self.options.no_restart:
-            problem = self.restart_and_check()
-            if problem:
-                self.roll_back(previous, problem)
-        self.prune()
+        lock = self.root / ".deploy-lock"
+        # mkdir is atomic: a second deploy to the same kiosk stops here instead of interleaving.
+        taken = self.t.run(f"mkdir -p {_q(self.root / 'bundles')} && mkdir {_q(lock)}", check=False)
+        if taken.returncode != 0:
+            raise DeployError(
+                f"{self.t.label}: another deploy holds {lock} (if none is running, an earlier "
+                "one was interrupted: remove that directory)"
+            )
+        try:
+            self.install()
+            previous = self.current_target()
+            self.switch(f"bundles/{self.bundle.version}")
+            if not self.options.no_restart:
+                problem = self.restart_and_check()
+                if problem:
+                    self.roll_back(previous, problem)
+            self.prune()
+        finally:
+            self.t.run(f"rmdir {_q(lock)}", check=False)
 
     def install(self) -> None:
         final = self.root / "bundles" / self.bundle.version

@@ -155,6 +155,17 @@ def test_damaged_transfer_leaves_current_alone(kiosk, tmp_path):
     assert bundles(root) == [good.version]  # no half-installed or incoming folder left
 
 
+def test_concurrent_deploy_is_refused(kiosk, tmp_path):
+    root, options = kiosk
+    (root / ".deploy-lock").mkdir(parents=True)
+    with pytest.raises(DeployError, match="another deploy holds"):
+        deploy(make_models(tmp_path / "m", "1"), tmp_path, options)
+    assert not (root / "current").exists()
+    (root / ".deploy-lock").rmdir()
+    deploy(make_models(tmp_path / "m2", "2"), tmp_path, options)
+    assert not (root / ".deploy-lock").exists()  # released after a deploy
+
+
 def test_command_line_local_install_without_restart(tmp_path, capsys):
     root = tmp_path / "kiosk"
     models = make_models(tmp_path / "m", "1")
