@@ -201,7 +201,6 @@ class KioskService:
         self._verdict: dict[str, Any] | None = None
         self._still: _Still | None = None
         self._last_verdict: tuple[Verdict, int, int] | None = None  # verdict, frame, preview width
-        self._jpeg: tuple[int, bytes] | None = None
         self._heartbeat = time.monotonic()
         self._last_ping = 0.0
         self._times: deque[float] = deque(maxlen=30)
@@ -349,7 +348,9 @@ class KioskService:
                         self._camera_ok, self._camera_message, self._retry_in = True, "", 0.0
                         self._frame_ready.notify_all()
                     backoff = s.retry_min_s
-            except CameraUnavailable as exc:
+            except Exception as exc:  # any camera failure is retried, never fatal
+                if not isinstance(exc, CameraUnavailable):
+                    log.exception("camera %s failed", self.camera_name)
                 with self._camera_lock:
                     self.camera.close()
                 with self._lock:
@@ -361,8 +362,12 @@ class KioskService:
 
     # ---- loop thread --------------------------------------------------------------------------
     def _loop(self) -> None:
-        while not self._stop.is_set():
-            self._tick()
+        try:
+            while not self._stop.is_set():
+                self._tick()
+        except Exception:  # logged here; the stopped pings let systemd restart the service
+            log.exception("the service loop died")
+            raise
 
     def _tick(self) -> None:
         """One turn: heartbeat, commands, camera status, then at most one frame."""
