@@ -119,6 +119,14 @@ def test_wrong_or_missing_key_is_refused(paths, tmp_path):
         CaptureStore(root, key)
 
 
+def test_corrupt_database_is_named(paths):
+    root, key = paths
+    root.mkdir()
+    (root / "captures.db").write_bytes(b"not a database" * 100)
+    with pytest.raises(StoreError, match=r"capture database .*captures\.db cannot be opened"):
+        CaptureStore(root, key)
+
+
 def test_one_writer_at_a_time(paths):
     root, key = paths
     with CaptureStore(root, key) as store:
