@@ -22,7 +22,7 @@ validation DET curve at 2 % false alarms on uncompressed patches).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -30,8 +30,10 @@ import numpy as np
 from kiosk.checks import BinaryClassifier
 from kiosk.config import Config
 from kiosk.errors import InputError, ModelError
-from kiosk.forensics.suite import Artifacts, Capture
 from kiosk.registry import ModelRegistry
+
+if TYPE_CHECKING:  # suite.py imports this module for its FACTORIES
+    from kiosk.forensics.suite import Artifacts, Capture
 
 MODEL_NAME = "jpeg_history"
 MAX_PATCHES = 400

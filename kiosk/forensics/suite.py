@@ -16,6 +16,7 @@ import numpy as np
 
 from kiosk.config import Config
 from kiosk.errors import KioskError
+from kiosk.forensics.jpeg import make_jpeg_check
 from kiosk.registry import ModelRegistry
 from kiosk.vision.types import Box
 
@@ -48,7 +49,7 @@ class ForensicCheck(Protocol):
 
 # One factory per check: returns the check, or None when its model is not in the manifest.
 Factory = Callable[[ModelRegistry, Config], ForensicCheck | None]
-FACTORIES: list[Factory] = []
+FACTORIES: list[Factory] = [make_jpeg_check]
 
 
 class ForensicSuite:
