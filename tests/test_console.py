@@ -67,6 +67,7 @@ def test_binding_allowed():
         ("GET", "/api/captures"),
         ("GET", "/api/captures/20261121T150135Z-3b6ff043852c"),
         ("GET", "/preview.mjpg"),
+        ("GET", "/api/review.jpg"),
     ],
 )
 def test_protected_routes_refuse_without_the_token_and_log_it(client, caplog, method, path):
@@ -90,6 +91,8 @@ def test_state_and_health_are_open(client):
 def test_accept_with_bearer_token_stores_and_lists(client, service):
     wait_for(state_is(service, "review"))
     session = service.snapshot()["session"]
+    still = client.get("/api/review.jpg", headers=AUTH)
+    assert cv2.imdecode(np.frombuffer(still.content, np.uint8), 1).shape == (48, 64, 3)
     response = client.post("/api/accept", json={"session": session}, headers=AUTH)
     assert response.status_code == 200, response.text
     capture_id = response.json()["capture_id"]
@@ -99,6 +102,7 @@ def test_accept_with_bearer_token_stores_and_lists(client, service):
     assert image.headers["content-type"] == "image/jpeg"
     assert cv2.imdecode(np.frombuffer(image.content, np.uint8), 1).shape == (48, 64, 3)
     assert client.get("/api/captures/nonsense", headers=AUTH).status_code == 404
+    assert client.get("/api/review.jpg", headers=AUTH).status_code == 404  # nothing to review
     assert client.post("/api/retake", headers=AUTH).status_code == 409  # nothing under review
 
 

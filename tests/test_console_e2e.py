@@ -112,7 +112,8 @@ def test_console_follows_the_replay_and_accept_stores_retake_does_not(
         expect(prompt).to_have_text(re.compile("^Photo taken"), timeout=10_000)
         expect(page.locator("#forensics")).not_to_have_text("—")
         expect(page.locator("#accept")).to_be_enabled()
-        assert page.evaluate("document.getElementById('preview').naturalWidth") == 640
+        expect(page.locator("#still")).to_be_visible()  # the photo itself, not the live stream
+        page.wait_for_function("document.getElementById('still').naturalWidth === 640")
 
         page.keyboard.press("a")
         expect(prompt).to_have_text("Photo saved — next applicant please", timeout=10_000)

@@ -5,6 +5,7 @@ Routes (docs/service.md has the full table):
     GET  /                    the console page (static/index.html)
     GET  /api/state           JSON the page polls: prompt, state, verdict, forensics, camera
     GET  /preview.mjpg        live preview, multipart/x-mixed-replace JPEG, boxes drawn on it  [T]
+    GET  /api/review.jpg      the full-resolution photo under review (downscaled to 1280 px)  [T]
     POST /api/accept          store the photo under review ({"session": n} optional)          [T]
     POST /api/retake          discard it                                                      [T]
     POST /api/reload          reload the model bundle; a failing bundle is not swapped in     [T]
@@ -51,6 +52,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kiosk.config import ConsoleConfig
 from kiosk.errors import ConfigError
+from kiosk.service.camera import downscale
 from kiosk.service.loop import KioskService, Overlay
 from kiosk.service.state import Accept, Retake
 from kiosk.store import StoreError
@@ -62,6 +64,7 @@ COOKIE = "kiosk_token"
 MIN_TOKEN_CHARS = 16
 BOUNDARY = "frame"
 COMMAND_TIMEOUT_S = 30.0
+REVIEW_WIDTH = 1280
 GREEN, RED, AMBER = (40, 200, 40), (230, 50, 50), (255, 190, 0)
 
 
@@ -147,18 +150,19 @@ class PreviewEncoder:
         with self._lock:
             if self._cached is not None and self._cached[0] == index:
                 return self._cached[1]
-        canvas = draw_overlay(image, overlay)
-        ok, encoded = cv2.imencode(
-            ".jpg",
-            cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR),
-            [cv2.IMWRITE_JPEG_QUALITY, self.quality],
-        )
-        if not ok:
-            raise ValueError("preview frame could not be encoded")
-        jpeg = encoded.tobytes()
+        jpeg = _jpeg(draw_overlay(image, overlay), self.quality)
         with self._lock:
             self._cached = (index, jpeg)
         return jpeg
+
+
+def _jpeg(rgb: np.ndarray, quality: int) -> bytes:
+    ok, encoded = cv2.imencode(
+        ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
+    if not ok:
+        raise ValueError("frame could not be encoded as JPEG")
+    return encoded.tobytes()
 
 
 def draw_overlay(image: np.ndarray, overlay: Overlay | None) -> np.ndarray:
@@ -272,6 +276,14 @@ def create_app(service: KioskService, console: ConsoleConfig) -> Starlette:
             raise HTTPException(404, str(exc)) from None
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
+    async def review_still(request: Request) -> Response:
+        require_token(request)
+        review = service.review_image()
+        if review is None:
+            raise HTTPException(404, "no photo under review")
+        jpeg = await anyio.to_thread.run_sync(_jpeg, downscale(review[1], REVIEW_WIDTH), 90)
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
     async def preview(request: Request) -> Response:
         require_token(request)
         period = 1.0 / console.preview_fps
@@ -310,6 +322,7 @@ def create_app(service: KioskService, console: ConsoleConfig) -> Starlette:
         Route("/health", health),
         Route("/login", login),
         Route("/preview.mjpg", preview),
+        Route("/api/review.jpg", review_still),
         Route("/api/accept", accept, methods=["POST"]),
         Route("/api/retake", retake, methods=["POST"]),
         Route("/api/reload", reload, methods=["POST"]),

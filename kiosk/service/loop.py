@@ -46,6 +46,7 @@ from kiosk.service.state import (
     CHECKS_UNAVAILABLE,
     DISCARD_STILL,
     DONE,
+    HOLDS_STILL,
     IDLE,
     PRESENT,
     READY,
@@ -311,6 +312,13 @@ class KioskService:
             "problems": problems,
         }
         return (503 if checks is None or stalled else 200), body
+
+    def review_image(self) -> tuple[int, np.ndarray] | None:
+        """(session, full-resolution still) while the operator reviews it, else None."""
+        still, state = self._still, self.machine.state
+        if still is None or state.name not in HOLDS_STILL:
+            return None
+        return state.session, still.image
 
     def wait_preview(
         self, after: int, timeout: float

@@ -57,6 +57,15 @@ function render(s) {
   showChecks(s.verdict);
   text("forensics", showForensics(s.forensics));
   text("last-capture", s.last_capture_id || "none yet");
+  // During review the operator judges the full-resolution photo, not the live stream.
+  const still = $("still");
+  const showStill = s.review && s.authorized;
+  if (showStill && still.dataset.session !== String(s.session)) {
+    still.dataset.session = String(s.session);
+    still.src = `/api/review.jpg?session=${s.session}`;
+  }
+  still.hidden = !showStill;
+  $("preview").hidden = showStill;
   const canDecide = s.review && s.authorized;
   $("accept").disabled = !canDecide;
   $("retake").disabled = !canDecide;
