@@ -50,6 +50,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     server = uvicorn_server(create_app(service, config.console))
     service.start()
     signal.signal(signal.SIGHUP, lambda *_: service.reload())
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises it: end with exit code 0 after
+    # service.stop() (STOPPING=1, camera and store closed) instead of dying by the signal.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     print(
         f"kiosk: console on http://{config.console.host}:{sock.getsockname()[1]}/ "
         f"(source {config.service.source})",
@@ -62,3 +65,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         service.stop()
         sock.close()
     return 0
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)

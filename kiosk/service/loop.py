@@ -213,10 +213,11 @@ class KioskService:
         self._load_checks(initial=True)
         self._open_store()
         for target, name in ((self._camera_worker, "kiosk-camera"), (self._loop, "kiosk-loop")):
+            if target == self._loop:  # READY=1 precedes the loop's first WATCHDOG=1
+                self.notifier.ready(self._status_line())
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
-        self.notifier.ready(self._status_line())
 
     def stop(self) -> None:
         self.notifier.stopping()
