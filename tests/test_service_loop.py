@@ -17,9 +17,10 @@ import pytest
 from kiosk.analysis import NO_FACE, Analysis
 from kiosk.checks import EYES_CLOSED
 from kiosk.config import Config, parse_config
+from kiosk.errors import ConfigError
 from kiosk.forensics.suite import ForensicSuite
 from kiosk.pipeline import ACCEPT, REJECT, Verdict
-from kiosk.service.camera import CameraUnavailable, FrameCamera
+from kiosk.service.camera import CameraUnavailable, FrameCamera, make_camera
 from kiosk.service.loop import Checks, KioskService, load_checks
 from kiosk.service.notify import Notifier
 from kiosk.service.state import Accept, Retake
@@ -340,3 +341,27 @@ def test_store_that_cannot_open_is_reported_and_retried_on_accept(tmp_path, star
     result = service.request(Accept()).result(5)
     assert result["state"] == "done" and result["capture_id"]
     assert isinstance(service.store, CaptureStore)
+
+
+def test_make_camera_replays_a_video_and_refuses_a_bad_camera_index(tmp_path):
+    import cv2
+
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for kind in (NOBODY, GOOD, GOOD):
+        writer.write(frame(kind * 100))
+    writer.release()
+    camera = make_camera(str(path), preview_width=32, replay_fps=1000.0, replay_loop=False)
+    camera.open()
+    previews = [camera.preview() for _ in range(3)]
+    assert [p.shape for p in previews] == [(24, 32, 3)] * 3
+    assert previews[1].mean() > previews[0].mean() + 100
+    assert camera.capture_still().shape == (48, 64, 3)
+    with pytest.raises(CameraUnavailable, match="ended"):
+        camera.preview()
+    missing = make_camera(str(tmp_path / "nowhere"), 32, 10.0, True)
+    missing.open()
+    with pytest.raises(CameraUnavailable, match="does not exist"):
+        missing.preview()
+    with pytest.raises(ConfigError, match="camera index"):
+        make_camera("camera:front", 32, 10.0, True)
