@@ -8,7 +8,7 @@
 #   2. creates the system user `kiosk` (groups kiosk + video) and the group `kiosk-deploy`;
 #   3. creates /opt/kiosk/venv with --system-site-packages (Picamera2 and libcamera only come
 #      from apt) and pip-installs this project into it;
-#   4. writes /etc/kiosk/kiosk.toml on first install only (paths pointed at /var/lib/kiosk);
+#   4. writes /etc/kiosk/kiosk.toml on first install only (Pi camera, paths in /var/lib/kiosk);
 #   5. installs the first model bundle into /var/lib/kiosk/models (`current` symlink), writable
 #      by group kiosk so `make deploy` can add bundles as the deploy user;
 #   6. lets group kiosk-deploy restart the service via sudo (nothing else);
@@ -36,8 +36,9 @@ set_key() {
     ' "$1" >"$1.tmp" && mv "$1.tmp" "$1"
 }
 
-# pi_config FILE: the project's kiosk.toml with the Raspberry Pi paths.
+# pi_config FILE: the project's kiosk.toml with the Raspberry Pi camera and paths.
 pi_config() {
+    set_key "$1" service source picamera
     set_key "$1" models dir "$STATE/models/current"
     set_key "$1" store dir "$STATE/captures"
     set_key "$1" store key_file "$STATE/capture.key"

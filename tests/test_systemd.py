@@ -111,6 +111,7 @@ def test_install_script_syntax_and_helpers(tmp_path):
     subprocess.run(["bash", "-c", script], check=True, capture_output=True)
     pi = load_config(config)
     assert pi.models.dir == "/var/lib/kiosk/models/current"
+    assert pi.service.source == "picamera"
     assert (pi.store.dir, pi.store.key_file) == (
         "/var/lib/kiosk/captures",
         "/var/lib/kiosk/capture.key",
