@@ -76,9 +76,7 @@ def make_config(tmp_path: Path, **service: object) -> Config:
 
 
 def replay(kinds: list[int], loop: bool = True, fps: float = 200.0) -> FrameCamera:
-    return FrameCamera(
-        lambda: iter([frame(k) for k in kinds]), 32, fps=fps, loop=loop, name="replay"
-    )
+    return FrameCamera(lambda: (frame(k) for k in kinds), 32, fps=fps, loop=loop, name="replay")
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 5.0) -> object:
@@ -142,7 +140,7 @@ def test_accept_stores_the_full_resolution_still_and_retake_does_not(tmp_path, s
 
 def test_prompt_follows_the_frames(tmp_path, started):
     kinds = [NOBODY] * 3
-    camera = FrameCamera(lambda: iter([frame(k) for k in kinds]), 32, fps=200.0, loop=True)
+    camera = FrameCamera(lambda: (frame(k) for k in kinds), 32, fps=200.0, loop=True)
     service = started(make_config(tmp_path), camera)
     wait_for(lambda: service.snapshot()["camera"]["ok"])
     assert service.snapshot()["prompt"] == "Please stand in front of the camera"
@@ -213,7 +211,7 @@ def test_replay_paces_frames_at_the_configured_rate():
         clock[0] += seconds
 
     camera = FrameCamera(
-        lambda: iter([frame(GOOD)] * 3),
+        lambda: (frame(GOOD) for _ in range(3)),
         32,
         fps=10.0,
         loop=False,

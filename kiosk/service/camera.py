@@ -9,7 +9,7 @@ Every failure is a `CameraUnavailable`; the service loop retries with backoff.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Protocol
 
@@ -48,7 +48,7 @@ class FrameCamera:
 
     def __init__(
         self,
-        frames: Callable[[], Iterator[np.ndarray]],
+        frames: Callable[[], Generator[np.ndarray, None, None]],
         preview_width: int,
         fps: float | None = None,
         loop: bool = False,
@@ -58,7 +58,7 @@ class FrameCamera:
     ) -> None:
         self._frames, self.preview_width, self.fps, self.loop = frames, preview_width, fps, loop
         self.name, self._clock, self._sleep = name, clock, sleep
-        self._iterator: Iterator[np.ndarray] | None = None
+        self._iterator: Generator[np.ndarray, None, None] | None = None
         self._current: np.ndarray | None = None
         self._next_due = 0.0
 
@@ -94,10 +94,12 @@ class FrameCamera:
         return self._current.copy()
 
     def close(self) -> None:
-        self._iterator = None
+        if self._iterator is not None:
+            self._iterator.close()  # runs the source's `finally`: the device is released now
+            self._iterator = None
 
 
-def _frames_of(source_factory: Callable[[], FrameSource]) -> Iterator[np.ndarray]:
+def _frames_of(source_factory: Callable[[], FrameSource]) -> Generator[np.ndarray, None, None]:
     """Images of a kiosk.sources source; an error frame ends the stream with its message."""
     source = source_factory()
     try:
@@ -126,8 +128,12 @@ class PicameraCamera:
             ) from exc
         try:
             self._camera = Picamera2()
+            # Still configuration: `main` at the sensor's full resolution; three buffers so the
+            # lores stream keeps flowing between stills.
             config = self._camera.create_still_configuration(
-                main={"format": "RGB888"}, lores={"size": self.preview_size, "format": "YUV420"}
+                main={"format": "RGB888"},
+                lores={"size": self.preview_size, "format": "YUV420"},
+                buffer_count=3,
             )
             self._camera.configure(config)
             self._camera.start()

@@ -201,7 +201,8 @@ class KioskService:
         self._overlay: Overlay | None = None
         self._verdict: dict[str, Any] | None = None
         self._still: _Still | None = None
-        self._last_verdict: tuple[Verdict, int, int] | None = None  # verdict, frame, preview width
+        # The verdict that triggered the still, its frame index and the preview's (height, width).
+        self._last_verdict: tuple[Verdict, int, tuple[int, int]] | None = None
         self._heartbeat = time.monotonic()
         self._last_ping = 0.0
         self._times: deque[float] = deque(maxlen=30)
@@ -412,7 +413,7 @@ class KioskService:
             self._times.append(time.monotonic())
             self._overlay = overlay_of(verdict, analysis)
             self._verdict = verdict.as_record(self.camera_name, frame.index)
-            self._last_verdict = (verdict, frame.index, frame.image.shape[1])
+            self._last_verdict = (verdict, frame.index, frame.image.shape[:2])
         self._step(FrameChecked(tuple(verdict.reasons)))
 
     def _step(self, event: Event) -> State:
@@ -440,16 +441,18 @@ class KioskService:
     def _take_still(self) -> Event:
         if self._last_verdict is None:
             return StillFailed("no checked frame to go with the photo")
-        verdict, frame_index, preview_width = self._last_verdict
+        verdict, frame_index, (preview_h, preview_w) = self._last_verdict
         try:
             with self._camera_lock:
                 still = self.camera.capture_still()
         except CameraUnavailable as exc:
             return StillFailed(str(exc))
-        scale = still.shape[1] / preview_width  # boxes rescaled by the configured stream sizes
+        # Boxes are rescaled by the two streams' sizes, per axis (a lores stream may be squeezed).
+        sx, sy = still.shape[1] / preview_w, still.shape[0] / preview_h
         box = None
         if verdict.face_box is not None:
-            box = tuple(float(v) * scale for v in verdict.face_box)
+            x0, y0, x1, y1 = verdict.face_box
+            box = (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
             verdict = dataclasses.replace(verdict, face_box=[round(v, 1) for v in box])
         self._still = _Still(still, verdict, frame_index, uuid.uuid4().hex)
         suite = self.checks.forensics
