@@ -11,8 +11,11 @@ import sys
 import time
 
 import httpx
+import pytest
 
 from kiosk.cli import main
+from kiosk.config import load_config, parse_config
+from kiosk.errors import ConfigError
 from tests.conftest import REPO
 from tests.test_service_loop import notify_socket, wait_for
 
@@ -77,3 +80,25 @@ def test_kiosk_run_process_notifies_reloads_and_stops(tmp_path):
             process.kill()
             process.wait()
         sock.close()
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"service": {"smoothing_frames": 0}}, r"service.smoothing_frames = 0 is outside"),
+        ({"service": {"retry_max_s": 0}}, r"service.retry_max_s = 0.0 is outside"),
+        ({"service": {"replay_loop": "yes"}}, "service.replay_loop = 'yes' must be a bool"),
+        ({"service": {"sorce": "camera:0"}}, "unknown key service.sorce"),
+        ({"console": {"port": 70000}}, r"console.port = 70000 is outside"),
+        ({"console": {"max_body_bytes": 10}}, r"console.max_body_bytes = 10 is outside"),
+    ],
+)
+def test_service_and_console_settings_are_validated(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(raw)
+
+
+def test_shipped_config_binds_the_console_to_loopback_without_token():
+    config = load_config()
+    assert (config.console.host, config.console.token) == ("127.0.0.1", "")
+    assert config.service.smoothing_frames >= 1 and config.service.ready_frames >= 1
