@@ -5,9 +5,10 @@ service loop (`kiosk.service.loop`) turns camera frames, operator clicks and sto
 events and carries out the actions it returns.
 
     idle ──face──► present ──window full──► checking ◄──► ready ──K passing frames──► capture
-      ▲                                                                                 │
-      │                              retake (or a still that cannot be taken) ◄────── review
-      └── done (until the applicant leaves) ◄── storing ◄── accept ◄─────────────────────┘
+      ▲               ▲                                                                 │
+      │               └───────────────────── still failed ◄─────────────────────────────┤
+      ├──────────────────────────────────── retake ◄──────────────────────── review ◄───┘
+      └── done (until the applicant leaves) ◄── storing ◄── accept ◄──────── review
 
 `camera_unavailable` and `checks_unavailable` are entered from any live state and left when the
 camera or the models come back. Prompts are smoothed: a reason is shown once it is in the majority
