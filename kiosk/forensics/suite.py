@@ -16,7 +16,9 @@ import numpy as np
 
 from kiosk.config import Config
 from kiosk.errors import KioskError
+from kiosk.forensics.ela import make_ela_check
 from kiosk.forensics.jpeg import make_jpeg_check
+from kiosk.forensics.sr import make_sr_check
 from kiosk.registry import ModelRegistry
 from kiosk.vision.types import Box
 
@@ -49,7 +51,7 @@ class ForensicCheck(Protocol):
 
 # One factory per check: returns the check, or None when its model is not in the manifest.
 Factory = Callable[[ModelRegistry, Config], ForensicCheck | None]
-FACTORIES: list[Factory] = [make_jpeg_check]
+FACTORIES: list[Factory] = [make_jpeg_check, make_ela_check, make_sr_check]
 
 
 class ForensicSuite:

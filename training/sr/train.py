@@ -1,0 +1,184 @@
+"""Train one x4 super-resolution variant on Y patches (keras-io shape: data -> model -> train).
+
+Variants (Padmanabhan's four): `mse` (SRCNN-style generator, pixel MSE; the model the kiosk
+ships), `perceptual` (same generator, feature loss + MSE), `srgan_mse` and `srgan_perceptual`
+(the generator against the SRGAN discriminator, adversarial weight 1e-3, Adam 2e-4 / beta1 0.5).
+The non-MSE variants start from the `mse` weights, as SRGAN pre-trains its generator with MSE.
+Checkpoints every `--every` steps; a rerun resumes from the last one.
+
+    python -m training.sr.train mse --steps 8000
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from training.paths import WORK, data_root
+from training.sr.data import SCALE, PatchSampler, training_files
+from training.sr.nets import make_discriminator, make_feature_net, make_generator
+from training.tf_setup import seed_everything, tf
+
+VARIANTS = ("mse", "perceptual", "srgan_mse", "srgan_perceptual")
+ADVERSARIAL_WEIGHT = 1e-3
+VEIL_FEATURES = WORK / "runs" / "veil" / "best.keras"
+
+
+def limit_threads(threads: int) -> None:
+    """Train on `threads` CPU threads (other jobs share the machine); a no-op once TF runs."""
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TF already initialised in this process (e.g. in a test session)
+        pass
+
+
+def run_dir(variant: str) -> Path:
+    return WORK / "runs" / f"sr_{variant}"
+
+
+def split_files(files: list[Path], seed: int) -> tuple[list[Path], list[Path]]:
+    """Seeded 95/5 split of the training photos; the 5 % only track validation PSNR."""
+    order = np.random.default_rng(seed).permutation(len(files))
+    cut = max(1, len(files) // 20)
+    return [files[i] for i in order[cut:]], [files[i] for i in order[:cut]]
+
+
+def content_loss(variant: str, features: tf.keras.Model | None):
+    """Pixel MSE, or relative feature-space MSE (two feature layers) plus pixel MSE."""
+
+    def loss(sr: tf.Tensor, hr: tf.Tensor) -> tf.Tensor:
+        mse = tf.reduce_mean(tf.square(sr - hr))
+        if features is None:
+            return mse
+        terms = [
+            tf.reduce_mean(tf.square(fs - fh)) / (tf.reduce_mean(tf.square(fh)) + 1e-6)
+            for fs, fh in zip(features(sr), features(hr), strict=True)
+        ]
+        return mse + tf.add_n(terms) / len(terms)
+
+    return loss
+
+
+def psnr_y(sr: np.ndarray, hr: np.ndarray) -> float:
+    error = np.mean((np.clip(sr, 0, 1) - hr) ** 2)
+    return float(10 * np.log10(1.0 / max(error, 1e-12)))
+
+
+def train(args: argparse.Namespace) -> None:
+    limit_threads(args.threads)
+    seed_everything(args.seed)
+    out = run_dir(args.variant)
+    out.mkdir(parents=True, exist_ok=True)
+    train_files, val_files = split_files(training_files(data_root(args.data_root)), args.seed)
+    gan = args.variant.startswith("srgan")
+    lr_patch = args.lr_patch or (16 if gan else 24)
+    sampler = PatchSampler.from_files(train_files, lr_patch, args.seed)
+    val_lr, val_hr = next(PatchSampler.from_files(val_files, lr_patch, args.seed + 1).batches(64))
+    print(f"{len(sampler.pairs)} training photos, {len(val_files)} validation", flush=True)
+
+    generator = make_generator()
+    features = make_feature_net(str(VEIL_FEATURES)) if "perceptual" in args.variant else None
+    content = content_loss(args.variant, features)
+    discriminator = make_discriminator(lr_patch * SCALE) if gan else None
+    g_opt = tf.keras.optimizers.Adam(
+        tf.keras.optimizers.schedules.CosineDecay(args.lr, args.steps, alpha=0.02),
+        beta_1=0.5 if gan else 0.9,
+    )
+    d_opt = tf.keras.optimizers.Adam(args.lr, beta_1=0.5)
+    bce = tf.keras.losses.BinaryCrossentropy()
+
+    state_path, weights = out / "state.json", out / "generator.weights.h5"
+    step = 0
+    if state_path.exists():
+        step = json.loads(state_path.read_text())["step"]
+        generator.load_weights(weights)
+        print(f"resuming at step {step}", flush=True)
+    elif args.variant != "mse":
+        generator.load_weights(run_dir("mse") / "generator.weights.h5")
+        print("generator initialised from the mse variant", flush=True)
+
+    @tf.function
+    def train_step(lr: tf.Tensor, hr: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        d_loss = tf.constant(0.0)
+        if discriminator is not None:
+            with tf.GradientTape() as tape:
+                real = discriminator(hr, training=True)
+                fake = discriminator(generator(lr, training=False), training=True)
+                d_loss = bce(tf.ones_like(real), real) + bce(tf.zeros_like(fake), fake)
+            grads = tape.gradient(d_loss, discriminator.trainable_variables)
+            d_opt.apply_gradients(zip(grads, discriminator.trainable_variables, strict=True))
+        with tf.GradientTape() as tape:
+            sr = generator(lr, training=True)
+            g_loss = content(sr, hr)
+            if discriminator is not None:
+                fooled = discriminator(sr, training=False)
+                g_loss += ADVERSARIAL_WEIGHT * bce(tf.ones_like(fooled), fooled)
+        grads = tape.gradient(g_loss, generator.trainable_variables)
+        g_opt.apply_gradients(zip(grads, generator.trainable_variables, strict=True))
+        return g_loss, d_loss
+
+    g_opt.iterations.assign(step)
+    history = out / "history.csv"
+    new_history = not history.exists()
+    batches = sampler.batches(args.batch)
+    started, losses = time.perf_counter(), []
+    with open(history, "a", newline="") as handle:
+        writer = csv.writer(handle)
+        if new_history:
+            writer.writerow(["step", "g_loss", "d_loss", "val_psnr_y", "seconds"])
+        while step < args.steps:
+            lr, hr = next(batches)
+            g_loss, d_loss = train_step(tf.constant(lr), tf.constant(hr))
+            losses.append((float(g_loss), float(d_loss)))
+            step += 1
+            if step % args.every == 0 or step == args.steps:
+                val = psnr_y(generator.predict(val_lr, verbose=0), val_hr)
+                mean = np.mean(losses, axis=0)
+                elapsed = time.perf_counter() - started
+                writer.writerow(
+                    [step, f"{mean[0]:.6f}", f"{mean[1]:.4f}", f"{val:.3f}", f"{elapsed:.0f}"]
+                )
+                handle.flush()
+                generator.save_weights(weights)
+                state_path.write_text(json.dumps({"step": step, "variant": args.variant}))
+                print(
+                    f"step {step}: loss {mean[0]:.5f} d {mean[1]:.3f} val {val:.2f} dB", flush=True
+                )
+                losses = []
+    info = {
+        "variant": args.variant,
+        "steps": step,
+        "batch": args.batch,
+        "lr_patch": lr_patch,
+        "training_photos": len(sampler.pairs),
+        "validation_photos": len(val_files),
+        "feature_net": str(VEIL_FEATURES) if features is not None else None,
+    }
+    (out / "train_info.json").write_text(json.dumps(info, indent=2))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("variant", choices=VARIANTS)
+    parser.add_argument("--steps", type=int, default=8000)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--lr-patch", type=int, default=None, help="LR patch side (HR = x4)")
+    parser.add_argument("--every", type=int, default=250, help="checkpoint interval (steps)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--data-root")
+    args = parser.parse_args(argv)
+    if args.lr is None:
+        args.lr = 1e-3 if args.variant == "mse" else 2e-4
+    train(args)
+
+
+if __name__ == "__main__":
+    main()

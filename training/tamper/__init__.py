@@ -1,0 +1,1 @@
+"""Tamper / morph detection (Nimma et al.): synthetic manipulations, ELA CNN, localisation."""
