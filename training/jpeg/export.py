@@ -75,9 +75,9 @@ def latency_ms(check: JpegHistoryCheck, runs: int = 20) -> float:
 
 
 def main() -> None:
-    """`python -m training.jpeg.export [--arch constrained] [--variant hardened]`."""
+    """`python -m training.jpeg.export [--arch kv] [--variant hardened]`."""
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--arch", default="constrained")
+    parser.add_argument("--arch", default="kv")
     parser.add_argument("--variant", default="hardened")
     parser.add_argument("--data-root")
     args = parser.parse_args()

@@ -2,8 +2,8 @@
 
 `--variant plain` sees only JPEG positives (the detector of the paper's Table II).
 `--variant hardened` also gets F1, F2 and GAN outputs (data/jpeg/antiforensic_<size>.npz, made by
-`training.jpeg.gan --export-data`) among the positives; negatives are repeated so both classes
-weigh the same. Flips and 90-degree rotations keep the 8x8 grid of a 64-px patch in place, so
+`training.jpeg.gan --export-data`) among the positives (see `labelled`), optionally starting from
+the plain detector's weights (`--init-from-plain`). Flips and 90-degree rotations keep the 8x8 grid of a 64-px patch in place, so
 they are safe augmentations. The best epoch by validation loss is kept (weights only).
 """
 
@@ -32,13 +32,27 @@ def antiforensic_path(size: int) -> Path:
     return WORK / "jpeg" / f"antiforensic_{size}.npz"
 
 
-def labelled(arrays: dict[str, np.ndarray], split: str, hardened: bool):
-    """(images (N, S, S) uint8, labels (N,)) for one split."""
+def labelled(arrays: dict[str, np.ndarray], split: str, hardened: bool, seed: int = 0):
+    """(images (N, S, S) uint8, labels (N,)) for one split.
+
+    Hardened training split: each uncompressed patch is paired with ONE positive drawn at random
+    among its JPEG, F1, F2 and GAN versions, so an epoch costs what a plain one does. Hardened
+    validation split: all four versions, with the negatives repeated to balance them.
+    """
     negatives = arrays[f"{split}_originals"]
     positives = [arrays[f"{split}_jpeg"]]
-    if hardened:
-        extra = np.load(antiforensic_path(negatives.shape[1]))
-        positives += [extra[f"{split}_{kind}"] for kind in ANTIFORENSIC_KINDS]
+    if not hardened:
+        return _balanced(negatives, positives)
+    extra = np.load(antiforensic_path(negatives.shape[1]))
+    positives += [extra[f"{split}_{kind}"] for kind in ANTIFORENSIC_KINDS]
+    if split != "train":
+        return _balanced(negatives, positives)
+    kinds = np.random.default_rng(seed).integers(0, len(positives), len(negatives))
+    mixed = np.stack(positives)[kinds, np.arange(len(negatives))]
+    return _balanced(negatives, [mixed])
+
+
+def _balanced(negatives: np.ndarray, positives: list[np.ndarray]):
     repeats = len(positives)
     images = np.concatenate([*([negatives] * repeats), *positives])
     labels = np.concatenate([np.zeros(len(negatives) * repeats), np.ones(len(negatives) * repeats)])
@@ -60,7 +74,14 @@ def dataset(images: np.ndarray, labels: np.ndarray, batch: int, train: bool) -> 
 
 
 def train(
-    arch: str, variant: str, size: int, epochs: int, batch: int, lr: float, seed: int = 5
+    arch: str,
+    variant: str,
+    size: int,
+    epochs: int,
+    batch: int,
+    lr: float,
+    init_from_plain: bool = False,
+    seed: int = 5,
 ) -> Path:
     seed_everything(seed)
     arrays = dict(np.load(patches_path(WORK, size)))
@@ -68,6 +89,8 @@ def train(
     train_x, train_y = labelled(arrays, "train", hardened)
     val_x, val_y = labelled(arrays, "val", hardened)
     model = DETECTORS[arch](size)
+    if init_from_plain:
+        model.load_weights(run_dir(arch, "plain", size) / "best.weights.h5")
     model.compile(
         optimizer=tf.keras.optimizers.Adam(lr),
         loss="binary_crossentropy",
@@ -86,6 +109,7 @@ def train(
                 out / "best.weights.h5", save_best_only=True, save_weights_only=True
             ),
             tf.keras.callbacks.ReduceLROnPlateau(factor=0.3, patience=2),
+            tf.keras.callbacks.CSVLogger(out / "history.csv"),
         ],
     )
     info = {
@@ -95,6 +119,7 @@ def train(
         "epochs": epochs,
         "batch": batch,
         "lr": lr,
+        "init_from_plain": init_from_plain,
         "train_patches": len(train_y),
         "val_patches": len(val_y),
         "params": model.count_params(),
@@ -114,11 +139,22 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument(
+        "--init-from-plain", action="store_true", help="start from the plain detector's weights"
+    )
     parser.add_argument("--threads", type=int, default=1, help="TensorFlow CPU threads")
     args = parser.parse_args()
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    out = train(args.arch, args.variant, args.size, args.epochs, args.batch, args.lr)
+    out = train(
+        args.arch,
+        args.variant,
+        args.size,
+        args.epochs,
+        args.batch,
+        args.lr,
+        args.init_from_plain,
+    )
     print(f"trained -> {out}")
 
 
