@@ -366,3 +366,17 @@ def test_make_camera_replays_a_video_and_refuses_a_bad_camera_index(tmp_path):
         missing.preview()
     with pytest.raises(ConfigError, match="camera index"):
         make_camera("camera:front", 32, 10.0, True)
+
+
+def test_folder_replay_skips_files_it_cannot_decode(tmp_path):
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "a.png"), frame(GOOD * 100)[..., ::-1])
+    (tmp_path / "README.md").write_text("not a photo")
+    camera = make_camera(str(tmp_path), preview_width=32, replay_fps=1000.0, replay_loop=True)
+    camera.open()
+    assert all(camera.preview().shape == (24, 32, 3) for _ in range(4))
+    (tmp_path / "a.png").unlink()
+    with pytest.raises(CameraUnavailable, match="no frames"):
+        for _ in range(3):
+            camera.preview()

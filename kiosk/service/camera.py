@@ -8,6 +8,7 @@ Every failure is a `CameraUnavailable`; the service loop retries with backoff.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -19,6 +20,8 @@ import numpy as np
 from kiosk.errors import ConfigError, KioskError
 from kiosk.imageio import MAX_PIXELS
 from kiosk.sources import FrameSource, OpenCVSource, open_path
+
+log = logging.getLogger(__name__)
 
 
 class CameraUnavailable(KioskError):
@@ -99,13 +102,23 @@ class FrameCamera:
             self._iterator = None
 
 
-def _frames_of(source_factory: Callable[[], FrameSource]) -> Generator[np.ndarray, None, None]:
-    """Images of a kiosk.sources source; an error frame ends the stream with its message."""
+def _frames_of(
+    source_factory: Callable[[], FrameSource], skip_unreadable: bool = False
+) -> Generator[np.ndarray, None, None]:
+    """Images of a kiosk.sources source; an error frame ends the stream with its message.
+
+    A replayed folder skips files it cannot decode instead (a README beside the photos must not
+    read as an unplugged camera); a pass with no image at all still ends the stream.
+    """
     source = source_factory()
     try:
         for frame in source.frames():
             if frame.image is None:
-                raise CameraUnavailable(frame.error or f"{frame.source}: unreadable frame")
+                message = frame.error or f"{frame.source}: unreadable frame"
+                if not skip_unreadable:
+                    raise CameraUnavailable(message)
+                log.warning("replay skips %s", message)
+                continue
             yield frame.image
     finally:
         source.close()
@@ -193,7 +206,7 @@ def make_camera(
         )
     path = Path(spec)  # a missing path is retried like an unplugged camera
     return FrameCamera(
-        lambda: _frames_of(lambda: open_path(path, max_pixels)),
+        lambda: _frames_of(lambda: open_path(path, max_pixels), skip_unreadable=path.is_dir()),
         preview_width,
         fps=replay_fps,
         loop=replay_loop,

@@ -116,4 +116,6 @@ document.addEventListener("keydown", (event) => {
 $("preview").addEventListener("error", () => {
   setTimeout(() => { $("preview").src = "/preview.mjpg?" + Date.now(); }, 1000);
 });
+// Started after "load": an endless MJPEG response would otherwise keep the page loading forever.
+window.addEventListener("load", () => { $("preview").src = "/preview.mjpg"; });
 poll();
