@@ -123,11 +123,9 @@ def main() -> None:
     captures: dict = {"pictures": len(pictures)}
     honest = [pool(check.patch_scores(p)) for p in pictures]
     captures["uncompressed_false_alarm"] = round(float(np.mean(np.array(honest) >= threshold)), 4)
+    laundered = [versions(p, 50, generator, i) for i, p in enumerate(pictures)]
     for method in ("J", "F1", "F2", "GAN"):
-        flagged = [
-            pool(check.patch_scores(versions(p, 50, generator, i)[method])) >= threshold
-            for i, p in enumerate(pictures)
-        ]
+        flagged = [pool(check.patch_scores(v[method])) >= threshold for v in laundered]
         captures[f"{method}_qf50_detected"] = round(float(np.mean(flagged)), 4)
 
     results = {
