@@ -58,7 +58,7 @@ bench-service:  ## service loop checks/s, MJPEG preview latency, RSS after 100 v
 # JPEG forensics (docs/jpeg_forensics.md). CPU-sized defaults = what was trained for models/.
 JPEG_GAN ?= --blocks 4 --filters 32 --l1-epochs 2 --gan-epochs 6 --patches-per-epoch 960
 JPEG_EPOCHS ?= 5
-JPEG_HARDEN_EPOCHS ?= 4
+JPEG_HARDEN_EPOCHS ?= 8
 .PHONY: jpeg-data jpeg-train jpeg-tables jpeg-export jpeg-forensics bench-jpeg
 jpeg-data:  ## 64-px patches of never-JPEG photos + JPEG versions (QF 20-95), split by group
 	$(PY) -m training.jpeg.data
@@ -67,7 +67,7 @@ jpeg-train:  ## plain detectors -> GAN (D = plain KV detector) -> F1/F2/GAN patc
 	$(PY) -m training.jpeg.train constrained --epochs $(JPEG_EPOCHS)
 	$(PY) -m training.jpeg.gan $(JPEG_GAN)
 	$(PY) -m training.jpeg.gan --export-data
-	$(PY) -m training.jpeg.train kv --variant hardened --init-from-plain --epochs $(JPEG_HARDEN_EPOCHS)
+	$(PY) -m training.jpeg.train kv --variant hardened --init-from-plain --lr 3e-4 --epochs $(JPEG_HARDEN_EPOCHS)
 jpeg-tables:  ## paper Tables I/II on held-out pictures -> reports/jpeg_forensics/
 	$(PY) -m training.jpeg.tables
 jpeg-export:  ## hardened detector -> int8 models/jpeg_history.tflite + manifest entry
