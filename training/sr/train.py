@@ -94,10 +94,13 @@ def train(args: argparse.Namespace) -> None:
     bce = tf.keras.losses.BinaryCrossentropy()
 
     state_path, weights = out / "state.json", out / "generator.weights.h5"
+    d_weights = out / "discriminator.weights.h5"
     step = 0
     if state_path.exists():
         step = json.loads(state_path.read_text())["step"]
         generator.load_weights(weights)
+        if discriminator is not None and d_weights.exists():
+            discriminator.load_weights(d_weights)
         print(f"resuming at step {step}", flush=True)
     elif args.variant != "mse":
         generator.load_weights(run_dir("mse") / "generator.weights.h5")
@@ -146,6 +149,8 @@ def train(args: argparse.Namespace) -> None:
                 )
                 handle.flush()
                 generator.save_weights(weights)
+                if discriminator is not None:
+                    discriminator.save_weights(d_weights)
                 state_path.write_text(json.dumps({"step": step, "variant": args.variant}))
                 print(
                     f"step {step}: loss {mean[0]:.5f} d {mean[1]:.3f} val {val:.2f} dB", flush=True

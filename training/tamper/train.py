@@ -13,6 +13,7 @@ validation loss.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 
 import numpy as np
@@ -73,10 +74,14 @@ def train(epochs: int, batch: int, seed: int, quality: int) -> None:
         metrics=[tf.keras.metrics.AUC(name="auc"), "accuracy"],
     )
     checkpoint = RUN / "last.keras"
-    initial_epoch = 0
+    initial_epoch, best_val_loss = 0, None
     if checkpoint.exists():
         model = tf.keras.models.load_model(checkpoint)
-        initial_epoch = len((RUN / "history.csv").read_text().splitlines()) - 1
+        with open(RUN / "history.csv") as handle:
+            history = list(csv.DictReader(handle))
+        initial_epoch = len(history)
+        # a resumed run must not replace best.keras with a worse epoch
+        best_val_loss = min(float(row["val_loss"]) for row in history)
         print(f"resuming after epoch {initial_epoch}", flush=True)
     train_mask, val_mask = splits["train"], splits["val"]
     print(f"train {train_mask.sum()}, val {val_mask.sum()}", flush=True)
@@ -86,7 +91,9 @@ def train(epochs: int, batch: int, seed: int, quality: int) -> None:
         epochs=epochs,
         initial_epoch=initial_epoch,
         callbacks=[
-            tf.keras.callbacks.ModelCheckpoint(RUN / "best.keras", save_best_only=True),
+            tf.keras.callbacks.ModelCheckpoint(
+                RUN / "best.keras", save_best_only=True, initial_value_threshold=best_val_loss
+            ),
             tf.keras.callbacks.ModelCheckpoint(checkpoint),
             tf.keras.callbacks.CSVLogger(RUN / "history.csv", append=True),
         ],
