@@ -25,10 +25,10 @@ import numpy as np  # noqa: E402
 from kiosk.analysis import FACE_TOO_SMALL  # noqa: E402
 from kiosk.config import load_config  # noqa: E402
 from kiosk.forensics.suite import Artifacts, Capture, ForensicSuite  # noqa: E402
-from kiosk.forensics.tflite_io import Model  # noqa: E402
 from kiosk.litert import make_interpreter  # noqa: E402
 from kiosk.pipeline import CompliancePipeline  # noqa: E402
 from kiosk.registry import ModelRegistry  # noqa: E402
+from kiosk.tflite_io import Model  # noqa: E402
 
 RUNS_DIR = REPO / "data" / "runs"
 FLOAT_FILES = {

@@ -9,13 +9,13 @@ higher score counts: one closed eye is enough to reject.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from kiosk.errors import ModelError
 from kiosk.litert import make_interpreter
 from kiosk.registry import ModelRegistry
+from kiosk.tflite_io import Model
 from kiosk.vision.regions import Regions
 
 EYES_CLOSED, MOUTH_OPEN, VEIL = "eyes_closed", "mouth_open", "veil"
@@ -26,39 +26,16 @@ class BinaryClassifier:
     """One TFLite classifier: grayscale uint8 crop (H, W) -> probability of the positive class."""
 
     def __init__(self, content: bytes, num_threads: int = 1) -> None:
-        self._interpreter = make_interpreter(content, num_threads=num_threads)
-        self._interpreter.allocate_tensors()
-        self._input = self._interpreter.get_input_details()[0]
-        self._output = self._interpreter.get_output_details()[0]
-        self.input_size = tuple(int(v) for v in self._input["shape"][1:3])
+        self.model = Model(make_interpreter(content, num_threads=num_threads))
+        self.input_size = self.model.input_shape[1:3]
 
     def logit(self, crop: np.ndarray) -> float:
         if crop.shape != self.input_size:
             raise ValueError(f"crop of shape {crop.shape}, model expects {self.input_size}")
-        self._interpreter.set_tensor(self._input["index"], _quantize(crop, self._input))
-        self._interpreter.invoke()
-        raw = self._interpreter.get_tensor(self._output["index"])
-        return float(_dequantize(raw, self._output).reshape(-1)[0])
+        return float(self.model(crop.astype(np.float32)[None, :, :, None]).reshape(-1)[0])
 
     def score(self, crop: np.ndarray) -> float:
         return float(1.0 / (1.0 + np.exp(-self.logit(crop))))
-
-
-def _quantize(crop: np.ndarray, details: dict[str, Any]) -> np.ndarray:
-    pixels = crop.astype(np.float32)[None, :, :, None]
-    dtype = details["dtype"]
-    if dtype == np.float32:
-        return pixels
-    scale, zero_point = details["quantization"]
-    info = np.iinfo(dtype)
-    return np.clip(np.round(pixels / scale + zero_point), info.min, info.max).astype(dtype)
-
-
-def _dequantize(raw: np.ndarray, details: dict[str, Any]) -> np.ndarray:
-    if raw.dtype == np.float32:
-        return raw
-    scale, zero_point = details["quantization"]
-    return (raw.astype(np.float32) - zero_point) * scale
 
 
 @dataclass(frozen=True)

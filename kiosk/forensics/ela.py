@@ -14,8 +14,8 @@ from kiosk.config import Config
 from kiosk.errors import ModelError
 from kiosk.fileio import write_atomically
 from kiosk.forensics.ela_features import ela_map, heat_map_png, noise_residual, stack_maps
-from kiosk.forensics.tflite_io import Model
 from kiosk.registry import ModelRegistry
+from kiosk.tflite_io import Model
 
 if TYPE_CHECKING:  # suite.py imports this module for its FACTORIES
     from kiosk.forensics.suite import Artifacts, Capture

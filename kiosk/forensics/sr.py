@@ -17,8 +17,8 @@ from kiosk.config import Config
 from kiosk.errors import InputError
 from kiosk.fileio import write_atomically
 from kiosk.forensics.colour import rgb_to_ycbcr, ycbcr_to_rgb
-from kiosk.forensics.tflite_io import Model
 from kiosk.registry import ModelRegistry
+from kiosk.tflite_io import Model
 
 if TYPE_CHECKING:  # suite.py imports this module for its FACTORIES
     from kiosk.forensics.suite import Artifacts, Capture

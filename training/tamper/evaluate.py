@@ -18,8 +18,8 @@ from collections.abc import Iterator
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from kiosk.forensics.tflite_io import Model
 from kiosk.litert import make_interpreter
+from kiosk.tflite_io import Model
 from training.export import EXPORT_VARIANTS
 from training.manifest_writer import register_model
 from training.metrics import eer_point
