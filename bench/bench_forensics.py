@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -21,6 +19,7 @@ sys.path.insert(0, str(REPO))
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+from timing import median_ms  # noqa: E402
 
 from kiosk.analysis import FACE_TOO_SMALL  # noqa: E402
 from kiosk.config import load_config  # noqa: E402
@@ -39,16 +38,6 @@ FLOAT_FILES = {
         ("int8", "sr_mse/sr_x4_int8.tflite"),
     ],
 }
-
-
-def median_ms(function: Callable[[], object], runs: int) -> float:
-    function()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1000)
 
 
 def capture_640x480() -> Capture:

@@ -9,28 +9,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
+from timing import median_ms  # noqa: E402
 
 from kiosk.config import load_config  # noqa: E402
 from kiosk.forensics.jpeg import MODEL_NAME, make_jpeg_check  # noqa: E402
 from kiosk.forensics.suite import Artifacts, Capture  # noqa: E402
 from kiosk.registry import ModelRegistry  # noqa: E402
-
-
-def median_ms(function, runs: int) -> float:
-    function()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1000)
 
 
 def main() -> None:
