@@ -32,6 +32,7 @@ from training.tf_setup import tf
 
 OUT = REPORTS / "tamper_ela"
 KINDS = ("splice", "copy_move", "morph")
+TRIED = "\n## What was tried"  # hand-written section of report.md that a re-run keeps
 
 
 def classification(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
@@ -172,7 +173,10 @@ def write_markdown(metrics: dict, sizes: dict[str, int], info: dict) -> None:
         f"Model sizes: int8 {sizes['int8'] / 1024:.0f} KiB, float32 {sizes['float32'] / 1024:.0f} KiB.",
         "",
     ]
-    (OUT / "report.md").write_text("\n".join(lines))
+    path = OUT / "report.md"
+    old = path.read_text() if path.exists() else ""
+    kept = old[old.index(TRIED) :] if TRIED in old else ""
+    path.write_text("\n".join(lines) + kept)
 
 
 if __name__ == "__main__":
