@@ -21,4 +21,13 @@ def seed_everything(seed: int) -> None:
     tf.random.set_seed(seed)
 
 
-__all__ = ["seed_everything", "tf"]
+def limit_threads(threads: int) -> None:
+    """Train on `threads` CPU threads (other jobs share the machine); a no-op once TF runs."""
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TF already initialised in this process (e.g. in a test session)
+        pass
+
+
+__all__ = ["limit_threads", "seed_everything", "tf"]

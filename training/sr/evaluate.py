@@ -25,8 +25,8 @@ from training.manifest_writer import register_model
 from training.paths import MODELS, REPORTS, data_root
 from training.sr.data import BENCHMARKS, SCALE, PatchSampler, benchmark, bicubic, training_files
 from training.sr.nets import make_generator
-from training.sr.train import VARIANTS, limit_threads, run_dir
-from training.tf_setup import tf
+from training.sr.train import VARIANTS, run_dir
+from training.tf_setup import limit_threads, tf
 
 FACE_SIDE = 128
 SHAVE = 4

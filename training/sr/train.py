@@ -22,20 +22,11 @@ import numpy as np
 from training.paths import WORK, data_root
 from training.sr.data import SCALE, PatchSampler, training_files
 from training.sr.nets import make_discriminator, make_feature_net, make_generator
-from training.tf_setup import seed_everything, tf
+from training.tf_setup import limit_threads, seed_everything, tf
 
 VARIANTS = ("mse", "perceptual", "srgan_mse", "srgan_perceptual")
 ADVERSARIAL_WEIGHT = 1e-3
 VEIL_FEATURES = WORK / "runs" / "veil" / "best.keras"
-
-
-def limit_threads(threads: int) -> None:
-    """Train on `threads` CPU threads (other jobs share the machine); a no-op once TF runs."""
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:  # TF already initialised in this process (e.g. in a test session)
-        pass
 
 
 def run_dir(variant: str) -> Path:

@@ -25,10 +25,9 @@ from training.manifest_writer import register_model
 from training.metrics import eer_point
 from training.nets import logit_model
 from training.paths import MODELS, REPORTS
-from training.sr.train import limit_threads
 from training.tamper.features import load_features
 from training.tamper.train import DATA, INPUT_SHAPE, RUN
-from training.tf_setup import tf
+from training.tf_setup import limit_threads, tf
 
 OUT = REPORTS / "tamper_ela"
 KINDS = ("splice", "copy_move", "morph")

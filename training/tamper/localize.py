@@ -29,10 +29,10 @@ from kiosk.imageio import load_rgb
 from training.paths import REPORTS
 from training.sr.data import SCALE, hr_lr_pair
 from training.sr.nets import make_generator
-from training.sr.train import limit_threads, run_dir
+from training.sr.train import run_dir
 from training.tamper.features import read_index
 from training.tamper.train import DATA
-from training.tf_setup import tf
+from training.tf_setup import limit_threads, tf
 
 OUT = REPORTS / "tamper_ela"
 FRACTIONS = np.round(np.arange(0.1, 1.0, 0.1), 2)

@@ -21,9 +21,8 @@ import numpy as np
 from kiosk.config import ForensicsConfig
 from training.nets import BN_MOMENTUM
 from training.paths import WORK
-from training.sr.train import limit_threads
 from training.tamper.features import load_features
-from training.tf_setup import seed_everything, tf
+from training.tf_setup import limit_threads, seed_everything, tf
 
 RUN = WORK / "runs" / "tamper_ela"
 DATA = WORK / "tamper"
