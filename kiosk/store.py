@@ -7,8 +7,9 @@ Commit protocol of :meth:`CaptureStore.save` (the database commit is the commit 
 
 1. encrypt the JPEG (AES-256-GCM, random 96-bit nonce, the capture id as associated data, so a
    file renamed to another id fails authentication);
-2. write it to ``images/.<id>.tmp``, fsync the file, rename it to ``images/<id>.cap``, fsync the
-   directory: the file is now durable but not yet a capture;
+2. write it to ``images/.<id>.cap.<random>.tmp``, fsync the file, rename it to
+   ``images/<id>.cap``, fsync the directory (``kiosk.fileio.write_atomically``): the file is now
+   durable but not yet a capture;
 3. insert the row in one transaction and commit (durable with WAL + ``synchronous=FULL``).
 
 A crash before step 3 commits leaves a temp file or a file without a row, never a row without
@@ -42,6 +43,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from kiosk.errors import KioskError
+from kiosk.fileio import fsync_dir, write_atomically
 
 if TYPE_CHECKING:
     from kiosk.config import StoreConfig
@@ -145,21 +147,13 @@ def _create_key(path: Path) -> bytes:
         os.fsync(fd)
         os.close(fd)
         os.link(temp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except FileExistsError:
         return load_or_create_key(path, create=False)
     finally:
         temp.unlink(missing_ok=True)
     log.info("created capture key file %s", path)
     return key
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _new_id() -> str:
@@ -277,21 +271,10 @@ class CaptureStore:
         return _MAGIC + nonce + self._aead.encrypt(nonce, image, capture_id.encode())
 
     def _write_file(self, final: Path, content: bytes) -> None:
-        temp = final.with_name(f".{final.stem}.tmp")
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                view = memoryview(content)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.rename(temp, final)
-            _fsync_dir(self.images)
+            write_atomically(final, content)
         except OSError as exc:
-            temp.unlink(missing_ok=True)
-            final.unlink(missing_ok=True)
+            final.unlink(missing_ok=True)  # renamed, but the directory fsync failed
             raise StoreError(
                 f"capture not stored: writing {final.name} failed ({exc.strerror or exc}); "
                 f"check free space and permissions under {self.root}"
@@ -408,7 +391,7 @@ class CaptureStore:
         on_disk = {p.stem for p in self.images.glob(f"*{SUFFIX}")}
         missing = len(ids - on_disk)
         if temps or orphans:
-            _fsync_dir(self.images)
+            fsync_dir(self.images)
             log.info("capture store recovery: removed %d temp and %d orphan files", temps, orphans)
         if missing:
             log.error(
