@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from kiosk.errors import ConfigError
+from kiosk.vision.types import MtcnnSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "firmware_config" / "kiosk.toml"
@@ -25,11 +26,10 @@ class ModelsConfig:
 
 
 @dataclass(frozen=True)
-class DetectorConfig:
+class DetectorConfig(MtcnnSettings):
+    """The MTCNN cascade's settings, with the kiosk's own default minimum face size."""
+
     min_face_size: int = 40
-    threshold_pnet: float = 0.6
-    threshold_rnet: float = 0.7
-    threshold_onet: float = 0.8
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,11 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "detector.threshold_pnet": (0.0, 1.0),
     "detector.threshold_rnet": (0.0, 1.0),
     "detector.threshold_onet": (0.0, 1.0),
+    "detector.scale_factor": (0.3, 0.95),
+    "detector.nms_pnet_scale": (0.0, 1.0),
+    "detector.nms_pnet_all": (0.0, 1.0),
+    "detector.nms_rnet": (0.0, 1.0),
+    "detector.nms_onet": (0.0, 1.0),
     "landmarks.box_scale": (0.5, 2.0),
     "gates.min_face_px": (1, 10000),
     "input.max_megapixels": (0.1, 1000.0),

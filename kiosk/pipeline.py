@@ -17,7 +17,7 @@ from kiosk.checks import EYES_CLOSED, MOUTH_OPEN, VEIL, CheckResult, ComplianceC
 from kiosk.config import Config
 from kiosk.registry import ModelRegistry
 from kiosk.vision.landmarks import LandmarkPredictor, find_model
-from kiosk.vision.mtcnn_lite import MtcnnLite, MtcnnSettings
+from kiosk.vision.mtcnn_lite import MtcnnLite
 
 ACCEPT, REJECT, ERROR = "accept", "reject", "error"
 FACE_COVERED = "face_covered"
@@ -78,17 +78,7 @@ def _verify_if_listed(registry: ModelRegistry, path: Path) -> None:
 class CompliancePipeline:
     def __init__(self, config: Config) -> None:
         registry = ModelRegistry(config.models_dir)
-        d = config.detector
-        detector = MtcnnLite(
-            registry,
-            MtcnnSettings(
-                min_face_size=d.min_face_size,
-                threshold_pnet=d.threshold_pnet,
-                threshold_rnet=d.threshold_rnet,
-                threshold_onet=d.threshold_onet,
-            ),
-            num_threads=config.models.num_threads,
-        )
+        detector = MtcnnLite(registry, config.detector, num_threads=config.models.num_threads)
         landmark_model = find_model(config.landmarks.model or None)
         _verify_if_listed(registry, landmark_model)
         landmarks = LandmarkPredictor(landmark_model, box_scale=config.landmarks.box_scale)

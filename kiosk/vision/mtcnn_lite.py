@@ -8,31 +8,15 @@ image pyramid -> PNet proposals -> NMS -> RNet refinement -> ONet boxes + 5 keyp
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
 
 from kiosk.registry import ModelRegistry
-from kiosk.vision.types import Face
+from kiosk.vision.types import Face, MtcnnSettings
 
 PNET, RNET, ONET = "mtcnn_pnet", "mtcnn_rnet", "mtcnn_onet"
-
-
-@dataclass(frozen=True)
-class MtcnnSettings:
-    """Cascade parameters; the defaults are the `mtcnn` package's."""
-
-    min_face_size: int = 20
-    scale_factor: float = 0.709
-    threshold_pnet: float = 0.6
-    threshold_rnet: float = 0.7
-    threshold_onet: float = 0.8
-    nms_pnet_scale: float = 0.5
-    nms_pnet_all: float = 0.7
-    nms_rnet: float = 0.7
-    nms_onet: float = 0.7
 
 
 class _Net:
