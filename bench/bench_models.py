@@ -16,8 +16,9 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from kiosk.checks import CHECKS, BinaryClassifier  # noqa: E402
+from kiosk.contract.models import COMPLIANCE  # noqa: E402
 from kiosk.registry import ModelRegistry  # noqa: E402
+from kiosk.tflite_io import BinaryClassifier  # noqa: E402
 
 PAPER = {"eyes_closed": (2.12, 2.58), "mouth_open": (5.12, 5.68), "veil": (4.21, 4.68)}
 
@@ -32,7 +33,7 @@ def main() -> None:
         "| model | arch | size KiB | int8 latency ms | test EER % | FNR % | FPR % | AUC | "
         "paper FNR/FPR % |\n|---|---|---|---|---|---|---|---|---|"
     )
-    for name in CHECKS:
+    for name in COMPLIANCE:
         entry = registry.entry(name)
         classifier = BinaryClassifier(registry.verified_bytes(name), num_threads=1)
         crop = rng.integers(0, 255, classifier.input_size, dtype=np.uint8)

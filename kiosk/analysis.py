@@ -11,12 +11,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from kiosk.contract.reasons import FACE_TOO_SMALL, NO_FACE, SEVERAL_FACES
 from kiosk.vision.landmarks import LandmarkPredictor
 from kiosk.vision.mtcnn_lite import MtcnnLite
 from kiosk.vision.regions import Regions, extract_regions
 from kiosk.vision.types import Face, Landmarks
-
-NO_FACE, SEVERAL_FACES, FACE_TOO_SMALL = "no_face", "several_faces", "face_too_small"
 
 
 @dataclass(frozen=True)

@@ -12,26 +12,16 @@ from typing import Any
 
 import numpy as np
 
-from kiosk.analysis import FACE_TOO_SMALL, NO_FACE, SEVERAL_FACES, Analysis, FaceAnalyzer
-from kiosk.checks import EYES_CLOSED, MOUTH_OPEN, VEIL, CheckResult, ComplianceChecks
+from kiosk.analysis import Analysis, FaceAnalyzer
+from kiosk.checks import ComplianceChecks
+from kiosk.checks.base import CheckResult
 from kiosk.config import Config
+from kiosk.contract.reasons import ERROR_PROMPT, prompt_for
 from kiosk.registry import ModelRegistry
 from kiosk.vision.landmarks import LandmarkPredictor, find_model
 from kiosk.vision.mtcnn_lite import MtcnnLite
 
 ACCEPT, REJECT, ERROR = "accept", "reject", "error"
-FACE_COVERED = "face_covered"
-CHECK_REASONS = {EYES_CLOSED: EYES_CLOSED, MOUTH_OPEN: MOUTH_OPEN, VEIL: FACE_COVERED}
-
-# What the operator is told for each reason, most urgent first (the prompt shows the first).
-PROMPTS = {
-    NO_FACE: "Please stand in front of the camera",
-    SEVERAL_FACES: "Only one person please",
-    FACE_TOO_SMALL: "Please move closer",
-    FACE_COVERED: "Please remove the face covering",
-    EYES_CLOSED: "Please open your eyes",
-    MOUTH_OPEN: "Please close your mouth",
-}
 
 
 @dataclass(frozen=True)
@@ -45,11 +35,7 @@ class Verdict:
 
     @property
     def prompt(self) -> str:
-        if self.decision == ERROR:
-            return "Camera or image problem: please call the operator"
-        if not self.reasons:
-            return "Ready — hold still"
-        return next(PROMPTS[r] for r in PROMPTS if r in self.reasons)
+        return ERROR_PROMPT if self.decision == ERROR else prompt_for(self.reasons)
 
     def as_record(self, source: str, frame: int) -> dict[str, Any]:
         return {
@@ -90,7 +76,7 @@ class CompliancePipeline:
         box = None if analysis.face is None else [round(v, 1) for v in analysis.face.box]
         if analysis.reason:
             return Verdict(REJECT, [analysis.reason], len(analysis.faces), box), analysis
-        results = self.checks.run(analysis.regions)
-        reasons = [CHECK_REASONS[name] for name, result in results.items() if result.failed]
+        results = self.checks.run(analysis)
+        reasons = self.checks.reasons(results)
         decision = REJECT if reasons else ACCEPT
         return Verdict(decision, reasons, 1, box, results), analysis

@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from kiosk.litert import make_interpreter
+
 
 def quantize(values: np.ndarray, details: dict[str, Any]) -> np.ndarray:
     """Real values -> the input tensor's dtype with its (scale, zero point)."""
@@ -41,3 +43,20 @@ class Model:
         self._interpreter.set_tensor(self._input["index"], quantize(values, self._input))
         self._interpreter.invoke()
         return dequantize(self._interpreter.get_tensor(self._output["index"]), self._output)
+
+
+class BinaryClassifier:
+    """A classifier with one logit out: uint8 grayscale crop (H, W) -> probability of the positive
+    class. The int8 logit keeps score resolution near 0 and 1, where thresholds sit."""
+
+    def __init__(self, content: bytes, num_threads: int = 1) -> None:
+        self.model = Model(make_interpreter(content, num_threads=num_threads))
+        self.input_size = self.model.input_shape[1:3]
+
+    def logit(self, crop: np.ndarray) -> float:
+        if crop.shape != self.input_size:
+            raise ValueError(f"crop of shape {crop.shape}, model expects {self.input_size}")
+        return float(self.model(crop.astype(np.float32)[None, :, :, None]).reshape(-1)[0])
+
+    def score(self, crop: np.ndarray) -> float:
+        return float(1.0 / (1.0 + np.exp(-self.logit(crop))))

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kiosk.analysis import NO_FACE, Analysis
-from kiosk.checks import EYES_CLOSED
+from kiosk.analysis import Analysis
 from kiosk.config import Config, parse_config
+from kiosk.contract.reasons import EYES_CLOSED, NO_FACE
 from kiosk.errors import ConfigError
 from kiosk.forensics.suite import ForensicSuite
 from kiosk.pipeline import ACCEPT, REJECT, Verdict

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kiosk.analysis import NO_FACE, SEVERAL_FACES
-from kiosk.checks import EYES_CLOSED, MOUTH_OPEN
-from kiosk.pipeline import PROMPTS
+from kiosk.contract.reasons import EYES_CLOSED, MOUTH_OPEN, NO_FACE, PROMPTS, SEVERAL_FACES
 from kiosk.service.state import (
     CAMERA_UNAVAILABLE,
     CAPTURE,

@@ -40,7 +40,7 @@ def test_split_is_by_group():
 
 
 def test_train_export_evaluate_one_epoch(crops, tmp_path):
-    from kiosk.checks import BinaryClassifier
+    from kiosk.tflite_io import BinaryClassifier
     from kiosk.registry import ModelRegistry
     from training import evaluate, train
     from training.tasks import TASKS
@@ -62,7 +62,7 @@ def test_train_export_evaluate_one_epoch(crops, tmp_path):
 
 def test_int8_matches_float_on_real_crops(crops, tmp_path):
     """Parity of the exported int8 model with Keras on the same crops (one-epoch model)."""
-    from kiosk.checks import BinaryClassifier
+    from kiosk.tflite_io import BinaryClassifier
     from training.export import export_variants
     from training.nets import squeeze_mini_vgg
     from training.train import load_split

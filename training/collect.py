@@ -34,11 +34,12 @@ import cv2
 import numpy as np
 
 from kiosk.analysis import Analysis, FaceAnalyzer
+from kiosk.contract.models import EYE
 from kiosk.errors import InputError
 from kiosk.imageio import load_rgb
 from kiosk.vision.landmarks import LandmarkPredictor
 from kiosk.vision.mtcnn_lite import MtcnnLite
-from kiosk.vision.regions import EYE_SIZE, Regions
+from kiosk.vision.regions import Regions
 from kiosk.vision.types import Landmarks
 from training import masks
 from training.geometry import eye_aspect_ratio, mouth_opening
@@ -172,7 +173,7 @@ class Collector:
     def eye_closeups(self) -> None:
         for path in self._files("eyes/*/*.png"):
             gray = cv2.cvtColor(load_rgb(path), cv2.COLOR_RGB2GRAY)
-            crop = cv2.resize(gray, (EYE_SIZE, EYE_SIZE), interpolation=cv2.INTER_AREA)
+            crop = cv2.resize(gray, (EYE.size, EYE.size), interpolation=cv2.INTER_AREA)
             label = int(path.parent.name == "closed")
             self.tasks["eyes"].add(crop, label, f"eyes:{path.name}", "eyes/closeup", np.nan)
 

@@ -26,7 +26,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from scipy.stats import norm
 
-from kiosk.checks import BinaryClassifier
+from kiosk.tflite_io import BinaryClassifier
 from training import metrics
 from training.export import export_variants
 from training.manifest_writer import register_model
@@ -191,9 +191,9 @@ def evaluate(
         task.model_name,
         shipped,
         architecture=task.architecture,
-        input_shape=[1, task.size, task.size, 1],
-        input="uint8 grayscale pixels 0..255",
-        output="int8 logit; score = sigmoid(logit)",
+        input_shape=list(task.spec.input_shape),
+        input=task.spec.input,
+        output=task.spec.output,
         quantization="int8 (full integer, representative dataset of 300 training crops)",
         threshold=threshold,
         positive=task.positive,

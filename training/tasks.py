@@ -1,24 +1,41 @@
-"""The three compliance classifiers: what each sees, which network, and its manifest name."""
+"""The three compliance classifiers as training tasks: the model spec they export to (crop, input
+shape, architecture, positive class: kiosk/contract/models.py) plus the training schedule."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kiosk.contract.models import COMPLIANCE, ModelSpec
+
 
 @dataclass(frozen=True)
 class Task:
     name: str  # crops file in the work dir
-    model_name: str  # manifest key, also the kiosk check name
-    architecture: str
-    size: int
-    positive: str  # what a score of 1 means
+    spec: ModelSpec
     epochs: int
     batch_size: int
     learning_rate: float
 
+    @property
+    def model_name(self) -> str:
+        """Manifest key, also the kiosk check name."""
+        return self.spec.name
+
+    @property
+    def architecture(self) -> str:
+        return self.spec.architecture
+
+    @property
+    def size(self) -> int:
+        return self.spec.input_shape[1]
+
+    @property
+    def positive(self) -> str:
+        return self.spec.positive
+
 
 TASKS = {
-    "eyes": Task("eyes", "eyes_closed", "SqueezeMiniVGG", 56, "eye closed", 16, 64, 2e-3),
-    "mouth": Task("mouth", "mouth_open", "SqueezeMiniVGG", 72, "mouth open", 20, 32, 2e-3),
-    "veil": Task("veil", "veil", "SqueezeVGG", 128, "face covered", 5, 32, 2e-3),
+    "eyes": Task("eyes", COMPLIANCE["eyes_closed"], 16, 64, 2e-3),
+    "mouth": Task("mouth", COMPLIANCE["mouth_open"], 20, 32, 2e-3),
+    "veil": Task("veil", COMPLIANCE["veil"], 5, 32, 2e-3),
 }

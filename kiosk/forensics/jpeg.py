@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from kiosk.checks import BinaryClassifier
 from kiosk.config import Config
 from kiosk.errors import InputError, ModelError
 from kiosk.registry import ModelRegistry
+from kiosk.tflite_io import BinaryClassifier
 
 if TYPE_CHECKING:  # suite.py imports this module for its FACTORIES
     from kiosk.forensics.suite import Artifacts, Capture

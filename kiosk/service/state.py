@@ -22,8 +22,7 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from kiosk.analysis import NO_FACE
-from kiosk.pipeline import PROMPTS
+from kiosk.contract.reasons import NO_FACE, PROMPTS, READY_PROMPT
 
 IDLE, PRESENT, CHECKING, READY = "idle", "present", "checking", "ready"
 CAPTURE, REVIEW, STORING, DONE = "capture", "review", "storing", "done"
@@ -35,7 +34,7 @@ HOLDS_STILL = {REVIEW, STORING}
 STATE_PROMPTS = {
     IDLE: PROMPTS[NO_FACE],
     PRESENT: "Checking — please look at the camera",
-    READY: "Ready — hold still",
+    READY: READY_PROMPT,
     CAPTURE: "Taking the photo — hold still",
     REVIEW: "Photo taken — operator: Accept (A) or Retake (R)",
     STORING: "Saving the photo…",

@@ -1,14 +1,8 @@
 """Grayscale region crops for the classifiers, cut from the landmarks on the eye line.
 
 Each crop is one affine warp from the frame: rotate about the region centre so the line between
-the eye centres is horizontal, scale the region square to the output size. Margins:
-
-- eye (56x56): centred on the eye's six points, side = 1.6 x the corner-to-corner eye width
-  (matches the framing of the eye close-ups used in training: the eye spans ~60 % of the crop);
-- mouth (72x72): centred on the 20 lip points, side = 1.5 x the corner-to-corner mouth width;
-- face (128x128): centred on the detector box, side = 1.1 x its longer side. The box, not the
-  lower landmarks, fixes the face crop because a mask or veil hides the jaw and lips that dlib
-  would otherwise have to guess.
+the eye centres is horizontal, scale the region square to the output size. Sizes, margins and
+anchors are the region specs in kiosk/contract/models.py, which training cuts its crops with too.
 """
 
 from __future__ import annotations
@@ -18,10 +12,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from kiosk.contract.models import EYE, FACE, MOUTH
 from kiosk.vision.types import Box, Landmarks
-
-EYE_SIZE, MOUTH_SIZE, FACE_SIZE = 56, 72, 128
-EYE_MARGIN, MOUTH_MARGIN, FACE_MARGIN = 1.6, 1.5, 1.1
 
 
 @dataclass(frozen=True)
@@ -67,15 +59,14 @@ def extract_regions(gray: np.ndarray, landmarks: Landmarks, box: Box) -> Regions
     crops = {}
     for name, first, second in (("right_eye", 36, 39), ("left_eye", 42, 45)):
         eye = landmarks.group(name)
-        side = EYE_MARGIN * max(_span(points, first, second), 4.0)
-        crops[name] = crop_square(gray, eye.mean(axis=0), side, angle, EYE_SIZE)
+        side = EYE.margin * max(_span(points, first, second), 4.0)
+        crops[name] = crop_square(gray, eye.mean(axis=0), side, angle, EYE.size)
     lips = points[48:68]
-    mouth = crop_square(
-        gray, lips.mean(axis=0), MOUTH_MARGIN * max(_span(points, 48, 54), 4.0), angle, MOUTH_SIZE
-    )
+    mouth_side = MOUTH.margin * max(_span(points, 48, 54), 4.0)
+    mouth = crop_square(gray, lips.mean(axis=0), mouth_side, angle, MOUTH.size)
     x0, y0, x1, y1 = box
     face_center = np.array([(x0 + x1) / 2, (y0 + y1) / 2], np.float32)
-    face = crop_square(gray, face_center, FACE_MARGIN * max(x1 - x0, y1 - y0), angle, FACE_SIZE)
+    face = crop_square(gray, face_center, FACE.margin * max(x1 - x0, y1 - y0), angle, FACE.size)
     return Regions(
         right_eye=crops["right_eye"],
         left_eye=crops["left_eye"],

@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from kiosk.checks import BinaryClassifier
+from kiosk.tflite_io import BinaryClassifier
 from kiosk.forensics.jpeg import MODEL_NAME, JpegHistoryCheck, pool
 from kiosk.forensics.suite import Artifacts, Capture
 from training import metrics

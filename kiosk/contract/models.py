@@ -1,0 +1,139 @@
+"""Every fact about a model that training and the kiosk must agree on, in one place.
+
+Training cuts its crops and exports its manifest entries from these specs; the kiosk cuts the same
+crops and refuses, at load, a model whose input does not match its spec (a bundle that would fail
+on every frame is refused up front instead of being reported healthy). Stdlib only: this module is
+the leaf every layer may import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kiosk.contract import reasons
+
+# What the compliance classifiers take and give (training/export.py, kiosk/tflite_io.py).
+GRAY_UINT8 = "uint8 grayscale pixels 0..255"
+INT8_LOGIT = "int8 logit; score = sigmoid(logit)"
+DET_THRESHOLD = "validation DET curve of pipeline crops (training/evaluate.py)"
+
+
+@dataclass(frozen=True)
+class RegionSpec:
+    """A square grayscale crop, rotated so the eye line is horizontal (kiosk/vision/regions.py)."""
+
+    name: str
+    size: int  # output side, px
+    margin: float  # crop side = margin x the anchor's length
+    anchor: str  # what the crop is centred on and what its side is measured from
+
+
+EYE = RegionSpec(
+    "eye",
+    56,
+    1.6,
+    "the eye's six points; length = corner-to-corner eye width (the framing of the eye "
+    "close-ups used in training: the eye spans ~60 % of the crop)",
+)
+MOUTH = RegionSpec("mouth", 72, 1.5, "the 20 lip points; length = corner-to-corner mouth width")
+FACE = RegionSpec(
+    "face",
+    128,
+    1.1,
+    "the detector box centre; length = the box's longer side (a mask hides the jaw and lips "
+    "that dlib would otherwise have to guess)",
+)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model: its manifest name, role and input. Compliance classifiers also name their
+    region, the reason code a failure gives, and where their threshold comes from."""
+
+    name: str
+    kind: str  # "compliance", "forensic", "detector" or "landmarks"
+    architecture: str
+    input_shape: tuple[int, ...]  # -1: any size (fully convolutional)
+    region: RegionSpec | None = None
+    reason: str | None = None
+    positive: str = ""  # what a score of 1 means
+    input: str = ""
+    output: str = ""
+    threshold_source: str = ""
+
+    def shape_problem(self, shape: tuple[int, ...] | list[int]) -> str | None:
+        """Why a model with input `shape` cannot serve this spec; None if it can."""
+        shape = tuple(int(v) for v in shape)
+        expected = self.input_shape
+        if len(shape) != len(expected) or any(
+            want != -1 and got not in (want, -1) for got, want in zip(shape, expected, strict=True)
+        ):
+            return f"model {self.name!r} takes input {list(shape)}, its spec says {list(expected)}"
+        return None
+
+
+def _classifier(
+    name: str, region: RegionSpec, reason: str, architecture: str, positive: str
+) -> ModelSpec:
+    return ModelSpec(
+        name=name,
+        kind="compliance",
+        architecture=architecture,
+        input_shape=(1, region.size, region.size, 1),
+        region=region,
+        reason=reason,
+        positive=positive,
+        input=GRAY_UINT8,
+        output=INT8_LOGIT,
+        threshold_source=DET_THRESHOLD,
+    )
+
+
+# The compliance classifiers in the order their scores are reported.
+COMPLIANCE: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        _classifier("eyes_closed", EYE, reasons.EYES_CLOSED, "SqueezeMiniVGG", "eye closed"),
+        _classifier("mouth_open", MOUTH, reasons.MOUTH_OPEN, "SqueezeMiniVGG", "mouth open"),
+        _classifier("veil", FACE, reasons.FACE_COVERED, "SqueezeVGG", "face covered"),
+    )
+}
+
+OTHER: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec("mtcnn_pnet", "detector", "MTCNN PNET (Zhang et al. 2016)", (1, -1, -1, 3)),
+        ModelSpec("mtcnn_rnet", "detector", "MTCNN RNET (Zhang et al. 2016)", (1, 24, 24, 3)),
+        ModelSpec("mtcnn_onet", "detector", "MTCNN ONET (Zhang et al. 2016)", (1, 48, 48, 3)),
+        ModelSpec(
+            "jpeg_history",
+            "forensic",
+            "kv JPEG detector (hardened), training/jpeg/nets.py",
+            (1, 64, 64, 1),
+            positive="JPEG history (plain JPEG, dithered F1/F2 or GAN-laundered)",
+            input="uint8 grayscale (ITU-R 601 luma) patch 0..255",
+            output=INT8_LOGIT,
+            threshold_source="2 % validation false alarms (training/jpeg/export.py)",
+        ),
+        ModelSpec(
+            "tamper_ela",
+            "forensic",
+            "SqueezeVGG (2 input channels)",
+            (1, 128, 128, 2),
+            output=INT8_LOGIT,
+            threshold_source="validation EER (training/tamper/evaluate.py)",
+        ),
+        ModelSpec("sr_x4", "forensic", "x4 super-resolution generator", (1, 128, 128, 1)),
+        ModelSpec("shape_predictor_mtcnn", "landmarks", "dlib 68-point shape predictor", ()),
+    )
+}
+
+SPECS: dict[str, ModelSpec] = {**COMPLIANCE, **OTHER}
+
+
+def spec(name: str) -> ModelSpec:
+    """The spec of a model by its manifest name; KeyError names the known ones."""
+    try:
+        return SPECS[name]
+    except KeyError:
+        raise KeyError(f"no model spec {name!r}; known: {', '.join(sorted(SPECS))}") from None
