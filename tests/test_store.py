@@ -108,12 +108,18 @@ def test_wrong_or_missing_key_is_refused(paths, tmp_path):
     root, key = paths
     with CaptureStore(root, key) as store:
         store.save(record(), image_for("s1"))
+    (tmp_path / "other.key").write_bytes(os.urandom(32))
     with pytest.raises(StoreError, match="not the one this store"):
         CaptureStore(root, tmp_path / "other.key")
-    (tmp_path / "other.key").unlink()
+    office_copy = key.read_bytes()
     key.unlink()
-    with pytest.raises(StoreError, match=r"key file .* is missing"):
-        CaptureStore(root, key, readonly=True)
+    for readonly in (True, False):
+        with pytest.raises(StoreError, match=r"key file .* is missing.*never creates a new key"):
+            CaptureStore(root, key, readonly=readonly)
+    assert not key.exists()  # so restoring the office's copy with `cp -n` works
+    key.write_bytes(office_copy)
+    with CaptureStore(root, key) as store:
+        assert len(store.list()) == 1
     key.write_bytes(b"short")
     with pytest.raises(StoreError, match="holds 5 bytes"):
         CaptureStore(root, key)
@@ -123,7 +129,7 @@ def test_corrupt_database_is_named(paths):
     root, key = paths
     root.mkdir()
     (root / "captures.db").write_bytes(b"not a database" * 100)
-    with pytest.raises(StoreError, match=r"capture database .*captures\.db cannot be opened"):
+    with pytest.raises(StoreError, match=r"captures\.db is damaged .*run `kiosk store repair`"):
         CaptureStore(root, key)
 
 
@@ -193,15 +199,19 @@ def test_database_failure_removes_the_image(paths):
     assert assert_consistent(root, key) == 0
 
 
-def test_recovery_removes_temp_and_orphan_files(paths):
+def test_recovery_removes_temp_files_and_quarantines_unreadable_orphans(paths):
     root, key = paths
     with CaptureStore(root, key) as store:
         kept = store.save(record(), image_for("s1"))
-    (root / "images" / ".20260101T000000Z-0123456789ab.tmp").write_bytes(b"partial")
+    (root / "images" / f".20260101T000000Z-0123456789ab{SUFFIX}.x1y2.tmp").write_bytes(b"part")
     (root / "images" / f"20260101T000000Z-0123456789ab{SUFFIX}").write_bytes(b"no row")
     with CaptureStore(root, key) as store:
         assert store.recovery.temp_files_removed == 1
-        assert store.recovery.orphan_files_removed == 1
+        assert store.recovery.files_quarantined == 1
+        assert store.recovery.quarantine_total == 1
+        assert "1 capture file(s) in quarantine/" in store.recovery.problems()[0]
+        kept_aside = root / "quarantine" / f"20260101T000000Z-0123456789ab{SUFFIX}"
+        assert kept_aside.read_bytes() == b"no row"  # moved, never deleted
         (root / "images" / f"{kept}{SUFFIX}").unlink()
     with CaptureStore(root, key) as store:
         assert store.recovery.rows_missing_file == 1
