@@ -559,13 +559,20 @@ class KioskService:
         return True
 
     def _open_store(self) -> bool:
+        """Open the store; a store that cannot open is reported (snapshot, /health) and retried
+        on the next Accept, never a crash: under systemd a crash would only loop."""
         try:
-            self.store = self._store_opener(self.config)
+            store = self._store_opener(self.config)
         except KioskError as exc:
             log.error("capture store unavailable: %s", exc)
             self.store, self.store_error = None, str(exc)
             return False
-        self.store_error = ""
+        except Exception as exc:  # a store bug must not take the camera and console down with it
+            log.exception("capture store unavailable")
+            self.store = None
+            self.store_error = f"unexpected {type(exc).__name__} opening the store; see the log"
+            return False
+        self.store, self.store_error = store, ""
         return True
 
     def _status_line(self) -> str:
@@ -574,5 +581,6 @@ class KioskService:
 
 
 def _open_store(config: Config) -> CaptureStore:
+    """The writer: recovery (re-index, quarantine) runs here and logs what it found."""
     store = config.store
     return CaptureStore(Path(store.path), Path(store.key_path), min_free_mb=store.min_free_mb)
