@@ -20,7 +20,7 @@ from tests.test_service_loop import GOOD, make_config, replay, state_is, wait_fo
 
 started = test_service_loop.started  # the fixture that starts (and stops) services
 
-TOKEN = "0123456789abcdef0123"
+TOKEN = "k7Qp2xZr9LmW4vTb8NcY"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
@@ -31,7 +31,7 @@ def service(tmp_path, started):
 
 @pytest.fixture
 def client(service):
-    server = ThreadedServer(create_app(service, ConsoleConfig(token=TOKEN, max_body_bytes=256)))
+    server = ThreadedServer(create_app(service, ConsoleConfig(token=TOKEN, max_body_bytes=4096)))
     try:
         with httpx.Client(base_url=server.url, timeout=10) as client:
             yield client
@@ -45,6 +45,13 @@ def client(service):
         (ConsoleConfig(host="0.0.0.0"), "set console.token"),
         (ConsoleConfig(host="192.168.1.20", token=""), "set console.token"),
         (ConsoleConfig(token="short"), "at least 16 characters"),
+        (ConsoleConfig(token="0123456789abcdef"), "too easy to guess"),
+        (ConsoleConfig(host="0.0.0.0", token=TOKEN), "console.allowed_hosts"),
+        (ConsoleConfig(allowed_hosts=["kiosk.local:8080"]), "not a host name"),
+        (ConsoleConfig(allowed_hosts=["*"]), "not a host name"),
+        (ConsoleConfig(allowed_hosts=["http://kiosk.local"]), "not a host name"),
+        (ConsoleConfig(idle_timeout_s=0.0), "console.idle_timeout_s"),
+        (ConsoleConfig(max_connections=1), "console.max_connections"),
     ],
 )
 def test_binding_beyond_loopback_needs_a_token(console, message):
@@ -55,7 +62,9 @@ def test_binding_beyond_loopback_needs_a_token(console, message):
 def test_binding_allowed():
     check_binding(ConsoleConfig())
     check_binding(ConsoleConfig(host="::1"))
-    check_binding(ConsoleConfig(host="0.0.0.0", token=TOKEN))
+    check_binding(ConsoleConfig(host="192.168.1.20", token=TOKEN))
+    names = ["kiosk-3.local", "192.168.1.20", "fe80::1"]
+    check_binding(ConsoleConfig(host="0.0.0.0", token=TOKEN, allowed_hosts=names))
 
 
 @pytest.mark.parametrize(
@@ -111,7 +120,8 @@ def test_login_sets_a_cookie_that_authorizes(client, service):
     response = client.get("/login", params={"token": TOKEN}, follow_redirects=False)
     assert response.status_code == 303
     cookie = response.headers["set-cookie"]
-    assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Max-Age=43200" in cookie
+    assert TOKEN not in cookie  # a session id, not the token
     assert client.get("/api/state").json()["authorized"]
     wait_for(state_is(service, "review"))
     assert client.post("/api/retake").status_code == 200
@@ -127,7 +137,7 @@ def test_login_sets_a_cookie_that_authorizes(client, service):
         ("POST", "/api/accept", {"json": {"session": "one"}}, 422),
         ("POST", "/api/accept", {"json": {"session": 1, "extra": 2}}, 422),
         ("POST", "/api/accept", {"content": b"x" * 10_000}, 413),
-        ("POST", "/api/accept", {"content": iter([b"x" * 200] * 5)}, 413),  # chunked, no length
+        ("POST", "/api/accept", {"content": iter([b"x" * 1000] * 5)}, 413),  # chunked, no length
         ("POST", "/api/accept", {"headers": {"origin": "http://evil.example"}}, 403),
         ("GET", "/api/accept", {}, 405),
         ("PUT", "/api/retake", {}, 405),
@@ -135,6 +145,10 @@ def test_login_sets_a_cookie_that_authorizes(client, service):
         ("POST", "/health", {}, 405),
         ("GET", "/api/captures", {"params": {"limit": "-1"}}, 400),
         ("GET", "/api/captures", {"params": {"limit": "lots"}}, 400),
+        ("GET", "/api/captures", {"params": {"limit": "²"}}, 400),  # isdigit(), int() fails
+        ("GET", "/api/captures", {"params": {"limit": "٣"}}, 400),  # Arabic-Indic 3
+        ("POST", "/api/accept", {"content": b"[" * 2000 + b"]" * 2000}, 400),  # RecursionError
+        ("POST", "/api/accept", {"headers": {"referer": "http://evil.example/x"}}, 403),
         ("GET", "/nowhere", {}, 404),
     ],
 )
