@@ -90,6 +90,14 @@ class ConsoleConfig:
     token: str = ""
     preview_fps: float = 10.0
     max_body_bytes: int = 4096
+    # Host names the console answers to besides loopback and `host` (an address on 0.0.0.0).
+    allowed_hosts: list[str] = field(default_factory=list)
+    idle_timeout_s: float = 5.0  # a connection without a complete request is closed after this
+    max_connections: int = 32  # beyond this the oldest idle connection is closed
+    max_header_bytes: int = 8192
+    max_preview_viewers: int = 4
+    session_s: float = 43200.0  # operator sign-in (/login) lasts this long
+    max_token_failures: int = 5  # wrong tokens per client per minute before 429
 
 
 @dataclass(frozen=True)
@@ -112,14 +120,6 @@ class Config:
 BOUNDS: dict[str, tuple[float, float]] = {
     "models.num_threads": (1, 64),
     "detector.min_face_size": (12, 2000),
-    # Host names the console answers to besides loopback and `host` (an address on 0.0.0.0).
-    allowed_hosts: list[str] = field(default_factory=list)
-    idle_timeout_s: float = 5.0  # a connection without a complete request is closed after this
-    max_connections: int = 32  # beyond this the oldest idle connection is closed
-    max_header_bytes: int = 8192
-    max_preview_viewers: int = 4
-    session_s: float = 43200.0  # operator sign-in (/login) lasts this long
-    max_token_failures: int = 5  # wrong tokens per client per minute before 429
     "detector.threshold_pnet": (0.0, 1.0),
     "detector.threshold_rnet": (0.0, 1.0),
     "detector.threshold_onet": (0.0, 1.0),
