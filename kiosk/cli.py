@@ -14,7 +14,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from kiosk import __version__, store_cli
+from kiosk import __version__, bundle_cli, store_cli
 from kiosk.analysis import Analysis
 from kiosk.config import DEFAULT_CONFIG, load_config
 from kiosk.errors import KioskError
@@ -135,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     forensics_cli.register(sub)
     service_cli.register(sub)
     store_cli.register(sub)
+    bundle_cli.register(sub)
     return parser
 
 

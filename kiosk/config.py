@@ -23,6 +23,13 @@ DEFAULT_CONFIG = PROJECT_ROOT / "firmware_config" / "kiosk.toml"
 class ModelsConfig:
     dir: str = "models"
     num_threads: int = 1
+    # Ed25519 public key (PEM) that must have signed the bundle's manifest.sig; empty: loaded
+    # unchecked with a warning (a developer checkout: no private key may live in git).
+    public_key: str = ""
+
+    @property
+    def public_key_path(self) -> Path | None:
+        return resolve(self.public_key) if self.public_key else None
 
 
 @dataclass(frozen=True)

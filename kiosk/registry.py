@@ -1,53 +1,52 @@
-"""Model registry: `models/manifest.json` is the contract between training and the kiosk.
+"""Model registry: the kiosk's view of a bundle whose manifest (`kiosk.contract.manifest`) it trusts.
 
-Every model file is read once, hashed, and compared with the manifest before an interpreter is
-built from those very bytes, so a file swapped after the check can never be the one that runs.
+The manifest is read and validated once; with a public key configured its signature is checked
+over those very bytes before any model is handed out, so an unsigned, re-signed or edited bundle
+never loads. Every model file is read once, hashed, and compared with the manifest before an
+interpreter is built from those very bytes, so a file swapped after the check can never run.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import dataclass
+import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from kiosk.contract.manifest import (
+    MANIFEST,
+    ModelEntry,
+    load_manifest,
+    read_model,
+    verify_signature,
+    warn_unchecked,
+)
 from kiosk.errors import ModelError
 from kiosk.litert import make_interpreter
 
-MANIFEST = "manifest.json"
+__all__ = ["ModelEntry", "ModelRegistry"]
 
-
-@dataclass(frozen=True)
-class ModelEntry:
-    """One manifest entry; `extra` keeps every other documented field (metrics, provenance...)."""
-
-    name: str
-    file: str
-    sha256: str
-    input_shape: tuple[int, ...]
-    quantization: str
-    threshold: float | None
-    extra: dict[str, Any]
+log = logging.getLogger(__name__)
 
 
 class ModelRegistry:
-    """Reads the manifest of a models directory and hands out verified interpreters."""
+    """Reads the manifest of a models directory and hands out verified interpreters.
 
-    def __init__(self, models_dir: Path | str) -> None:
+    `signature` is "verified" when `public_key` was given and the bundle's signature holds
+    (otherwise ModelError), "unchecked" when no key was given (a developer checkout).
+    """
+
+    def __init__(self, models_dir: Path | str, public_key: Path | str | None = None) -> None:
         self.models_dir = Path(models_dir)
-        manifest_path = self.models_dir / MANIFEST
-        try:
-            manifest = json.loads(manifest_path.read_text())
-            models = manifest["models"]
-        except FileNotFoundError as exc:
-            raise ModelError(
-                f"no model manifest at {manifest_path}: run `make models` or point "
-                "[models] dir in the config at a deployed bundle"
-            ) from exc
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise ModelError(f"model manifest {manifest_path} is unreadable: {exc}") from exc
-        self.entries = {name: _entry(name, fields) for name, fields in models.items()}
+        self.manifest = load_manifest(self.models_dir)
+        self.signature: Literal["verified", "unchecked"]
+        if public_key:
+            verify_signature(self.models_dir, Path(public_key), self.manifest)
+            self.signature = "verified"
+            log.info("model bundle %s: signature verified", self.models_dir)
+        else:
+            warn_unchecked(str(self.models_dir))
+            self.signature = "unchecked"
+        self.entries: dict[str, ModelEntry] = self.manifest.models
 
     def entry(self, name: str) -> ModelEntry:
         try:
@@ -59,41 +58,9 @@ class ModelRegistry:
             ) from None
 
     def verified_bytes(self, name: str) -> bytes:
-        """The model file's bytes after checking them against the manifest's sha256."""
-        entry = self.entry(name)
-        path = self.models_dir / entry.file
-        try:
-            content = path.read_bytes()
-        except OSError as exc:
-            raise ModelError(
-                f"model file {path} for {name!r} is missing or unreadable ({exc.strerror}); "
-                "redeploy the model bundle"
-            ) from exc
-        digest = hashlib.sha256(content).hexdigest()
-        if digest != entry.sha256:
-            raise ModelError(
-                f"model file {path} for {name!r} does not match the manifest "
-                f"(sha256 {digest[:12]}..., expected {entry.sha256[:12]}...): it was altered or "
-                "belongs to another bundle; redeploy the model bundle"
-            )
-        return content
+        """The model file's bytes after checking them (inside the bundle, size, sha256)."""
+        return read_model(self.models_dir, name, self.entry(name))
 
     def interpreter(self, name: str, num_threads: int = 1) -> Any:
         """A TFLite interpreter for a verified model (tensors not yet allocated)."""
         return make_interpreter(self.verified_bytes(name), num_threads=num_threads)
-
-
-def _entry(name: str, fields: dict[str, Any]) -> ModelEntry:
-    try:
-        known = {"file", "sha256", "input_shape", "quantization", "threshold"}
-        return ModelEntry(
-            name=name,
-            file=str(fields["file"]),
-            sha256=str(fields["sha256"]),
-            input_shape=tuple(int(v) for v in fields.get("input_shape", ())),
-            quantization=str(fields.get("quantization", "unknown")),
-            threshold=None if fields.get("threshold") is None else float(fields["threshold"]),
-            extra={k: v for k, v in fields.items() if k not in known},
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelError(f"manifest entry {name!r} is malformed: {exc}") from exc

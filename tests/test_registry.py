@@ -1,9 +1,13 @@
 import hashlib
 import json
+import logging
 import shutil
+from pathlib import Path
 
 import pytest
 
+from kiosk.config import load_config
+from kiosk.contract.manifest import generate_key, sign_bundle
 from kiosk.errors import ModelError
 from kiosk.registry import ModelRegistry
 from tests.conftest import REPO
@@ -52,11 +56,52 @@ def test_unknown_model_and_malformed_manifest(bundle):
     with pytest.raises(ModelError, match="not in"):
         ModelRegistry(bundle).entry("nope")
     (bundle / "manifest.json").write_text(json.dumps({"models": {"x": {"file": "x"}}}))
-    with pytest.raises(ModelError, match="malformed"):
+    with pytest.raises(ModelError, match=r"models\.x\.sha256: Field required"):
         ModelRegistry(bundle)
     (bundle / "manifest.json").write_text("{not json")
-    with pytest.raises(ModelError, match="unreadable"):
+    with pytest.raises(ModelError, match="not valid JSON"):
         ModelRegistry(bundle)
+
+
+def test_nan_threshold_never_reaches_a_check(bundle):
+    """`score >= NaN` is never true: a NaN threshold used to turn the eyes check off."""
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["models"]["eyes_closed"]["threshold"] = float("nan")
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match=r"eyes_closed\.threshold: Input should be a finite"):
+        ModelRegistry(bundle)
+
+
+def test_configured_key_refuses_unsigned_and_foreign_bundles(bundle, tmp_path):
+    private, public = generate_key(tmp_path / "office")
+    _, stranger = generate_key(tmp_path / "stranger")
+    with pytest.raises(ModelError, match="not signed"):
+        ModelRegistry(bundle, public_key=public)
+    sign_bundle(bundle, private)
+    registry = ModelRegistry(bundle, public_key=public)
+    assert registry.signature == "verified"
+    with pytest.raises(ModelError, match="signed with another key"):
+        ModelRegistry(bundle, public_key=stranger)
+    manifest = (bundle / "manifest.json").read_bytes()
+    (bundle / "manifest.json").write_bytes(manifest.replace(b'"SqueezeVGG"', b'"SqueezeVGG "'))
+    with pytest.raises(ModelError, match="changed after signing"):
+        ModelRegistry(bundle, public_key=public)
+
+
+def test_without_a_key_the_bundle_loads_unchecked_with_one_warning(bundle, caplog):
+    with caplog.at_level(logging.WARNING):
+        first = ModelRegistry(bundle)
+        ModelRegistry(bundle)
+    assert first.signature == "unchecked"
+    warnings = [r for r in caplog.records if "without a signature check" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def test_public_key_setting(tmp_path):
+    config = tmp_path / "kiosk.toml"
+    config.write_text('[models]\npublic_key = "/etc/kiosk/models.pub"\n')
+    assert load_config(config).models.public_key_path == Path("/etc/kiosk/models.pub")
+    assert load_config().models.public_key_path is None
 
 
 def test_pipeline_refuses_tampered_bundle(bundle, tmp_path):

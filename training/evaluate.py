@@ -26,10 +26,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from scipy.stats import norm
 
+from kiosk.contract.manifest import write_entry
 from kiosk.tflite_io import BinaryClassifier
 from training import metrics
 from training.export import export_variants
-from training.manifest_writer import register_model
 from training.paths import MODELS, REPORTS, WORK
 from training.tasks import TASKS, Task
 from training.tf_setup import tf
@@ -186,7 +186,7 @@ def evaluate(
     models_dir.mkdir(parents=True, exist_ok=True)
     shipped = models_dir / f"{task.model_name}.tflite"
     shutil.copyfile(paths["int8"], shipped)
-    register_model(
+    write_entry(
         models_dir,
         task.model_name,
         shipped,

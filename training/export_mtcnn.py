@@ -11,7 +11,7 @@ import argparse
 import time
 from pathlib import Path
 
-from training.manifest_writer import register_model
+from kiosk.contract.manifest import write_entry
 from training.tf_setup import tf
 
 NETS = {
@@ -46,7 +46,7 @@ def export(models_dir: Path) -> list[Path]:
         tflite = tf.lite.TFLiteConverter.from_keras_model(model).convert()
         path = models_dir / f"{name}.tflite"
         path.write_bytes(tflite)
-        register_model(
+        write_entry(
             models_dir,
             name,
             path,

@@ -38,13 +38,13 @@ import dlib
 import numpy as np
 
 from kiosk.config import GatesConfig
+from kiosk.contract.manifest import sha256_file
 from kiosk.errors import InputError
 from kiosk.imageio import load_rgb
 from kiosk.vision.landmarks import LandmarkPredictor, find_model
 from kiosk.vision.mtcnn_lite import MtcnnLite
 from kiosk.vision.types import Box
 from training.collect import PAD_FRACTION, helen_group, read_pts, split_of
-from training.manifest_writer import sha256_file
 from training.paths import MODELS, REPORTS, WORK, data_root
 
 MODEL_NAME = "shape_predictor_mtcnn.dat"

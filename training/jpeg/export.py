@@ -19,9 +19,10 @@ import time
 
 import numpy as np
 
-from kiosk.tflite_io import BinaryClassifier
+from kiosk.contract.manifest import write_entry
 from kiosk.forensics.jpeg import MODEL_NAME, JpegHistoryCheck, pool
 from kiosk.forensics.suite import Artifacts, Capture
+from kiosk.tflite_io import BinaryClassifier
 from training import metrics
 from training.export import export_variants
 from training.jpeg.data import (
@@ -37,7 +38,6 @@ from training.jpeg.dither import dither_f1, dither_f2
 from training.jpeg.gan import launder, load_generator
 from training.jpeg.tables import TARGET_FPR, load_detector
 from training.jpeg.train import labelled, run_dir
-from training.manifest_writer import register_model
 from training.paths import MODELS, REPORTS, WORK, data_root
 from training.tf_setup import tf
 
@@ -149,7 +149,7 @@ def main() -> None:
     target = MODELS / f"{MODEL_NAME}.tflite"
     shutil.copyfile(paths["int8"], target)
     train_info = json.loads((run_dir(args.arch, args.variant, size) / "train.json").read_text())
-    register_model(
+    write_entry(
         MODELS,
         MODEL_NAME,
         target,

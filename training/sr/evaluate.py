@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 from skimage.metrics import structural_similarity
 
+from kiosk.contract.manifest import write_entry
 from kiosk.litert import make_interpreter
-from training.manifest_writer import register_model
 from training.paths import MODELS, REPORTS, data_root
 from training.sr.data import BENCHMARKS, SCALE, PatchSampler, benchmark, bicubic, training_files
 from training.sr.nets import make_generator
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, content in files.items():  # every variant, for bench/bench_forensics.py
         (run_dir(SHIP) / f"sr_x4_{name}.tflite").write_bytes(content)
     bicubic_set5 = results["bicubic"]["Set5"]["psnr"]
-    register_model(
+    write_entry(
         MODELS,
         "sr_x4",
         path,

@@ -18,10 +18,10 @@ from collections.abc import Iterator
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from kiosk.contract.manifest import write_entry
 from kiosk.litert import make_interpreter
 from kiosk.tflite_io import Model
 from training.export import EXPORT_VARIANTS
-from training.manifest_writer import register_model
 from training.metrics import eer_point
 from training.nets import logit_model
 from training.paths import MODELS, REPORTS
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     path = MODELS / "tamper_ela.tflite"
     path.write_bytes(files["int8"])
     (RUN / "tamper_ela_float32.tflite").write_bytes(files["float32"])
-    register_model(
+    write_entry(
         MODELS,
         "tamper_ela",
         path,

@@ -1,0 +1,558 @@
+"""A model bundle's `manifest.json`: the only code that reads, writes, validates and signs it.
+
+A bundle is a directory holding `manifest.json`, the model files it lists and, once signed,
+`manifest.sig`. The manifest names every model with its file, size, sha256, architecture, input
+shape and threshold, so signing the manifest's exact bytes (Ed25519) covers every model file too.
+
+The schema refuses what used to slip through or crash: a threshold that is NaN, infinite or so
+close to 0 or 1 that it turns a check on or off for every face (`score >= NaN` is never true),
+a threshold that differs from the one its own metrics were measured at (a hand edit), unknown
+architectures, malformed shapes and hashes, duplicate names, files outside the bundle, special
+files (`/dev/zero`, FIFOs) and files larger than the manifest says. Every refusal is a
+`ManifestError` (a `ModelError`, so the kiosk reports it as "checks unavailable") naming the
+file and the field.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import functools
+import hashlib
+import json
+import logging
+import os
+import stat
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from kiosk.errors import ModelError
+from kiosk.fileio import write_atomically
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+SIGNATURE = "manifest.sig"
+MAX_MANIFEST_BYTES = 1 << 20  # the shipped manifest is ~15 kB
+MAX_SIGNATURE_BYTES = 4096
+_MAX_KEY_BYTES = 64 << 10
+# dlib's stock 68-point predictor (100 MB) is the largest model a bundle may reasonably carry.
+MAX_MODEL_BYTES = 128 << 20
+# Every threshold is compared with a sigmoid score (`score >= threshold` flags the face). Near 1
+# a check flags almost nothing (it is silently off), near 0 it flags everything; the shipped
+# thresholds lie in 0.28..0.95, chosen on DET curves or at a 2 % false-alarm rate.
+THRESHOLD_MIN = 0.01
+THRESHOLD_MAX = 0.99
+# Thresholds written to metrics are rounded to 6 decimals (training/metrics.py).
+THRESHOLD_TOLERANCE = 1e-6
+# Metrics keys that record the threshold an operating point was measured at.
+_RECORDED_THRESHOLD_KEYS = ("threshold", "at_threshold_threshold")
+# Architecture families of the shipped models; an entry's `architecture` is one of these, alone
+# or followed by a space or comma and details (`SqueezeVGG (2 input channels)`).
+KNOWN_ARCHITECTURES = (
+    "SqueezeMiniVGG",  # training/nets.py: eyes_closed, mouth_open
+    "SqueezeVGG",  # training/nets.py: veil, tamper_ela
+    "kv JPEG detector",  # training/jpeg/nets.py: jpeg_history
+    "constrained JPEG detector",  # training/jpeg/nets.py (Bayar & Stamm)
+    "MTCNN PNET",  # training/export_mtcnn.py
+    "MTCNN RNET",
+    "MTCNN ONET",
+    "SRCNN-style residual generator",  # training/sr/nets.py: sr_x4
+    "dlib ensemble of regression trees",  # training/landmarks.py: shape_predictor_mtcnn
+)
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+_HEX = frozenset("0123456789abcdef")
+_CHUNK = 1 << 20
+
+
+class ManifestError(ModelError):
+    """A bundle whose manifest, files or signature cannot be trusted; the message says why."""
+
+
+class ModelEntry(BaseModel):
+    """One model of the manifest. Fields beyond these (metrics, provenance...) are kept as-is."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    file: str = Field(description="path of the model file, relative to the bundle")
+    sha256: str = Field(description="64 lowercase hex digits of the file's SHA-256")
+    bytes: StrictInt = Field(ge=1, le=MAX_MODEL_BYTES, description="the file's exact size")
+    architecture: str = Field(description="one of KNOWN_ARCHITECTURES, optionally with details")
+    input_shape: tuple[StrictInt, ...] = Field(
+        description="the input tensor's shape: positive sizes, -1 for a size the model accepts "
+        "at any value (fully convolutional); empty for a model without a tensor input (dlib)"
+    )
+    quantization: str = Field(min_length=1)
+    threshold: float | None = Field(
+        default=None,
+        allow_inf_nan=False,
+        strict=True,
+        description=f"score >= threshold flags the face; in [{THRESHOLD_MIN}, {THRESHOLD_MAX}]",
+    )
+
+    @field_validator("file")
+    @classmethod
+    def _inside_bundle(cls, value: str) -> str:
+        path = PurePosixPath(value)
+        if not value or "\\" in value or "\0" in value or path.name in ("", ".", ".."):
+            raise ValueError("must be a file name inside the bundle")
+        if path.is_absolute() or ".." in path.parts:
+            raise ValueError("must be a relative path inside the bundle (no leading /, no ..)")
+        return value
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex_digest(cls, value: str) -> str:
+        if len(value) != 64 or not set(value) <= _HEX:
+            raise ValueError("must be 64 lowercase hex digits")
+        return value
+
+    @field_validator("architecture")
+    @classmethod
+    def _known_architecture(cls, value: str) -> str:
+        if not any(
+            value == known or value.startswith((f"{known} ", f"{known},"))
+            for known in KNOWN_ARCHITECTURES
+        ):
+            raise ValueError(
+                f"unknown architecture; known: {', '.join(KNOWN_ARCHITECTURES)} (add a new one "
+                "to KNOWN_ARCHITECTURES in kiosk/contract/manifest.py with the code that runs it)"
+            )
+        return value
+
+    @field_validator("input_shape")
+    @classmethod
+    def _shape(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(size < 1 and size != -1 for size in value):
+            raise ValueError("sizes must be positive (or -1 for any size)")
+        return value
+
+    @field_validator("threshold")
+    @classmethod
+    def _threshold_band(cls, value: float | None) -> float | None:
+        if value is not None and not THRESHOLD_MIN <= value <= THRESHOLD_MAX:
+            raise ValueError(
+                f"must lie in [{THRESHOLD_MIN}, {THRESHOLD_MAX}]: a threshold near 1 turns the "
+                "check off, near 0 it rejects every face"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelEntry:
+        if self.file.endswith(".tflite") and not self.input_shape:
+            raise ValueError("input_shape: a TFLite model must state its input shape")
+        if self.threshold is not None:
+            for where, recorded in _recorded_thresholds(self.extra.get("metrics"), "metrics"):
+                if abs(recorded - self.threshold) > THRESHOLD_TOLERANCE:
+                    raise ValueError(
+                        f"threshold {self.threshold} differs from {where} = {recorded}, the "
+                        "threshold its metrics were measured at: re-run the export instead of "
+                        "editing the threshold by hand"
+                    )
+        return self
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """Every field except file, sha256, input_shape, quantization and threshold."""
+        core = {"file", "sha256", "input_shape", "quantization", "threshold"}
+        return {key: value for key, value in self.model_dump().items() if key not in core}
+
+
+def _recorded_thresholds(metrics: Any, where: str) -> Iterator[tuple[str, float]]:
+    """(key path, value) of each threshold an operating point in `metrics` was measured at."""
+    if not isinstance(metrics, dict):
+        return
+    for key, value in metrics.items():
+        path = f"{where}.{key}"
+        if isinstance(value, dict):
+            yield from _recorded_thresholds(value, path)
+        elif key in _RECORDED_THRESHOLD_KEYS and isinstance(value, int | float):
+            yield path, float(value)
+
+
+class _Schema(BaseModel):
+    """The whole file: a non-empty `models` object; other top-level keys are kept."""
+
+    model_config = ConfigDict(extra="allow")
+
+    models: dict[str, ModelEntry] = Field(min_length=1)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for name in value:
+                if not 1 <= len(name) <= 64 or not set(name) <= _NAME_CHARS:
+                    raise ValueError(
+                        f"model name {name!r} must be 1-64 characters of a-z, 0-9 and _"
+                    )
+        return value
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated manifest and the exact bytes it was parsed from (what a signature covers)."""
+
+    path: Path
+    raw_bytes: bytes
+    sha256: str
+    models: dict[str, ModelEntry]
+
+
+def load_manifest(bundle_dir: Path) -> Manifest:
+    """Read and validate `bundle_dir/manifest.json`; raises ManifestError naming file and field."""
+    path = Path(bundle_dir) / MANIFEST
+    raw = _read_regular(
+        path,
+        MAX_MANIFEST_BYTES,
+        "model manifest",
+        missing=f"no model manifest at {path}: run `make models` or point [models] dir in the "
+        "config at a deployed bundle",
+    )
+    return _parse(path, raw)
+
+
+def _parse(path: Path, raw: bytes) -> Manifest:
+    data = _decode(path, raw)
+    if not isinstance(data, dict):
+        raise ManifestError(f"model manifest {path}: must be a JSON object with a `models` key")
+    try:
+        schema = _Schema.model_validate(data)
+    except ValidationError as exc:
+        raise ManifestError(f"model manifest {path}: {_describe(exc)}") from None
+    return Manifest(path, raw, hashlib.sha256(raw).hexdigest(), schema.models)
+
+
+def _decode(path: Path, raw: bytes) -> Any:
+    """The JSON value of a manifest file: UTF-8, every object's keys unique."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(
+            f"model manifest {path} is not UTF-8 text (byte {exc.start}): rebuild the bundle"
+        ) from None
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except _DuplicateKeyError as exc:
+        raise ManifestError(f"model manifest {path}: {exc}: names must be unique") from None
+    except (ValueError, RecursionError) as exc:
+        raise ManifestError(f"model manifest {path} is not valid JSON: {exc}") from None
+
+
+class _DuplicateKeyError(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json object hook: a repeated key would silently keep only the last entry."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKeyError(f"key {key!r} appears twice in one object")
+        result[key] = value
+    return result
+
+
+def _describe(exc: ValidationError, limit: int = 5) -> str:
+    """`models.veil.threshold: Input should be a finite number (got nan)`, a few per message."""
+    parts = []
+    for error in exc.errors()[:limit]:
+        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"].removeprefix("Value error, ")
+        value = error.get("input")
+        if error["type"] != "missing" and not isinstance(value, dict):  # an entry: too long
+            got = repr(value)
+            message += f" (got {got if len(got) <= 60 else got[:57] + '...'})"
+        parts.append(f"{where}: {message}")
+    more = exc.error_count() - limit
+    return (
+        "; ".join(parts)
+        + (f"; and {more} more" if more > 0 else "")
+        + "; fix the manifest (or re-run the export that writes it) and rebuild the bundle"
+    )
+
+
+def _open_regular(path: Path, label: str, missing: str = "") -> BinaryIO:
+    """Open a regular file for reading. Directories, devices and FIFOs are refused without
+    blocking (O_NONBLOCK: opening a FIFO would otherwise wait for a writer)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if missing and isinstance(exc, FileNotFoundError):
+            raise ManifestError(missing) from None
+        raise ManifestError(f"{label} {path} is missing or unreadable ({exc.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ManifestError(f"{label} {path} is not a regular file (a directory, device or FIFO?)")
+    return os.fdopen(fd, "rb")
+
+
+def _read_regular(path: Path, limit: int, label: str, missing: str = "") -> bytes:
+    """A regular file's bytes; a file larger than `limit` is refused after reading limit + 1."""
+    with _open_regular(path, label, missing) as handle:
+        content = handle.read(limit + 1)
+    if len(content) > limit:
+        raise ManifestError(f"{label} {path} is larger than {limit} bytes: not a bundle file")
+    return content
+
+
+def read_model(bundle_dir: Path, name: str, entry: ModelEntry) -> bytes:
+    """The model file's bytes, checked against the entry (the bytes returned are those hashed,
+    so a file swapped after the check can never be the one that runs)."""
+    chunks: list[bytes] = []
+    _check_file(Path(bundle_dir), name, entry, chunks.append)
+    return b"".join(chunks)
+
+
+def verify_files(bundle_dir: Path, manifest: Manifest) -> None:
+    """Check every listed file: inside the bundle, regular, the entry's size and sha256."""
+    for name, entry in manifest.models.items():
+        _check_file(Path(bundle_dir), name, entry, lambda chunk: None)
+
+
+def _check_file(
+    bundle_dir: Path, name: str, entry: ModelEntry, sink: Callable[[bytes], None]
+) -> None:
+    root = bundle_dir.resolve()
+    path = root / entry.file
+    try:
+        inside = path.resolve().is_relative_to(root)
+    except (OSError, RuntimeError):  # a symlink loop
+        inside = False
+    if not inside:
+        raise ManifestError(
+            f"model file {path} for {name!r} resolves outside the bundle {root} (a symlink?): "
+            "redeploy the model bundle"
+        )
+    digest = hashlib.sha256()
+    size = 0
+    with _open_regular(path, f"model {name!r}: file") as handle:
+        while size <= entry.bytes and (chunk := handle.read(min(_CHUNK, entry.bytes + 1 - size))):
+            digest.update(chunk)
+            sink(chunk)
+            size += len(chunk)
+    if size != entry.bytes:
+        raise ManifestError(
+            f"model file {path} for {name!r} is {'over' if size > entry.bytes else 'only'} "
+            f"{size} bytes, the manifest says {entry.bytes}: it was altered or belongs to "
+            "another bundle; redeploy the model bundle"
+        )
+    if digest.hexdigest() != entry.sha256:
+        raise ManifestError(
+            f"model file {path} for {name!r} does not match the manifest "
+            f"(sha256 {digest.hexdigest()[:12]}..., expected {entry.sha256[:12]}...): it was "
+            "altered or belongs to another bundle; redeploy the model bundle"
+        )
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a regular file, read in 1 MiB chunks (never a device or FIFO)."""
+    digest = hashlib.sha256()
+    with _open_regular(path, "model file") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def git_revision(directory: Path) -> str:
+    """Short commit of the checkout holding `directory`, or "unknown" outside git."""
+    try:
+        result = subprocess.run(
+            ["git", "-C", str(directory), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return result.stdout.strip()
+
+
+def write_entry(models_dir: Path, name: str, file_path: Path, **fields: Any) -> ModelEntry:
+    """Add or replace the entry `name` for `file_path` (inside `models_dir`; hash, size, export
+    time and git revision computed here). The new manifest is validated before it atomically
+    replaces the old one, so training can never write a manifest the kiosk would refuse; a
+    `manifest.sig` of the old manifest is removed (it no longer matches: sign again)."""
+    models_dir = Path(models_dir)
+    reserved = {"file", "sha256", "bytes", "exported", "git_revision"} & fields.keys()
+    if reserved:
+        raise ValueError(f"write_entry computes {', '.join(sorted(reserved))} itself")
+    path = models_dir / MANIFEST
+    data: Any = {"models": {}}
+    if path.exists():  # only parsed: the new manifest is validated, so a bad entry can be fixed
+        data = _decode(path, _read_regular(path, MAX_MANIFEST_BYTES, "model manifest"))
+    if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
+        raise ManifestError(f"model manifest {path}: `models` must be an object; fix or delete it")
+    try:
+        relative = Path(file_path).resolve().relative_to(models_dir.resolve())
+    except ValueError:
+        raise ManifestError(f"model file {file_path} must lie inside {models_dir}") from None
+    entry = {
+        "file": relative.as_posix(),
+        "sha256": sha256_file(Path(file_path)),
+        "bytes": Path(file_path).stat().st_size,
+        **fields,
+        "exported": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "git_revision": git_revision(models_dir),
+    }
+    data["models"][name] = entry
+    data["models"] = dict(sorted(data["models"].items()))
+    content = (json.dumps(data, indent=2) + "\n").encode()
+    manifest = _parse(path, content)
+    write_atomically(path, content)
+    path.chmod(0o644)  # models are not personal data; the kiosk user reads them
+    stale = models_dir / SIGNATURE
+    if stale.exists():
+        stale.unlink()
+        log.info("removed %s: it signed the previous manifest", stale)
+    return manifest.models[name]
+
+
+def generate_key(prefix: Path) -> tuple[Path, Path]:
+    """Write a new Ed25519 key pair: `PREFIX.key` (PKCS#8 PEM, mode 0600) and `PREFIX.pub`."""
+    private_path = prefix.with_name(prefix.name + ".key")
+    public_path = prefix.with_name(prefix.name + ".pub")
+    for existing in (private_path, public_path):
+        if existing.exists():
+            raise ManifestError(
+                f"{existing} already exists: refusing to replace a signing key (kiosks trust "
+                "the old one); choose another --out"
+            )
+    key = Ed25519PrivateKey.generate()
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    write_atomically(private_path, private_pem)  # created 0600
+    write_atomically(public_path, public_pem)
+    public_path.chmod(0o644)
+    return private_path, public_path
+
+
+def key_fingerprint(key: Ed25519PublicKey) -> str:
+    """SHA-256 (hex) of the raw 32-byte public key: how messages name a key."""
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()
+
+
+def sign_bundle(bundle_dir: Path, private_key_path: Path) -> Path:
+    """Validate the bundle (manifest and every file), then write `manifest.sig`: an Ed25519
+    signature over the exact manifest bytes. Never signs a bundle the kiosk would refuse."""
+    bundle_dir = Path(bundle_dir)
+    manifest = load_manifest(bundle_dir)
+    verify_files(bundle_dir, manifest)
+    key = _load_private_key(private_key_path)
+    record = {
+        "algorithm": "ed25519",
+        "manifest_sha256": manifest.sha256,
+        "public_key_sha256": key_fingerprint(key.public_key()),
+        "signature": base64.b64encode(key.sign(manifest.raw_bytes)).decode(),
+    }
+    path = bundle_dir / SIGNATURE
+    write_atomically(path, (json.dumps(record, indent=1) + "\n").encode())
+    path.chmod(0o644)
+    return path
+
+
+def verify_signature(
+    bundle_dir: Path, public_key_path: Path, manifest: Manifest | None = None
+) -> str:
+    """Check `manifest.sig` against the manifest bytes (those of `manifest` when given, so the
+    bytes verified are the bytes used); returns the key's fingerprint, raises ManifestError."""
+    bundle_dir = Path(bundle_dir)
+    key = _load_public_key(public_key_path)
+    manifest = manifest or load_manifest(bundle_dir)
+    path = bundle_dir / SIGNATURE
+    raw = _read_regular(
+        path,
+        MAX_SIGNATURE_BYTES,
+        "signature",
+        missing=f"bundle {bundle_dir} is not signed (no {SIGNATURE}): sign it with "
+        "`kiosk bundle sign DIR --key KEY.key` (make deploy does)",
+    )
+    try:
+        record = json.loads(raw)
+        signature = base64.b64decode(record["signature"], validate=True)
+        signer = str(record.get("public_key_sha256", ""))
+        if record.get("algorithm") != "ed25519" or len(signature) != 64:
+            raise ValueError("not an Ed25519 signature")
+    except (ValueError, KeyError, TypeError, binascii.Error, RecursionError) as exc:
+        raise ManifestError(f"signature {path} is damaged ({exc}): sign the bundle again") from None
+    expected = key_fingerprint(key)
+    try:
+        key.verify(signature, manifest.raw_bytes)
+    except InvalidSignature:
+        if signer != expected:
+            raise ManifestError(
+                f"bundle {bundle_dir} is signed with another key ({signer[:16]}) than "
+                f"{public_key_path} ({expected[:16]}): sign it with the office's key"
+            ) from None
+        raise ManifestError(
+            f"signature {path} does not match {manifest.path}: the manifest was changed "
+            "after signing; rebuild and sign the bundle again"
+        ) from None
+    return expected
+
+
+def _load_private_key(path: Path) -> Ed25519PrivateKey:
+    data = _read_regular(
+        Path(path),
+        _MAX_KEY_BYTES,
+        "private key",
+        missing=f"private key {path} is missing: create one with `kiosk bundle keygen --out PREFIX`",
+    )
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ManifestError(f"{path} is not an unencrypted PEM private key ({exc})") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ManifestError(f"{path} is not an Ed25519 private key")
+    return key
+
+
+def _load_public_key(path: Path) -> Ed25519PublicKey:
+    data = _read_regular(
+        Path(path),
+        _MAX_KEY_BYTES,
+        "public key",
+        missing=f"public key {path} is missing: install the office's bundle key "
+        "(install-rpi.sh --public-key FILE) or set [models] public_key to the right file",
+    )
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError) as exc:
+        raise ManifestError(f"{path} is not a PEM public key ({exc})") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise ManifestError(f"{path} is not an Ed25519 public key")
+    return key
+
+
+@functools.cache
+def warn_unchecked(bundle_dir: str) -> None:
+    """Log once per bundle that its signature was not checked (no public key configured)."""
+    log.warning(
+        "model bundle %s is loaded without a signature check: set [models] public_key to the "
+        "office's bundle key on a kiosk",
+        bundle_dir,
+    )
