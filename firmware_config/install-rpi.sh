@@ -2,6 +2,7 @@
 # Install idkiosk on Raspberry Pi OS (Bookworm or later, 64-bit) from this source tree.
 #
 #   sudo firmware_config/install-rpi.sh [--deploy-user USER] [--desktop-user USER]
+#                                       [--public-key FILE]
 #
 # Idempotent: run it again after `git pull` to upgrade. It
 #   1. installs apt packages (Picamera2/libcamera, dlib's landmark model, Chromium, curl, rsync);
@@ -12,10 +13,13 @@
 #   5. installs the first model bundle into /var/lib/kiosk/models (`current` symlink), writable
 #      by group kiosk so `make deploy` can add bundles as the deploy user;
 #   6. lets group kiosk-deploy restart the service via sudo (nothing else);
-#   7. installs and enables kiosk.service and the console user unit (Chromium, kiosk mode);
-#   8. adds the camera block to /boot/firmware/config.txt (reboot to apply).
+#   7. installs the office's bundle signing key (--public-key, from `kiosk bundle keygen`) as
+#      /etc/kiosk/models.pub and sets [models] public_key: unsigned bundles are then refused;
+#   8. installs and enables kiosk.service and the console user unit (Chromium, kiosk mode);
+#   9. adds the camera block to /boot/firmware/config.txt (reboot to apply).
 # --deploy-user (default: the sudo caller) joins kiosk + kiosk-deploy for `make deploy` over ssh;
 # --desktop-user (default: the sudo caller) gets the console started from its labwc autostart.
+# --public-key: without it (and without an earlier one) bundles load unchecked, with a warning.
 set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -27,12 +31,15 @@ MARK_END="# END idkiosk"
 
 step() { printf '\n== %s\n' "$*"; }
 
-# set_key FILE SECTION KEY VALUE: set a string key inside one [section] of a TOML file.
+# set_key FILE SECTION KEY VALUE: set a string key inside one [section] of a TOML file (added
+# at the end of the section when an older file lacks it).
 set_key() {
     awk -v section="[$2]" -v key="$3" -v value="$4" '
-        /^\[/ { inside = ($0 == section) }
-        inside && $1 == key && $2 == "=" { print key " = \"" value "\""; next }
+        function add() { if (inside && !done) { print key " = \"" value "\""; done = 1 } }
+        /^\[/ { add(); inside = ($0 == section) }
+        inside && $1 == key && $2 == "=" { add(); next }
         { print }
+        END { add() }
     ' "$1" >"$1.tmp" && mv "$1.tmp" "$1"
 }
 
@@ -107,6 +114,22 @@ EOF
     visudo -cf /etc/sudoers.d/kiosk-deploy
 }
 
+# install_public_key: the office's bundle signing key; from then on the kiosk refuses a bundle
+# whose manifest.sig it does not verify (make deploy signs every bundle).
+install_public_key() {
+    step "bundle signing key $CONF/models.pub"
+    if [[ -n $PUBLIC_KEY ]]; then
+        install -m 0644 "$PUBLIC_KEY" "$CONF/models.pub"
+    elif [[ ! -e $CONF/models.pub ]]; then
+        echo "no --public-key: model bundles load without a signature check (logged as a warning)"
+        return 0
+    fi
+    set_key "$CONF/kiosk.toml" models public_key "$CONF/models.pub"
+    "$PREFIX/venv/bin/kiosk" --config "$CONF/kiosk.toml" bundle verify "$STATE/models/current" ||
+        echo "the installed bundle is not signed with this key: run \`make deploy\` (it signs)" \
+            "before the kiosk can check photos"
+}
+
 install_units() {
     step "systemd units"
     install -m 0644 "$SRC/systemd/kiosk.service" /etc/systemd/system/kiosk.service
@@ -145,11 +168,16 @@ install_firmware_config() {
 main() {
     DEPLOY_USER=${SUDO_USER:-}
     DESKTOP_USER=${SUDO_USER:-}
+    PUBLIC_KEY=
     while (($#)); do
         case $1 in
         --deploy-user) DEPLOY_USER=$2 && shift 2 ;;
         --desktop-user) DESKTOP_USER=$2 && shift 2 ;;
-        *) echo "usage: sudo $0 [--deploy-user USER] [--desktop-user USER]" >&2 && exit 2 ;;
+        --public-key) PUBLIC_KEY=$2 && shift 2 ;;
+        *)
+            echo "usage: sudo $0 [--deploy-user USER] [--desktop-user USER] [--public-key FILE]" >&2
+            exit 2
+            ;;
         esac
     done
     if ((EUID != 0)); then
@@ -161,6 +189,7 @@ main() {
     install_venv
     install_config
     install_models
+    install_public_key
     install_units
     install_firmware_config
     systemctl restart kiosk.service

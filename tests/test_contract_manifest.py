@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from kiosk.cli import main
+from kiosk.config import load_config
 from kiosk.contract.manifest import (
     MANIFEST,
     SIGNATURE,
@@ -325,3 +326,20 @@ def test_contract_is_a_leaf() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_install_script_sets_the_public_key_in_an_older_config(tmp_path: Path) -> None:
+    """install-rpi.sh --public-key on a Pi whose kiosk.toml predates the setting."""
+    config = tmp_path / "kiosk.toml"
+    original = (REPO / "firmware_config" / "kiosk.toml").read_text()
+    config.write_text(
+        "".join(line for line in original.splitlines(True) if "public_key" not in line)
+    )
+    script = f"""
+        source {REPO / "firmware_config" / "install-rpi.sh"}
+        set_key {config} models public_key /etc/kiosk/models.pub
+        set_key {config} models public_key /etc/kiosk/models.pub
+    """
+    subprocess.run(["bash", "-c", script], check=True, capture_output=True)
+    assert config.read_text().count("public_key") == 1
+    assert load_config(config).models.public_key_path == Path("/etc/kiosk/models.pub")
