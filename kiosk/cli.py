@@ -7,6 +7,7 @@ the pipeline could not start). Bad input never ends in a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import re
@@ -19,6 +20,7 @@ from kiosk.analysis import Analysis
 from kiosk.config import DEFAULT_CONFIG, load_config
 from kiosk.errors import KioskError
 from kiosk.forensics import cli as forensics_cli
+from kiosk.imageio import Limits
 from kiosk.pipeline import ACCEPT, ERROR, REJECT, CompliancePipeline, Verdict, error_verdict
 from kiosk.privacy import cli as privacy_cli
 from kiosk.service import cli as service_cli
@@ -55,14 +57,17 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"kiosk: cannot start the checks: {exc}", file=sys.stderr)
         return 2
     counts: Counter[str] = Counter()
-    max_pixels = int(config.input.max_megapixels * 1e6)
+    limits = Limits.from_config(config.input)
+    work_pixels = int(config.input.work_megapixels * 1e6)
     for spec in args.paths:
-        source = open_source(spec, max_pixels=max_pixels, max_frames=args.max_frames)
+        source = open_source(
+            spec, max_frames=args.max_frames, limits=limits, work_pixels=work_pixels
+        )
         try:
             for frame in source.frames():
                 verdict, analysis = _check_frame(pipeline, frame)
                 counts[verdict.decision] += 1
-                _emit(args, frame.source, frame.index, verdict)
+                _emit(args, frame.source, frame.index, _in_original_pixels(verdict, frame.scale))
                 if args.annotate and frame.image is not None:
                     path = _annotation_path(args.annotate, frame.source, frame.index)
                     write_jpeg(path, annotate(frame.image, verdict, analysis))
@@ -85,6 +90,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     if counts[ERROR]:
         return 2
     return 1 if counts[REJECT] else 0
+
+
+def _in_original_pixels(verdict: Verdict, scale: float) -> Verdict:
+    """The checks ran on a downscaled copy; the record's box is in the input's own pixels."""
+    if scale == 1.0 or verdict.face_box is None:
+        return verdict
+    return dataclasses.replace(verdict, face_box=[round(v * scale, 1) for v in verdict.face_box])
 
 
 def _check_frame(pipeline: CompliancePipeline, frame: Frame) -> tuple[Verdict, Analysis | None]:

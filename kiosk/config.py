@@ -52,7 +52,24 @@ class GatesConfig:
 
 @dataclass(frozen=True)
 class InputConfig:
-    max_megapixels: float = 50.0
+    """What one input may cost; `kiosk check`/`forensics` stay under 300 MB (docs/input.md)."""
+
+    max_megapixels: float = 50.0  # any format; JPEGs are decoded at reduced scale
+    max_full_decode_megapixels: float = 16.0  # PNG, BMP, TIFF, WebP: decoded whole
+    max_file_mb: int = 200  # file size, checked before anything is read
+    work_megapixels: float = 1.3  # checks run on a copy at most this large (as on the preview)
+
+    def __post_init__(self) -> None:
+        bounds = {
+            "max_full_decode_megapixels": (0.1, 1000.0),
+            "max_file_mb": (1, 100_000),
+            "work_megapixels": (0.1, 100.0),
+        }
+        for key, (low, high) in bounds.items():
+            if not low <= getattr(self, key) <= high:
+                raise ConfigError(
+                    f"input.{key} = {getattr(self, key)!r} is outside [{low}, {high}]"
+                )
 
 
 @dataclass(frozen=True)

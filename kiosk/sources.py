@@ -2,12 +2,16 @@
 
 Image files, folders (sorted; unreadable files become error frames, the run goes on), video files
 and USB cameras through OpenCV, and the Raspberry Pi camera through Picamera2 (imported only when
-used; it exists only on Raspberry Pi OS).
+used; it exists only on Raspberry Pi OS). Paths are stat'ed before they are opened, so a pipe or a
+device is refused instead of blocking or reading forever. With `work_pixels`, images and video
+frames come as a downscaled copy and `Frame.scale` says by how much (docs/input.md).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +21,7 @@ import cv2
 import numpy as np
 
 from kiosk.errors import InputError
-from kiosk.imageio import MAX_PIXELS, load_rgb
+from kiosk.imageio import MAX_PIXELS, Limits, file_kind, load_image
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +30,18 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpe
 
 @dataclass(frozen=True)
 class Frame:
-    """One frame (RGB uint8) or the reason it could not be read."""
+    """One frame (RGB uint8) or the reason it could not be read.
+
+    `scale`: original pixels per pixel of `image` (1.0: full resolution). `path`: the image file
+    the frame was decoded from (None for video and camera frames).
+    """
 
     source: str
     index: int
     image: np.ndarray | None
     error: str | None = None
+    scale: float = 1.0
+    path: Path | None = None
 
 
 class FrameSource(Protocol):
@@ -41,14 +51,17 @@ class FrameSource(Protocol):
 
 
 class ImageSource:
-    def __init__(self, path: Path, max_pixels: int = MAX_PIXELS) -> None:
-        self.path, self.max_pixels = path, max_pixels
+    def __init__(self, path: Path, limits: Limits, work_pixels: int | None = None) -> None:
+        self.path, self.limits, self.work_pixels = path, limits, work_pixels
 
     def frames(self) -> Iterator[Frame]:
+        name = str(self.path)
         try:
-            yield Frame(str(self.path), 0, load_rgb(self.path, self.max_pixels))
+            decoded = load_image(self.path, self.limits, self.work_pixels)
         except InputError as exc:
-            yield Frame(str(self.path), 0, None, str(exc))
+            yield Frame(name, 0, None, str(exc), path=self.path)
+            return
+        yield Frame(name, 0, decoded.rgb, scale=decoded.scale, path=self.path)
 
     def close(self) -> None:
         pass
@@ -57,14 +70,19 @@ class ImageSource:
 class FolderSource:
     """Every regular file in the folder (not recursive), in name order; videos are played."""
 
-    def __init__(self, path: Path, max_pixels: int = MAX_PIXELS) -> None:
-        self.path, self.max_pixels = path, max_pixels
+    def __init__(self, path: Path, limits: Limits, work_pixels: int | None = None) -> None:
+        self.path, self.limits, self.work_pixels = path, limits, work_pixels
 
     def frames(self) -> Iterator[Frame]:
-        for child in sorted(
-            p for p in self.path.iterdir() if p.is_file() and not p.name.startswith(".")
-        ):
-            source = open_path(child, self.max_pixels)
+        try:
+            children = sorted(
+                p for p in self.path.iterdir() if p.is_file() and not p.name.startswith(".")
+            )
+        except OSError as exc:
+            yield Frame(str(self.path), 0, None, f"cannot list folder {self.path}: {exc.strerror}")
+            return
+        for child in children:
+            source = open_path(child, limits=self.limits, work_pixels=self.work_pixels)
             try:
                 yield from source.frames()
             finally:
@@ -75,10 +93,22 @@ class FolderSource:
 
 
 class OpenCVSource:
-    """A video file or a USB camera (V4L2) through cv2.VideoCapture."""
+    """A video file or a USB camera (V4L2) through cv2.VideoCapture.
 
-    def __init__(self, target: str | int, name: str, max_frames: int | None = None) -> None:
+    A video file that yields no frame, or fewer than its container announces (truncated), ends
+    with an error frame: silence would read as "nothing to report".
+    """
+
+    def __init__(
+        self,
+        target: str | int,
+        name: str,
+        max_frames: int | None = None,
+        limits: Limits | None = None,
+        work_pixels: int | None = None,
+    ) -> None:
         self.target, self.name, self.max_frames = target, name, max_frames
+        self.limits, self.work_pixels = limits or Limits(), work_pixels
         self._capture: cv2.VideoCapture | None = None
 
     def frames(self) -> Iterator[Frame]:
@@ -90,6 +120,7 @@ class OpenCVSource:
                 message += ": is it plugged in and not used by another program?"
             yield Frame(self.name, 0, None, message)
             return
+        announced = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))
         index = 0
         while self.max_frames is None or index < self.max_frames:
             ok, bgr = self._capture.read()
@@ -98,9 +129,34 @@ class OpenCVSource:
                     yield Frame(
                         self.name, index, None, f"camera {self.name} stopped delivering frames"
                     )
+                elif index == 0:
+                    yield Frame(self.name, 0, None, f"video file {self.name} has no readable frame")
+                elif index < announced:
+                    yield Frame(
+                        self.name,
+                        index,
+                        None,
+                        f"video file {self.name} ended after {index} of its {announced} frames: "
+                        "it is truncated or damaged",
+                    )
                 break
-            yield Frame(self.name, index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            yield self._frame(index, bgr)
             index += 1
+
+    def _frame(self, index: int, bgr: np.ndarray) -> Frame:
+        height, width = bgr.shape[:2]
+        if width * height > self.limits.max_pixels:
+            message = (
+                f"frame of {width}x{height} is over the {self.limits.max_pixels / 1e6:.1f} MP limit"
+            )
+            return Frame(self.name, index, None, message)
+        scale = 1.0
+        if self.work_pixels and width * height > self.work_pixels:
+            scale = (width * height / self.work_pixels) ** 0.5
+            size = (max(1, int(width / scale)), max(1, int(height / scale)))
+            bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+            scale = width / size[0]
+        return Frame(self.name, index, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), scale=scale)
 
     def close(self) -> None:
         if self._capture is not None:
@@ -162,18 +218,40 @@ class _MissingSource:
         pass
 
 
-def open_path(path: Path, max_pixels: int = MAX_PIXELS) -> FrameSource:
-    if path.is_dir():
-        return FolderSource(path, max_pixels)
-    if not path.exists():
+def open_path(
+    path: Path,
+    max_pixels: int = MAX_PIXELS,
+    *,
+    limits: Limits | None = None,
+    work_pixels: int | None = None,
+) -> FrameSource:
+    """A folder, video or image file. Never opens what is not a regular file or a folder.
+
+    `limits` defaults to every format up to `max_pixels` at full resolution (Limits.full).
+    """
+    limits = limits or Limits.full(max_pixels)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
         return _MissingSource(str(path), f"{path} does not exist")
+    except OSError as exc:
+        return _MissingSource(str(path), f"cannot read {path}: {exc.strerror}")
+    if stat.S_ISDIR(mode):
+        return FolderSource(path, limits, work_pixels)
+    if not stat.S_ISREG(mode):
+        return _MissingSource(str(path), f"{path} is {file_kind(mode)}, not an image or video file")
     if path.suffix.lower() in VIDEO_SUFFIXES:
-        return OpenCVSource(str(path), str(path))
-    return ImageSource(path, max_pixels)
+        return OpenCVSource(str(path), str(path), limits=limits, work_pixels=work_pixels)
+    return ImageSource(path, limits, work_pixels)
 
 
 def open_source(
-    spec: str, max_pixels: int = MAX_PIXELS, max_frames: int | None = None
+    spec: str,
+    max_pixels: int = MAX_PIXELS,
+    max_frames: int | None = None,
+    *,
+    limits: Limits | None = None,
+    work_pixels: int | None = None,
 ) -> FrameSource:
     """`camera` / `camera:N` (USB), `picamera` (Raspberry Pi), or a file or folder path.
 
@@ -185,5 +263,7 @@ def open_source(
         index_text = spec.partition(":")[2] or "0"
         if not index_text.isdigit():
             return _MissingSource(spec, f"camera index in {spec!r} must be a number, e.g. camera:0")
-        return OpenCVSource(int(index_text), spec, max_frames=max_frames)
-    return open_path(Path(spec), max_pixels)
+        return OpenCVSource(
+            int(index_text), spec, max_frames=max_frames, limits=limits, work_pixels=work_pixels
+        )
+    return open_path(Path(spec), max_pixels, limits=limits, work_pixels=work_pixels)

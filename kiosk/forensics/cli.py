@@ -8,11 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kiosk.analysis import FACE_TOO_SMALL, FaceAnalyzer
 from kiosk.config import load_config
-from kiosk.errors import KioskError
+from kiosk.errors import InputError, KioskError
 from kiosk.forensics.suite import Artifacts, Capture, ForensicSuite
+from kiosk.imageio import Limits, load_luma
+from kiosk.registry import ModelRegistry
 from kiosk.sources import Frame, open_path
+from kiosk.vision.mtcnn_lite import MtcnnLite
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,51 +28,78 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_forensics(args: argparse.Namespace) -> int:
-    """Exit 0 nothing flagged, 1 something flagged, 2 some image errored or no check could run."""
-    from kiosk.pipeline import CompliancePipeline
-
+    """Exit 0 nothing flagged, 1 something flagged, 2 some image errored or no check could run
+    on it (or no image was found)."""
     config = load_config(args.config)
     try:
         suite = ForensicSuite.from_config(config)
-        analyzer = CompliancePipeline(config).analyzer if suite.needs_face else None
+        # Only the face box is needed (SR): the detector alone, not the 100 MB landmark model.
+        detector = (
+            MtcnnLite(
+                ModelRegistry(config.models_dir),
+                config.detector,
+                num_threads=config.models.num_threads,
+            )
+            if suite.needs_face
+            else None
+        )
     except KioskError as exc:
         print(f"kiosk: cannot start the forensic checks: {exc}", file=sys.stderr)
         return 2
     if not suite.checks:
         print("kiosk: no forensic model is listed in the manifest", file=sys.stderr)
         return 2
-    flagged = errors = 0
-    max_pixels = int(config.input.max_megapixels * 1e6)
+    flagged = errors = images = 0
+    limits = Limits.from_config(config.input)
+    work_pixels = int(config.input.work_megapixels * 1e6)
     for spec in args.paths:
-        source = open_path(Path(spec), max_pixels=max_pixels)
+        source = open_path(Path(spec), limits=limits, work_pixels=work_pixels)
         try:
             for frame in source.frames():
-                record = _examine(suite, analyzer, frame, args.out)
-                errors += record["error"] is not None
-                flagged += any(isinstance(v, dict) and v.get("flagged") for v in record.values())
+                record = _examine(suite, detector, frame, args.out, limits)
+                images += 1
+                checks = [v for v in record.values() if isinstance(v, dict)]
+                # SR that was not applied (no small face) checked nothing either.
+                ran = any("error" not in v and v.get("applied", True) for v in checks)
+                errors += record["error"] is not None or not ran
+                flagged += any(v.get("flagged") for v in checks)
                 print(json.dumps(record) if args.json else _human_line(record), flush=True)
         finally:
             source.close()
+    if not images:
+        print("kiosk: no image found in " + ", ".join(args.paths), file=sys.stderr)
+        return 2
     return 2 if errors else (1 if flagged else 0)
 
 
 def _examine(
-    suite: ForensicSuite, analyzer: FaceAnalyzer | None, frame: Frame, out: Path | None
+    suite: ForensicSuite,
+    detector: MtcnnLite | None,
+    frame: Frame,
+    out: Path | None,
+    limits: Limits,
 ) -> dict[str, Any]:
+    """One record. The checks see the working copy; JPEG history the file's full-res luma."""
     record: dict[str, Any] = {"source": frame.source}
     if frame.image is None:
         return {**record, "error": frame.error or "unreadable image"}
     face = None
-    if analyzer is not None:
-        analysis = analyzer.analyze(frame.image)
-        if analysis.face is not None and analysis.reason in (None, FACE_TOO_SMALL):
-            face = analysis.face.box
+    if detector is not None:
+        faces = detector.detect(frame.image)
+        face = faces[0].box if len(faces) == 1 else None
+    luma = None
+    if frame.path is not None and frame.scale != 1.0:
+        try:
+            luma = load_luma(frame.path, limits)
+        except InputError as exc:
+            return {**record, "error": str(exc)}
     stem = Path(frame.source).stem + (f"_{frame.index:05d}" if frame.index else "")
+    capture = Capture(frame.image, face, scale=frame.scale, luma=luma)
     try:
-        record.update(suite.run(Capture(frame.image, face), Artifacts(out, stem)))
+        record.update(suite.run(capture, Artifacts(out, stem)))
     except KioskError as exc:
         return {**record, "error": str(exc)}
-    return {**record, "error": None}
+    return {**record, "scale": round(frame.scale, 4), "error": None}
 
 
 def _human_line(record: dict[str, Any]) -> str:

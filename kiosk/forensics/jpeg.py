@@ -90,7 +90,8 @@ class JpegHistoryCheck:
 
     def run(self, capture: Capture, artifacts: Artifacts) -> dict[str, Any]:
         del artifacts  # nothing drawn
-        scores = self.patch_scores(to_gray(capture.rgb))
+        gray = capture.luma if capture.luma is not None else to_gray(capture.rgb)
+        scores = self.patch_scores(gray)
         score = pool(scores)
         return {
             "score": round(score, 6),

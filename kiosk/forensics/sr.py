@@ -65,7 +65,7 @@ class SrCheck:
         if capture.face is None:
             return {"applied": False, "scale": SCALE, "face_px": None}
         x0, y0, x1, y1 = capture.face
-        face_px = max(x1 - x0, y1 - y0)
+        face_px = max(x1 - x0, y1 - y0) * capture.scale  # the stored capture's pixels
         if face_px <= 0:
             raise InputError(f"empty face box {capture.face}")
         result = {"applied": face_px < self.token_px, "scale": SCALE, "face_px": round(face_px, 1)}

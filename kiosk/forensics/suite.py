@@ -25,10 +25,17 @@ from kiosk.vision.types import Box
 
 @dataclass(frozen=True)
 class Capture:
-    """A full-resolution still. `face` is the detector box when exactly one face was found."""
+    """A still. `face` is the detector box (in `rgb`'s pixels) when exactly one face was found.
+
+    `rgb` may be a downscaled copy of the capture (`scale` original px per px, docs/input.md);
+    `luma` is then the full-resolution luma in the file's stored orientation, for the checks that
+    are not scale-safe (JPEG history), or None when `rgb` is the capture itself.
+    """
 
     rgb: np.ndarray  # (H, W, 3) uint8
     face: Box | None = None
+    scale: float = 1.0
+    luma: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
