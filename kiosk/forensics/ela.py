@@ -1,7 +1,10 @@
 """ELA tamper/morph check: ELA + wavelet residual -> CNN -> P(manipulated) against a threshold.
 
 The threshold is the manifest's (the validation EER point of the synthetic tampering set). With
-an output folder the full-resolution ELA heat map is written for the operator or engineer.
+an output folder the ELA heat map is written for the operator or engineer. The map is computed on
+the capture as the check receives it: `kiosk forensics` gives a copy of at most [input]
+work_megapixels (docs/input.md), which is not scale-safe for ELA (resampling blurs the 8x8 JPEG
+grid) but keeps memory bounded; the model was trained on 192-512 px crops anyway.
 """
 
 from __future__ import annotations
