@@ -412,7 +412,10 @@ def _iter_rows(
 
 def _database_error(db_path: Path, exc: sqlite3.Error) -> StoreError:
     name = getattr(exc, "sqlite_errorname", "")
-    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+    # IntegrityError here: an index that disagrees with its table (quick_check does not look).
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or isinstance(
+        exc, sqlite3.IntegrityError
+    ):
         return StoreError(f"capture database {db_path} is damaged ({exc}); {_REPAIR_HINT}")
     if "no such table" in str(exc):
         return StoreError(
@@ -485,7 +488,11 @@ class CaptureStore:
         try:
             if readonly:
                 if not db_path.exists():
-                    raise StoreError(f"no capture store at {self.root} ({DB_NAME} missing)")
+                    raise StoreError(
+                        f"no capture store at {self.root} ({DB_NAME} missing); if "
+                        f"{IMAGES}/ holds capture files, start the kiosk service or run "
+                        "`kiosk store repair` to rebuild their records"
+                    )
                 self._db = _connect(db_path, readonly=True)
             else:
                 self.images.mkdir(parents=True, exist_ok=True)
