@@ -159,7 +159,8 @@ class ModelEntry(BaseModel):
         if self.file.endswith(".tflite") and not self.input_shape:
             raise ValueError("input_shape: a TFLite model must state its input shape")
         if self.threshold is not None:
-            for where, recorded in _recorded_thresholds(self.extra.get("metrics"), "metrics"):
+            metrics = (self.model_extra or {}).get("metrics")
+            for where, recorded in _recorded_thresholds(metrics, "metrics"):
                 if abs(recorded - self.threshold) > THRESHOLD_TOLERANCE:
                     raise ValueError(
                         f"threshold {self.threshold} differs from {where} = {recorded}, the "
@@ -183,7 +184,7 @@ def _recorded_thresholds(metrics: Any, where: str) -> Iterator[tuple[str, float]
         path = f"{where}.{key}"
         if isinstance(value, dict):
             yield from _recorded_thresholds(value, path)
-        elif key in _RECORDED_THRESHOLD_KEYS and isinstance(value, int | float):
+        elif key in _RECORDED_THRESHOLD_KEYS and type(value) in (int, float):
             yield path, float(value)
 
 
@@ -338,7 +339,7 @@ def _check_file(
         inside = False
     if not inside:
         raise ManifestError(
-            f"model file {path} for {name!r} resolves outside the bundle {root} (a symlink?): "
+            f"model {name!r}: file {path} resolves outside the bundle {root} (a symlink?): "
             "redeploy the model bundle"
         )
     digest = hashlib.sha256()
@@ -350,13 +351,14 @@ def _check_file(
             size += len(chunk)
     if size != entry.bytes:
         raise ManifestError(
-            f"model file {path} for {name!r} is {'over' if size > entry.bytes else 'only'} "
-            f"{size} bytes, the manifest says {entry.bytes}: it was altered or belongs to "
+            f"model {name!r}: file {path} is "
+            + ("larger than" if size > entry.bytes else f"only {size} bytes, not")
+            + f" the {entry.bytes} bytes the manifest says: it was altered or belongs to "
             "another bundle; redeploy the model bundle"
         )
     if digest.hexdigest() != entry.sha256:
         raise ManifestError(
-            f"model file {path} for {name!r} does not match the manifest "
+            f"model {name!r}: file {path} does not match the manifest "
             f"(sha256 {digest.hexdigest()[:12]}..., expected {entry.sha256[:12]}...): it was "
             "altered or belongs to another bundle; redeploy the model bundle"
         )
@@ -493,11 +495,11 @@ def verify_signature(
     )
     try:
         record = json.loads(raw)
-        signature = base64.b64decode(record["signature"], validate=True)
+        signature = base64.b64decode(record.get("signature", ""), validate=True)
         signer = str(record.get("public_key_sha256", ""))
         if record.get("algorithm") != "ed25519" or len(signature) != 64:
-            raise ValueError("not an Ed25519 signature")
-    except (ValueError, KeyError, TypeError, binascii.Error, RecursionError) as exc:
+            raise ValueError("no Ed25519 signature in it")
+    except (ValueError, AttributeError, TypeError, binascii.Error, RecursionError) as exc:
         raise ManifestError(f"signature {path} is damaged ({exc}): sign the bundle again") from None
     expected = key_fingerprint(key)
     try:
