@@ -13,7 +13,6 @@ from PIL import Image
 from skimage import data
 
 from kiosk.privacy import cli
-from kiosk.privacy.diag import DiagDefaults, export_package, read_package
 from kiosk.privacy.encryption import encrypt
 
 
@@ -86,21 +85,22 @@ def test_export_then_decrypt_restores_the_frames(tmp_path, frames, key, face):
     np.testing.assert_array_equal(restored, face)
 
 
-def test_recognizable_frames_are_refused(tmp_path, frames, key, capsys):
+def test_frames_above_the_threshold_are_refused(tmp_path, frames, key, capsys):
     package = tmp_path / "leaky.zip"
     argv = ["diag", "export", str(frames / "a.png"), "--key", str(key), "--out", str(package)]
-    assert run(*argv, "--scheme", "thumbnail_leak", "--strength", "1") == 1
+    assert run(*argv, "--threshold", "0.1") == 1  # stricter than any encryption can score
     assert "REFUSED" in capsys.readouterr().out
     assert not package.exists()
 
 
-def test_dct_package_carries_correction_data(tmp_path, face):
-    defaults = DiagDefaults(scheme="dct_sign", strength=5, vsi_threshold=2.0)
-    summary = export_package([face], bytes(range(32)), tmp_path / "dct.zip", defaults)
-    assert summary.exported == 1
-    manifest, encrypted = read_package(tmp_path / "dct.zip")
-    assert manifest["frames"][0]["correction"] == "frame_000.corr"
-    assert encrypted[0].correction
+def test_vsi_size_option(tmp_path, face, capsys):
+    big = cv2.resize(face, (640, 640), interpolation=cv2.INTER_LINEAR)
+    plain = tmp_path / "plain.png"
+    Image.fromarray(big).save(plain)
+    assert run("vsi", str(plain), str(plain), "--json", "--size", "64") == 0
+    assert json.loads(capsys.readouterr().out)["vsi"] == pytest.approx(2.0)
+    with pytest.raises(SystemExit):
+        run("vsi", str(plain), str(plain), "--size", "5000")
 
 
 def test_decrypt_errors(tmp_path, frames, key, capsys):

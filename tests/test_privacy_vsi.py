@@ -100,6 +100,8 @@ def test_parameters_change_the_block_size(face):
         {"edge_filter": "sobel"},
         {"search_stride": 0.0},
         {"histogram_bins": 1},
+        {"size": 16},
+        {"size": 10_000},
     ],
 )
 def test_bad_parameters_are_rejected(kwargs):

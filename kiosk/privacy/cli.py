@@ -20,9 +20,10 @@ from kiosk.imageio import load_rgb
 from kiosk.privacy.diag import DiagDefaults, decrypt_package, export_package
 from kiosk.privacy.edges import EDGE_FILTERS
 from kiosk.privacy.encryption import SCHEMES, STRENGTHS, read_key, write_key
-from kiosk.privacy.vsi import VsiParams, visual_security_index
+from kiosk.privacy.vsi import MIN_SIDE, VsiParams, visual_security_index
 
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+_MAX_VSI_SIDE = 1024  # keeps `kiosk vsi` under ~500 MB whatever the frame size
 
 
 def _guarded(
@@ -45,7 +46,11 @@ def _guarded(
 
 def _vsi(args: argparse.Namespace) -> int:
     params = VsiParams(
-        alpha=args.alpha, beta=args.beta, gamma=args.gamma, edge_filter=args.edge_filter
+        alpha=args.alpha,
+        beta=args.beta,
+        gamma=args.gamma,
+        edge_filter=args.edge_filter,
+        size=args.size,
     )
     result = visual_security_index(load_rgb(args.plain), load_rgb(args.encrypted), params)
     if args.json:
@@ -76,7 +81,6 @@ def _frame_paths(inputs: list[Path]) -> list[Path]:
 
 
 def _export(args: argparse.Namespace) -> int:
-    key = read_key(args.key)
     defaults = DiagDefaults()
     defaults = replace(
         defaults,
@@ -84,8 +88,9 @@ def _export(args: argparse.Namespace) -> int:
         strength=args.strength or defaults.strength,
         vsi_threshold=defaults.vsi_threshold if args.threshold is None else args.threshold,
     )
+    key = read_key(args.key)
     paths = _frame_paths(args.frames)
-    summary = export_package([load_rgb(p) for p in paths], key, args.out, defaults)
+    summary = export_package(map(load_rgb, paths), key, args.out, defaults)
     for path, verdict in zip(paths, summary.verdicts, strict=True):
         state = "exported" if verdict.exported else "REFUSED (recognizable)"
         print(f"{path}: VSI {verdict.vsi:.3f} <= {defaults.vsi_threshold:.3f}? {state}")
@@ -109,6 +114,13 @@ def _positive(text: str) -> float:
     return value
 
 
+def _side(text: str) -> int:
+    value = int(text)
+    if not MIN_SIDE <= value <= _MAX_VSI_SIDE:
+        raise argparse.ArgumentTypeError(f"must be in [{MIN_SIDE}, {_MAX_VSI_SIDE}], got {text}")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `vsi` and `diag` to the kiosk command line."""
     defaults = VsiParams()
@@ -124,6 +136,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     vsi.add_argument("--beta", type=_positive, default=defaults.beta, help="low-pass bandwidth")
     vsi.add_argument("--gamma", type=_positive, default=defaults.gamma, help="Minkowski exponent")
     vsi.add_argument("--edge-filter", choices=EDGE_FILTERS, default=defaults.edge_filter)
+    vsi.add_argument(
+        "--size",
+        type=_side,
+        default=defaults.size,
+        help=f"shorter side (px) both frames are downscaled to first (default {defaults.size}, "
+        "the size the export gate is calibrated at; bounds memory on large frames)",
+    )
     vsi.set_defaults(func=_guarded("vsi", _vsi))
 
     diag = subparsers.add_parser(
@@ -146,12 +165,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("frames", type=Path, nargs="+", help="image files or directories")
     export.add_argument("--key", type=Path, required=True, help="key file (see diag keygen)")
     export.add_argument("--out", type=Path, required=True, help="package to write (.zip)")
-    export.add_argument("--scheme", choices=list(SCHEMES), help="default: xor")
+    export.add_argument(
+        "--scheme",
+        choices=list(SCHEMES),
+        help="default: xor; only the options the calibrated gate offers are accepted",
+    )
     export.add_argument("--strength", type=int, choices=STRENGTHS, help="default: 5")
     export.add_argument(
         "--threshold",
         type=_positive,
-        help=f"VSI gate (default {DiagDefaults().vsi_threshold}, from the validation)",
+        help="a stricter (lower) VSI gate than the calibrated one (kiosk/privacy/gate.json)",
     )
     export.set_defaults(func=_guarded("diag export", _export))
 

@@ -1,10 +1,13 @@
 """Diagnostic packages: perceptually encrypted frames that may leave the kiosk, and their inverse.
 
-A frame is exported only if its encryption scores a visual security index at most
-``DEFAULT_VSI_THRESHOLD``; the others are refused and only their index and score are listed.
-That threshold comes from ``bench/privacy_validation.py`` (reports/privacy/threshold.json): the
-lowest VSI of any validation encryption on which the face was still detected or its landmarks
-still readable, minus a safety margin. An engineer holding the key restores the frames exactly.
+A frame is exported only if its encryption, scored with the visual security index on the pair
+normalised to the calibrated size, is at most the gate's threshold; the others are refused and
+only their index and score are listed. Threshold, size and the scheme/strength options that may
+be offered at all are read from ``gate.json`` beside this module, which
+``bench/privacy_validation.py --gate`` writes: the lowest VSI of any encryption (640x480 .. 12 MP
+kiosk scenes) on which a detector-plus-landmarks attack still found the face, minus a margin.
+Options are never looser than that file: a caller may only tighten the threshold. An engineer
+holding the key restores the frames exactly.
 
 Package = one zip file, written to a temporary name and renamed into place (atomic):
 ``manifest.json`` (format, creation time, key id, scheme, strength, threshold, VSI parameters,
@@ -18,37 +21,119 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import re
 import time
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from kiosk.errors import ConfigError
 from kiosk.fileio import write_atomically
-from kiosk.privacy.encryption import EncryptedImage, decrypt, encrypt, key_id
-from kiosk.privacy.vsi import VsiParams, visual_security_index
+from kiosk.privacy.encryption import SCHEMES, STRENGTHS, EncryptedImage, decrypt, encrypt, key_id
+from kiosk.privacy.vsi import MIN_SIDE, VsiParams, visual_security_index
 
 logger = logging.getLogger(__name__)
 
 PACKAGE_FORMAT = "idkiosk-diag/1"
-# From reports/privacy/threshold.json (bench/privacy_validation.py); see docs/privacy.md.
-DEFAULT_VSI_THRESHOLD = 1.252
+GATE_FILE = Path(__file__).with_name("gate.json")
 _FRAME_NAME = re.compile(r"frame_\d{3,6}\.(png|corr)")
 _MAX_FRAME_PIXELS = 50_000_000
 
 
 @dataclass(frozen=True)
+class Gate:
+    """The calibrated export gate: VSI threshold, the size it was calibrated at, and the
+    scheme -> strengths that may be offered (every other option failed the attack)."""
+
+    threshold: float
+    vsi_size: int
+    export_options: Mapping[str, tuple[int, ...]]
+
+    def allows(self, scheme: str, strength: int) -> bool:
+        return strength in self.export_options.get(scheme, ())
+
+
+def _gate_from(record: object, source: Path) -> Gate:
+    fix = f"re-install the kiosk or run bench/privacy_validation.py --gate to rewrite {source}"
+    try:
+        threshold = float(record["threshold"])
+        size = record["vsi_size"]
+        options = {
+            str(scheme): tuple(int(s) for s in strengths)
+            for scheme, strengths in record["export_options"].items()
+        }
+    except (TypeError, KeyError, ValueError, AttributeError) as error:
+        raise ConfigError(f"export gate {source} is incomplete ({error!r}); {fix}") from None
+    known = all(
+        scheme in SCHEMES and strengths and set(strengths) <= set(STRENGTHS)
+        for scheme, strengths in options.items()
+    )
+    if not (math.isfinite(threshold) and 0.0 < threshold < 2.0):
+        raise ConfigError(f"export gate {source}: threshold must be in (0, 2); {fix}")
+    if not isinstance(size, int) or isinstance(size, bool) or not MIN_SIDE <= size <= 4096:
+        raise ConfigError(f"export gate {source}: vsi_size must be a pixel count; {fix}")
+    if not options or not known:
+        raise ConfigError(f"export gate {source}: export_options name no known scheme; {fix}")
+    return Gate(threshold, size, options)
+
+
+@lru_cache(maxsize=4)
+def load_gate(path: Path = GATE_FILE) -> Gate:
+    """The gate written by the calibration benchmark; ConfigError if missing or invalid."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(
+            f"export gate {path} is unreadable ({error}); re-install the kiosk"
+        ) from None
+    return _gate_from(record, Path(path))
+
+
+def _default_threshold() -> float:
+    return load_gate().threshold
+
+
+def _default_vsi() -> VsiParams:
+    return VsiParams(size=load_gate().vsi_size)
+
+
+@dataclass(frozen=True)
 class DiagDefaults:
-    """Export defaults for the config layer: full-strength keystream XOR and the derived gate."""
+    """Export settings for the config layer: full-strength keystream XOR and the calibrated gate.
+
+    Refuses (ValueError) anything looser than the gate: an option it does not offer, a threshold
+    above the calibrated one, or VSI parameters other than those the threshold was derived with.
+    """
 
     scheme: str = "xor"
     strength: int = 5
-    vsi_threshold: float = DEFAULT_VSI_THRESHOLD
-    vsi: VsiParams = field(default_factory=VsiParams)
+    vsi_threshold: float = field(default_factory=_default_threshold)
+    vsi: VsiParams = field(default_factory=_default_vsi)
+
+    def __post_init__(self) -> None:
+        gate = load_gate()
+        if not gate.allows(self.scheme, self.strength):
+            offered = "; ".join(f"{k} strength {list(v)}" for k, v in gate.export_options.items())
+            raise ValueError(
+                f"{self.scheme} strength {self.strength} is not offered for export (the attack "
+                f"benchmark found it unsafe; see docs/privacy.md); use {offered}"
+            )
+        if not (math.isfinite(self.vsi_threshold) and 0.0 < self.vsi_threshold <= gate.threshold):
+            raise ValueError(
+                f"VSI threshold {self.vsi_threshold} is looser than the calibrated gate "
+                f"{gate.threshold}; a threshold may only be lowered (stricter)"
+            )
+        if self.vsi != VsiParams(size=gate.vsi_size):
+            raise ValueError(
+                "the export gate was calibrated with the default VSI parameters at size "
+                f"{gate.vsi_size}; other parameters would make its threshold meaningless"
+            )
 
 
 @dataclass(frozen=True)
@@ -81,19 +166,18 @@ def _png(pixels: np.ndarray) -> bytes:
 
 
 def export_package(
-    frames: Sequence[np.ndarray],
+    frames: Iterable[np.ndarray],
     key: bytes,
     out: Path,
     defaults: DiagDefaults | None = None,
 ) -> ExportSummary:
     """Encrypt ``frames``, keep those whose VSI passes the gate, write the package to ``out``.
 
-    Frames must be uint8 HxW or HxWx3. Nothing is written when no frame passes. Raises
-    ValueError for bad frames, a bad key or an unknown scheme/strength.
+    Frames (uint8 HxW or HxWx3) are taken one at a time, so a lazy iterable holds one decoded
+    frame in memory. Nothing is written when no frame passes. Raises ValueError for bad frames,
+    a bad key or an option the gate does not offer.
     """
     defaults = defaults or DiagDefaults()
-    if not frames:
-        raise ValueError("no frames to export")
     entries, files, verdicts = [], {}, []
     for index, frame in enumerate(frames):
         if not isinstance(frame, np.ndarray) or frame.ndim not in (2, 3):
@@ -120,6 +204,8 @@ def export_package(
                 **score.as_dict(),
             }
         )
+    if not verdicts:
+        raise ValueError("no frames to export")
     refused = [v for v in verdicts if not v.exported]
     for verdict in refused:
         logger.warning(
@@ -147,7 +233,7 @@ def export_package(
         for name, content in files.items():
             archive.writestr(name, content)
     write_atomically(Path(out), buffer.getvalue())
-    logger.info("exported %d of %d frames to %s", len(entries), len(frames), out)
+    logger.info("exported %d of %d frames to %s", len(entries), len(verdicts), out)
     return ExportSummary(path=Path(out), verdicts=tuple(verdicts))
 
 
