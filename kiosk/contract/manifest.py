@@ -223,7 +223,7 @@ def load_manifest(bundle_dir: Path) -> Manifest:
     raw = _read_regular(
         path,
         MAX_MANIFEST_BYTES,
-        "model manifest",
+        f"model manifest {path}",
         missing=f"no model manifest at {path}: run `make models` or point [models] dir in the "
         "config at a deployed bundle",
     )
@@ -290,27 +290,28 @@ def _describe(exc: ValidationError, limit: int = 5) -> str:
     )
 
 
-def _open_regular(path: Path, label: str, missing: str = "") -> BinaryIO:
+def _open_regular(path: Path, what: str, missing: str = "", advice: str = "") -> BinaryIO:
     """Open a regular file for reading. Directories, devices and FIFOs are refused without
-    blocking (O_NONBLOCK: opening a FIFO would otherwise wait for a writer)."""
+    blocking (O_NONBLOCK: opening a FIFO would otherwise wait for a writer). `what` names the
+    file in messages, `missing` replaces the message for a file that does not exist."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         if missing and isinstance(exc, FileNotFoundError):
             raise ManifestError(missing) from None
-        raise ManifestError(f"{label} {path} is missing or unreadable ({exc.strerror})") from None
+        raise ManifestError(f"{what} is missing or unreadable ({exc.strerror}){advice}") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        raise ManifestError(f"{label} {path} is not a regular file (a directory, device or FIFO?)")
+        raise ManifestError(f"{what} is not a regular file (a directory, device or FIFO?){advice}")
     return os.fdopen(fd, "rb")
 
 
-def _read_regular(path: Path, limit: int, label: str, missing: str = "") -> bytes:
+def _read_regular(path: Path, limit: int, what: str, missing: str = "") -> bytes:
     """A regular file's bytes; a file larger than `limit` is refused after reading limit + 1."""
-    with _open_regular(path, label, missing) as handle:
+    with _open_regular(path, what, missing) as handle:
         content = handle.read(limit + 1)
     if len(content) > limit:
-        raise ManifestError(f"{label} {path} is larger than {limit} bytes: not a bundle file")
+        raise ManifestError(f"{what} is larger than {limit} bytes: not a bundle file")
     return content
 
 
@@ -339,26 +340,27 @@ def _check_file(
         inside = False
     if not inside:
         raise ManifestError(
-            f"model {name!r}: file {path} resolves outside the bundle {root} (a symlink?): "
+            f"model file {path} for {name!r} resolves outside the bundle {root} (a symlink?): "
             "redeploy the model bundle"
         )
     digest = hashlib.sha256()
     size = 0
-    with _open_regular(path, f"model {name!r}: file") as handle:
+    what = f"model file {path} for {name!r}"
+    with _open_regular(path, what, advice="; redeploy the model bundle") as handle:
         while size <= entry.bytes and (chunk := handle.read(min(_CHUNK, entry.bytes + 1 - size))):
             digest.update(chunk)
             sink(chunk)
             size += len(chunk)
     if size != entry.bytes:
         raise ManifestError(
-            f"model {name!r}: file {path} is "
-            + ("larger than" if size > entry.bytes else f"only {size} bytes, not")
-            + f" the {entry.bytes} bytes the manifest says: it was altered or belongs to "
-            "another bundle; redeploy the model bundle"
+            f"{what} does not match the manifest ("
+            + ("more than" if size > entry.bytes else f"{size} bytes,")
+            + f" {entry.bytes} bytes expected): it was altered or belongs to another bundle; "
+            "redeploy the model bundle"
         )
     if digest.hexdigest() != entry.sha256:
         raise ManifestError(
-            f"model {name!r}: file {path} does not match the manifest "
+            f"{what} does not match the manifest "
             f"(sha256 {digest.hexdigest()[:12]}..., expected {entry.sha256[:12]}...): it was "
             "altered or belongs to another bundle; redeploy the model bundle"
         )
@@ -367,7 +369,7 @@ def _check_file(
 def sha256_file(path: Path) -> str:
     """Hex SHA-256 of a regular file, read in 1 MiB chunks (never a device or FIFO)."""
     digest = hashlib.sha256()
-    with _open_regular(path, "model file") as handle:
+    with _open_regular(path, f"model file {path}") as handle:
         for chunk in iter(lambda: handle.read(_CHUNK), b""):
             digest.update(chunk)
     return digest.hexdigest()
@@ -399,7 +401,7 @@ def write_entry(models_dir: Path, name: str, file_path: Path, **fields: Any) -> 
     path = models_dir / MANIFEST
     data: Any = {"models": {}}
     if path.exists():  # only parsed: the new manifest is validated, so a bad entry can be fixed
-        data = _decode(path, _read_regular(path, MAX_MANIFEST_BYTES, "model manifest"))
+        data = _decode(path, _read_regular(path, MAX_MANIFEST_BYTES, f"model manifest {path}"))
     if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
         raise ManifestError(f"model manifest {path}: `models` must be an object; fix or delete it")
     try:
@@ -489,7 +491,7 @@ def verify_signature(
     raw = _read_regular(
         path,
         MAX_SIGNATURE_BYTES,
-        "signature",
+        f"signature {path}",
         missing=f"bundle {bundle_dir} is not signed (no {SIGNATURE}): sign it with "
         "`kiosk bundle sign DIR --key KEY.key` (make deploy does)",
     )
@@ -521,7 +523,7 @@ def _load_private_key(path: Path) -> Ed25519PrivateKey:
     data = _read_regular(
         Path(path),
         _MAX_KEY_BYTES,
-        "private key",
+        f"private key {path}",
         missing=f"private key {path} is missing: create one with `kiosk bundle keygen --out PREFIX`",
     )
     try:
@@ -537,7 +539,7 @@ def _load_public_key(path: Path) -> Ed25519PublicKey:
     data = _read_regular(
         Path(path),
         _MAX_KEY_BYTES,
-        "public key",
+        f"public key {path}",
         missing=f"public key {path} is missing: install the office's bundle key "
         "(install-rpi.sh --public-key FILE) or set [models] public_key to the right file",
     )
