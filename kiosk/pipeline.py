@@ -62,8 +62,12 @@ def _verify_if_listed(registry: ModelRegistry, path: Path) -> None:
 
 
 class CompliancePipeline:
-    def __init__(self, config: Config) -> None:
-        registry = ModelRegistry(config.models_dir)
+    """Verifies the bundle once (or takes a registry the caller already verified), builds every
+    interpreter once; `check()` is the per-frame path."""
+
+    def __init__(self, config: Config, registry: ModelRegistry | None = None) -> None:
+        registry = registry or ModelRegistry(config.models_dir, config.models.public_key_path)
+        self.registry = registry
         detector = MtcnnLite(registry, config.detector, num_threads=config.models.num_threads)
         landmark_model = find_model(config.landmarks.model or None)
         _verify_if_listed(registry, landmark_model)
