@@ -112,7 +112,9 @@ def load_luma(path: Path | str, limits: Limits = Limits()) -> np.ndarray:
             if image.format in REDUCED_DECODE_FORMATS and image.mode in ("RGB", "YCbCr"):
                 image.draft("L", image.size)
             image.load()
-            if image.mode in ("L", "RGB"):
+            if image.mode == "L":
+                return np.asarray(image)
+            if image.mode == "RGB":
                 return np.asarray(image.convert("L"))
             return cv2.cvtColor(to_rgb(image), cv2.COLOR_RGB2GRAY)
         except (OSError, SyntaxError, ValueError) as exc:
