@@ -176,7 +176,9 @@ def test_forensics_exits_2_when_no_check_could_run(tmp_path, capsys, monkeypatch
     from kiosk.forensics.suite import ForensicSuite
 
     monkeypatch.setattr(
-        ForensicSuite, "from_config", classmethod(lambda cls, config: cls([_NoCheckRuns()]))
+        ForensicSuite,
+        "from_config",
+        classmethod(lambda cls, config, registry=None: cls([_NoCheckRuns()])),
     )
     path = _save(tmp_path / "tiny.png", Image.new("RGB", (8, 8)), "PNG")
     assert main(["forensics", "--json", str(path)]) == 2

@@ -32,14 +32,11 @@ def cmd_forensics(args: argparse.Namespace) -> int:
     on it (or no image was found)."""
     config = load_config(args.config)
     try:
-        suite = ForensicSuite.from_config(config)
+        registry = ModelRegistry(config.models_dir, config.models.public_key_path)
+        suite = ForensicSuite.from_config(config, registry)
         # Only the face box is needed (SR): the detector alone, not the 100 MB landmark model.
         detector = (
-            MtcnnLite(
-                ModelRegistry(config.models_dir),
-                config.detector,
-                num_threads=config.models.num_threads,
-            )
+            MtcnnLite(registry, config.detector, num_threads=config.models.num_threads)
             if suite.needs_face
             else None
         )

@@ -67,7 +67,7 @@ class ForensicSuite:
 
     @classmethod
     def from_config(cls, config: Config, registry: ModelRegistry | None = None) -> ForensicSuite:
-        registry = registry or ModelRegistry(config.models_dir)
+        registry = registry or ModelRegistry(config.models_dir, config.models.public_key_path)
         checks = [check for factory in FACTORIES if (check := factory(registry, config))]
         return cls(checks)
 
