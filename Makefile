@@ -1,10 +1,13 @@
 # idkiosk — one entry point for setup, tests, training and benchmarks.
 PY ?= .venv/bin/python
-DATA_ROOT ?= ../shared/datasets
+# Data root: DATA_ROOT=..., else $$IDKIOSK_DATA_ROOT, else ../shared/datasets (training/paths.py).
+ifneq ($(DATA_ROOT),)
 export IDKIOSK_DATA_ROOT := $(DATA_ROOT)
+endif
+WORK := data
 TASKS := eyes mouth veil
 
-.PHONY: setup test lint models mtcnn crops train evaluate landmarks bench clean-work
+.PHONY: setup test lint models bench clean-work
 .PHONY: deploy
 
 setup:  ## create .venv with runtime, training and test dependencies
@@ -16,24 +19,44 @@ test:  ## the test command CI runs
 lint:
 	.venv/bin/ruff check . && .venv/bin/ruff format --check kiosk
 
-mtcnn:  ## export the mtcnn package's P/R/O-Nets to TFLite
+# Training: every task has the stages <task>-data -> <task>-train -> <task>-export (export =
+# convert to TFLite, score the exported file, set the threshold, copy into models/ and write the
+# manifest entry); a report-only evaluation beside the export is <task>-evaluate. Checkpoints
+# are file prerequisites, so a stage that needs another task's output builds it first.
+# docs/training.md.
+.PHONY: splits compliance-data mtcnn-export landmarks-export
+.PHONY: $(addsuffix -train,$(TASKS)) $(addsuffix -export,$(TASKS))
+splits:  ## rewrite training/splits/<dataset>.csv (persisted by-person/photo splits) from the data
+	$(PY) -m training.splits
+
+mtcnn-export:  ## the mtcnn package's P/R/O-Nets -> float32 TFLite + manifest entries
 	$(PY) -m training.export_mtcnn
 
-crops:  ## data collection: the kiosk pipeline over the datasets
+compliance-data: $(WORK)/crops/drops.csv  ## crops of eyes/mouth/veil: the kiosk pipeline over the datasets
+$(WORK)/crops/drops.csv: $(wildcard training/splits/*.csv)
 	$(PY) -m training.collect
 
-train: $(addprefix train-,$(TASKS))
-train-%:
+$(addsuffix -train,$(TASKS)): %-train: $(WORK)/runs/%/best.keras
+$(WORK)/runs/%/best.keras: $(WORK)/crops/drops.csv
 	$(PY) -m training.train $*
 
-evaluate: $(addprefix evaluate-,$(TASKS))
-evaluate-%:
+$(addsuffix -export,$(TASKS)): %-export: $(WORK)/runs/%/best.keras  ## int8 -> models/<check>.tflite
 	$(PY) -m training.evaluate $*
 
-landmarks:  ## retrain dlib's shape predictor on MTCNN boxes and compare with the stock model
+landmarks-export:  ## retrain dlib's shape predictor on MTCNN boxes; ships (file + manifest) if it qualifies
 	$(PY) -m training.landmarks
 
-models: mtcnn crops train evaluate landmarks jpeg-forensics forensics-models  ## every model the kiosk ships (CPU: several hours)
+models: mtcnn-export compliance-data $(addsuffix -export,$(TASKS)) landmarks-export jpeg-forensics forensics-models  ## every model the kiosk ships (CPU: several hours)
+
+# Old target names, kept for scripts and docs that use them.
+.PHONY: mtcnn crops train evaluate landmarks
+mtcnn: mtcnn-export
+crops: compliance-data
+landmarks: landmarks-export
+train: $(addsuffix -train,$(TASKS))
+evaluate: $(addsuffix -export,$(TASKS))
+train-%: %-train ;
+evaluate-%: %-export ;
 
 bench:  ## pipeline latency per stage, ours vs the mtcnn package, and peak RSS
 	$(PY) bench/bench_pipeline.py
@@ -59,7 +82,7 @@ bench-service:  ## service loop checks/s, MJPEG preview latency, RSS after 100 v
 JPEG_GAN ?= --blocks 4 --filters 32 --l1-epochs 2 --gan-epochs 6 --patches-per-epoch 960
 JPEG_EPOCHS ?= 5
 JPEG_HARDEN_EPOCHS ?= 8
-.PHONY: jpeg-data jpeg-train jpeg-tables jpeg-export jpeg-forensics bench-jpeg
+.PHONY: jpeg-data jpeg-train jpeg-evaluate jpeg-tables jpeg-export jpeg-forensics bench-jpeg
 jpeg-data:  ## 64-px patches of never-JPEG photos + JPEG versions (QF 20-95), split by group
 	$(PY) -m training.jpeg.data
 jpeg-train:  ## plain detectors -> GAN (D = plain KV detector) -> F1/F2/GAN patches -> hardened detector
@@ -68,11 +91,12 @@ jpeg-train:  ## plain detectors -> GAN (D = plain KV detector) -> F1/F2/GAN patc
 	$(PY) -m training.jpeg.gan $(JPEG_GAN)
 	$(PY) -m training.jpeg.gan --export-data
 	$(PY) -m training.jpeg.train kv --variant hardened --init-from-plain --lr 3e-4 --epochs $(JPEG_HARDEN_EPOCHS)
-jpeg-tables:  ## paper Tables I/II on held-out pictures -> reports/jpeg_forensics/
+jpeg-evaluate:  ## paper Tables I/II on held-out pictures -> reports/jpeg_forensics/
 	$(PY) -m training.jpeg.tables
+jpeg-tables: jpeg-evaluate
 jpeg-export:  ## hardened detector -> int8 models/jpeg_history.tflite + manifest entry
 	$(PY) -m training.jpeg.export
-jpeg-forensics: jpeg-data jpeg-train jpeg-tables jpeg-export  ## all of the above
+jpeg-forensics: jpeg-data jpeg-train jpeg-evaluate jpeg-export  ## all of the above
 bench-jpeg:  ## detector latency per 640x480 capture, generator size and latency per 256x256
 	$(PY) bench/bench_jpeg.py
 
@@ -83,21 +107,32 @@ TAMPER_EPOCHS ?= 20
 SR_STEPS ?= 5000
 SR_OTHER_STEPS ?= 2500
 SR_GAN_STEPS ?= 600
-.PHONY: tamper-data tamper-train tamper-eval sr-train sr-eval forensics-models bench-forensics
-tamper-data:  ## SYNTHETIC splices, copy-moves, face morphs + authentic twins (data/tamper/)
+.PHONY: tamper-data tamper-train tamper-export tamper-evaluate sr-train sr-export
+.PHONY: tamper-eval sr-eval forensics-models bench-forensics
+tamper-data: $(WORK)/tamper/index.csv  ## SYNTHETIC splices, copy-moves, face morphs + authentic twins
+$(WORK)/tamper/index.csv: $(wildcard training/splits/*.csv)
 	$(PY) -m training.tamper.generate
-tamper-train:  ## ELA + wavelet-residual CNN on data/tamper (checkpoints in data/runs/tamper_ela)
+tamper-train: $(WORK)/tamper/index.csv  ## ELA + wavelet-residual CNN (checkpoints in data/runs/tamper_ela)
 	$(PY) -m training.tamper.train --epochs $(TAMPER_EPOCHS)
-tamper-eval:  ## EER threshold, metrics per type, int8 export -> models/tamper_ela.tflite; localisation
+$(WORK)/runs/tamper_ela/best.keras: $(WORK)/tamper/index.csv
+	$(PY) -m training.tamper.train --epochs $(TAMPER_EPOCHS)
+tamper-export: | $(WORK)/runs/tamper_ela/best.keras  ## EER threshold, metrics per type, int8 -> models/tamper_ela.tflite
 	$(PY) -m training.tamper.evaluate
+$(WORK)/runs/sr_mse/generator.weights.h5:
+	$(PY) -m training.sr.train mse --steps $(SR_STEPS)
+tamper-evaluate: | $(WORK)/runs/sr_mse/generator.weights.h5  ## localisation heat maps (ELA / wavelet / SR reconstruction) vs masks
 	$(PY) -m training.tamper.localize
-sr-train:  ## the four SR variants (perceptual ones need data/runs/veil/best.keras: make train-veil)
+tamper-eval: tamper-export tamper-evaluate
+# The perceptual variants use the veil classifier as their feature net: built first if missing
+# (order-only: a newer veil checkpoint does not retrain SR).
+sr-train: | $(WORK)/runs/veil/best.keras  ## the four SR variants
 	$(PY) -m training.sr.train mse --steps $(SR_STEPS)
 	$(PY) -m training.sr.train perceptual --steps $(SR_OTHER_STEPS)
 	$(PY) -m training.sr.train srgan_mse --steps $(SR_GAN_STEPS) --batch 8
 	$(PY) -m training.sr.train srgan_perceptual --steps $(SR_GAN_STEPS) --batch 8
-sr-eval:  ## PSNR/SSIM on Set5/Set14/BSD68 vs bicubic, TFLite variants -> models/sr_x4.tflite
+sr-export: | $(WORK)/runs/sr_mse/generator.weights.h5  ## PSNR/SSIM on Set5/Set14/BSD68 vs bicubic, TFLite variants -> models/sr_x4.tflite
 	$(PY) -m training.sr.evaluate
-forensics-models: tamper-data tamper-train sr-train sr-eval tamper-eval  ## all of the above
+sr-eval: sr-export
+forensics-models: tamper-data tamper-train sr-train sr-export tamper-export tamper-evaluate  ## all of the above
 bench-forensics:  ## latency of each forensic model and of the whole pass on a 640x480 capture
 	$(PY) bench/bench_forensics.py

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -19,6 +18,7 @@ import numpy as np  # noqa: E402
 from kiosk.contract.models import COMPLIANCE  # noqa: E402
 from kiosk.registry import ModelRegistry  # noqa: E402
 from kiosk.tflite_io import BinaryClassifier  # noqa: E402
+from training.timing import median_ms  # noqa: E402
 
 PAPER = {"eyes_closed": (2.12, 2.58), "mouth_open": (5.12, 5.68), "veil": (4.21, 4.68)}
 
@@ -37,17 +37,11 @@ def main() -> None:
         entry = registry.entry(name)
         classifier = BinaryClassifier(registry.verified_bytes(name), num_threads=1)
         crop = rng.integers(0, 255, classifier.input_size, dtype=np.uint8)
-        for _ in range(20):
-            classifier.logit(crop)
-        times = []
-        for _ in range(args.runs):
-            start = time.perf_counter()
-            classifier.logit(crop)
-            times.append(time.perf_counter() - start)
+        latency = median_ms(lambda c=classifier, x=crop: c.logit(x), args.runs, warmup=20)
         m = entry.extra["metrics"]["test_int8"]
         print(
             f"| {name} | {entry.extra['architecture']} | {entry.extra['bytes'] / 1024:.0f} | "
-            f"{np.median(times) * 1000:.3f} | {m['eer'] * 100:.2f} | "
+            f"{latency:.3f} | {m['eer'] * 100:.2f} | "
             f"{m['at_threshold_fnr'] * 100:.2f} | {m['at_threshold_fpr'] * 100:.2f} | "
             f"{m['auc']:.4f} | {PAPER[name][0]} / {PAPER[name][1]} |"
         )

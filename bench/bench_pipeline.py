@@ -29,6 +29,7 @@ from kiosk.analysis import Analysis  # noqa: E402
 from kiosk.config import load_config  # noqa: E402
 from kiosk.pipeline import CompliancePipeline  # noqa: E402
 from kiosk.vision.regions import extract_regions  # noqa: E402
+from training.paths import data_root  # noqa: E402
 
 
 def kiosk_frames() -> list[np.ndarray]:
@@ -37,7 +38,7 @@ def kiosk_frames() -> list[np.ndarray]:
     from kiosk.imageio import load_rgb
 
     faces = [data.astronaut()[0:300, 80:420]]
-    root = REPO.parent / "shared" / "datasets" / "faces68" / "helen_trainset"
+    root = data_root() / "faces68" / "helen_trainset"
     faces += [load_rgb(p) for p in sorted(root.glob("*.jpg"))[:5]]
     frames = []
     for face in faces:

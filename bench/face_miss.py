@@ -20,6 +20,7 @@ import cv2  # noqa: E402
 from kiosk.errors import InputError  # noqa: E402
 from kiosk.imageio import load_rgb  # noqa: E402
 from kiosk.vision.mtcnn_lite import MtcnnLite, MtcnnSettings  # noqa: E402
+from training.paths import data_root  # noqa: E402
 
 SETS = {
     "faces68 (AFW + HELEN)": "faces68/*/*.jpg",
@@ -31,16 +32,17 @@ SETS = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "datasets")
+    parser.add_argument("--data-root", default=None, help="default: IDKIOSK_DATA_ROOT")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--min-face-size", type=int, default=20)
     args = parser.parse_args()
+    root = data_root(args.data_root)
     detector = MtcnnLite.from_models_dir(
         REPO / "models", settings=MtcnnSettings(min_face_size=args.min_face_size)
     )
     print("| dataset | photos | missed | miss rate |\n|---|---|---|---|")
     for name, pattern in SETS.items():
-        paths = sorted(args.data_root.glob(pattern))[: args.limit]
+        paths = sorted(root.glob(pattern))[: args.limit]
         missed = 0
         for path in paths:
             try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +10,10 @@ import pytest
 
 from kiosk.vision.landmarks import LandmarkPredictor
 from kiosk.vision.mtcnn_lite import MtcnnLite
-from training import landmarks
-from training.paths import MODELS, REPO
+from training import landmarks, splits
+from training.paths import MODELS, configured_data_root
 
-DATA_ROOT = Path(os.environ.get("IDKIOSK_DATA_ROOT") or REPO.parent / "shared" / "datasets")
+DATA_ROOT = configured_data_root()
 
 
 def test_mirror_permutation_swaps_sides_and_is_its_own_inverse() -> None:
@@ -38,9 +37,26 @@ def test_ship_rule_needs_both_accuracy_and_size() -> None:
     assert not landmarks.qualifies({"nme_mean": 0.05, "bytes": 50}, stock)[0]
 
 
-def test_groups_match_the_project_split_keys() -> None:
-    assert landmarks.group_of(Path("helen_trainset/232194_1.jpg")) == "helen:232194"
-    assert landmarks.group_of(Path("afw/1051618982_1.jpg")) == "afw:1051618982"
+def test_faces68_photos_are_split_by_photo_key() -> None:
+    assert splits.lookup("faces68", "helen_trainset/200506188_1.jpg")[0] == "helen:200506188"
+    assert splits.lookup("faces68", "afw/1051618982_1.jpg")[0] == "afw:1051618982"
+
+
+def test_a_shipped_model_gets_its_manifest_entry_with_the_new_hash(tmp_path: Path) -> None:
+    """`make landmarks` used to copy a new .dat and keep the old sha256 (deploy then refused)."""
+    from kiosk.contract.manifest import load_manifest, sha256_file
+
+    models = tmp_path / "models"
+    models.mkdir()
+    result = {key: 0.05 for key in landmarks.MANIFEST_METRICS}
+    metrics = {"normalization": "outer eye corners", "results": {"retrained": result}}
+    for content in (b"first model", b"retrained model"):
+        (models / landmarks.MODEL_NAME).write_bytes(content)
+        landmarks.register(models, metrics, tmp_path / "reports")
+        entry = load_manifest(models).models["shape_predictor_mtcnn"]
+        assert entry.sha256 == sha256_file(models / landmarks.MODEL_NAME)
+        assert entry.bytes == len(content)
+    assert entry.extra["metrics"]["held_out_test"]["retrained"]["nme_mean"] == 0.05
 
 
 @pytest.mark.slow

@@ -1,12 +1,14 @@
 """SR: colour conversion, metrics, tiling, and one real training run of two steps on tiny data."""
 
 import csv
+import json
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from kiosk.forensics.colour import luma, rgb_to_ycbcr, ycbcr_to_rgb
+from training import splits
 from training.sr.data import hr_lr_pair
 from training.sr.evaluate import psnr_ssim, tiled
 
@@ -63,6 +65,13 @@ def test_two_training_steps_on_tiny_data(tmp_path, monkeypatch):
         root / "faces68" / "afw" / "f.jpg"
     )
     monkeypatch.setattr(sr_train, "WORK", tmp_path / "work")
+    # the persisted splits of this tiny data: p2 is a test photo, which SR must never see
+    monkeypatch.setattr(splits, "SPLITS_DIR", tmp_path / "splits")
+    (tmp_path / "splits").mkdir()
+    (tmp_path / "splits" / "uncompressed.csv").write_text(
+        "path,group,split\np0.png,a,train\np1.png,b,val\np2.png,c,test\n"
+    )
+    (tmp_path / "splits" / "faces68.csv").write_text("path,group,split\nafw/f.jpg,afw:f,train\n")
     arguments = [
         "mse",
         "--steps",
@@ -82,3 +91,13 @@ def test_two_training_steps_on_tiny_data(tmp_path, monkeypatch):
     assert [int(r["step"]) for r in rows] == [1, 2]
     assert all(np.isfinite(float(r["g_loss"])) for r in rows)
     assert (out / "generator.weights.h5").exists()
+    info = json.loads((out / "train_info.json").read_text())
+    assert info["training_photos"] == 2 and info["validation_photos"] == 1
+
+
+def test_perceptual_variant_without_the_veil_checkpoint_says_what_to_run(tmp_path, monkeypatch):
+    import training.sr.train as sr_train
+
+    monkeypatch.setattr(sr_train, "VEIL_FEATURES", tmp_path / "runs" / "veil" / "best.keras")
+    with pytest.raises(SystemExit, match="make veil-train"):
+        sr_train.check_inputs("perceptual")

@@ -82,6 +82,7 @@ def test_morph_splice_and_copy_move_give_image_and_mask():
 
 
 def test_one_training_step_and_tflite_parity():
+    from training.export import read_metadata
     from training.nets import logit_model
     from training.tamper.evaluate import export, tflite_scores
     from training.tamper.train import make_ela_net
@@ -96,8 +97,25 @@ def test_one_training_step_and_tflite_parity():
     loss = model.train_on_batch(inputs, labels)
     assert np.isfinite(loss)
     assert any(not np.allclose(a, b) for a, b in zip(before, model.get_weights(), strict=True))
-    files = export(model, inputs)
+    files = export(model, inputs, 90)
+    embedded = read_metadata(files["int8"])
+    assert embedded["name"] == "tamper_ela" and embedded["ela_quality"] == 90
+    assert embedded["variant"] == "int8" and embedded["input_shape"] == [-1, 128, 128, 2]
     keras_scores = tf.sigmoid(logit_model(model)(inputs.astype(np.float32)))
     keras_scores = keras_scores.numpy().reshape(-1)
     np.testing.assert_allclose(tflite_scores(files["float32"], inputs), keras_scores, atol=1e-4)
     np.testing.assert_allclose(tflite_scores(files["int8"], inputs), keras_scores, atol=0.05)
+
+
+def test_feature_cache_is_keyed_by_quality_and_data(tmp_path):
+    from training.tamper.features import cache_key
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.jpg").write_bytes(b"x" * 10)
+    (tmp_path / "index.csv").write_text("image,label\nimages/a.jpg,0\n")
+    rows = [{"image": "images/a.jpg", "label": "0"}]
+    key = cache_key(tmp_path, rows, 90)
+    assert key == cache_key(tmp_path, rows, 90)
+    assert key != cache_key(tmp_path, rows, 85)
+    (tmp_path / "images" / "a.jpg").write_bytes(b"x" * 11)  # regenerated data
+    assert key != cache_key(tmp_path, rows, 90)

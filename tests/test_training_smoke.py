@@ -30,18 +30,20 @@ def test_collect_writes_crops_and_drop_log(crops):
     assert (crops / "drops.csv").read_text().startswith("dataset,path,reason")
 
 
-def test_split_is_by_group():
-    from training.collect import helen_group, split_of
+def test_crops_carry_the_persisted_split_of_their_photo(crops):
+    from training import splits
 
-    assert helen_group("100032540_1") == helen_group("100032540_1_0") == "helen:100032540"
-    assert split_of("helen:100032540") == split_of("helen:100032540")
-    splits = [split_of(f"g{i}") for i in range(2000)]
-    assert 0.6 < splits.count("train") / 2000 < 0.8
+    mouth = np.load(crops / "mouth.npz")
+    persisted = {group: split for group, split in splits.load("mouth").values()}
+    persisted |= {group: split for group, split in splits.load("faces68").values()}
+    assert len(mouth["groups"]) > 0
+    for group, split in zip(mouth["groups"], mouth["splits"], strict=True):
+        assert persisted[str(group)] == split
 
 
 def test_train_export_evaluate_one_epoch(crops, tmp_path):
-    from kiosk.tflite_io import BinaryClassifier
     from kiosk.registry import ModelRegistry
+    from kiosk.tflite_io import BinaryClassifier
     from training import evaluate, train
     from training.tasks import TASKS
 
@@ -63,7 +65,7 @@ def test_train_export_evaluate_one_epoch(crops, tmp_path):
 def test_int8_matches_float_on_real_crops(crops, tmp_path):
     """Parity of the exported int8 model with Keras on the same crops (one-epoch model)."""
     from kiosk.tflite_io import BinaryClassifier
-    from training.export import export_variants
+    from training.export import export_variants, read_metadata
     from training.nets import squeeze_mini_vgg
     from training.train import load_split
 
@@ -75,6 +77,9 @@ def test_int8_matches_float_on_real_crops(crops, tmp_path):
         classifier = BinaryClassifier(paths[variant].read_bytes())
         lite = np.array([classifier.score(i) for i in images])
         assert np.abs(lite - keras_scores).max() < tolerance, variant
+        embedded = read_metadata(paths[variant].read_bytes())
+        assert embedded["name"] == "eyes" and embedded["variant"] == variant
+        assert embedded["input_shape"] == [-1, 56, 56, 1] and embedded["git_revision"]
 
 
 def test_balanced_weights_equalise_cells():

@@ -15,15 +15,14 @@ Labels:
 - veil: `mask/` with_mask / without_mask, plus every clean face (faces68, mouth, without_mask)
   once clean (negative) and once with a synthetic occluder (positive; see `training.masks`).
 
-Splits are by group (HELEN photo id shared across faces68 and mouth, else the file), hashed so a
-photo and all crops or synthetic variants made from it land in the same split: 70/15/15.
+Splits are the persisted ones of `training.splits` (by HELEN photo id across faces68 and mouth,
+else the file), so a photo and all crops or synthetic variants made from it land in one split.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -41,7 +40,7 @@ from kiosk.vision.landmarks import LandmarkPredictor
 from kiosk.vision.mtcnn_lite import MtcnnLite
 from kiosk.vision.regions import Regions
 from kiosk.vision.types import Landmarks
-from training import masks
+from training import masks, splits
 from training.geometry import eye_aspect_ratio, mouth_opening
 from training.paths import MODELS, WORK, data_root
 
@@ -51,11 +50,6 @@ EAR_CLOSED, EAR_OPEN = 0.10, 0.22
 GAP_CLOSED, GAP_OPEN = 0.02, 0.10
 
 
-def split_of(group: str) -> str:
-    bucket = int(hashlib.sha256(group.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-    return "train" if bucket < 0.70 else "val" if bucket < 0.85 else "test"
-
-
 @dataclass
 class TaskData:
     """Growing columns of one task's dataset."""
@@ -63,13 +57,18 @@ class TaskData:
     images: list[np.ndarray] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)
+    splits: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     baseline: list[float] = field(default_factory=list)
 
-    def add(self, image: np.ndarray, label: int, group: str, source: str, baseline: float) -> None:
+    def add(
+        self, image: np.ndarray, label: int, where: tuple[str, str], source: str, baseline: float
+    ) -> None:
+        """`where` = (group, split) of the photo the crop comes from (`training.splits`)."""
         self.images.append(image)
         self.labels.append(label)
-        self.groups.append(group)
+        self.groups.append(where[0])
+        self.splits.append(where[1])
         self.sources.append(source)
         self.baseline.append(baseline)
 
@@ -79,7 +78,7 @@ class TaskData:
             images=np.stack(self.images),
             labels=np.array(self.labels, np.int8),
             groups=np.array(self.groups),
-            splits=np.array([split_of(g) for g in self.groups]),
+            splits=np.array(self.splits),
             sources=np.array(self.sources),
             baseline=np.array(self.baseline, np.float32),
         )
@@ -88,10 +87,6 @@ class TaskData:
 def read_pts(path: Path) -> np.ndarray:
     body = path.read_text().split("{")[1].split("}")[0]
     return np.array(body.split(), np.float32).reshape(68, 2) - 1.0  # 300-W is 1-based
-
-
-def helen_group(stem: str) -> str:
-    return f"helen:{stem.split('_')[0]}"
 
 
 class Collector:
@@ -108,6 +103,10 @@ class Collector:
         self.tasks = {name: TaskData() for name in ("eyes", "mouth", "veil")}
         self.drops: list[tuple[str, str, str]] = []
         self.seen: Counter[str] = Counter()
+
+    def _where(self, dataset: str, path: Path) -> tuple[str, str]:
+        """(group, split) of a photo from the persisted split of its dataset."""
+        return splits.lookup(dataset, path.relative_to(self.root / dataset).as_posix())
 
     def _files(self, pattern: str) -> list[Path]:
         files = sorted(self.root.glob(pattern))
@@ -154,13 +153,13 @@ class Collector:
         rgb: np.ndarray,
         points: np.ndarray,
         regions: Regions,
-        group: str,
+        where: tuple[str, str],
         dataset: str,
         path: Path,
     ) -> None:
         """The clean face as a negative and a synthetic occluder on it as a positive."""
         veil = self.tasks["veil"]
-        veil.add(regions.face, 0, group, f"{dataset}/clean", np.nan)
+        veil.add(regions.face, 0, where, f"{dataset}/clean", np.nan)
         if self.rng.random() < 0.7:
             overlay = self.overlays[self.rng.integers(len(self.overlays))]
             occluded, kind = masks.apply_mask_overlay(rgb, points, overlay, self.rng), "mask"
@@ -168,23 +167,19 @@ class Collector:
             occluded, kind = masks.apply_cloth(rgb, points, self.rng), "cloth"
         analysis = self._analyze(occluded, dataset, path, variant=f"+synthetic_{kind}")
         if analysis is not None:
-            veil.add(analysis.regions.face, 1, group, f"{dataset}/synthetic_{kind}", np.nan)
+            veil.add(analysis.regions.face, 1, where, f"{dataset}/synthetic_{kind}", np.nan)
 
     def eye_closeups(self) -> None:
         for path in self._files("eyes/*/*.png"):
             gray = cv2.cvtColor(load_rgb(path), cv2.COLOR_RGB2GRAY)
             crop = cv2.resize(gray, (EYE.size, EYE.size), interpolation=cv2.INTER_AREA)
             label = int(path.parent.name == "closed")
-            self.tasks["eyes"].add(crop, label, f"eyes:{path.name}", "eyes/closeup", np.nan)
+            self.tasks["eyes"].add(crop, label, self._where("eyes", path), "eyes/closeup", np.nan)
 
     def faces68(self) -> None:
         for path, rgb, pad, analysis in self._analysed_photos("faces68/*/*.jpg", "faces68"):
             truth = read_pts(path.with_suffix(".pts")) + pad
-            group = (
-                helen_group(path.stem)
-                if "helen" in path.parent.name
-                else f"afw:{path.stem.split('_')[0]}"
-            )
+            where = self._where("faces68", path)
             for name, eye_slice in (("right_eye", slice(36, 42)), ("left_eye", slice(42, 48))):
                 ear_true = eye_aspect_ratio(truth[eye_slice])
                 if EAR_CLOSED < ear_true < EAR_OPEN:
@@ -193,7 +188,7 @@ class Collector:
                 self.tasks["eyes"].add(
                     getattr(analysis.regions, name),
                     int(ear_true <= EAR_CLOSED),
-                    group,
+                    where,
                     "faces68/pipeline_eye",
                     baseline,
                 )
@@ -202,39 +197,38 @@ class Collector:
                 self.tasks["mouth"].add(
                     analysis.regions.mouth,
                     int(gap_true >= GAP_OPEN),
-                    group,
+                    where,
                     "faces68/pipeline_mouth",
                     mouth_opening(analysis.landmarks),
                 )
-            self._veil_pair(rgb, truth, analysis.regions, group, "faces68", path)
+            self._veil_pair(rgb, truth, analysis.regions, where, "faces68", path)
 
     def mouth(self) -> None:
         with open(self.root / "mouth" / "annotations.csv") as handle:
             labels = {row["filename"]: int(row["mouth_open"]) for row in csv.DictReader(handle)}
         photos = self._analysed_photos("mouth/images/*.jpg", "mouth", lambda p: p.name in labels)
         for path, rgb, _, analysis in photos:
-            stem = path.stem
-            group = helen_group(stem) if stem.count("_") == 2 else f"mouth:{stem}"
+            where = self._where("mouth", path)
             self.tasks["mouth"].add(
                 analysis.regions.mouth,
                 labels[path.name],
-                group,
+                where,
                 "mouth/pipeline_mouth",
                 mouth_opening(analysis.landmarks),
             )
-            self._veil_pair(rgb, analysis.landmarks.points, analysis.regions, group, "mouth", path)
+            self._veil_pair(rgb, analysis.landmarks.points, analysis.regions, where, "mouth", path)
 
     def mask(self) -> None:
         images = self._analysed_photos(
             "mask/*/*/*", "mask", lambda p: p.suffix.lower() in (".jpg", ".jpeg", ".png")
         )
         for path, rgb, _, analysis in images:
-            group = f"mask:{path.parent.name}/{path.stem}"
+            where = self._where("mask", path)
             if path.parent.name == "with_mask":
-                self.tasks["veil"].add(analysis.regions.face, 1, group, "mask/real_mask", np.nan)
+                self.tasks["veil"].add(analysis.regions.face, 1, where, "mask/real_mask", np.nan)
             else:
                 self._veil_pair(
-                    rgb, analysis.landmarks.points, analysis.regions, group, "mask", path
+                    rgb, analysis.landmarks.points, analysis.regions, where, "mask", path
                 )
 
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
-import time
 from pathlib import Path
 
 import matplotlib
@@ -33,6 +33,7 @@ from training.export import export_variants
 from training.paths import MODELS, REPORTS, WORK
 from training.tasks import TASKS, Task
 from training.tf_setup import tf
+from training.timing import median_ms
 from training.train import load_split
 
 PAPER = {  # Mazandarani et al., operating points (FNR %, FPR %)
@@ -53,14 +54,7 @@ def tflite_scores(path: Path, images: np.ndarray) -> np.ndarray:
 
 def latency_ms(path: Path, image: np.ndarray, runs: int = 1000) -> float:
     classifier = BinaryClassifier(path.read_bytes(), num_threads=1)
-    for _ in range(20):
-        classifier.logit(image)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        classifier.logit(image)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1000)
+    return median_ms(lambda: classifier.logit(image), runs, warmup=20)
 
 
 def plot_curves(
@@ -295,6 +289,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models-dir", type=Path, default=MODELS)
     parser.add_argument("--latency-runs", type=int, default=1000)
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     task = TASKS[args.task]
     report = evaluate(
         task, args.runs / task.name, args.crops, args.reports, args.models_dir, args.latency_runs

@@ -8,11 +8,15 @@ are small (about 2 MB together) and float keeps boxes identical to the reference
 from __future__ import annotations
 
 import argparse
-import time
+import logging
 from pathlib import Path
 
 from kiosk.contract.manifest import write_entry
+from training.export import convert
+from training.paths import MODELS
 from training.tf_setup import tf
+
+logger = logging.getLogger(__name__)
 
 NETS = {
     # name: (network class path, weights file, fixed input size or None for any)
@@ -41,9 +45,7 @@ def export(models_dir: Path) -> list[Path]:
 
     written = []
     for name, (class_path, weights, size) in NETS.items():
-        start = time.perf_counter()
-        model = _build(class_path, weights, size)
-        tflite = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+        tflite = convert(_build(class_path, weights, size), "float32", name, weights=weights)
         path = models_dir / f"{name}.tflite"
         path.write_bytes(tflite)
         write_entry(
@@ -58,17 +60,16 @@ def export(models_dir: Path) -> list[Path]:
                 "training_data": "WIDER FACE / CelebA as trained by the MTCNN authors",
             },
         )
-        print(
-            f"{name}: {len(tflite) / 1024:.0f} KiB in {time.perf_counter() - start:.1f} s -> {path}"
-        )
+        logger.info("%s -> %s", name, path)
         written.append(path)
     return written
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models-dir", type=Path, default=Path("models"))
+    parser.add_argument("--models-dir", type=Path, default=MODELS)
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     args.models_dir.mkdir(parents=True, exist_ok=True)
     export(args.models_dir)
 

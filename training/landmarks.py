@@ -9,8 +9,8 @@ predictor retrained on MTCNN boxes, which may also be much smaller than the stoc
 
 Steps: faces68 photos (300-W AFW + HELEN train, tight crops) are padded with grey, run through
 the kiosk's MTCNN, and kept when it finds exactly one face overlapping the annotation; training
-faces are also mirrored (re-detected, points re-ordered). The split is `training.collect`'s
-photo-hashed 70/15/15 split: the predictor trains on train+val, the stock box_scale is chosen on
+faces are also mirrored (re-detected, points re-ordered). The split is the persisted
+faces68 split of `training.splits` (by photo, 70/15/15): the predictor trains on train+val, the stock box_scale is chosen on
 train+val, and only the test split is scored. Error = inter-ocular NME: mean point-to-point
 distance over the outer-eye-corner distance (points 36 and 45) of the annotation. The stock
 model was trained on 300-W, which holds these very photos, so two more views are reported: NME
@@ -24,9 +24,9 @@ model is copied to --models-dir only if it qualifies (see `qualifies`).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
-import statistics
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -39,13 +39,16 @@ import numpy as np
 
 from kiosk.config import GatesConfig
 from kiosk.contract.manifest import sha256_file
+from kiosk.contract.manifest import write_entry as write_manifest_entry
 from kiosk.errors import InputError
 from kiosk.imageio import load_rgb
 from kiosk.vision.landmarks import LandmarkPredictor, find_model
 from kiosk.vision.mtcnn_lite import MtcnnLite
 from kiosk.vision.types import Box
-from training.collect import PAD_FRACTION, helen_group, read_pts, split_of
-from training.paths import MODELS, REPORTS, WORK, data_root
+from training import splits
+from training.collect import PAD_FRACTION, read_pts
+from training.paths import MODELS, REPO, REPORTS, WORK, data_root
+from training.timing import median_ms
 
 MODEL_NAME = "shape_predictor_mtcnn.dat"
 STOCK_RAW, RETRAINED = "stock, raw MTCNN box", "retrained on MTCNN boxes"
@@ -121,13 +124,6 @@ class Sample:
     truth: np.ndarray  # (68, 2)
 
 
-def group_of(path: Path) -> str:
-    """The photo key `training.collect` splits by, so every task holds out the same photos."""
-    if "helen" in path.parent.name:
-        return helen_group(path.stem)
-    return f"afw:{path.stem.split('_')[0]}"
-
-
 def iou(a: Box, b: Box) -> float:
     width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
@@ -170,7 +166,7 @@ def load_samples(
     drops: Counter[str] = Counter()
     samples = []
     for path in files:
-        split = split_of(group_of(path))
+        split = splits.split_of("faces68", path.relative_to(root / "faces68").as_posix())
         if limit is not None and taken[split] >= limit:
             continue
         taken[split] += 1
@@ -302,14 +298,15 @@ def best_box_scale(predictor: LandmarkPredictor, samples: list[Sample]) -> tuple
 
 
 def median_latency_ms(predictor: LandmarkPredictor, samples: list[Sample], rounds: int) -> float:
-    """Median wall time of one `predict` call (dlib runs it on one thread)."""
-    times = []
-    for _ in range(rounds):
-        for s in samples:
-            start = time.perf_counter()
-            predictor.predict(s.gray, s.box)
-            times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+    """Median wall time of one `predict` call (dlib runs it on one thread), over every sample
+    `rounds` times."""
+    cycle = itertools.cycle(samples)
+
+    def predict_next() -> None:
+        sample = next(cycle)
+        predictor.predict(sample.gray, sample.box)
+
+    return median_ms(predict_next, rounds * len(samples), warmup=0)
 
 
 def score(
@@ -375,6 +372,46 @@ def plot_ced(results: dict[str, dict[str, Any]], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+MANIFEST_METRICS = (
+    "nme_mean",
+    "nme_median",
+    "nme_eyes",
+    "nme_mouth",
+    "failures_over_0.08",
+    "nme_frontal",
+    "latency_ms_median",
+)
+
+
+def register(models_dir: Path, metrics: dict[str, Any], reports: Path) -> None:
+    """The `shape_predictor_mtcnn` manifest entry of the copied model (sha256 and size computed by
+    the manifest writer), so a retrained .dat never ships under the old hash."""
+    report = reports.resolve() / "README.md"
+    write_manifest_entry(
+        models_dir,
+        MODEL_NAME.removesuffix(".dat"),
+        models_dir / MODEL_NAME,
+        architecture="dlib ensemble of regression trees, 68 points, trained on MTCNN boxes",
+        input_shape=[],
+        quantization="none (dlib .dat)",
+        metrics={
+            "normalization": metrics["normalization"],
+            "held_out_test": {
+                label: {key: round(result[key], 5) for key in MANIFEST_METRICS}
+                for label, result in metrics["results"].items()
+            },
+            "report": (
+                report.relative_to(REPO) if report.is_relative_to(REPO) else report
+            ).as_posix(),
+        },
+        provenance={
+            "training_data": "faces68/ (300-W AFW + HELEN train, non-commercial research) "
+            "train+val split with mirrored copies; boxes from the kiosk's LiteRT MTCNN"
+        },
+        threshold=None,
+    )
 
 
 def write_report(metrics: dict[str, Any], path: Path) -> None:
@@ -454,8 +491,8 @@ model; the retrained model wants 1.0 (it was trained on the raw MTCNN box).
   padded by 25 % of the longer side with grey 127 before MTCNN (as `training/collect.py` does).
 * Faces kept: {faces["train"]} train, {faces["val"]} val, {faces["test"]} test; dropped: {drops}
   (no face, several faces, or IoU of the MTCNN box vs the annotated landmark box < {MIN_IOU}).
-* Split: `training.collect.split_of` on the photo key (`helen:<id>` / `afw:<id>`), 70/15/15, so
-  these test photos are held out by every model in the project. The predictor trains on
+* Split: the persisted faces68 split (`training/splits/faces68.csv`, by photo key `helen:<id>` /
+  `afw:<id>`, 70/15/15), so these test photos are held out by every model in the project. The predictor trains on
   train+val plus their mirror images ({metrics["training"]["faces"]} faces; mirrors re-detected
   by MTCNN and their points re-ordered); the options were chosen by training on train alone and
   scoring val (the runs are listed above `OPTION_SETS` in training/landmarks.py); the stock
@@ -561,6 +598,7 @@ def main(argv: list[str] | None = None) -> None:
     if ships:
         args.models_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(model_path, args.models_dir / MODEL_NAME)
+        register(args.models_dir, metrics, args.reports)
     print(f"{'ships' if ships else 'does not ship'}: {why}; sha256 {metrics['sha256']}")
 
 

@@ -9,10 +9,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def data_root(override: str | Path | None = None) -> Path:
-    root = Path(
+def configured_data_root(override: str | Path | None = None) -> Path:
+    """The one data-root setting: `override` (--data-root), else IDKIOSK_DATA_ROOT, else the
+    shared datasets beside the checkout. Not checked (tests skip when it is missing)."""
+    return Path(
         override or os.environ.get("IDKIOSK_DATA_ROOT") or REPO.parent / "shared" / "datasets"
     )
+
+
+def data_root(override: str | Path | None = None) -> Path:
+    """`configured_data_root`, which must exist."""
+    root = configured_data_root(override)
     if not root.is_dir():
         raise SystemExit(
             f"data root {root} does not exist: pass --data-root or set IDKIOSK_DATA_ROOT"

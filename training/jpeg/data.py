@@ -3,8 +3,8 @@
 Every positive here is synthetic: JPEG (and, later, dithered and GAN) versions are generated from
 the real never-JPEG grayscale PNGs of `uncompressed/`. A patch is compressed on its own, so its
 8x8 JPEG grid starts at the patch origin, as in the paper (test images are cropped, then
-compressed). Splits are by the `group` column of `index.csv`, so frames of one USC-SIPI sequence
-never sit on both sides.
+compressed). Splits are the persisted `uncompressed` split of `training.splits` (by the `group`
+column of `index.csv`), so frames of one USC-SIPI sequence never sit on both sides.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from training import splits
+
 TEST_QUALITIES = (25, 50, 75)  # the paper's named test conditions
 QUALITY_RANGE = (20, 95)  # training draws quality factors uniformly from this range
-SPLIT_FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
 
 
 @dataclass(frozen=True)
@@ -29,38 +30,16 @@ class SourceImage:
     group: str
 
 
-def list_images(root: Path) -> list[SourceImage]:
-    """The never-JPEG pictures of `root/uncompressed` with their near-duplicate group."""
+def images_by_split(root: Path) -> dict[str, list[SourceImage]]:
+    """The never-JPEG pictures of `root/uncompressed` (index order) in their persisted split."""
     folder = root / "uncompressed"
     with open(folder / "index.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    return [SourceImage(folder / row["path"], row.get("group") or row["path"]) for row in rows]
-
-
-def split_by_group(images: list[SourceImage], seed: int = 3) -> dict[str, list[SourceImage]]:
-    """Seeded train/val/test split of whole groups.
-
-    Groups of more than 3 pictures (frames of one video sequence) always go to training: one of
-    them would otherwise be most of a small validation or test split. The other groups are
-    shuffled and dealt out so each split gets its share of pictures.
-    """
-    sizes: dict[str, int] = {}
-    for image in images:
-        sizes[image.group] = sizes.get(image.group, 0) + 1
-    small = sorted(group for group, size in sizes.items() if size <= 3)
-    members: dict[str, set[str]] = {name: set() for name in SPLIT_FRACTIONS}
-    members["train"].update(group for group, size in sizes.items() if size > 3)
-    filled = {name: sum(sizes[g] for g in members[name]) for name in SPLIT_FRACTIONS}
-    for index in np.random.default_rng(seed).permutation(len(small)):
-        group = small[index]
-        # Give the group to the split furthest below its share of the pictures.
-        name = min(SPLIT_FRACTIONS, key=lambda s: filled[s] / len(images) - SPLIT_FRACTIONS[s])
-        members[name].add(group)
-        filled[name] += sizes[group]
-    return {
-        name: [image for image in images if image.group in groups]
-        for name, groups in members.items()
-    }
+    out: dict[str, list[SourceImage]] = {name: [] for name in splits.SPLITS}
+    for row in rows:
+        group, split = splits.lookup("uncompressed", row["path"])
+        out[split].append(SourceImage(folder / row["path"], group))
+    return out
 
 
 def read_gray(path: Path) -> np.ndarray:
@@ -155,14 +134,14 @@ def main() -> None:
     parser.add_argument("--train-per-image", type=int, default=48)
     parser.add_argument("--val-per-image", type=int, default=24)
     args = parser.parse_args()
-    splits = split_by_group(list_images(data_root(args.data_root)))
+    by_split = images_by_split(data_root(args.data_root))
     arrays = {}
     for offset, (name, per_image) in enumerate(
         (("train", args.train_per_image), ("val", args.val_per_image))
     ):
-        split = build_detector_split(splits[name], args.size, per_image, seed=11 + offset)
+        split = build_detector_split(by_split[name], args.size, per_image, seed=11 + offset)
         arrays.update({f"{name}_{key}": value for key, value in split.items()})
-        print(f"{name}: {len(split['originals'])} patch pairs from {len(splits[name])} pictures")
+        print(f"{name}: {len(split['originals'])} patch pairs from {len(by_split[name])} pictures")
     out = patches_path(WORK, args.size)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, **arrays)

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
-import time
 
 import numpy as np
 
@@ -27,11 +27,10 @@ from training import metrics
 from training.export import export_variants
 from training.jpeg.data import (
     TEST_QUALITIES,
+    images_by_split,
     jpeg_roundtrip,
-    list_images,
     patches_path,
     read_gray,
-    split_by_group,
     tiles,
 )
 from training.jpeg.dither import dither_f1, dither_f2
@@ -40,6 +39,7 @@ from training.jpeg.tables import TARGET_FPR, load_detector
 from training.jpeg.train import labelled, run_dir
 from training.paths import MODELS, REPORTS, WORK, data_root
 from training.tf_setup import tf
+from training.timing import median_ms
 
 
 def tflite_scores(classifier: BinaryClassifier, patches: np.ndarray) -> np.ndarray:
@@ -65,13 +65,7 @@ def versions(image: np.ndarray, quality: int, generator: tf.keras.Model, seed: i
 def latency_ms(check: JpegHistoryCheck, runs: int = 20) -> float:
     rng = np.random.default_rng(0)
     capture = Capture(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8))
-    check.run(capture, Artifacts())
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        check.run(capture, Artifacts())
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1000)
+    return median_ms(lambda: check.run(capture, Artifacts()), runs)
 
 
 def main() -> None:
@@ -81,6 +75,7 @@ def main() -> None:
     parser.add_argument("--variant", default="hardened")
     parser.add_argument("--data-root")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     model = load_detector(args.arch, args.variant)
@@ -97,7 +92,7 @@ def main() -> None:
     val_x, val_y = labelled(arrays, "val", hardened=args.variant == "hardened")
     threshold = threshold_at_fpr(val_y, tflite_scores(int8, val_x), TARGET_FPR)
 
-    splits = split_by_group(list_images(data_root(args.data_root)))
+    splits = images_by_split(data_root(args.data_root))
     pictures = [read_gray(source.path) for source in splits["test"]]
     generator = load_generator(size)
     originals = np.stack([t for p in pictures for t in tiles(p, size, 8)])

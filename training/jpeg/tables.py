@@ -28,10 +28,9 @@ from kiosk.forensics.jpeg import patch_corners, pool
 from training import metrics
 from training.jpeg.data import (
     TEST_QUALITIES,
+    images_by_split,
     jpeg_roundtrip,
-    list_images,
     read_gray,
-    split_by_group,
     tiles,
 )
 from training.jpeg.dither import dither_f1, dither_f2
@@ -316,7 +315,7 @@ def main() -> None:
     args = parser.parse_args()
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    splits = split_by_group(list_images(data_root(args.data_root)))
+    splits = images_by_split(data_root(args.data_root))
     images = [read_gray(source.path) for source in splits["test"]]
     generator = load_generator(64)
     conditions = cached_conditions(images, generator)

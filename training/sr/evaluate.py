@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,11 +22,13 @@ from skimage.metrics import structural_similarity
 
 from kiosk.contract.manifest import write_entry
 from kiosk.litert import make_interpreter
+from training.export import convert
 from training.paths import MODELS, REPORTS, data_root
 from training.sr.data import BENCHMARKS, SCALE, PatchSampler, benchmark, bicubic, training_files
 from training.sr.nets import make_generator
 from training.sr.train import VARIANTS, run_dir
 from training.tf_setup import limit_threads, tf
+from training.timing import median_ms
 
 FACE_SIDE = 128
 SHAVE = 4
@@ -101,13 +103,7 @@ def latency_ms(content: bytes, runs: int = 20) -> float:
     interpreter.set_tensor(
         details["index"], np.random.default_rng(0).random(details["shape"], np.float32)
     )
-    interpreter.invoke()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        interpreter.invoke()
-        times.append(time.perf_counter() - start)
-    return round(float(np.median(times)) * 1000, 1)
+    return round(median_ms(interpreter.invoke, runs), 1)
 
 
 def export(generator: tf.keras.Model, calibration: np.ndarray) -> dict[str, bytes]:
@@ -119,24 +115,9 @@ def export(generator: tf.keras.Model, calibration: np.ndarray) -> dict[str, byte
         for patch in calibration:
             yield [patch[None]]
 
-    def convert(setup: Callable[[tf.lite.TFLiteConverter], None]) -> bytes:
-        converter = tf.lite.TFLiteConverter.from_keras_model(fixed)
-        setup(converter)
-        return converter.convert()
-
-    def float16(converter: tf.lite.TFLiteConverter) -> None:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-
-    def int8(converter: tf.lite.TFLiteConverter) -> None:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-
     return {
-        "float32": convert(lambda converter: None),
-        "float16": convert(float16),
-        "int8": convert(int8),
+        variant: convert(fixed, variant, "sr_x4", representative, integer_io=False)
+        for variant in ("float32", "float16", "int8")
     }
 
 
@@ -222,6 +203,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-root")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     limit_threads(1)
     results, files = evaluate(data_root(args.data_root))
     write_report(results)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from training import splits
 from training.paths import WORK, data_root
 from training.sr.data import SCALE, PatchSampler, training_files
 from training.sr.nets import make_discriminator, make_feature_net, make_generator
@@ -33,11 +34,17 @@ def run_dir(variant: str) -> Path:
     return WORK / "runs" / f"sr_{variant}"
 
 
-def split_files(files: list[Path], seed: int) -> tuple[list[Path], list[Path]]:
-    """Seeded 95/5 split of the training photos; the 5 % only track validation PSNR."""
-    order = np.random.default_rng(seed).permutation(len(files))
-    cut = max(1, len(files) // 20)
-    return [files[i] for i in order[cut:]], [files[i] for i in order[:cut]]
+def split_files(files: list[Path], root: Path) -> tuple[list[Path], list[Path]]:
+    """(train, validation) photos by the persisted splits; validation only tracks PSNR. Test
+    photos are left out: other models are tested on them, and tamper localisation runs this
+    network on tampered versions of them."""
+    chosen: dict[str, list[Path]] = {"train": [], "val": [], "test": []}
+    for path in files:
+        dataset, *rest = path.relative_to(root).parts
+        chosen[splits.split_of(dataset, "/".join(rest))].append(path)
+    if not chosen["train"] or not chosen["val"]:
+        raise SystemExit(f"SR needs train and validation photos under {root}, got {chosen}")
+    return chosen["train"], chosen["val"]
 
 
 def content_loss(variant: str, features: tf.keras.Model | None):
@@ -61,12 +68,33 @@ def psnr_y(sr: np.ndarray, hr: np.ndarray) -> float:
     return float(10 * np.log10(1.0 / max(error, 1e-12)))
 
 
+def check_inputs(variant: str) -> None:
+    """Fail before any work when a checkpoint of another task this variant starts from is missing."""
+    if "perceptual" in variant and not VEIL_FEATURES.exists():
+        raise SystemExit(
+            f"{variant} uses the veil classifier as its perceptual feature net, but "
+            f"{VEIL_FEATURES} is missing: run `make veil-train` first"
+        )
+    mse_weights = run_dir("mse") / "generator.weights.h5"
+    if (
+        variant != "mse"
+        and not (run_dir(variant) / "state.json").exists()
+        and not mse_weights.exists()
+    ):
+        raise SystemExit(
+            f"{variant} starts from the mse generator, but {mse_weights} is missing: "
+            "run `python -m training.sr.train mse` first"
+        )
+
+
 def train(args: argparse.Namespace) -> None:
+    check_inputs(args.variant)
     limit_threads(args.threads)
     seed_everything(args.seed)
     out = run_dir(args.variant)
     out.mkdir(parents=True, exist_ok=True)
-    train_files, val_files = split_files(training_files(data_root(args.data_root)), args.seed)
+    root = data_root(args.data_root)
+    train_files, val_files = split_files(training_files(root), root)
     gan = args.variant.startswith("srgan")
     lr_patch = args.lr_patch or (16 if gan else 24)
     sampler = PatchSampler.from_files(train_files, lr_patch, args.seed)

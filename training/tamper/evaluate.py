@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
 from collections.abc import Iterator
 
@@ -21,7 +22,7 @@ from sklearn.metrics import roc_auc_score
 from kiosk.contract.manifest import write_entry
 from kiosk.litert import make_interpreter
 from kiosk.tflite_io import Model
-from training.export import EXPORT_VARIANTS
+from training.export import convert
 from training.metrics import eer_point
 from training.nets import logit_model
 from training.paths import MODELS, REPORTS
@@ -54,20 +55,18 @@ def classification(labels: np.ndarray, scores: np.ndarray, threshold: float) -> 
     }
 
 
-def export(model: tf.keras.Model, calibration: np.ndarray) -> dict[str, bytes]:
-    """The project's export variants (float32, int8 with uint8 in / int8 logit out)."""
+def export(model: tf.keras.Model, calibration: np.ndarray, quality: int) -> dict[str, bytes]:
+    """float32 and int8 (uint8 in / int8 logit out) files of the model at its logit."""
     exported = logit_model(model)
 
     def representative() -> Iterator[list[np.ndarray]]:
         for features in calibration:
             yield [features.astype(np.float32)[None]]
 
-    files = {}
-    for name, (_, configure) in EXPORT_VARIANTS.items():
-        converter = tf.lite.TFLiteConverter.from_keras_model(exported)
-        configure(converter, representative)
-        files[name] = converter.convert()
-    return files
+    return {
+        variant: convert(exported, variant, "tamper_ela", representative, ela_quality=quality)
+        for variant in ("float32", "int8")
+    }
 
 
 def tflite_scores(content: bytes, inputs: np.ndarray) -> np.ndarray:
@@ -79,6 +78,7 @@ def tflite_scores(content: bytes, inputs: np.ndarray) -> np.ndarray:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     limit_threads(1)
     info = json.loads((RUN / "train_info.json").read_text())
     quality = info["ela_quality"]
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     train, val, test = (data["splits"] == s for s in ("train", "val", "test"))
     rng = np.random.default_rng(0)
     calibration = data["inputs"][rng.choice(np.flatnonzero(train), 300, replace=False)]
-    files = export(model, calibration)
+    files = export(model, calibration, quality)
 
     scores = {
         "keras": {

@@ -4,7 +4,8 @@ Every source photo gets a "camera" JPEG history (quality 75-98), then yields one
 and one manipulated one; both leave through the same final JPEG save at a random quality 60-95,
 like real submissions. Sources: `faces68/` faces (with 68 landmarks, the morph source),
 `mask/.../without_mask` faces, and crops of the never-JPEG `uncompressed/` photos. Splits are by
-source identity/photo (the compliance tasks' hashed groups); donors come from the same split.
+source identity/photo (the persisted splits of `training.splits`, which every task reads);
+donors come from the same split.
 
     python -m training.tamper.generate   # -> data/tamper/{images,masks}/, data/tamper/index.csv
 """
@@ -20,7 +21,8 @@ import cv2
 import numpy as np
 
 from kiosk.imageio import load_rgb
-from training.collect import helen_group, read_pts, split_of
+from training import splits
+from training.collect import read_pts
 from training.paths import WORK, data_root
 from training.tamper.manipulate import copy_move, face_morph, jpeg_bytes, jpeg_roundtrip, splice
 
@@ -36,19 +38,22 @@ class Source:
     points: np.ndarray | None = None  # 68 landmarks for faces68 photos
 
 
+def _source(root: Path, dataset: str, path: Path, points: np.ndarray | None = None) -> Source:
+    group, split = splits.lookup(dataset, path.relative_to(root / dataset).as_posix())
+    return Source(path, group, split, points)
+
+
 def sources(root: Path, limit: int | None) -> list[Source]:
-    found = []
-    for path in sorted(root.glob("faces68/*/*.jpg")):
-        stem = path.stem
-        group = helen_group(stem) if "helen" in path.parent.name else f"afw:{stem.split('_')[0]}"
-        found.append(Source(path, group, split_of(group), read_pts(path.with_suffix(".pts"))))
-    for path in sorted(root.glob("mask/*/without_mask/*")):
-        group = f"mask:{path.name}"
-        found.append(Source(path, group, split_of(group)))
+    found = [
+        _source(root, "faces68", path, read_pts(path.with_suffix(".pts")))
+        for path in sorted(root.glob("faces68/*/*.jpg"))
+    ]
+    found += [_source(root, "mask", path) for path in sorted(root.glob("mask/*/without_mask/*"))]
     with open(root / "uncompressed" / "index.csv") as handle:
-        for row in csv.DictReader(handle):
-            group = f"uncompressed:{row['group']}"
-            found.append(Source(root / "uncompressed" / row["path"], group, split_of(group)))
+        found += [
+            _source(root, "uncompressed", root / "uncompressed" / row["path"])
+            for row in csv.DictReader(handle)
+        ]
     return found[:limit] if limit else found
 
 
