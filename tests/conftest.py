@@ -8,8 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
+from training.paths import configured_data_root
+
 REPO = Path(__file__).resolve().parent.parent
-DATA_ROOT = REPO.parent / "shared" / "datasets"
+DATA_ROOT = configured_data_root()
 
 
 @pytest.fixture(scope="session")
