@@ -66,9 +66,12 @@ clean-work:
 
 KIOSKS ?=
 DEPLOY_ARGS ?=
-deploy:  ## ship models/ to KIOSKS="pi@kiosk1 pi@kiosk2" as a checked bundle; rolls back if unhealthy
-	@test -n "$(KIOSKS)" || { echo 'usage: make deploy KIOSKS="pi@kiosk1 pi@kiosk2" [DEPLOY_ARGS=...]' >&2; exit 2; }
-	$(PY) -m kiosk.deploy $(DEPLOY_ARGS) $(KIOSKS)
+DEPLOY_SIGNING_KEY ?=
+# Handed over in the environment and read by Python as data: never expanded into the recipe,
+# so no kiosk name or argument can become shell syntax.
+export KIOSKS DEPLOY_ARGS DEPLOY_SIGNING_KEY
+deploy:  ## sign models/ and ship them with Ansible to KIOSKS="pi@kiosk1 pi@kiosk2"; rolls back if unhealthy
+	$(PY) -m deploy --kiosks "$$KIOSKS" --args "$$DEPLOY_ARGS"
 
 .PHONY: run bench-service
 run:  ## the capture service and operator console (http://127.0.0.1:8080/); SOURCE=folder|camera:N|picamera

@@ -309,6 +309,12 @@ class KioskService:
             "status": "ok" if not problems else "degraded",
             "models": checks.models if checks else {},
             "bundle": checks.bundle if checks else None,
+            # What a deploy judges a bundle by: "status" also covers the camera and the store,
+            # and an unplugged camera must not roll a good bundle back.
+            "checks": {
+                "ok": checks is not None and not self.reload_error,
+                "error": self.checks_error or self.reload_error,
+            },
             "camera": snap["camera"],
             "state": snap["state"],
             "problems": problems,
