@@ -99,8 +99,11 @@ install_models() {
     install -d -o kiosk -g kiosk -m 0750 "$STATE"
     install -d -o kiosk -g kiosk -m 2775 "$STATE/models"
     if [[ ! -e $STATE/models/current ]]; then
-        "$PREFIX/venv/bin/python" -m kiosk.deploy --transport local --no-restart \
-            --models "$SRC/models" "$STATE/models"
+        # The repo's models/ as the first bundle (unsigned); `make deploy` replaces it.
+        first="0-initial-$(date -u +%Y%m%dT%H%M%SZ)"
+        install -d "$STATE/models/bundles"
+        cp -a "$SRC/models" "$STATE/models/bundles/$first"
+        ln -s "bundles/$first" "$STATE/models/current"
     fi
     # Group kiosk (the deploy user) adds and removes bundles; the service only reads them.
     chown -R kiosk:kiosk "$STATE/models"
