@@ -56,7 +56,9 @@ class FakePipeline:
 
 
 def fake_checks(pipeline: FakePipeline | None = None, bundle: str = "bundle-1") -> Checks:
-    return Checks(pipeline or FakePipeline(), ForensicSuite([]), {"fake": "ab" * 32}, bundle)
+    return Checks(
+        pipeline or FakePipeline(), ForensicSuite([]), {"fake": "ab" * 32}, bundle, "unchecked"
+    )
 
 
 def make_config(tmp_path: Path, **service: object) -> Config:
@@ -331,6 +333,7 @@ def test_store_that_cannot_open_is_reported_and_retried_on_accept(tmp_path, star
     blocker.write_text("a file where the store directory should be")
     service = started(make_config(tmp_path), replay([GOOD]))
     assert not service.snapshot()["store"]["ok"]
+    assert service.health()[0] == 503  # no photo could be kept
     wait_for(state_is(service, "review"))
     result = service.request(Accept()).result(5)
     assert result["state"] == "review" and "capture store unavailable" in result["error"]
@@ -338,6 +341,34 @@ def test_store_that_cannot_open_is_reported_and_retried_on_accept(tmp_path, star
     result = service.request(Accept()).result(5)
     assert result["state"] == "done" and result["capture_id"]
     assert isinstance(service.store, CaptureStore)
+    assert service.health()[0] == 200
+
+
+def test_store_that_refuses_a_capture_turns_health_503(tmp_path, started):
+    service = started(make_config(tmp_path), replay([GOOD]))
+    wait_for(state_is(service, "review"))
+    service.store.min_free_bytes = 1 << 60  # the disk floor is reached
+    result = service.request(Accept()).result(5)
+    assert result["state"] == "review"
+    code, body = service.health()
+    assert code == 503 and any("not stored" in p for p in body["problems"])
+    service.store.min_free_bytes = 0
+    assert service.request(Accept()).result(5)["state"] == "done"
+    assert service.health()[0] == 200
+
+
+class BrokenPipeline(FakePipeline):
+    def check(self, rgb: np.ndarray) -> tuple[Verdict, Analysis]:
+        raise ValueError("crop of shape (56, 56), model expects (72, 72)")
+
+
+def test_frames_that_keep_failing_turn_health_503(tmp_path, started):
+    """A bundle that loads but fails on every frame is not healthy (a deploy must roll it back)."""
+    service = started(
+        make_config(tmp_path), replay([GOOD]), lambda c: fake_checks(BrokenPipeline())
+    )
+    wait_for(lambda: service.health()[0] == 503)
+    assert "could not be checked" in " ".join(service.health()[1]["problems"])
 
 
 def test_make_camera_replays_a_video_and_refuses_a_bad_camera_index(tmp_path):

@@ -76,6 +76,7 @@ log = logging.getLogger(__name__)
 
 LIVE = {IDLE, PRESENT, CHECKING, READY, DONE}
 FORENSICS_NOT_INSTALLED = {"status": "not installed"}
+FAILING_FRAMES = 10  # consecutive frames that could not be checked before /health says 503
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class Checks:
     forensics: ForensicSuite
     models: dict[str, str]  # name -> sha256, as verified from the manifest
     bundle: str  # the resolved models directory's name (a deploy swaps a symlink to it)
+    signature: str  # "verified" ([models] public_key set) or "unchecked"
 
 
 def load_checks(config: Config) -> Checks:
@@ -98,11 +100,11 @@ def load_checks(config: Config) -> Checks:
     pinned = dataclasses.replace(
         config, models=dataclasses.replace(config.models, dir=str(bundle_dir))
     )
-    registry = ModelRegistry(bundle_dir)
-    pipeline = CompliancePipeline(pinned)
+    registry = ModelRegistry(bundle_dir, config.models.public_key_path)
+    pipeline = CompliancePipeline(pinned, registry)
     forensics = ForensicSuite.from_config(pinned, registry)
     models = {name: entry.sha256 for name, entry in sorted(registry.entries.items())}
-    return Checks(pipeline, forensics, models, bundle_dir.name)
+    return Checks(pipeline, forensics, models, bundle_dir.name, registry.signature)
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,8 @@ class KioskService:
         self.reload_error = ""
         self.store: CaptureStore | None = None
         self.store_error = ""
+        self.store_refused = ""  # why the last save failed; empty once one succeeds
+        self._failing_frames = 0  # consecutive frames the pipeline could not check
 
         self._lock = threading.Lock()  # guards everything the console reads
         self._frame_ready = threading.Condition(self._lock)
@@ -290,13 +294,17 @@ class KioskService:
             }
 
     def health(self) -> tuple[int, dict[str, Any]]:
-        """(HTTP status, body): 503 when the checks cannot run or the loop is stuck."""
+        """(HTTP status, body): 503 when no photo can be taken or kept: the checks cannot run,
+        every frame fails, the loop is stuck, or the store is unavailable or refuses captures."""
         snap = self.snapshot()
         checks = self.checks
         stalled = snap["loop_age_s"] > self.config.service.stall_s
+        failing = self._failing_frames >= FAILING_FRAMES
         problems = []
         if checks is None:
             problems.append(f"checks unavailable: {self.checks_error}")
+        if failing:
+            problems.append(f"the last {self._failing_frames} frames could not be checked")
         if stalled:
             problems.append(f"service loop stalled for {snap['loop_age_s']:.0f} s")
         if not snap["camera"]["ok"]:
@@ -305,21 +313,29 @@ class KioskService:
             problems.append(f"last reload failed, previous bundle kept: {self.reload_error}")
         if self.store is None:
             problems.append(f"capture store unavailable: {self.store_error}")
+        else:
+            problems.extend(self.store.recovery.problems())
+        if self.store_refused:
+            problems.append(f"the last capture was not stored: {self.store_refused}")
+        store_down = self.store is None or bool(self.store_refused)
         body = {
             "status": "ok" if not problems else "degraded",
             "models": checks.models if checks else {},
             "bundle": checks.bundle if checks else None,
+            "signature": checks.signature if checks else None,
             # What a deploy judges a bundle by: "status" also covers the camera and the store,
             # and an unplugged camera must not roll a good bundle back.
             "checks": {
-                "ok": checks is not None and not self.reload_error,
-                "error": self.checks_error or self.reload_error,
+                "ok": checks is not None and not self.reload_error and not failing,
+                "error": self.checks_error
+                or self.reload_error
+                or (f"{self._failing_frames} frames in a row failed" if failing else ""),
             },
             "camera": snap["camera"],
             "state": snap["state"],
             "problems": problems,
         }
-        return (503 if checks is None or stalled else 200), body
+        return (503 if checks is None or stalled or failing or store_down else 200), body
 
     def review_image(self) -> tuple[int, np.ndarray] | None:
         """(session, full-resolution still) while the operator reviews it, else None."""
@@ -413,8 +429,10 @@ class KioskService:
             log.warning("frame %d could not be checked: %s", frame.index, exc)
             with self._lock:
                 self.counters["frame_errors"] += 1
+                self._failing_frames += 1
             return
         with self._lock:
+            self._failing_frames = 0
             self.counters["checked"] += 1
             self._times.append(time.monotonic())
             self._overlay = overlay_of(verdict, analysis)
@@ -494,7 +512,9 @@ class KioskService:
             capture_id = self.store.save(record, encoded.tobytes())
         except StoreError as exc:
             log.error("capture not stored: %s", exc)
+            self.store_refused = str(exc)
             return StoreFailed(str(exc))
+        self.store_refused = ""
         log.info("capture %s stored", capture_id)
         return Stored(capture_id)
 
