@@ -400,8 +400,8 @@ class Attacker:
     def detector(self, min_face: int):
         """A detector whose pyramid starts near the expected face size (the attacker knows
         how a kiosk frames a face); cached per size so interpreters are built once."""
+        from kiosk.config import MtcnnSettings
         from kiosk.vision.mtcnn_lite import MtcnnLite
-        from kiosk.vision.types import MtcnnSettings
 
         min_face = max(20, int(min_face) // 10 * 10)
         if min_face not in self._detectors:

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from kiosk.errors import ConfigError
-from kiosk.vision.types import MtcnnSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "firmware_config" / "kiosk.toml"
@@ -30,6 +29,22 @@ class ModelsConfig:
     @property
     def public_key_path(self) -> Path | None:
         return resolve(self.public_key) if self.public_key else None
+
+
+@dataclass(frozen=True)
+class MtcnnSettings:
+    """MTCNN cascade parameters; the defaults are the `mtcnn` package's. They live with the
+    configuration because the kiosk's [detector] section is these settings."""
+
+    min_face_size: int = 20
+    scale_factor: float = 0.709
+    threshold_pnet: float = 0.6
+    threshold_rnet: float = 0.7
+    threshold_onet: float = 0.8
+    nms_pnet_scale: float = 0.5
+    nms_pnet_all: float = 0.7
+    nms_rnet: float = 0.7
+    nms_onet: float = 0.7
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from kiosk.config import MtcnnSettings
 from kiosk.registry import ModelRegistry
-from kiosk.vision.types import Face, MtcnnSettings
+from kiosk.vision.types import Face
 
 PNET, RNET, ONET = "mtcnn_pnet", "mtcnn_rnet", "mtcnn_onet"
 

@@ -47,18 +47,3 @@ class Landmarks:
 
     def group(self, name: str) -> np.ndarray:
         return self.points[LANDMARK_GROUPS[name]]
-
-
-@dataclass(frozen=True)
-class MtcnnSettings:
-    """Cascade parameters; the defaults are the `mtcnn` package's."""
-
-    min_face_size: int = 20
-    scale_factor: float = 0.709
-    threshold_pnet: float = 0.6
-    threshold_rnet: float = 0.7
-    threshold_onet: float = 0.8
-    nms_pnet_scale: float = 0.5
-    nms_pnet_all: float = 0.7
-    nms_rnet: float = 0.7
-    nms_onet: float = 0.7
