@@ -414,7 +414,7 @@ def create_app(service: KioskService, console: ConsoleConfig) -> Starlette:
         response.set_cookie(
             COOKIE,
             sessions.start(),
-            max_age=math.floor(console.session_s),
+            max_age=math.ceil(console.session_s),
             httponly=True,
             samesite="strict",
         )

@@ -76,17 +76,19 @@ def quiet_floods(interval_s: float = FLOOD_INTERVAL_S) -> Callable[[], None]:
 
 
 def connection_cap(wanted: int) -> int:
-    """At most half the process's file-descriptor limit goes to console connections."""
+    """At most a quarter of the process's file-descriptor limit goes to console connections:
+    under a burst, connections being accepted and being closed hold descriptors too."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or wanted <= soft // 2:
+    if soft == resource.RLIM_INFINITY or wanted <= soft // 4:
         return wanted
+    cap = max(4, soft // 4)
     log.warning(
         "console.max_connections = %d lowered to %d: the process may open only %d files",
         wanted,
-        max(1, soft // 2),
+        cap,
         soft,
     )
-    return max(1, soft // 2)
+    return cap
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -146,8 +148,8 @@ class GuardedH11Protocol(H11Protocol):
     def _expire(self) -> None:
         self._deadline = None
         if not self.transport.is_closing():
-            log.info("closed a console connection idle for %.0f s", self.idle_timeout_s)
-            self.transport.close()
+            log.info("closed a console connection idle for %g s", self.idle_timeout_s)
+            self._close()
 
     def _shed(self) -> None:
         idle = [
@@ -161,8 +163,13 @@ class GuardedH11Protocol(H11Protocol):
             self.max_connections,
             "oldest idle one" if idle else "new one (all others busy)",
         )
-        victim._disarm()
-        victim.transport.close()
+        victim._close()
+
+    def _close(self) -> None:
+        """Close now and stop counting this connection (its descriptor goes a moment later)."""
+        self._disarm()
+        self.transport.close()
+        self.connections.discard(self)
 
 
 class ConsoleServer(uvicorn.Server):
@@ -195,6 +202,9 @@ def uvicorn_server(app: Starlette) -> ConsoleServer:
         lifespan="off",
         timeout_keep_alive=math.ceil(console.idle_timeout_s),
         limit_concurrency=cap + 1,  # (uvicorn counts the connection asking; the cap sheds first)
+        # asyncio accepts up to `backlog` connections per wake-up before any reaches the cap:
+        # uvicorn's 2048 would run a 128-file process out of descriptors in one burst.
+        backlog=max(4, cap // 2),
         h11_max_incomplete_event_size=console.max_header_bytes,
     )
     return ConsoleServer(config)
