@@ -20,13 +20,13 @@ sys.path.insert(0, str(REPO))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from kiosk.analysis import FACE_TOO_SMALL  # noqa: E402
 from kiosk.config import load_config  # noqa: E402
-from kiosk.forensics.suite import Artifacts, Capture, ForensicSuite  # noqa: E402
-from kiosk.litert import make_interpreter  # noqa: E402
-from kiosk.pipeline import CompliancePipeline  # noqa: E402
-from kiosk.registry import ModelRegistry  # noqa: E402
-from kiosk.tflite_io import Model  # noqa: E402
+from kiosk.runtime.forensics.suite import Artifacts, Capture, ForensicSuite  # noqa: E402
+from kiosk.runtime.models.litert import make_interpreter  # noqa: E402
+from kiosk.runtime.models.registry import ModelRegistry  # noqa: E402
+from kiosk.runtime.models.tflite_io import Model  # noqa: E402
+from kiosk.runtime.pipeline import CompliancePipeline  # noqa: E402
+from kiosk.runtime.vision.analysis import FACE_TOO_SMALL  # noqa: E402
 from training.timing import median_ms  # noqa: E402
 
 RUNS_DIR = REPO / "data" / "runs"

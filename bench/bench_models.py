@@ -16,8 +16,8 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from kiosk.contract.models import COMPLIANCE  # noqa: E402
-from kiosk.registry import ModelRegistry  # noqa: E402
-from kiosk.tflite_io import BinaryClassifier  # noqa: E402
+from kiosk.runtime.models.registry import ModelRegistry  # noqa: E402
+from kiosk.runtime.models.tflite_io import BinaryClassifier  # noqa: E402
 from training.timing import median_ms  # noqa: E402
 
 PAPER = {"eyes_closed": (2.12, 2.58), "mouth_open": (5.12, 5.68), "veil": (4.21, 4.68)}

@@ -25,17 +25,17 @@ sys.path.insert(0, str(REPO))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from kiosk.analysis import Analysis  # noqa: E402
 from kiosk.config import load_config  # noqa: E402
-from kiosk.pipeline import CompliancePipeline  # noqa: E402
-from kiosk.vision.regions import extract_regions  # noqa: E402
+from kiosk.runtime.pipeline import CompliancePipeline  # noqa: E402
+from kiosk.runtime.vision.analysis import Analysis  # noqa: E402
+from kiosk.runtime.vision.regions import extract_regions  # noqa: E402
 from training.paths import data_root  # noqa: E402
 
 
 def kiosk_frames() -> list[np.ndarray]:
     from skimage import data
 
-    from kiosk.imageio import load_rgb
+    from kiosk.runtime.imageio import load_rgb
 
     faces = [data.astronaut()[0:300, 80:420]]
     root = data_root() / "faces68" / "helen_trainset"
@@ -92,8 +92,8 @@ def stage_times(
 def detector_comparison(frames: list[np.ndarray], count: int) -> dict[str, list[float]]:
     """Both detectors at min_face_size 20, the package default: the package's own pyramid breaks
     (an empty convolution) at larger minimum sizes, which the LiteRT cascade skips."""
-    from kiosk.registry import ModelRegistry
-    from kiosk.vision.mtcnn_lite import MtcnnLite, MtcnnSettings
+    from kiosk.runtime.models.registry import ModelRegistry
+    from kiosk.runtime.vision.mtcnn_lite import MtcnnLite, MtcnnSettings
 
     ours = MtcnnLite(ModelRegistry(REPO / "models"), MtcnnSettings(min_face_size=20))
     ours.detect(frames[0])

@@ -28,8 +28,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from kiosk.config import load_config  # noqa: E402
-from kiosk.console.app import create_app  # noqa: E402
-from kiosk.console.server import ThreadedServer  # noqa: E402
+from kiosk.service.console.app import create_app  # noqa: E402
+from kiosk.service.console.server import ThreadedServer  # noqa: E402
 from kiosk.service.loop import KioskService  # noqa: E402
 
 

@@ -24,8 +24,8 @@ import cv2
 import numpy as np
 from skimage import data
 
-from kiosk.privacy.encryption import encrypt
-from kiosk.privacy.vsi import VsiParams, block_side, visual_security_index
+from kiosk.runtime.privacy.encryption import encrypt
+from kiosk.runtime.privacy.vsi import VsiParams, block_side, visual_security_index
 
 NATIVE = VsiParams(size=None)
 CONFIGS = (

@@ -17,9 +17,9 @@ sys.path.insert(0, str(REPO))
 
 import cv2  # noqa: E402
 
-from kiosk.errors import InputError  # noqa: E402
-from kiosk.imageio import load_rgb  # noqa: E402
-from kiosk.vision.mtcnn_lite import MtcnnLite, MtcnnSettings  # noqa: E402
+from kiosk.contract.errors import InputError  # noqa: E402
+from kiosk.runtime.imageio import load_rgb  # noqa: E402
+from kiosk.runtime.vision.mtcnn_lite import MtcnnLite, MtcnnSettings  # noqa: E402
 from training.paths import data_root  # noqa: E402
 
 SETS = {

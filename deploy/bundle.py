@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from kiosk.contract.errors import KioskError
 from kiosk.contract.manifest import (
     git_revision,
     load_manifest,
@@ -23,7 +24,6 @@ from kiosk.contract.manifest import (
     sign_bundle,
     verify_files,
 )
-from kiosk.errors import KioskError
 
 log = logging.getLogger(__name__)
 

@@ -16,4 +16,4 @@ fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[train,dev]'
-.venv/bin/python -c 'import kiosk.litert as l; l._interpreter_class(); print("idkiosk environment ready in .venv")'
+.venv/bin/python -c 'import kiosk.runtime.models.litert as l; l._interpreter_class(); print("idkiosk environment ready in .venv")'

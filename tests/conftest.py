@@ -53,7 +53,7 @@ def save_rgb(path: Path, rgb: np.ndarray) -> Path:
 @pytest.fixture(scope="session")
 def pipeline():
     from kiosk.config import load_config
-    from kiosk.pipeline import CompliancePipeline
+    from kiosk.runtime.pipeline import CompliancePipeline
 
     return CompliancePipeline(load_config())
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kiosk.checks import PLUGINS, ComplianceChecks
-from kiosk.checks.base import CheckResult
 from kiosk.contract import models, reasons
-from kiosk.errors import ModelError
-from kiosk.registry import ModelRegistry
+from kiosk.contract.errors import ModelError
+from kiosk.runtime.checks import PLUGINS, ComplianceChecks
+from kiosk.runtime.checks.base import CheckResult
+from kiosk.runtime.models.registry import ModelRegistry
 from tests.conftest import REPO
 
 

@@ -2,7 +2,7 @@ import pytest
 
 from kiosk.cli import main
 from kiosk.config import load_config, parse_config
-from kiosk.errors import ConfigError
+from kiosk.contract.errors import ConfigError
 
 
 def test_default_config_is_valid(capsys):

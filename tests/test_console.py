@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from kiosk.config import ConsoleConfig
-from kiosk.console.app import check_binding, create_app
-from kiosk.console.server import ThreadedServer
-from kiosk.errors import ConfigError
+from kiosk.contract.errors import ConfigError
+from kiosk.service.console.app import check_binding, create_app
+from kiosk.service.console.server import ThreadedServer
 from tests import test_service_loop
 from tests.test_service_loop import GOOD, make_config, replay, state_is, wait_for
 
@@ -80,7 +80,7 @@ def test_binding_allowed():
     ],
 )
 def test_protected_routes_refuse_without_the_token_and_log_it(client, caplog, method, path):
-    with caplog.at_level(logging.WARNING, logger="kiosk.console.app"):
+    with caplog.at_level(logging.WARNING, logger="kiosk.service.console.app"):
         assert client.request(method, path).status_code == 401
         wrong = {"Authorization": "Bearer " + "x" * len(TOKEN)}
         assert client.request(method, path, headers=wrong).status_code == 401

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from kiosk.config import load_config
-from kiosk.console.app import create_app
-from kiosk.console.server import ThreadedServer
+from kiosk.service.console.app import create_app
+from kiosk.service.console.server import ThreadedServer
 from kiosk.service.loop import KioskService
 from tests.conftest import REPO
 from tests.test_service_loop import wait_for

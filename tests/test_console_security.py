@@ -13,8 +13,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from kiosk.config import ConsoleConfig, parse_config
-from kiosk.console import server as server_module
-from kiosk.console.app import (
+from kiosk.contract.errors import ConfigError
+from kiosk.service.console import server as server_module
+from kiosk.service.console.app import (
     FailureLimiter,
     Sessions,
     check_binding,
@@ -22,8 +23,7 @@ from kiosk.console.app import (
     redact_paths,
     token_bits,
 )
-from kiosk.console.server import FloodFilter, ThreadedServer, connection_cap
-from kiosk.errors import ConfigError
+from kiosk.service.console.server import FloodFilter, ThreadedServer, connection_cap
 from tests import test_service_loop
 from tests.test_service_loop import GOOD, make_config, replay, state_is, wait_for
 
@@ -213,7 +213,7 @@ def test_a_connection_flood_leaves_health_answering_and_logs_once(service, caplo
     server = ThreadedServer(create_app(service, console))
     flood: list[socket.socket] = []
     try:
-        with caplog.at_level(logging.WARNING, logger="kiosk.console.server"):
+        with caplog.at_level(logging.WARNING, logger="kiosk.service.console.server"):
             flood = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(60)]
             for _ in range(5):  # a new connection each time: each must get past the flood
                 assert httpx.get(f"{server.url}/health", timeout=5).status_code == 200
@@ -258,7 +258,7 @@ def _stream_status(client: httpx.Client) -> int:
 def test_wrong_tokens_are_rate_limited_per_client(service, caplog):
     app = create_app(service, ConsoleConfig(token=TOKEN, max_token_failures=3))
     wrong = {"Authorization": "Bearer " + "x" * len(TOKEN)}
-    with caplog.at_level(logging.WARNING, logger="kiosk.console.app"):
+    with caplog.at_level(logging.WARNING, logger="kiosk.service.console.app"):
         with local(app, client=("10.0.0.7", 50000)) as guesser:
             codes = [guesser.get("/api/captures", headers=wrong).status_code for _ in range(3)]
             assert codes == [401, 401, 401]

@@ -12,6 +12,7 @@ import pytest
 
 from kiosk.cli import main
 from kiosk.config import load_config
+from kiosk.contract.errors import ModelError
 from kiosk.contract.manifest import (
     MANIFEST,
     SIGNATURE,
@@ -24,7 +25,6 @@ from kiosk.contract.manifest import (
     verify_signature,
     write_entry,
 )
-from kiosk.errors import ModelError
 from tests.conftest import REPO
 
 MODEL = b"tiny model bytes " * 8

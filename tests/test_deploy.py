@@ -24,8 +24,8 @@ import deploy.cli
 from deploy.bundle import SUMS, Bundle, DeployError
 from deploy.cli import main, parse_hosts
 from deploy.filter_plugins.kiosk_health import kiosk_health_problem
+from kiosk.contract.errors import ModelError
 from kiosk.contract.manifest import generate_key
-from kiosk.errors import ModelError
 from tests import test_service_loop
 from tests.conftest import REPO
 from tests.test_service_loop import GOOD, FlakyCamera, make_config, replay, wait_for

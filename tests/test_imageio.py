@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kiosk.errors import InputError
-from kiosk.imageio import decode_rgb, load_rgb
+from kiosk.contract.errors import InputError
+from kiosk.runtime.imageio import decode_rgb, load_rgb
 
 
 def _encode(image: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:

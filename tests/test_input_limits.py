@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kiosk.errors import InputError
-from kiosk.imageio import Limits, load_image, load_luma
-from kiosk.sources import open_path
+from kiosk.contract.errors import InputError
+from kiosk.runtime.cameras.sources import open_path
+from kiosk.runtime.imageio import Limits, load_image, load_luma
 
 
 def _save(path: Path, image: Image.Image, fmt: str, **kwargs) -> Path:
@@ -173,7 +173,7 @@ class _NoCheckRuns:
 
 def test_forensics_exits_2_when_no_check_could_run(tmp_path, capsys, monkeypatch):
     from kiosk.cli import main
-    from kiosk.forensics.suite import ForensicSuite
+    from kiosk.runtime.forensics.suite import ForensicSuite
 
     monkeypatch.setattr(
         ForensicSuite,

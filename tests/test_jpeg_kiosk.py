@@ -10,9 +10,9 @@ from PIL import Image
 
 from kiosk.cli import main
 from kiosk.config import load_config
-from kiosk.errors import InputError
-from kiosk.forensics.jpeg import make_jpeg_check, patch_corners, pool
-from kiosk.registry import ModelRegistry
+from kiosk.contract.errors import InputError
+from kiosk.runtime.forensics.jpeg import make_jpeg_check, patch_corners, pool
+from kiosk.runtime.models.registry import ModelRegistry
 from tests.conftest import REPO, data_root_or_skip
 
 # A held-out (test-split) never-JPEG picture; the detector never saw it or its group.

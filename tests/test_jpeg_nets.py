@@ -69,7 +69,7 @@ def test_gan_one_step(tmp_path, monkeypatch):
 
 
 def test_int8_tflite_matches_keras(tmp_path):
-    from kiosk.tflite_io import BinaryClassifier
+    from kiosk.runtime.models.tflite_io import BinaryClassifier
     from training.export import export_variants
 
     tf.keras.utils.set_random_seed(3)

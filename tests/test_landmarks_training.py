@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kiosk.vision.landmarks import LandmarkPredictor
-from kiosk.vision.mtcnn_lite import MtcnnLite
+from kiosk.runtime.vision.landmarks import LandmarkPredictor
+from kiosk.runtime.vision.mtcnn_lite import MtcnnLite
 from training import landmarks, splits
 from training.paths import MODELS, configured_data_root
 

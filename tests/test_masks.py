@@ -7,7 +7,7 @@ from training.collect import read_pts
 
 def test_overlay_covers_lower_face_only():
     root = data_root_or_skip()
-    from kiosk.imageio import load_rgb
+    from kiosk.runtime.imageio import load_rgb
 
     path = sorted((root / "faces68" / "helen_trainset").glob("*.jpg"))[0]
     rgb, points = load_rgb(path), read_pts(path.with_suffix(".pts"))

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from kiosk.vision.mtcnn_lite import MtcnnLite, MtcnnSettings, _nms_indices
+from kiosk.runtime.vision.mtcnn_lite import MtcnnLite, MtcnnSettings, _nms_indices
 from tests.conftest import DATA_ROOT, REPO
 
 
@@ -24,7 +24,7 @@ def _test_images(astronaut, two_faces, no_face):
         "no_face": no_face,
     }
     if DATA_ROOT.is_dir():
-        from kiosk.imageio import load_rgb
+        from kiosk.runtime.imageio import load_rgb
 
         for path in sorted((DATA_ROOT / "faces68" / "afw").glob("*.jpg"))[:4]:
             images[path.name] = load_rgb(path)

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from kiosk.privacy import cli
-from kiosk.privacy.encryption import encrypt
+from kiosk.cli import privacy as cli
+from kiosk.runtime.privacy.encryption import encrypt
 
 
 def run(*argv: str) -> int:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from kiosk.privacy.encryption import (
+from kiosk.runtime.privacy.encryption import (
     SCHEMES,
     STRENGTHS,
     EncryptedImage,

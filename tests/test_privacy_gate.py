@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kiosk.errors import ConfigError
-from kiosk.privacy import cli, diag
-from kiosk.privacy.diag import DiagDefaults, Gate, export_package, load_gate, read_package
-from kiosk.privacy.encryption import decrypt, encrypt
-from kiosk.privacy.vsi import VsiParams, _blocks, visual_security_index
+from kiosk.cli import privacy as cli
+from kiosk.contract.errors import ConfigError
+from kiosk.runtime.privacy import diag
+from kiosk.runtime.privacy.diag import DiagDefaults, Gate, export_package, load_gate, read_package
+from kiosk.runtime.privacy.encryption import decrypt, encrypt
+from kiosk.runtime.privacy.vsi import VsiParams, _blocks, visual_security_index
 from tests.conftest import REPO
 
 KEY = bytes(range(32))
@@ -150,9 +151,9 @@ def test_scores_do_not_depend_on_frame_size(astronaut):
 @pytest.fixture(scope="module")
 def attacker():
     from kiosk.config import load_config
-    from kiosk.registry import ModelRegistry
-    from kiosk.vision.landmarks import LandmarkPredictor, find_model
-    from kiosk.vision.mtcnn_lite import MtcnnLite
+    from kiosk.runtime.models.registry import ModelRegistry
+    from kiosk.runtime.vision.landmarks import LandmarkPredictor, find_model
+    from kiosk.runtime.vision.mtcnn_lite import MtcnnLite
 
     config = load_config()
     # The attacker knows a kiosk frame holds one large face: the pyramid starts at 200 px.

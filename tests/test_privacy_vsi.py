@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from skimage import data
 
-from kiosk.privacy.edges import edge_maps
-from kiosk.privacy.encryption import encrypt
-from kiosk.privacy.vsi import ABLATION, VsiParams, ablation, visual_security_index
-from kiosk.privacy.zigzag import zigzag_order
+from kiosk.runtime.privacy.edges import edge_maps
+from kiosk.runtime.privacy.encryption import encrypt
+from kiosk.runtime.privacy.vsi import ABLATION, VsiParams, ablation, visual_security_index
+from kiosk.runtime.privacy.zigzag import zigzag_order
 
 KEY = bytes(range(32))
 NONCE = bytes(16)

@@ -1,9 +1,9 @@
 import cv2
 import numpy as np
 
-from kiosk.vision.landmarks import LandmarkPredictor, find_model
-from kiosk.vision.mtcnn_lite import MtcnnLite
-from kiosk.vision.regions import extract_regions, eye_line_angle
+from kiosk.runtime.vision.landmarks import LandmarkPredictor, find_model
+from kiosk.runtime.vision.mtcnn_lite import MtcnnLite
+from kiosk.runtime.vision.regions import extract_regions, eye_line_angle
 from tests.conftest import REPO
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from kiosk.config import load_config
+from kiosk.contract.errors import ModelError
 from kiosk.contract.manifest import generate_key, sign_bundle
-from kiosk.errors import ModelError
-from kiosk.registry import ModelRegistry
+from kiosk.runtime.models.registry import ModelRegistry
 from tests.conftest import REPO
 
 

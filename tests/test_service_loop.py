@@ -14,18 +14,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kiosk.analysis import Analysis
 from kiosk.config import Config, parse_config
+from kiosk.contract.errors import ConfigError
 from kiosk.contract.reasons import EYES_CLOSED, NO_FACE
-from kiosk.errors import ConfigError
-from kiosk.forensics.suite import ForensicSuite
-from kiosk.pipeline import ACCEPT, REJECT, Verdict
-from kiosk.service.camera import CameraUnavailable, FrameCamera, make_camera
+from kiosk.runtime.cameras.live import CameraUnavailable, FrameCamera, make_camera
+from kiosk.runtime.forensics.suite import ForensicSuite
+from kiosk.runtime.pipeline import ACCEPT, REJECT, Verdict
+from kiosk.runtime.vision.analysis import Analysis
+from kiosk.runtime.vision.types import Face
 from kiosk.service.loop import Checks, KioskService, load_checks
 from kiosk.service.notify import Notifier
 from kiosk.service.state import Accept, Retake
-from kiosk.store import CaptureStore
-from kiosk.vision.types import Face
+from kiosk.service.store import CaptureStore
 from tests.conftest import REPO
 
 # Fake frames are 64x48 and carry their verdict in their pixel value; the preview is 32 wide.

@@ -15,7 +15,7 @@ import pytest
 
 from kiosk.cli import main
 from kiosk.config import load_config, parse_config
-from kiosk.errors import ConfigError
+from kiosk.contract.errors import ConfigError
 from tests.conftest import REPO
 from tests.test_service_loop import notify_socket, wait_for
 

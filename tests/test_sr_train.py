@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kiosk.forensics.colour import luma, rgb_to_ycbcr, ycbcr_to_rgb
+from kiosk.runtime.forensics.colour import luma, rgb_to_ycbcr, ycbcr_to_rgb
 from training import splits
 from training.sr.data import hr_lr_pair
 from training.sr.evaluate import psnr_ssim, tiled

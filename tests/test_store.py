@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from kiosk import store as store_module
 from kiosk.config import parse_config
-from kiosk.errors import ConfigError
-from kiosk.store import SUFFIX, CaptureRecord, CaptureStore, StoreError
+from kiosk.contract.errors import ConfigError
+from kiosk.service import store as store_module
+from kiosk.service.store import SUFFIX, CaptureRecord, CaptureStore, StoreError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -231,7 +231,7 @@ def test_bad_time_and_bad_store_config_are_named():
 _WORKER = textwrap.dedent(
     """
     import hashlib, os, sys
-    from kiosk.store import CaptureRecord, CaptureStore
+    from kiosk.service.store import CaptureRecord, CaptureStore
 
     def image_for(session_id, size):
         block = hashlib.sha256(session_id.encode()).digest()

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from kiosk.cli import main
-from kiosk.store import CaptureRecord, CaptureStore
+from kiosk.service.store import CaptureRecord, CaptureStore
 
 
 def write_config(tmp_path: Path) -> Path:

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from test_service_loop import GOOD, make_config, replay, started  # noqa: F401 (fixture)
 
 from kiosk.cli import main
-from kiosk.store import (
+from kiosk.service.store import (
     SUFFIX,
     UNKNOWN_DECISION,
     CaptureRecord,
@@ -85,7 +85,7 @@ def test_deleted_database_is_rebuilt_from_the_files(store):
 _WORKER = textwrap.dedent(
     """
     import os, signal, sys
-    from kiosk.store import CaptureRecord, CaptureStore
+    from kiosk.service.store import CaptureRecord, CaptureStore
     store = CaptureStore(sys.argv[1], sys.argv[2])
     for i in range(int(sys.argv[3])):
         store.save(CaptureRecord(f"s{i}", "2026-11-21T15:00:00Z", "accept"), bytes([i]) * 999)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kiosk.errors import InputError
-from kiosk.forensics.ela_features import cnn_input, ela_map, heat_map_png, noise_residual
+from kiosk.contract.errors import InputError
+from kiosk.runtime.forensics.ela_features import cnn_input, ela_map, heat_map_png, noise_residual
 from training.tamper.manipulate import copy_move, face_morph, jpeg_roundtrip, splice
 
 

@@ -42,8 +42,8 @@ def test_crops_carry_the_persisted_split_of_their_photo(crops):
 
 
 def test_train_export_evaluate_one_epoch(crops, tmp_path):
-    from kiosk.registry import ModelRegistry
-    from kiosk.tflite_io import BinaryClassifier
+    from kiosk.runtime.models.registry import ModelRegistry
+    from kiosk.runtime.models.tflite_io import BinaryClassifier
     from training import evaluate, train
     from training.tasks import TASKS
 
@@ -64,7 +64,7 @@ def test_train_export_evaluate_one_epoch(crops, tmp_path):
 
 def test_int8_matches_float_on_real_crops(crops, tmp_path):
     """Parity of the exported int8 model with Keras on the same crops (one-epoch model)."""
-    from kiosk.tflite_io import BinaryClassifier
+    from kiosk.runtime.models.tflite_io import BinaryClassifier
     from training.export import export_variants, read_metadata
     from training.nets import squeeze_mini_vgg
     from training.train import load_split

@@ -1,6 +1,6 @@
 """Data collection: the kiosk pipeline reading photos from disk, minus the checks.
 
-Each photo goes through `kiosk.analysis.FaceAnalyzer` (MTCNN on LiteRT, dlib landmarks, region
+Each photo goes through `kiosk.runtime.vision.analysis.FaceAnalyzer` (MTCNN on LiteRT, dlib landmarks, region
 crops). Photos the pipeline rejects are dropped and logged with the reason, as the kiosk would.
 Outputs one `.npz` per task in the work dir (crops, labels, split, group, source, and the
 landmark-geometry baseline feature of every crop) and `drops.csv`.
@@ -32,14 +32,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from kiosk.analysis import Analysis, FaceAnalyzer
+from kiosk.contract.errors import InputError
 from kiosk.contract.models import EYE
-from kiosk.errors import InputError
-from kiosk.imageio import load_rgb
-from kiosk.vision.landmarks import LandmarkPredictor
-from kiosk.vision.mtcnn_lite import MtcnnLite
-from kiosk.vision.regions import Regions
-from kiosk.vision.types import Landmarks
+from kiosk.runtime.imageio import load_rgb
+from kiosk.runtime.vision.analysis import Analysis, FaceAnalyzer
+from kiosk.runtime.vision.landmarks import LandmarkPredictor
+from kiosk.runtime.vision.mtcnn_lite import MtcnnLite
+from kiosk.runtime.vision.regions import Regions
+from kiosk.runtime.vision.types import Landmarks
 from training import masks, splits
 from training.geometry import eye_aspect_ratio, mouth_opening
 from training.paths import MODELS, WORK, data_root

@@ -27,7 +27,7 @@ import numpy as np
 from scipy.stats import norm
 
 from kiosk.contract.manifest import write_entry
-from kiosk.tflite_io import BinaryClassifier
+from kiosk.runtime.models.tflite_io import BinaryClassifier
 from training import metrics
 from training.export import export_variants
 from training.paths import MODELS, REPORTS, WORK

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kiosk.vision.types import Landmarks
+from kiosk.runtime.vision.types import Landmarks
 
 
 def eye_aspect_ratio(eye: np.ndarray) -> float:

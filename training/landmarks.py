@@ -38,13 +38,13 @@ import dlib
 import numpy as np
 
 from kiosk.config import GatesConfig
+from kiosk.contract.errors import InputError
 from kiosk.contract.manifest import sha256_file
 from kiosk.contract.manifest import write_entry as write_manifest_entry
-from kiosk.errors import InputError
-from kiosk.imageio import load_rgb
-from kiosk.vision.landmarks import LandmarkPredictor, find_model
-from kiosk.vision.mtcnn_lite import MtcnnLite
-from kiosk.vision.types import Box
+from kiosk.runtime.imageio import load_rgb
+from kiosk.runtime.vision.landmarks import LandmarkPredictor, find_model
+from kiosk.runtime.vision.mtcnn_lite import MtcnnLite
+from kiosk.runtime.vision.types import Box
 from training import splits
 from training.collect import PAD_FRACTION, read_pts
 from training.paths import MODELS, REPO, REPORTS, WORK, data_root
@@ -181,7 +181,7 @@ def load_samples(
             drops[found] += 1
             continue
         name = f"{path.parent.name}/{path.stem}"
-        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)  # what kiosk.analysis gives the predictor
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)  # what kiosk.runtime.vision.analysis gives the predictor
         samples.append(Sample(name, split, gray, found, truth))
     return samples, drops
 
@@ -501,7 +501,7 @@ model; the retrained model wants 1.0 (it was trained on the raw MTCNN box).
 ## Training
 
 `dlib.train_shape_predictor`, the MTCNN box as the face rectangle, grey images as
-`kiosk.analysis` gives them, one thread, seed {metrics["training"]["seed"]},
+`kiosk.runtime.vision.analysis` gives them, one thread, seed {metrics["training"]["seed"]},
 {metrics["training"]["seconds"]:.0f} s. Options: {options}, landmark_relative_padding_mode=True.
 Model sha256: `{metrics["sha256"]}`.
 """

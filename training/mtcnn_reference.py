@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 import training.tf_setup  # noqa: F401  (quiet TensorFlow before mtcnn imports it)
-from kiosk.vision.types import Face
+from kiosk.runtime.vision.types import Face
 
 _KEYPOINT_ORDER = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 

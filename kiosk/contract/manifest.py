@@ -43,8 +43,8 @@ from pydantic import (
     model_validator,
 )
 
-from kiosk.errors import ModelError
-from kiosk.fileio import write_atomically
+from kiosk.contract.errors import ModelError
+from kiosk.contract.fileio import write_atomically
 
 log = logging.getLogger(__name__)
 

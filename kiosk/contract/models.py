@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from kiosk.contract import reasons
 
-# What the compliance classifiers take and give (training/export.py, kiosk/tflite_io.py).
+# What the compliance classifiers take and give (training/export.py, kiosk/runtime/models/tflite_io.py).
 GRAY_UINT8 = "uint8 grayscale pixels 0..255"
 INT8_LOGIT = "int8 logit; score = sigmoid(logit)"
 DET_THRESHOLD = "validation DET curve of pipeline crops (training/evaluate.py)"
@@ -20,7 +20,7 @@ DET_THRESHOLD = "validation DET curve of pipeline crops (training/evaluate.py)"
 
 @dataclass(frozen=True)
 class RegionSpec:
-    """A square grayscale crop, rotated so the eye line is horizontal (kiosk/vision/regions.py)."""
+    """A square grayscale crop, rotated so the eye line is horizontal (kiosk/runtime/vision/regions.py)."""
 
     name: str
     size: int  # output side, px

@@ -31,13 +31,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-from kiosk.analysis import Analysis
 from kiosk.config import Config
-from kiosk.errors import KioskError
-from kiosk.forensics.suite import Capture, ForensicSuite
-from kiosk.pipeline import ACCEPT, CompliancePipeline, Verdict
-from kiosk.registry import ModelRegistry
-from kiosk.service.camera import Camera, CameraUnavailable, make_camera
+from kiosk.contract.errors import KioskError
+from kiosk.runtime.cameras.live import Camera, CameraUnavailable, make_camera
+from kiosk.runtime.forensics.suite import Capture, ForensicSuite
+from kiosk.runtime.models.registry import ModelRegistry
+from kiosk.runtime.pipeline import ACCEPT, CompliancePipeline, Verdict
+from kiosk.runtime.vision.analysis import Analysis
+from kiosk.runtime.vision.types import LANDMARK_GROUPS
 from kiosk.service.notify import Notifier
 from kiosk.service.state import (
     CAMERA_UNAVAILABLE,
@@ -69,8 +70,7 @@ from kiosk.service.state import (
     Stored,
     StoreFailed,
 )
-from kiosk.store import CaptureRecord, CaptureStore, StoreError
-from kiosk.vision.types import LANDMARK_GROUPS
+from kiosk.service.store import CaptureRecord, CaptureStore, StoreError
 
 log = logging.getLogger(__name__)
 

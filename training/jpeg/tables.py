@@ -6,7 +6,7 @@ laundered by the generator (GAN). All four are synthetic, made here from real ne
 
 Table I: mean PSNR / SSIM of each version against the uncompressed tile.
 Table II: share of each version flagged as JPEG by a detector; tiles larger than the detector's
-64-px patch are scored like kiosk captures (kiosk.forensics.jpeg: patch grid + top-quarter mean),
+64-px patch are scored like kiosk captures (kiosk.runtime.forensics.jpeg: patch grid + top-quarter mean),
 at the threshold chosen on validation patches (2 % false alarms). The false-alarm rate on the
 uncompressed tiles is reported beside it.
 """
@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from kiosk.forensics.jpeg import patch_corners, pool
+from kiosk.runtime.forensics.jpeg import patch_corners, pool
 from training import metrics
 from training.jpeg.data import (
     TEST_QUALITIES,

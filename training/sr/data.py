@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from kiosk.forensics.colour import luma
+from kiosk.runtime.forensics.colour import luma
 
 SCALE = 4
 BENCHMARKS = ("Set5", "Set14", "BSD68")

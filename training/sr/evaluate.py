@@ -21,7 +21,7 @@ import numpy as np
 from skimage.metrics import structural_similarity
 
 from kiosk.contract.manifest import write_entry
-from kiosk.litert import make_interpreter
+from kiosk.runtime.models.litert import make_interpreter
 from training.export import convert
 from training.paths import MODELS, REPORTS, data_root
 from training.sr.data import BENCHMARKS, SCALE, PatchSampler, benchmark, bicubic, training_files

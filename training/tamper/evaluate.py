@@ -20,8 +20,8 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from kiosk.contract.manifest import write_entry
-from kiosk.litert import make_interpreter
-from kiosk.tflite_io import Model
+from kiosk.runtime.models.litert import make_interpreter
+from kiosk.runtime.models.tflite_io import Model
 from training.export import convert
 from training.metrics import eer_point
 from training.nets import logit_model

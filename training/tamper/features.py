@@ -16,9 +16,9 @@ import numpy as np
 import PIL
 import pywt
 
-from kiosk.forensics import ela_features
-from kiosk.forensics.ela_features import cnn_input
-from kiosk.imageio import load_rgb
+from kiosk.runtime.forensics import ela_features
+from kiosk.runtime.forensics.ela_features import cnn_input
+from kiosk.runtime.imageio import load_rgb
 
 
 def read_index(folder: Path) -> list[dict[str, str]]:

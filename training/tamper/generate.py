@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from kiosk.imageio import load_rgb
+from kiosk.runtime.imageio import load_rgb
 from training import splits
 from training.collect import read_pts
 from training.paths import WORK, data_root

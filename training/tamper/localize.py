@@ -23,9 +23,9 @@ import cv2
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from kiosk.forensics.colour import luma
-from kiosk.forensics.ela_features import ela_map, noise_residual
-from kiosk.imageio import load_rgb
+from kiosk.runtime.forensics.colour import luma
+from kiosk.runtime.forensics.ela_features import ela_map, noise_residual
+from kiosk.runtime.imageio import load_rgb
 from training.paths import REPORTS
 from training.sr.data import SCALE, hr_lr_pair
 from training.sr.nets import make_generator

@@ -1,0 +1,176 @@
+"""`kiosk` command line. `kiosk check PATH...` prints a verdict per frame.
+
+Exit codes of `check`: 0 every frame accepted, 1 some frame rejected, 2 some frame errored (or
+the pipeline could not start). Bad input never ends in a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+from kiosk import __version__
+from kiosk.cli import bundle as bundle_cli
+from kiosk.cli import forensics as forensics_cli
+from kiosk.cli import privacy as privacy_cli
+from kiosk.cli import run as service_cli
+from kiosk.cli import store as store_cli
+from kiosk.config import DEFAULT_CONFIG, load_config
+from kiosk.contract.errors import KioskError
+from kiosk.runtime.cameras.sources import Frame
+from kiosk.runtime.imageio import Limits
+from kiosk.runtime.pipeline import ACCEPT, ERROR, REJECT, CompliancePipeline, Verdict, error_verdict
+from kiosk.runtime.vision.analysis import Analysis
+
+log = logging.getLogger("kiosk")
+
+
+def _human_line(source: str, frame: int, verdict: Verdict) -> str:
+    where = f"{source}" + (f" #{frame}" if frame else "")
+    if verdict.decision == ERROR:
+        return f"{where}: ERROR {verdict.error}"
+    details = ", ".join(
+        f"{name} {r.score:.3f}{'>=' if r.failed else '<'}{r.threshold:.3f}"
+        for name, r in verdict.checks.items()
+    )
+    reasons = f" ({', '.join(verdict.reasons)})" if verdict.reasons else ""
+    return f"{where}: {verdict.decision.upper()}{reasons}" + (f" [{details}]" if details else "")
+
+
+def _annotation_path(out_dir: Path, source: str, frame: int) -> Path:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(source).name or source)
+    return out_dir / f"{stem}_{frame:05d}.jpg"
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from kiosk.runtime.annotate import annotate, write_jpeg
+    from kiosk.runtime.cameras.sources import open_source
+
+    config = load_config(args.config)
+    try:
+        pipeline = CompliancePipeline(config)
+    except KioskError as exc:
+        print(f"kiosk: cannot start the checks: {exc}", file=sys.stderr)
+        return 2
+    counts: Counter[str] = Counter()
+    limits = Limits.from_config(config.input)
+    work_pixels = int(config.input.work_megapixels * 1e6)
+    for spec in args.paths:
+        source = open_source(
+            spec, max_frames=args.max_frames, limits=limits, work_pixels=work_pixels
+        )
+        try:
+            for frame in source.frames():
+                verdict, analysis = _check_frame(pipeline, frame)
+                counts[verdict.decision] += 1
+                _emit(args, frame.source, frame.index, _in_original_pixels(verdict, frame.scale))
+                if args.annotate and frame.image is not None:
+                    path = _annotation_path(args.annotate, frame.source, frame.index)
+                    write_jpeg(path, annotate(frame.image, verdict, analysis))
+        finally:
+            source.close()
+    total = sum(counts.values())
+    summary = {
+        "frames": total,
+        ACCEPT: counts[ACCEPT],
+        REJECT: counts[REJECT],
+        ERROR: counts[ERROR],
+    }
+    if args.json:
+        print(json.dumps({"summary": summary}))
+    else:
+        print(
+            f"{total} frame(s): {counts[ACCEPT]} accepted, {counts[REJECT]} rejected, "
+            f"{counts[ERROR]} errors"
+        )
+    if counts[ERROR]:
+        return 2
+    return 1 if counts[REJECT] else 0
+
+
+def _in_original_pixels(verdict: Verdict, scale: float) -> Verdict:
+    """The checks ran on a downscaled copy; the record's box is in the input's own pixels."""
+    if scale == 1.0 or verdict.face_box is None:
+        return verdict
+    return dataclasses.replace(verdict, face_box=[round(v * scale, 1) for v in verdict.face_box])
+
+
+def _check_frame(pipeline: CompliancePipeline, frame: Frame) -> tuple[Verdict, Analysis | None]:
+    if frame.image is None:
+        return error_verdict(frame.error or "unreadable frame"), None
+    try:
+        return pipeline.check(frame.image)
+    except (KioskError, ValueError) as exc:
+        return error_verdict(str(exc)), None
+
+
+def _emit(args: argparse.Namespace, source: str, frame: int, verdict: Verdict) -> None:
+    if args.json:
+        print(json.dumps(verdict.as_record(source, frame)), flush=True)
+    else:
+        print(_human_line(source, frame, verdict), flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kiosk", description="idkiosk: ID-photo capture kiosk")
+    parser.add_argument("--version", action="version", version=f"idkiosk {__version__}")
+    parser.add_argument(
+        "--config", type=Path, default=None, help=f"TOML config (default {DEFAULT_CONFIG})"
+    )
+    parser.add_argument(
+        "--validate-config",
+        action="store_true",
+        help="check the config file and exit (0 valid, 2 invalid)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command")
+    check = sub.add_parser("check", help="check photos, folders, videos or a camera")
+    check.add_argument(
+        "paths", nargs="+", metavar="PATH", help="image, folder, video file, camera[:N] or picamera"
+    )
+    check.add_argument("--json", action="store_true", help="one JSON object per frame")
+    check.add_argument(
+        "--annotate",
+        type=Path,
+        metavar="OUT_DIR",
+        help="write each frame with box, landmarks, crops and scores drawn",
+    )
+    check.add_argument(
+        "--max-frames", type=int, default=None, help="stop a video or camera after this many frames"
+    )
+    check.set_defaults(func=cmd_check)
+    privacy_cli.register(sub)
+    forensics_cli.register(sub)
+    service_cli.register(sub)
+    store_cli.register(sub)
+    bundle_cli.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.validate_config:
+            load_config(args.config)
+            print(f"config {args.config or DEFAULT_CONFIG} is valid")
+            return 0
+        if not args.command:
+            parser.print_help()
+            return 2
+        return args.func(args)
+    except KioskError as exc:
+        print(f"kiosk: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,86 @@
+"""The forensic pass: every check whose model is in the manifest runs on the capture.
+
+Checks are independent; each returns its own JSON-ready dict under its own key ("jpeg", "ela",
+"sr"). A check that fails on one image reports `{"error": ...}` under its key instead of taking
+the whole report (or the service) down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from kiosk.config import Config
+from kiosk.contract.errors import KioskError
+from kiosk.runtime.forensics.ela import make_ela_check
+from kiosk.runtime.forensics.jpeg import make_jpeg_check
+from kiosk.runtime.forensics.sr import make_sr_check
+from kiosk.runtime.models.registry import ModelRegistry
+from kiosk.runtime.vision.types import Box
+
+
+@dataclass(frozen=True)
+class Capture:
+    """A still. `face` is the detector box (in `rgb`'s pixels) when exactly one face was found.
+
+    `rgb` may be a downscaled copy of the capture (`scale` original px per px, docs/input.md);
+    `luma` is then the full-resolution luma in the file's stored orientation, for the checks that
+    are not scale-safe (JPEG history), or None when `rgb` is the capture itself.
+    """
+
+    rgb: np.ndarray  # (H, W, 3) uint8
+    face: Box | None = None
+    scale: float = 1.0
+    luma: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    """Where a check may write images for people (heat maps, upscaled faces); None: nowhere."""
+
+    out_dir: Path | None = None
+    stem: str = "capture"
+
+    def path(self, suffix: str) -> Path | None:
+        return None if self.out_dir is None else self.out_dir / f"{self.stem}_{suffix}"
+
+
+class ForensicCheck(Protocol):
+    key: str
+    needs_face: bool
+
+    def run(self, capture: Capture, artifacts: Artifacts) -> dict[str, Any]: ...
+
+
+# One factory per check: returns the check, or None when its model is not in the manifest.
+Factory = Callable[[ModelRegistry, Config], ForensicCheck | None]
+FACTORIES: list[Factory] = [make_jpeg_check, make_ela_check, make_sr_check]
+
+
+class ForensicSuite:
+    def __init__(self, checks: list[ForensicCheck]) -> None:
+        self.checks = checks
+
+    @classmethod
+    def from_config(cls, config: Config, registry: ModelRegistry | None = None) -> ForensicSuite:
+        registry = registry or ModelRegistry(config.models_dir, config.models.public_key_path)
+        checks = [check for factory in FACTORIES if (check := factory(registry, config))]
+        return cls(checks)
+
+    @property
+    def needs_face(self) -> bool:
+        return any(check.needs_face for check in self.checks)
+
+    def run(self, capture: Capture, artifacts: Artifacts | None = None) -> dict[str, Any]:
+        artifacts = artifacts or Artifacts()
+        report: dict[str, Any] = {}
+        for check in self.checks:
+            try:
+                report[check.key] = check.run(capture, artifacts)
+            except (KioskError, ValueError) as exc:
+                report[check.key] = {"error": str(exc)}
+        return report

@@ -1,0 +1,1 @@
+"""Model runtime: LiteRT interpreters, tensor I/O, and the registry of a verified bundle."""

@@ -1,0 +1,617 @@
+"""The operator console: one Starlette app serving the page, its state, the preview and /health.
+
+Routes (docs/service.md has the full table):
+
+    GET  /                    the console page (static/index.html)
+    GET  /api/state           JSON the page polls: prompt, state, verdict, forensics, camera
+    GET  /preview.mjpg        live preview, multipart/x-mixed-replace JPEG, boxes drawn on it  [T]
+    GET  /api/review.jpg      the full-resolution photo under review (downscaled to 1280 px)  [T]
+    POST /api/accept          store the photo under review ({"session": n} optional)          [T]
+    POST /api/retake          discard it                                                      [T]
+    POST /api/reload          reload the model bundle; a failing bundle is not swapped in     [T]
+    GET  /api/captures        stored captures (metadata)                                      [T]
+    GET  /api/captures/{id}   one stored capture, decrypted JPEG                              [T]
+    GET  /login?token=...     starts an operator session (cookie) and redirects to /
+    GET  /health              {"status", "models", "bundle", "camera", "state"}; 503: checks cannot run
+
+[T]: needs the console token when one is configured — `Authorization: Bearer <token>` or the
+`kiosk_session` cookie that /login sets (a random session id that expires server-side, never the
+token). Without a token the console must bind to a loopback address (`check_binding`).
+
+Every request must name an allowed host (loopback names, the bind address, `allowed_hosts`) or
+gets 400: a DNS-rebinding page reaches 127.0.0.1 under its own name, so this is what keeps it
+out. POSTs whose Origin (or Referer) is not an allowed host on this port get 403. Wrong tokens
+are counted per client address; past `max_token_failures` a minute the client gets 429.
+Refusals are logged with client address, method and path (never the token), floods collapsed
+(`kiosk.service.console.server.FloodFilter`). No HTTP answer carries a filesystem path.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+import math
+import re
+import secrets
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+import cv2
+import numpy as np
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import (
+    FileResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from kiosk.config import ConsoleConfig
+from kiosk.contract.errors import ConfigError
+from kiosk.runtime.cameras.live import downscale
+from kiosk.service.loop import KioskService, Overlay
+from kiosk.service.state import Accept, Retake
+from kiosk.service.store import StoreError
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+COOKIE = "kiosk_session"
+MIN_TOKEN_CHARS = 16
+MIN_TOKEN_BITS = 80.0
+FAILURE_WINDOW_S = 60.0
+MAX_SESSIONS = 64
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+BOUNDARY = "frame"
+COMMAND_TIMEOUT_S = 30.0
+REVIEW_WIDTH = 1280
+GREEN, RED, AMBER = (40, 200, 40), (230, 50, 50), (255, 190, 0)
+CLASS_SIZES = {"lower": 26, "upper": 26, "digit": 10, "other": 33}
+GENERATE = "e.g. `openssl rand -hex 16`"
+# Bounds of the [console] settings this module adds (key: (low, high)).
+LIMITS: dict[str, tuple[float, float]] = {
+    "idle_timeout_s": (0.5, 300.0),
+    "max_connections": (4, 4096),
+    "max_header_bytes": (1024, 65536),
+    "max_preview_viewers": (1, 64),
+    "session_s": (60.0, 7 * 86400.0),
+    "max_token_failures": (1, 1000),
+}
+_HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
+_LIMIT = re.compile(r"[0-9]{1,4}")
+# An absolute path's directories ("/var/lib/kiosk/"), not preceded by a word or URL character.
+_PATH_DIRS = re.compile(r"(?<![\w.~:/-])/(?:[^\s/'\"]+/)+")
+
+
+def check_binding(console: ConsoleConfig) -> None:
+    """Refuse console settings that expose it (no or a guessable token off loopback), that would
+    refuse its own operators (listening everywhere with no names allowed), or are out of range."""
+    for key, (low, high) in LIMITS.items():
+        value = getattr(console, key)
+        if not low <= value <= high:
+            raise ConfigError(f"console.{key} = {value!r} is outside [{low}, {high}]")
+    if console.token:
+        if len(console.token) < MIN_TOKEN_CHARS:
+            raise ConfigError(
+                f"console.token must have at least {MIN_TOKEN_CHARS} characters ({GENERATE})"
+            )
+        if token_bits(console.token) < MIN_TOKEN_BITS:
+            raise ConfigError(
+                f"console.token is too easy to guess (about {token_bits(console.token):.0f} bits, "
+                f"at least {MIN_TOKEN_BITS:.0f} needed: no repeats, runs or short alphabets); "
+                f"use a random one ({GENERATE})"
+            )
+    if not console.token and not _is_loopback(console.host):
+        raise ConfigError(
+            f"console.host = {console.host!r} exposes the console beyond this machine: set "
+            f"console.token ({GENERATE}) or bind to 127.0.0.1"
+        )
+    for name in console.allowed_hosts:
+        if not isinstance(name, str) or not _valid_host_name(name):
+            raise ConfigError(
+                f"console.allowed_hosts: {name!r} is not a host name or IP address "
+                '(no port, scheme or wildcard; e.g. "kiosk-3.local" or "192.168.1.20")'
+            )
+    if console.host in WILDCARD_HOSTS and not console.allowed_hosts:
+        raise ConfigError(
+            f"console.host = {console.host!r} listens on every address, but browsers would be "
+            "refused: list the names or addresses operators open in console.allowed_hosts "
+            '(e.g. ["192.168.1.20", "kiosk-3.local"])'
+        )
+
+
+def token_bits(token: str) -> float:
+    """A deliberately simple strength estimate: log2 of the alphabet (the character classes
+    present: 26 lower, 26 upper, 10 digits, 33 others) for each character that does not repeat
+    one of the two before it, continue a ±1 run ("1234", "cba") or close an already-seen
+    trigram ("abcabc"). Random hex of 32 characters scores about 130; no dictionary check."""
+    pool = sum(CLASS_SIZES[name] for name in {_char_class(c) for c in token})
+    fresh = 0
+    for i, c in enumerate(token):
+        repeat = c in token[max(0, i - 2) : i] or (i >= 2 and token[i - 2 : i + 1] in token[:i])
+        run = i >= 2 and ord(c) - ord(token[i - 1]) == ord(token[i - 1]) - ord(token[i - 2])
+        run = run and abs(ord(c) - ord(token[i - 1])) == 1
+        fresh += not (repeat or run)
+    return fresh * math.log2(max(pool, 2))
+
+
+def _char_class(c: str) -> str:
+    if c.isascii() and c.isalnum():
+        return "digit" if c.isdigit() else "upper" if c.isupper() else "lower"
+    return "other"
+
+
+def allowed_names(console: ConsoleConfig) -> list[str]:
+    """Host names (lower case, IPv6 without brackets) the console answers to."""
+    names = {*LOOPBACK_NAMES, *(name.lower() for name in console.allowed_hosts)}
+    if console.host not in WILDCARD_HOSTS:
+        names.add(console.host.lower())
+    return sorted(names)
+
+
+def _valid_host_name(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return bool(_HOST_NAME.fullmatch(name.lower())) and len(name) <= 253
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Sessions:
+    """Operator sessions: random ids that expire server-side, so a copied or leftover cookie
+    stops working and the token itself never sits in a browser. Runs on the event loop only."""
+
+    def __init__(self, lifetime_s: float) -> None:
+        self.lifetime_s = lifetime_s
+        self._expiry: OrderedDict[str, float] = OrderedDict()
+
+    def start(self) -> str:
+        now = time.monotonic()
+        for sid in [sid for sid, until in self._expiry.items() if until <= now]:
+            del self._expiry[sid]
+        while len(self._expiry) >= MAX_SESSIONS:
+            self._expiry.popitem(last=False)
+        sid = secrets.token_urlsafe(32)
+        self._expiry[sid] = now + self.lifetime_s
+        return sid
+
+    def valid(self, sid: str) -> bool:
+        until = self._expiry.get(sid)
+        if until is None:
+            return False
+        if until <= time.monotonic():
+            del self._expiry[sid]
+            return False
+        return True
+
+
+class FailureLimiter:
+    """Wrong tokens per client address over the last minute; past `limit` the client must wait
+    until the oldest failure is a minute old (Retry-After), even with the right token."""
+
+    MAX_CLIENTS = 1024
+
+    def __init__(self, limit: int, window_s: float = FAILURE_WINDOW_S) -> None:
+        self.limit, self.window_s = limit, window_s
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def retry_after(self, client: str) -> float:
+        """Seconds this client must wait before its next try (0: it may try now)."""
+        failures = self._failures.get(client)
+        if not failures:
+            return 0.0
+        now = time.monotonic()
+        while failures and failures[0] <= now - self.window_s:
+            failures.popleft()
+        if len(failures) < self.limit:
+            return 0.0
+        return failures[0] + self.window_s - now
+
+    def failed(self, client: str) -> None:
+        failures = self._failures.setdefault(client, deque(maxlen=self.limit))
+        failures.append(time.monotonic())
+        self._failures.move_to_end(client)
+        while len(self._failures) > self.MAX_CLIENTS:
+            self._failures.popitem(last=False)
+
+
+def redact_paths(value: Any) -> Any:
+    """`value` with the directories of absolute paths in its strings replaced by "…/"."""
+    if isinstance(value, str):
+        return _PATH_DIRS.sub("…/", value)
+    if isinstance(value, dict):
+        return {key: redact_paths(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_paths(item) for item in value]
+    return value
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over `limit` bytes gets 413 before any route sees it."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > self.limit:
+            await _plain(413 if length.isdigit() else 400, "request body too large", send)
+            return
+        body, more = b"", True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.limit:
+                await _plain(413, "request body too large", send)
+                return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _plain(status: int, text: str, send: Send) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+        }
+    )
+    await send({"type": "http.response.body", "body": text.encode()})
+
+
+class PreviewEncoder:
+    """Draws the overlay and encodes JPEG once per frame, whatever the number of viewers."""
+
+    def __init__(self, quality: int = 80) -> None:
+        self.quality = quality
+        self._lock = threading.Lock()
+        self._cached: tuple[int, bytes] | None = None
+
+    def encode(self, index: int, image: np.ndarray, overlay: Overlay | None) -> bytes:
+        with self._lock:
+            if self._cached is not None and self._cached[0] == index:
+                return self._cached[1]
+        jpeg = _jpeg(draw_overlay(image, overlay), self.quality)
+        with self._lock:
+            self._cached = (index, jpeg)
+        return jpeg
+
+
+def _jpeg(rgb: np.ndarray, quality: int) -> bytes:
+    ok, encoded = cv2.imencode(
+        ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
+    if not ok:
+        raise ValueError("frame could not be encoded as JPEG")
+    return encoded.tobytes()
+
+
+def draw_overlay(image: np.ndarray, overlay: Overlay | None) -> np.ndarray:
+    """Face boxes (green: every check passed, red: not) and the eye/mouth regions (amber)."""
+    if overlay is None:
+        return image
+    canvas = image.copy()
+    thickness = max(2, round(image.shape[1] / 320))
+    colour = GREEN if overlay.passing else RED
+    for x0, y0, x1, y1 in overlay.faces:
+        cv2.rectangle(canvas, (round(x0), round(y0)), (round(x1), round(y1)), colour, thickness)
+    for _, (x0, y0, x1, y1) in overlay.regions:
+        cv2.rectangle(canvas, (round(x0), round(y0)), (round(x1), round(y1)), AMBER, 1)
+    return canvas
+
+
+def create_app(service: KioskService, console: ConsoleConfig) -> Starlette:
+    """The console for a started (or about to be started) service."""
+    encoder = PreviewEncoder()
+    token = console.token
+    names = allowed_names(console)
+    sessions = Sessions(console.session_s)
+    failures = FailureLimiter(console.max_token_failures)
+    viewers = ViewerSlots(console.max_preview_viewers)
+
+    def client_of(request: Request) -> str:
+        return request.client.host if request.client else "?"
+
+    def authorized(request: Request) -> bool:
+        """A right bearer token or a live session; a wrong bearer token counts as a failure."""
+        if not token:
+            return True
+        offered = _bearer(request)
+        if not offered:
+            return sessions.valid(request.cookies.get(COOKIE, ""))
+        return check_token(request, offered)
+
+    def check_token(request: Request, offered: str) -> bool:
+        client = client_of(request)
+        wait = failures.retry_after(client)
+        if wait > 0:
+            log.warning("429: %s %s from %s after too many wrong tokens", *_where(request))
+            raise HTTPException(
+                429,
+                f"too many wrong tokens; try again in {math.ceil(wait)} s",
+                headers={"Retry-After": str(math.ceil(wait))},
+            )
+        if hmac.compare_digest(offered.encode(), token.encode()):
+            return True
+        failures.failed(client)
+        log.warning("401: %s %s from %s with a wrong token", *_where(request))
+        return False
+
+    def require_token(request: Request) -> None:
+        if not authorized(request):
+            if not _bearer(request):  # (a wrong one was logged by check_token)
+                log.warning("401: %s %s from %s without a valid token", *_where(request))
+            raise HTTPException(401, "operator token required (Authorization: Bearer, or /login)")
+
+    def same_origin(request: Request) -> None:
+        """A browser names the page that sent a POST; it must be this console (an allowed name on
+        the port the request came to), not the Host the request claims."""
+        origin = request.headers.get("origin") or request.headers.get("referer")
+        if origin is None or _origin_allowed(origin, request.headers.get("host", ""), names):
+            return
+        log.warning("403: %s %s from %s from a page of another origin", *_where(request))
+        raise HTTPException(403, "cross-origin request refused")
+
+    async def index(request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+    async def state(request: Request) -> Response:
+        snapshot = service.snapshot()
+        snapshot["token_required"] = bool(token)
+        snapshot["authorized"] = authorized(request)
+        return JSONResponse(redact_paths(snapshot), headers={"Cache-Control": "no-store"})
+
+    async def health(request: Request) -> Response:
+        status, body = service.health()
+        return JSONResponse(redact_paths(body), status_code=status)
+
+    async def login(request: Request) -> Response:
+        offered = request.query_params.get("token", "")
+        if not token:
+            raise HTTPException(404, "this console has no token: nothing to sign in to")
+        if not offered or not check_token(request, offered):
+            raise HTTPException(401, "wrong token")
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(
+            COOKIE,
+            sessions.start(),
+            max_age=math.ceil(console.session_s),
+            httponly=True,
+            samesite="strict",
+        )
+        return response
+
+    async def command(request: Request, event: Accept | Retake | None) -> Response:
+        require_token(request)
+        same_origin(request)
+        session = await _session_of(request)
+        future = service.request(event, session)
+        try:
+            result = await anyio.to_thread.run_sync(lambda: future.result(COMMAND_TIMEOUT_S))
+        except TimeoutError:
+            raise HTTPException(503, "the service loop did not answer; try again") from None
+        return JSONResponse(redact_paths(result), status_code=200 if result["accepted"] else 409)
+
+    async def accept(request: Request) -> Response:
+        return await command(request, Accept())
+
+    async def retake(request: Request) -> Response:
+        return await command(request, Retake())
+
+    async def reload(request: Request) -> Response:
+        return await command(request, None)
+
+    async def captures(request: Request) -> Response:
+        require_token(request)
+        limit_text = request.query_params.get("limit", "100")
+        if not _LIMIT.fullmatch(limit_text) or not 1 <= int(limit_text) <= 1000:
+            raise HTTPException(400, "limit must be a whole number from 1 to 1000")
+        store = _store(service)
+        records = await anyio.to_thread.run_sync(store.list, int(limit_text))
+        return JSONResponse(redact_paths({"captures": records}))
+
+    async def capture_image(request: Request) -> Response:
+        require_token(request)
+        store = _store(service)
+        try:
+            jpeg = await anyio.to_thread.run_sync(
+                store.load_image, request.path_params["capture_id"]
+            )
+        except StoreError as exc:
+            raise HTTPException(404, str(exc)) from None
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    async def review_still(request: Request) -> Response:
+        require_token(request)
+        review = service.review_image()
+        if review is None:
+            raise HTTPException(404, "no photo under review")
+        jpeg = await anyio.to_thread.run_sync(_jpeg, downscale(review[1], REVIEW_WIDTH), 90)
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    async def preview(request: Request) -> Response:
+        require_token(request)
+        if not viewers.take():
+            log.warning(
+                "503: preview from %s: %d viewers already", client_of(request), viewers.size
+            )
+            raise HTTPException(
+                503, f"the preview has {viewers.size} viewers already; close one and reload"
+            )
+        period = 1.0 / console.preview_fps
+
+        async def parts() -> AsyncIterator[bytes]:
+            last = -1
+            while not service.stopped:
+                started = time.monotonic()
+                got = await anyio.to_thread.run_sync(service.wait_preview, last, 1.0)
+                if got is None:
+                    continue
+                frame, overlay = got
+                last = frame.index
+                jpeg = await anyio.to_thread.run_sync(
+                    encoder.encode, frame.index, frame.image, overlay
+                )
+                yield (
+                    (
+                        f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n"
+                        f"X-Frame-Index: {frame.index}\r\nX-Grabbed: {frame.grabbed:.6f}\r\n\r\n"
+                    ).encode()
+                    + jpeg
+                    + b"\r\n"
+                )
+                await anyio.sleep(max(0.0, period - (time.monotonic() - started)))
+
+        return ViewerStream(
+            viewers,
+            parts(),
+            media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+            headers={"Cache-Control": "no-store"},
+        )
+
+    routes = [
+        Route("/", index),
+        Route("/api/state", state),
+        Route("/health", health),
+        Route("/login", login),
+        Route("/preview.mjpg", preview),
+        Route("/api/review.jpg", review_still),
+        Route("/api/accept", accept, methods=["POST"]),
+        Route("/api/retake", retake, methods=["POST"]),
+        Route("/api/reload", reload, methods=["POST"]),
+        Route("/api/captures", captures),
+        Route("/api/captures/{capture_id}", capture_image),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _json_error})
+    app.add_middleware(BodyLimit, limit=console.max_body_bytes)
+    # Outermost: a request naming a foreign host (DNS rebinding) reaches nothing, not even /health.
+    hosts = [f"[{name}]" if ":" in name else name for name in names]
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False)
+    app.state.console = console  # the server's connection limits (kiosk.service.console.server)
+    return app
+
+
+class ViewerSlots:
+    """A cap on concurrent preview streams: each holds a connection and a worker thread."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._taken = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self._taken >= self.size:
+                return False
+            self._taken += 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self._taken -= 1
+
+
+class ViewerStream(StreamingResponse):
+    """A StreamingResponse that gives its viewer slot back however the stream ends."""
+
+    def __init__(self, slots: ViewerSlots, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.slots = slots
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.slots.release()
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    return header[7:] if header.lower().startswith("bearer ") else ""
+
+
+def _where(request: Request) -> tuple[str, str, str]:
+    return request.method, request.url.path, request.client.host if request.client else "?"
+
+
+def _origin_allowed(origin: str, host_header: str, names: Iterable[str]) -> bool:
+    """Origin/Referer URL on an allowed name and on the port the request was sent to."""
+    try:
+        page, target = urlsplit(origin), urlsplit(f"//{host_header}")
+        page_port = page.port or {"http": 80, "https": 443}.get(page.scheme)
+        return (
+            page.scheme in ("http", "https")
+            and page.hostname in names
+            and page_port == (target.port or 80)
+        )
+    except ValueError:  # a port that is not a number
+        return False
+
+
+async def _session_of(request: Request) -> int | None:
+    """The optional `{"session": n}` body: the photo the operator saw (a stale click is refused)."""
+    body = await request.body()
+    if not body.strip():
+        return None
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):  # (bad JSON or UTF-8; nesting deeper than Python's stack)
+        raise HTTPException(400, "request body is not valid JSON") from None
+    if not isinstance(data, dict) or set(data) - {"session"}:
+        raise HTTPException(422, 'body must be {"session": <number>} or empty')
+    session = data.get("session")
+    if session is not None and (not isinstance(session, int) or isinstance(session, bool)):
+        raise HTTPException(422, "session must be a whole number")
+    return session
+
+
+def _store(service: KioskService) -> Any:
+    if service.store is None:
+        raise HTTPException(503, f"capture store unavailable: {service.store_error}")
+    return service.store
+
+
+async def _json_error(request: Request, exc: HTTPException) -> Response:
+    return JSONResponse(
+        {"error": redact_paths(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+    )
