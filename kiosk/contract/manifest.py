@@ -74,6 +74,7 @@ KNOWN_ARCHITECTURES = (
     "MTCNN PNET",  # training/export_mtcnn.py
     "MTCNN RNET",
     "MTCNN ONET",
+    "YuNet",  # OpenCV Zoo ONNX run by cv2.FaceDetectorYN (kiosk/runtime/vision/yunet.py)
     "SRCNN-style residual generator",  # training/sr/nets.py: sr_x4
     "dlib ensemble of regression trees",  # training/landmarks.py: shape_predictor_mtcnn
 )

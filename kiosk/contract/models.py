@@ -106,6 +106,14 @@ OTHER: dict[str, ModelSpec] = {
         ModelSpec("mtcnn_rnet", "detector", "MTCNN RNET (Zhang et al. 2016)", (1, 24, 24, 3)),
         ModelSpec("mtcnn_onet", "detector", "MTCNN ONET (Zhang et al. 2016)", (1, 48, 48, 3)),
         ModelSpec(
+            "yunet",
+            "detector",
+            "YuNet (Wu et al. 2023), OpenCV Zoo face_detection_yunet_2023mar",
+            (1, 3, -1, -1),
+            input="BGR uint8 frame, any size (cv2.FaceDetectorYN)",
+            output="per face: box x, y, w, h, 5 keypoints, score",
+        ),
+        ModelSpec(
             "jpeg_history",
             "forensic",
             "kv JPEG detector (hardened), training/jpeg/nets.py",

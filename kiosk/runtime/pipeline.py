@@ -18,8 +18,8 @@ from kiosk.runtime.checks import ComplianceChecks
 from kiosk.runtime.checks.base import CheckResult
 from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.vision.analysis import Analysis, FaceAnalyzer
+from kiosk.runtime.vision.detectors import DEFAULT_BACKEND, make_detector
 from kiosk.runtime.vision.landmarks import LandmarkPredictor, find_model
-from kiosk.runtime.vision.mtcnn_lite import MtcnnLite
 
 ACCEPT, REJECT, ERROR = "accept", "reject", "error"
 
@@ -68,11 +68,23 @@ class CompliancePipeline:
     def __init__(self, config: Config, registry: ModelRegistry | None = None) -> None:
         registry = registry or ModelRegistry(config.models_dir, config.models.public_key_path)
         self.registry = registry
-        detector = MtcnnLite(registry, config.detector, num_threads=config.models.num_threads)
+        # [detector] backend and [gates] background_face_ratio are read with defaults until the
+        # config schema declares them.
+        detector = make_detector(
+            getattr(config.detector, "backend", DEFAULT_BACKEND),
+            registry,
+            config.detector,
+            num_threads=config.models.num_threads,
+        )
         landmark_model = find_model(config.landmarks.model or None)
         _verify_if_listed(registry, landmark_model)
         landmarks = LandmarkPredictor(landmark_model, box_scale=config.landmarks.box_scale)
-        self.analyzer = FaceAnalyzer(detector, landmarks, config.gates.min_face_px)
+        self.analyzer = FaceAnalyzer(
+            detector,
+            landmarks,
+            config.gates.min_face_px,
+            background_face_ratio=getattr(config.gates, "background_face_ratio", 0.5),
+        )
         self.checks = ComplianceChecks(registry, num_threads=config.models.num_threads)
 
     def check(self, rgb: np.ndarray) -> tuple[Verdict, Analysis]:

@@ -12,35 +12,57 @@ import cv2
 import numpy as np
 
 from kiosk.contract.reasons import FACE_TOO_SMALL, NO_FACE, SEVERAL_FACES
+from kiosk.runtime.vision.detectors import FaceDetector
 from kiosk.runtime.vision.landmarks import LandmarkPredictor
-from kiosk.runtime.vision.mtcnn_lite import MtcnnLite
 from kiosk.runtime.vision.regions import Regions, extract_regions
 from kiosk.runtime.vision.types import Face, Landmarks
 
 
 @dataclass(frozen=True)
 class Analysis:
-    """Everything known about one frame before scoring. `reason` is set when a gate failed."""
+    """Everything known about one frame before scoring. `reason` is set when a gate failed.
+
+    `rgb` and `gray` are the analysed frame (set once the gates passed) for the image-measure
+    checks; `still_scale` is how many pixels of the final still one analysed pixel spans, so the
+    resolution check judges the photo that will be stored, not the preview.
+    """
 
     faces: list[Face]
     face: Face | None
     landmarks: Landmarks | None
     regions: Regions | None
     reason: str | None
+    rgb: np.ndarray | None = None
+    gray: np.ndarray | None = None
+    still_scale: float = 1.0
 
 
 class FaceAnalyzer:
-    """Runs detection, the one-face and minimum-size gates, landmarks and region crops."""
+    """Runs detection, the one-face and minimum-size gates, landmarks and region crops.
+
+    A face whose box side is under `background_face_ratio` x the largest face's side is a
+    passer-by behind the applicant: it is ignored (and left out of `faces`) instead of refusing
+    the frame; 0 counts every face.
+    """
 
     def __init__(
-        self, detector: MtcnnLite, landmarks: LandmarkPredictor, min_face_px: int = 100
+        self,
+        detector: FaceDetector,
+        landmarks: LandmarkPredictor,
+        min_face_px: int = 100,
+        background_face_ratio: float = 0.5,
     ) -> None:
         self.detector = detector
         self.landmarks = landmarks
         self.min_face_px = min_face_px
+        self.background_face_ratio = background_face_ratio
 
     def analyze(self, rgb: np.ndarray) -> Analysis:
         faces = self.detector.detect(rgb)
+        if len(faces) > 1:
+            largest = max(max(f.width, f.height) for f in faces)
+            floor = self.background_face_ratio * largest
+            faces = [f for f in faces if max(f.width, f.height) >= floor]
         if not faces:
             return Analysis(faces, None, None, None, NO_FACE)
         if len(faces) > 1:
@@ -51,4 +73,4 @@ class FaceAnalyzer:
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         landmarks = self.landmarks.predict(gray, face.box)
         regions = extract_regions(gray, landmarks, face.box)
-        return Analysis(faces, face, landmarks, regions, None)
+        return Analysis(faces, face, landmarks, regions, None, rgb, gray)
