@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import cv2
 import numpy as np
@@ -100,8 +100,30 @@ def load_image(
         return _decode(image, name, work_pixels)
 
 
-def load_luma(path: Path | str, limits: Limits = Limits()) -> np.ndarray:
-    """Full-resolution BT.601 luma (H, W) uint8 in the file's stored orientation.
+class Luma:
+    """Full-resolution BT.601 luma held once, by Pillow; `luma[y0:y1, x0:x1]` copies out just
+    that window. The JPEG-history check reads a few hundred 64-px patches, so a 50 MP file's luma
+    never exists twice (Pillow's buffer plus a numpy copy, or OpenCV's decode buffers: ~100 MB)."""
+
+    def __init__(self, image: Image.Image) -> None:
+        self._image = image  # mode "L"
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self._image.height, self._image.width
+
+    def __getitem__(self, window: tuple[slice, slice]) -> np.ndarray:
+        rows, cols = window
+        box = (cols.start or 0, rows.start or 0, cols.stop, rows.stop)
+        return np.asarray(self._image.crop(box))
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        """The whole plane (a copy): for tests and small images."""
+        return np.asarray(self._image, dtype=dtype)
+
+
+def load_luma(path: Path | str, limits: Limits = Limits()) -> Luma:
+    """Full-resolution BT.601 luma in the file's stored orientation.
 
     For JPEGs this is the Y plane itself, decoded without colour (1 byte a pixel): what JPEG
     compressed, and what the JPEG-history detector was trained on (grayscale JPEGs). No EXIF
@@ -113,10 +135,12 @@ def load_luma(path: Path | str, limits: Limits = Limits()) -> np.ndarray:
                 image.draft("L", image.size)
             image.load()
             if image.mode == "L":
-                return np.asarray(image)
+                # A second Image on the same decoded core: closing the file's Image drops only
+                # its reference, and no 50 MP copy is made.
+                return Luma(image._new(image.im))
             if image.mode == "RGB":
-                return np.asarray(image.convert("L"))
-            return cv2.cvtColor(to_rgb(image), cv2.COLOR_RGB2GRAY)
+                return Luma(image.convert("L"))
+            return Luma(Image.fromarray(cv2.cvtColor(to_rgb(image), cv2.COLOR_RGB2GRAY)))
         except (OSError, SyntaxError, ValueError) as exc:
             raise InputError(f"{name} is corrupt or truncated ({exc})") from None
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from kiosk.config import Config
 from kiosk.contract.errors import InputError, ModelError
+from kiosk.runtime.imageio import Luma
 from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.models.tflite_io import BinaryClassifier
 
@@ -79,8 +80,9 @@ class JpegHistoryCheck:
         self.patch = self.classifier.input_size[0]
         self.threshold = threshold
 
-    def patch_scores(self, gray: np.ndarray) -> np.ndarray:
-        """Scores of the patch grid of a grayscale uint8 image (see patch_corners)."""
+    def patch_scores(self, gray: np.ndarray | Luma) -> np.ndarray:
+        """Scores of the patch grid of a grayscale uint8 image (see patch_corners); a `Luma`
+        hands out one patch at a time."""
         corners = patch_corners(*gray.shape, self.patch)
         size = self.patch
         return np.array(
@@ -90,7 +92,7 @@ class JpegHistoryCheck:
 
     def run(self, capture: Capture, artifacts: Artifacts) -> dict[str, Any]:
         del artifacts  # nothing drawn
-        gray = capture.luma if capture.luma is not None else to_gray(capture.rgb)
+        gray = capture.luma() if capture.luma is not None else to_gray(capture.rgb)
         scores = self.patch_scores(gray)
         score = pool(scores)
         return {

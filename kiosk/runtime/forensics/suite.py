@@ -19,6 +19,7 @@ from kiosk.contract.errors import KioskError
 from kiosk.runtime.forensics.ela import make_ela_check
 from kiosk.runtime.forensics.jpeg import make_jpeg_check
 from kiosk.runtime.forensics.sr import make_sr_check
+from kiosk.runtime.imageio import Luma
 from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.vision.types import Box
 
@@ -28,14 +29,15 @@ class Capture:
     """A still. `face` is the detector box (in `rgb`'s pixels) when exactly one face was found.
 
     `rgb` may be a downscaled copy of the capture (`scale` original px per px, docs/input.md);
-    `luma` is then the full-resolution luma in the file's stored orientation, for the checks that
-    are not scale-safe (JPEG history), or None when `rgb` is the capture itself.
+    `luma` then loads the full-resolution luma in the file's stored orientation, for the checks
+    that are not scale-safe (JPEG history): a loader, so that 50 MP plane lives only while the
+    check that needs it runs. None when `rgb` is the capture itself.
     """
 
     rgb: np.ndarray  # (H, W, 3) uint8
     face: Box | None = None
     scale: float = 1.0
-    luma: np.ndarray | None = None
+    luma: Callable[[], Luma] | None = None
 
 
 @dataclass(frozen=True)

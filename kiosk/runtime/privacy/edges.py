@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy import fft as sp_fft
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +106,8 @@ def _harmonic_responses(images: np.ndarray, bank: _Bank) -> np.ndarray:
     so a circular FFT correlation is exact on the image itself. Returns (pixels, 2 * n_orders):
     real parts then imaginary parts of each harmonic response, ready for steering.
     """
+    from scipy import fft as sp_fft  # on use: other commands skip its ~20 MB
+
     radius = bank.kernels.shape[-1] // 2
     h, w = images.shape[-2:]
     fshape = tuple(sp_fft.next_fast_len(n + 2 * radius, real=True) for n in (h, w))

@@ -47,7 +47,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import fft as sp_fft
 
 from kiosk.runtime.privacy.zigzag import zigzag_order
 
@@ -254,6 +253,8 @@ def _dct_transform(
     cells: np.ndarray, count: int, keyed: _Keyed, scheme: str, inverse: bool
 ) -> np.ndarray:
     """Sign flips or AC permutation on level-shifted 8x8 DCT blocks (float in, float out)."""
+    from scipy import fft as sp_fft  # on use: other commands skip its ~20 MB
+
     n, size, _, c = cells.shape
     coeffs = sp_fft.dctn(cells.astype(np.float64) - 127.5, axes=(1, 2), norm="ortho")
     coeffs = coeffs.transpose(0, 3, 1, 2).reshape(n * c, size * size)

@@ -34,7 +34,6 @@ from functools import lru_cache
 import cv2
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy import fft as sp_fft
 
 from kiosk.runtime.privacy.edges import EDGE_FILTERS, edge_maps, edge_strength
 from kiosk.runtime.privacy.zigzag import zigzag_ranks
@@ -201,6 +200,8 @@ def _lowpass_weights(size: int, beta: float) -> np.ndarray:
 
 def _lowpass(blocks: np.ndarray, beta: float) -> np.ndarray:
     """Per-block DCT low-pass of (n_blocks, size, size), flattened to (n_blocks, size * size)."""
+    from scipy import fft as sp_fft  # on use: other commands skip its ~20 MB
+
     size = blocks.shape[-1]
     flat = blocks.astype(np.float32)
     coeffs = sp_fft.dctn(flat, axes=(1, 2), norm="ortho")
