@@ -1,0 +1,130 @@
+"""`make_token`: the passport-ready photo and the ISO Token Frontal image from one still."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from kiosk.config import TokenConfig, TokenFormat
+from kiosk.contract.errors import ConfigError, InputError
+from kiosk.runtime.forensics.sr import SrCheck
+from kiosk.runtime.token.geometry import (
+    Placement,
+    measure_head,
+    place,
+    place_token_frontal,
+)
+from kiosk.runtime.token.render import encode_jpeg, warp
+from kiosk.runtime.vision.types import Landmarks
+
+log = logging.getLogger(__name__)
+
+TOKEN_FRONTAL_WIDTH = 480  # px: 120 px between the eyes, above ICAO's 90 px minimum
+
+
+@dataclass(frozen=True)
+class TokenPhoto:
+    """The print-format photo (`jpeg`, at the format's dpi) and the ISO/IEC 19794-5 Token
+    Frontal image (`frontal_jpeg`); `geometry` is JSON-ready; `warnings` say what an operator
+    should look at (the crop left the frame, the face was enlarged)."""
+
+    format: str
+    jpeg: bytes
+    frontal_jpeg: bytes
+    geometry: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+    def as_record(self) -> dict[str, Any]:
+        """What the capture record keeps (the images are stored beside it)."""
+        return {"format": self.format, "geometry": self.geometry, "warnings": list(self.warnings)}
+
+
+def pick_format(token: TokenConfig, name: str | None = None) -> tuple[str, TokenFormat]:
+    """(name, format): the named one, or [token] default_format; ConfigError lists the known."""
+    name = name or token.default_format
+    if name not in token.formats:
+        known = ", ".join(sorted(token.formats))
+        raise ConfigError(f"unknown token format {name!r}; [token.formats] has {known}")
+    return name, token.formats[name]
+
+
+def outside_share(placement: Placement, frame_size: tuple[int, int]) -> dict[str, float]:
+    """How far the output's rectangle reaches past each frame edge, as a share of the crop's
+    height in the frame (0 inside): keys left/right/top/bottom in image terms."""
+    width, height = frame_size
+    corners = placement.corners_in_frame()
+    crop_height = placement.size[1] / placement.scale
+    reach = {
+        "left": -corners[:, 0].min(),
+        "right": corners[:, 0].max() - width,
+        "top": -corners[:, 1].min(),
+        "bottom": corners[:, 1].max() - height,
+    }
+    return {side: round(max(float(value), 0.0) / crop_height, 4) for side, value in reach.items()}
+
+
+def make_token(
+    still_rgb: np.ndarray,
+    landmarks: Landmarks,
+    fmt: TokenFormat,
+    format_name: str = "",
+    sr: SrCheck | None = None,
+    frontal_width: int = TOKEN_FRONTAL_WIDTH,
+) -> TokenPhoto:
+    """Cut, level and scale the token photo of `fmt` and the Token Frontal image from the
+    full-resolution still. `landmarks` must be in the still's pixels (predict them on the
+    still inside the rescaled face box: scaling the preview's points up multiplies their
+    error). `sr`: the forensic suite's SR check, used when the face is too small for the
+    output. InputError when the landmarks cannot place a face."""
+    if still_rgb.ndim != 3 or still_rgb.shape[2] != 3:
+        raise InputError(f"the still must be RGB (H, W, 3), got shape {still_rgb.shape}")
+    try:
+        head = measure_head(landmarks)
+    except ValueError as exc:
+        raise InputError(f"no token photo: {exc}") from None
+    placement = place(head, fmt)
+    frontal_placement = place_token_frontal(head, frontal_width)
+    image, sr_used = warp(still_rgb, placement, sr)
+    frontal, frontal_sr = warp(still_rgb, frontal_placement, sr)
+    frame_size = (still_rgb.shape[1], still_rgb.shape[0])
+    outside = outside_share(placement, frame_size)
+    warnings = []
+    if any(outside.values()):
+        worst = max(outside, key=outside.__getitem__)
+        warnings.append(
+            f"the crop reaches past the still's {worst} edge by {outside[worst]:.0%} of its "
+            "height; there the still's edge pixels are repeated"
+        )
+    upscale = placement.scale
+    if upscale > 1.0:
+        how = "super-resolved x4" if sr_used else "enlarged bicubically"
+        warnings.append(f"the face was {how} ({upscale:.2f}x) to reach {fmt.dpi} dpi")
+    width, height = placement.size
+    geometry = {
+        "size_px": [width, height],
+        "dpi": fmt.dpi,
+        "size_mm": [fmt.width_mm, fmt.height_mm],
+        "head_ratio": round(placement.head_ratio, 4),
+        "eye_line_from_bottom": round(placement.eye_line_from_bottom, 4),
+        "roll_corrected_deg": round(head.roll_deg, 2),
+        "scale": round(upscale, 4),
+        "super_resolved": sr_used,
+        "outside_frame": outside,
+        "eye_distance_px": round(head.eye_distance * upscale, 1),
+        "frontal": {
+            "size_px": list(frontal_placement.size),
+            "eye_distance_px": round(frontal_placement.size[0] / 4, 1),
+            "super_resolved": frontal_sr,
+        },
+    }
+    log.debug("token photo %s: scale %.3f, sr %s", format_name, upscale, sr_used)
+    return TokenPhoto(
+        format_name,
+        encode_jpeg(image, fmt.dpi),
+        encode_jpeg(frontal, fmt.dpi),
+        geometry,
+        warnings,
+    )
