@@ -17,7 +17,7 @@ def test_default_config_is_valid(capsys):
     [
         ({"gates": {"min_face_pix": 90}}, "unknown key gates.min_face_pix"),
         ({"gate": {}}, r"unknown section \[gate\]"),
-        ({"gates": {"min_face_px": "big"}}, "gates.min_face_px = 'big' must be a int"),
+        ({"gates": {"min_face_px": "big"}}, "gates.min_face_px = 'big' must be an int"),
         ({"detector": {"threshold_onet": 1.5}}, r"detector.threshold_onet = 1.5 is outside"),
         ({"models": "models"}, r"\[models\] must be a table"),
     ],

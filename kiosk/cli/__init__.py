@@ -21,7 +21,7 @@ from kiosk.cli import forensics as forensics_cli
 from kiosk.cli import privacy as privacy_cli
 from kiosk.cli import run as service_cli
 from kiosk.cli import store as store_cli
-from kiosk.config import DEFAULT_CONFIG, load_config
+from kiosk.config import CONFIG_ENV, PROJECT_CONFIG, SYSTEM_CONFIG, find_config, load_config
 from kiosk.contract.errors import KioskError
 from kiosk.runtime.cameras.sources import Frame
 from kiosk.runtime.imageio import Limits
@@ -121,12 +121,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kiosk", description="idkiosk: ID-photo capture kiosk")
     parser.add_argument("--version", action="version", version=f"idkiosk {__version__}")
     parser.add_argument(
-        "--config", type=Path, default=None, help=f"TOML config (default {DEFAULT_CONFIG})"
+        "--config",
+        type=Path,
+        default=None,
+        help=f"TOML config (default: ${CONFIG_ENV}, else {SYSTEM_CONFIG}, else {PROJECT_CONFIG})",
     )
     parser.add_argument(
         "--validate-config",
         action="store_true",
-        help="check the config file and exit (0 valid, 2 invalid)",
+        help="check the config file with the rules `kiosk run` applies, and exit (0 valid, "
+        "2 invalid)",
     )
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command")
@@ -162,8 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         if args.validate_config:
-            load_config(args.config)
-            print(f"config {args.config or DEFAULT_CONFIG} is valid")
+            path = find_config(args.config)
+            load_config(path)
+            print(f"config {path} is valid")
             return 0
         if not args.command:
             parser.print_help()

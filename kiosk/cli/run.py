@@ -7,8 +7,9 @@ import dataclasses
 import logging
 import signal
 import sys
+from pathlib import Path
 
-from kiosk.config import load_config
+from kiosk.config import is_camera_spec, load_config
 from kiosk.contract.errors import KioskError
 
 log = logging.getLogger(__name__)
@@ -25,20 +26,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Runs until SIGTERM/SIGINT; SIGHUP reloads the model bundle (kept only if it verifies)."""
-    from kiosk.service.console.app import check_binding, create_app
+    from kiosk.service.console.app import create_app
     from kiosk.service.console.server import bind, uvicorn_server
     from kiosk.service.loop import KioskService
 
+    # The schema's rules (console exposure, camera spec, backoff...) apply to the overrides too:
+    # replacing a section validates it again.
     config = load_config(args.config)
     if args.source:
+        source = args.source if is_camera_spec(args.source) else str(Path(args.source).absolute())
         config = dataclasses.replace(
-            config, service=dataclasses.replace(config.service, source=args.source)
+            config, service=dataclasses.replace(config.service, source=source)
         )
     if args.port is not None:
         config = dataclasses.replace(
             config, console=dataclasses.replace(config.console, port=args.port)
         )
-    check_binding(config.console)
     try:
         sock = bind(config.console.host, config.console.port)
     except OSError as exc:

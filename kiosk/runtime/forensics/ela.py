@@ -57,13 +57,16 @@ def make_ela_check(registry: ModelRegistry, config: Config) -> ElaCheck | None:
     if MODEL_NAME not in registry.entries:
         return None
     entry = registry.entry(MODEL_NAME)
-    quality = config.forensics.ela_quality
-    trained = entry.extra.get("ela_quality")
-    if entry.threshold is None or trained != quality:
+    # The re-save quality is the model's (its manifest entry); the config may only repeat it.
+    # Checked here too: a reloaded bundle may have been trained at another quality.
+    quality = entry.extra.get("ela_quality")
+    configured = config.forensics.ela_quality
+    if entry.threshold is None or type(quality) is not int or configured not in (None, quality):
         raise ModelError(
-            f"model {MODEL_NAME!r} was trained with ELA quality {trained} and threshold "
-            f"{entry.threshold}; [forensics] ela_quality = {quality}: retrain it or set the config "
-            "back to the model's quality"
+            f"model {MODEL_NAME!r} was trained with ELA quality {quality} and threshold "
+            f"{entry.threshold}; [forensics] ela_quality = {configured}: delete that line (the "
+            "model's quality is used) or deploy a bundle whose entry states an integer "
+            "ela_quality and a threshold"
         )
     model = Model(registry.interpreter(MODEL_NAME, num_threads=config.models.num_threads))
     return ElaCheck(model, entry.threshold, quality)

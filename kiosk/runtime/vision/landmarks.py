@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kiosk.config import DEFAULT_BOX_SCALE
 from kiosk.contract.errors import ModelError
 from kiosk.runtime.vision.types import Box, Landmarks
 
@@ -42,9 +43,10 @@ def find_model(configured: str | Path | None = None) -> Path:
 
 class LandmarkPredictor:
     """`predict(gray, box)` -> Landmarks. `box_scale` enlarges the detector box about its centre
-    so it matches the box geometry the predictor was trained on (1.0 for MTCNN-trained models)."""
+    so it matches the box geometry the predictor was trained on: the model's own
+    (kiosk.config.model_box_scale; None: DEFAULT_BOX_SCALE, the MTCNN box as it is)."""
 
-    def __init__(self, model_path: Path, box_scale: float = 1.0) -> None:
+    def __init__(self, model_path: Path, box_scale: float | None = None) -> None:
         import dlib
 
         try:
@@ -53,11 +55,11 @@ class LandmarkPredictor:
             raise ModelError(f"landmark model {model_path} cannot be loaded: {exc}") from exc
         self._dlib = dlib
         self.model_path = model_path
-        self.box_scale = box_scale
+        self.box_scale = DEFAULT_BOX_SCALE if box_scale is None else box_scale
 
     @classmethod
     def default(
-        cls, configured: str | Path | None = None, box_scale: float = 1.0
+        cls, configured: str | Path | None = None, box_scale: float | None = None
     ) -> LandmarkPredictor:
         return cls(find_model(configured), box_scale=box_scale)
 

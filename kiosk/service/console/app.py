@@ -16,7 +16,8 @@ Routes (docs/service.md has the full table):
 
 [T]: needs the console token when one is configured — `Authorization: Bearer <token>` or the
 `kiosk_session` cookie that /login sets (a random session id that expires server-side, never the
-token). Without a token the console must bind to a loopback address (`check_binding`).
+token). Without a token the console must bind to a loopback address (the [console] rules of
+kiosk/config.py).
 
 Every request must name an allowed host (loopback names, the bind address, `allowed_hosts`) or
 gets 400: a DNS-rebinding page reaches 127.0.0.1 under its own name, so this is what keeps it
@@ -29,7 +30,6 @@ Refusals are logged with client address, method and path (never the token), floo
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import logging
 import math
@@ -61,7 +61,13 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kiosk.config import ConsoleConfig
+from kiosk.config import (
+    LOOPBACK_NAMES,
+    WILDCARD_HOSTS,
+    ConsoleConfig,
+    console_problem,
+)
+from kiosk.config import token_bits as token_bits  # moved to the schema; tests import it here
 from kiosk.contract.errors import ConfigError
 from kiosk.runtime.cameras.live import downscale
 from kiosk.service.loop import KioskService, Overlay
@@ -72,89 +78,23 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "kiosk_session"
-MIN_TOKEN_CHARS = 16
-MIN_TOKEN_BITS = 80.0
 FAILURE_WINDOW_S = 60.0
 MAX_SESSIONS = 64
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
-WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 BOUNDARY = "frame"
 COMMAND_TIMEOUT_S = 30.0
 REVIEW_WIDTH = 1280
 GREEN, RED, AMBER = (40, 200, 40), (230, 50, 50), (255, 190, 0)
-CLASS_SIZES = {"lower": 26, "upper": 26, "digit": 10, "other": 33}
-GENERATE = "e.g. `openssl rand -hex 16`"
-# Bounds of the [console] settings this module adds (key: (low, high)).
-LIMITS: dict[str, tuple[float, float]] = {
-    "idle_timeout_s": (0.5, 300.0),
-    "max_connections": (4, 4096),
-    "max_header_bytes": (1024, 65536),
-    "max_preview_viewers": (1, 64),
-    "session_s": (60.0, 7 * 86400.0),
-    "max_token_failures": (1, 1000),
-}
-_HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
 _LIMIT = re.compile(r"[0-9]{1,4}")
 # An absolute path's directories ("/var/lib/kiosk/"), not preceded by a word or URL character.
 _PATH_DIRS = re.compile(r"(?<![\w.~:/-])/(?:[^\s/'\"]+/)+")
 
 
 def check_binding(console: ConsoleConfig) -> None:
-    """Refuse console settings that expose it (no or a guessable token off loopback), that would
-    refuse its own operators (listening everywhere with no names allowed), or are out of range."""
-    for key, (low, high) in LIMITS.items():
-        value = getattr(console, key)
-        if not low <= value <= high:
-            raise ConfigError(f"console.{key} = {value!r} is outside [{low}, {high}]")
-    if console.token:
-        if len(console.token) < MIN_TOKEN_CHARS:
-            raise ConfigError(
-                f"console.token must have at least {MIN_TOKEN_CHARS} characters ({GENERATE})"
-            )
-        if token_bits(console.token) < MIN_TOKEN_BITS:
-            raise ConfigError(
-                f"console.token is too easy to guess (about {token_bits(console.token):.0f} bits, "
-                f"at least {MIN_TOKEN_BITS:.0f} needed: no repeats, runs or short alphabets); "
-                f"use a random one ({GENERATE})"
-            )
-    if not console.token and not _is_loopback(console.host):
-        raise ConfigError(
-            f"console.host = {console.host!r} exposes the console beyond this machine: set "
-            f"console.token ({GENERATE}) or bind to 127.0.0.1"
-        )
-    for name in console.allowed_hosts:
-        if not isinstance(name, str) or not _valid_host_name(name):
-            raise ConfigError(
-                f"console.allowed_hosts: {name!r} is not a host name or IP address "
-                '(no port, scheme or wildcard; e.g. "kiosk-3.local" or "192.168.1.20")'
-            )
-    if console.host in WILDCARD_HOSTS and not console.allowed_hosts:
-        raise ConfigError(
-            f"console.host = {console.host!r} listens on every address, but browsers would be "
-            "refused: list the names or addresses operators open in console.allowed_hosts "
-            '(e.g. ["192.168.1.20", "kiosk-3.local"])'
-        )
-
-
-def token_bits(token: str) -> float:
-    """A deliberately simple strength estimate: log2 of the alphabet (the character classes
-    present: 26 lower, 26 upper, 10 digits, 33 others) for each character that does not repeat
-    one of the two before it, continue a ±1 run ("1234", "cba") or close an already-seen
-    trigram ("abcabc"). Random hex of 32 characters scores about 130; no dictionary check."""
-    pool = sum(CLASS_SIZES[name] for name in {_char_class(c) for c in token})
-    fresh = 0
-    for i, c in enumerate(token):
-        repeat = c in token[max(0, i - 2) : i] or (i >= 2 and token[i - 2 : i + 1] in token[:i])
-        run = i >= 2 and ord(c) - ord(token[i - 1]) == ord(token[i - 1]) - ord(token[i - 2])
-        run = run and abs(ord(c) - ord(token[i - 1])) == 1
-        fresh += not (repeat or run)
-    return fresh * math.log2(max(pool, 2))
-
-
-def _char_class(c: str) -> str:
-    if c.isascii() and c.isalnum():
-        return "digit" if c.isdigit() else "upper" if c.isupper() else "lower"
-    return "other"
+    """Refuse console settings that expose it or would refuse its own operators: the schema's
+    rule (kiosk.config.console_problem), which a ConsoleConfig already obeyed when it was built;
+    bounds are the schema's fields."""
+    if problem := console_problem(console):
+        raise ConfigError(problem)
 
 
 def allowed_names(console: ConsoleConfig) -> list[str]:
@@ -163,23 +103,6 @@ def allowed_names(console: ConsoleConfig) -> list[str]:
     if console.host not in WILDCARD_HOSTS:
         names.add(console.host.lower())
     return sorted(names)
-
-
-def _valid_host_name(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-        return True
-    except ValueError:
-        return bool(_HOST_NAME.fullmatch(name.lower())) and len(name) <= 253
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class Sessions:
