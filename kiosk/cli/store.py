@@ -1,4 +1,5 @@
-"""`kiosk export` (decrypted captures plus JSON and CSV sidecars for the office's workflow) and
+"""`kiosk export` (decrypted captures, their token photos and, on request, print sheets, plus JSON
+and CSV sidecars for the office's workflow) and
 `kiosk store check|repair` (records and capture files agree; see docs/store.md).
 
 Export and check open the store read-only (committed rows only, no lock), so they run while the
@@ -18,27 +19,56 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kiosk.config import load_config
+from kiosk.config import TokenConfig, load_config
+from kiosk.contract.errors import ConfigError
 from kiosk.contract.fileio import write_atomically
-from kiosk.service.store import CaptureStore, Consistency, StoreError, check_store, repair_store
+from kiosk.runtime.token import print_sheet
+from kiosk.runtime.token.photo import pick_format
+from kiosk.service.store import (
+    TOKEN,
+    TOKEN_FRONTAL,
+    CaptureStore,
+    Consistency,
+    StoreError,
+    check_store,
+    repair_store,
+)
 
 _CSV_FIELDS = ["id", "image", "session_id", "created", "stored", "decision", "verdict", "reasons"]
+_SUFFIXES = {TOKEN: "_token.jpg", TOKEN_FRONTAL: "_token_frontal.jpg"}
 
 
-def export_captures(store: CaptureStore, out: Path, since: str | None) -> tuple[int, list[str]]:
-    """Write ``<id>.jpg`` per capture and ``records.json``/``records.csv``; (exported, errors)."""
+def export_captures(
+    store: CaptureStore, out: Path, since: str | None, sheet_token: TokenConfig | None = None
+) -> tuple[int, list[str]]:
+    """Write ``<id>.jpg`` per capture, ``<id>_token.jpg`` and ``<id>_token_frontal.jpg`` where a
+    token photo was stored, ``<id>_print.jpg`` (a print sheet of the token photo) when
+    ``sheet_token`` is given, and ``records.json``/``records.csv``; (exported, errors)."""
     out.mkdir(parents=True, exist_ok=True)
     out.chmod(0o700)  # decrypted portraits are personal data
     exported: list[dict[str, Any]] = []
     records, errors = store.list_with_errors(limit=None, since=since)
     for record in reversed(records):  # oldest first
         try:
-            image = store.load_image(record["id"])
+            images = store.load_images(record["id"])
         except StoreError as exc:
             errors.append(str(exc))
             continue
         record["image"] = f"{record['id']}.jpg"
-        write_atomically(out / record["image"], image)
+        write_atomically(out / record["image"], images["still"])
+        for role, suffix in _SUFFIXES.items():
+            if role in images:
+                record[role] = f"{record['id']}{suffix}"
+                write_atomically(out / record[role], images[role])
+        if sheet_token is not None and TOKEN in images:
+            try:
+                _name, fmt = pick_format(sheet_token, record["token"].get("format"))
+                sheet = print_sheet(images[TOKEN], fmt, sheet_token.print_sheet)
+            except (ConfigError, ValueError) as exc:
+                errors.append(f"no print sheet for capture {record['id']}: {exc}")
+            else:
+                record["print_sheet"] = f"{record['id']}_print.jpg"
+                write_atomically(out / record["print_sheet"], sheet)
         exported.append(record)
     write_atomically(out / "records.json", json.dumps(exported, indent=1).encode())
     write_atomically(out / "records.csv", _csv(exported).encode())
@@ -48,10 +78,22 @@ def export_captures(store: CaptureStore, out: Path, since: str | None) -> tuple[
 def _csv(records: list[dict[str, Any]]) -> str:
     """One flat row per capture: a score column per check, nested data as JSON text."""
     checks = sorted({name for r in records for name in r["verdict"].get("checks", {})})
+    measured = [
+        name
+        for name in checks
+        if any("value" in r["verdict"].get("checks", {}).get(name, {}) for r in records)
+    ]
     buffer = io.StringIO()
-    writer = csv.DictWriter(
-        buffer, [*_CSV_FIELDS, *(f"score_{c}" for c in checks), "forensics", "models"]
-    )
+    columns = [
+        *_CSV_FIELDS,
+        *(f"score_{c}" for c in checks),
+        *(f"value_{c}" for c in measured),
+        "token",
+        "token_format",
+        "forensics",
+        "models",
+    ]
+    writer = csv.DictWriter(buffer, columns)
     writer.writeheader()
     for r in records:
         verdict = r["verdict"]
@@ -60,6 +102,10 @@ def _csv(records: list[dict[str, Any]]) -> str:
         row["reasons"] = ";".join(verdict.get("reasons", []))
         for name in checks:
             row[f"score_{name}"] = verdict.get("checks", {}).get(name, {}).get("score", "")
+        for name in measured:
+            row[f"value_{name}"] = verdict.get("checks", {}).get(name, {}).get("value", "")
+        row["token"] = r.get(TOKEN, "")
+        row["token_format"] = r.get("token", {}).get("format", "")
         row["forensics"] = json.dumps(r["forensics"])
         row["models"] = json.dumps(r["models"])
         writer.writerow(row)
@@ -67,11 +113,13 @@ def _csv(records: list[dict[str, Any]]) -> str:
 
 
 def _export(args: argparse.Namespace) -> int:
-    config = load_config(args.config).store
+    full = load_config(args.config)
+    config = full.store
     out = args.out or Path(f"captures-export-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
+    sheet_token = full.token if args.print_sheet else None
     try:
         with CaptureStore.from_config(config, readonly=True) as store:
-            count, errors = export_captures(store, out, args.since)
+            count, errors = export_captures(store, out, args.since, sheet_token)
     except OSError as exc:
         print(f"kiosk export: cannot write {exc.filename or out}: {exc.strerror}", file=sys.stderr)
         return 2
@@ -132,9 +180,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export = subparsers.add_parser(
         "export",
         help="decrypt stored captures, with JSON/CSV records, into a folder",
-        description="Decrypt the capture store ([store] in the config) into OUT: one JPEG per "
-        "capture and records.json / records.csv (verdict, scores, forensics, model hashes, "
-        "operator decision). Safe to run while the kiosk service is storing.",
+        description="Decrypt the capture store ([store] in the config) into OUT: per capture "
+        "the full-resolution JPEG (<id>.jpg) and, where one was stored, the token photo "
+        "(<id>_token.jpg, at its format's dpi) and the ISO Token Frontal image "
+        "(<id>_token_frontal.jpg); records.json / records.csv (verdict, every check's score "
+        "and value, token geometry, forensics, model hashes, operator decision). Safe to run "
+        "while the kiosk service is storing.",
+    )
+    export.add_argument(
+        "--print-sheet",
+        action="store_true",
+        help="also write <id>_print.jpg: copies of the token photo at true size on the "
+        "[token.print_sheet] sheet (10x15 cm, 300 dpi by default), with cutting guides",
     )
     export.add_argument(
         "--out", type=Path, help="output folder (default captures-export-<UTC time>)"

@@ -5,10 +5,12 @@ WAL, ``synchronous=FULL``: an index of the records, rebuildable from the files),
 ``quarantine/`` (files that failed authentication, never deleted) and ``store.lock`` (held by
 the one writer).
 
-A capture file (format ``IDKC2``) holds the capture's record (the database row as JSON) and
-the JPEG, each sealed with AES-256-GCM under the store key, with the capture id in the
-associated data: a file renamed to another id, or altered, fails authentication. Files written
-before the record header existed (``IDKC1``: the JPEG only) are still read.
+A capture file (format ``IDKC3``) holds the capture's record (the database row as JSON), the
+full-resolution JPEG and, when the capture step made one, the token photo and its ISO Token
+Frontal image (docs/token.md), each sealed with AES-256-GCM under the store key, with the capture
+id (and the image's role) in the associated data: a file renamed to another id, an image moved
+to another role, or anything altered, fails authentication. Older files are still read:
+``IDKC2`` (record and JPEG) and ``IDKC1`` (the JPEG only).
 
 Commit protocol of :meth:`CaptureStore.save`:
 
@@ -66,15 +68,23 @@ QUARANTINE = "quarantine"
 SUFFIX = ".cap"
 KEY_BYTES = 32
 UNKNOWN_DECISION = "unknown"  # the decision of an IDKC1 file re-indexed after its row was lost
-# IDKC2: magic, sealed-header length (4 bytes, big-endian), header nonce, AES-GCM(record JSON),
-# image nonce, AES-GCM(JPEG). IDKC1 (read only): magic, nonce, AES-GCM(JPEG).
-_MAGIC = b"IDKC2"
+# IDKC3: magic, sealed-header length (4 bytes, big-endian), header nonce, AES-GCM(record JSON),
+# then per image in IMAGE_ROLES order that the record lists: nonce, AES-GCM(JPEG); each image's
+# length is in the record. IDKC2 (read only): the same with the still only and other associated
+# data. IDKC1 (read only): magic, nonce, AES-GCM(JPEG).
+_MAGIC = b"IDKC3"
+_MAGIC_V2 = b"IDKC2"
 _MAGIC_V1 = b"IDKC1"
+STILL, TOKEN, TOKEN_FRONTAL = "still", "token", "token_frontal"
+IMAGE_ROLES = (STILL, TOKEN, TOKEN_FRONTAL)
+# Where each image's length is kept: image_bytes for the still, keys of the token record else.
+_TOKEN_LENGTH_KEYS = {TOKEN: "bytes", TOKEN_FRONTAL: "frontal_bytes"}
 _NONCE = 12
 _TAG = 16
 _MAX_HEADER = 1 << 20  # a record is a few KiB; a larger length field means a damaged file
-_HEADER_AD = b"IDKC2 record\0"
-_IMAGE_AD = b"IDKC2 image\0"
+_HEADER_AD = b"IDKC3 record\0"
+_HEADER_AD_V2 = b"IDKC2 record\0"
+_IMAGE_AD_V2 = b"IDKC2 image\0"
 _ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{12}$")
 _COLUMNS = (
     "id",
@@ -86,9 +96,12 @@ _COLUMNS = (
     "models",
     "image_bytes",
     "stored",
+    "token",
 )
 _TEXT_COLUMNS = ("id", "session_id", "created", "decision", "stored")
-_JSON_COLUMNS = ("verdict", "forensics", "models")
+_JSON_COLUMNS = ("verdict", "forensics", "models", "token")
+# Columns added after the first schema, with the value rows written before them take.
+_ADDED_COLUMNS = {"token": "'{}'"}
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS captures (
     id TEXT PRIMARY KEY,
@@ -99,7 +112,8 @@ CREATE TABLE IF NOT EXISTS captures (
     forensics TEXT NOT NULL,
     models TEXT NOT NULL,
     image_bytes INTEGER NOT NULL,
-    stored TEXT NOT NULL
+    stored TEXT NOT NULL,
+    token TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS captures_created ON captures (created);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -120,7 +134,9 @@ class CaptureRecord:
 
     ``created`` is an ISO 8601 time (UTC if it has no offset), stored normalized to UTC;
     ``decision`` is the operator's ("accept", "retake", ...); ``verdict`` is
-    ``Verdict.as_record(...)``; ``models`` maps model name to the sha256 that produced it.
+    ``Verdict.as_record(...)`` (every check's value and limit); ``models`` maps model name to
+    the sha256 that produced it; ``token`` is ``TokenPhoto.as_record()`` (format, geometry,
+    warnings) when a token photo is stored with the capture, else empty.
     """
 
     session_id: str
@@ -129,6 +145,7 @@ class CaptureRecord:
     verdict: dict[str, Any] = field(default_factory=dict)
     forensics: dict[str, Any] = field(default_factory=dict)
     models: dict[str, str] = field(default_factory=dict)
+    token: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -235,22 +252,30 @@ def _new_id() -> str:
 # --- capture files --------------------------------------------------------------------------------
 
 
-def _seal(aead: AESGCM, row: dict[str, Any], image: bytes) -> bytes:
+def _image_ad(role: str, capture_id: bytes) -> bytes:
+    return b"IDKC3 image " + role.encode() + b"\0" + capture_id
+
+
+def _image_lengths(row: dict[str, Any]) -> dict[str, int]:
+    """The images a record says its file holds, in file order, with their lengths."""
+    lengths = {STILL: row["image_bytes"]}
+    for role, key in _TOKEN_LENGTH_KEYS.items():
+        if row["token"].get(key):
+            lengths[role] = row["token"][key]
+    return lengths
+
+
+def _seal(aead: AESGCM, row: dict[str, Any], images: dict[str, bytes]) -> bytes:
     capture_id = row["id"].encode()
-    header_nonce, image_nonce = os.urandom(_NONCE), os.urandom(_NONCE)
+    header_nonce = os.urandom(_NONCE)
     header = aead.encrypt(header_nonce, json.dumps(row).encode(), _HEADER_AD + capture_id)
     if len(header) > _MAX_HEADER:
         raise StoreError(f"capture record is {len(header)} bytes, more than {_MAX_HEADER}")
-    return b"".join(
-        (
-            _MAGIC,
-            len(header).to_bytes(4, "big"),
-            header_nonce,
-            header,
-            image_nonce,
-            aead.encrypt(image_nonce, image, _IMAGE_AD + capture_id),
-        )
-    )
+    parts = [_MAGIC, len(header).to_bytes(4, "big"), header_nonce, header]
+    for role in _image_lengths(row):
+        nonce = os.urandom(_NONCE)
+        parts += [nonce, aead.encrypt(nonce, images[role], _image_ad(role, capture_id))]
+    return b"".join(parts)
 
 
 def _open_sealed(aead: AESGCM, sealed: bytes, associated: bytes, what: str) -> bytes:
@@ -270,41 +295,65 @@ def read_capture_file(
     """(record, JPEG) of one capture file, authenticated; StoreError says what is wrong.
 
     The record is None for an IDKC1 file (it has none). ``with_image=False`` reads only the
-    record of an IDKC2 file (what start-up recovery needs) and returns None for the JPEG; an
+    record of an IDKC2/3 file (what start-up recovery needs) and returns None for the JPEG; an
     IDKC1 file is always read whole, since only its JPEG can prove it authentic.
     """
+    row, images = read_capture_images(aead, path, with_images=with_image)
+    return row, images.get(STILL)
+
+
+def read_capture_images(
+    aead: AESGCM, path: Path, with_images: bool = True
+) -> tuple[dict[str, Any] | None, dict[str, bytes]]:
+    """(record, images by role: still, token, token_frontal) of one capture file, every part
+    authenticated; ``with_images=False`` as in :func:`read_capture_file`."""
     capture_id = path.name.removesuffix(SUFFIX)
     if not _ID.match(capture_id) or not path.name.endswith(SUFFIX):
         raise StoreError(f"{path.name} is not named like a capture file (<id>{SUFFIX})")
     what = f"capture file {path.name}"
+    ident = capture_id.encode()
     try:
         with path.open("rb") as file:
             magic = file.read(len(_MAGIC))
             if magic == _MAGIC_V1:
-                return None, _open_sealed(aead, file.read(), capture_id.encode(), what)
-            if magic != _MAGIC:
+                return None, {STILL: _open_sealed(aead, file.read(), ident, what)}
+            if magic not in (_MAGIC, _MAGIC_V2):
                 raise StoreError(f"{what} is not a capture file")
             size = int.from_bytes(file.read(4), "big")
             if not _TAG <= size <= _MAX_HEADER:
                 raise StoreError(f"{what} has a damaged header")
             sealed = file.read(_NONCE + size)
-            header = _open_sealed(aead, sealed, _HEADER_AD + capture_id.encode(), what)
+            header_ad = _HEADER_AD if magic == _MAGIC else _HEADER_AD_V2
+            header = _open_sealed(aead, sealed, header_ad + ident, what)
             try:
-                row = _validated(json.loads(header))
+                row = json.loads(header)
+                if magic == _MAGIC_V2 and isinstance(row, dict):
+                    row.setdefault("token", {})  # written before token photos were stored
+                row = _validated(row)
             except (ValueError, TypeError, KeyError) as exc:
                 raise StoreError(f"{what} holds an invalid record ({exc})") from None
             if row["id"] != capture_id:
                 raise StoreError(f"{what} holds the record of another capture")
-            if not with_image:
-                return row, None
-            image = _open_sealed(aead, file.read(), _IMAGE_AD + capture_id.encode(), what)
+            if not with_images:
+                return row, {}
+            if magic == _MAGIC_V2:
+                images = {STILL: _open_sealed(aead, file.read(), _IMAGE_AD_V2 + ident, what)}
+            else:
+                images = {}
+                for role, length in _image_lengths(row).items():
+                    part = file.read(_NONCE + length + _TAG)
+                    images[role] = _open_sealed(aead, part, _image_ad(role, ident), what)
+                if file.read(1):
+                    raise StoreError(f"{what} has data after its last image")
     except OSError as exc:
         raise StoreError(f"{what} is unreadable: {exc.strerror}") from None
-    if len(image) != row["image_bytes"]:
-        raise StoreError(
-            f"{what} holds {len(image)} image bytes, its record says {row['image_bytes']}"
-        )
-    return row, image
+    for role, length in _image_lengths(row).items():
+        if len(images.get(role, b"")) != length:
+            raise StoreError(
+                f"{what} holds {len(images.get(role, b''))} bytes of its {role} image, its "
+                f"record says {length}"
+            )
+    return row, images
 
 
 def _legacy_row(capture_id: str, image_bytes: int) -> dict[str, Any]:
@@ -320,6 +369,7 @@ def _legacy_row(capture_id: str, image_bytes: int) -> dict[str, Any]:
         "models": {},
         "image_bytes": image_bytes,
         "stored": utc_iso(datetime.now(UTC).isoformat()),
+        "token": {},
     }
 
 
@@ -331,6 +381,10 @@ def _validated(row: Any) -> dict[str, Any]:
     bad += [name for name in _JSON_COLUMNS if not isinstance(row[name], dict)]
     if type(row["image_bytes"]) is not int or row["image_bytes"] < 1:
         bad.append("image_bytes")
+    if isinstance(row["token"], dict):
+        lengths = [row["token"][key] for key in _TOKEN_LENGTH_KEYS.values() if key in row["token"]]
+        if any(type(length) is not int or length < 1 for length in lengths):
+            bad.append("token")
     if bad:
         raise ValueError(f"bad {', '.join(bad)}")
     if not _ID.match(row["id"]):
@@ -388,7 +442,7 @@ def _iter_rows(
     The connection returns TEXT as bytes (``text_factory=bytes``), so damaged text becomes a
     per-row error here instead of a ``sqlite3`` exception that ends the whole query.
     """
-    cursor = db.execute(f"SELECT rowid, {', '.join(_COLUMNS)} FROM captures{tail}", params)
+    cursor = db.execute(f"SELECT rowid, {_select_list(db)} FROM captures{tail}", params)
     for rowid, *values in cursor:
         raw_id = values[0]
         try:
@@ -408,6 +462,29 @@ def _iter_rows(
         except (UnicodeDecodeError, ValueError, TypeError) as exc:
             label = capture_id or f"in database row {rowid}"
             yield capture_id, None, f"record {label} is damaged ({type(exc).__name__})"
+
+
+def _existing_columns(db: sqlite3.Connection) -> set[str]:
+    return {row[1].decode() for row in db.execute("PRAGMA table_info(captures)")}
+
+
+def _select_list(db: sqlite3.Connection) -> str:
+    """The columns to read; a column a reader's (not yet migrated) database lacks reads as the
+    value older rows take, so ``kiosk export`` runs beside an older service."""
+    existing = _existing_columns(db)
+    return ", ".join(
+        name if name in existing or name not in _ADDED_COLUMNS else _ADDED_COLUMNS[name]
+        for name in _COLUMNS
+    )
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Add the columns a database created by an older kiosk lacks (writer only)."""
+    existing = _existing_columns(db)
+    for name, default in _ADDED_COLUMNS.items():
+        if name not in existing:
+            db.execute(f"ALTER TABLE captures ADD COLUMN {name} TEXT NOT NULL DEFAULT {default}")
+            log.info("capture database: added the %s column", name)
 
 
 def _database_error(db_path: Path, exc: sqlite3.Error) -> StoreError:
@@ -508,6 +585,7 @@ class CaptureStore:
                 )
             if not readonly:
                 self._db.executescript(_SCHEMA)
+                _migrate(self._db)
                 _restrict(db_path)
             ids, damaged = set(), 0
             for capture_id, row, _error in _iter_rows(self._db):
@@ -543,12 +621,28 @@ class CaptureStore:
 
     # --- writing -----------------------------------------------------------------------------
 
-    def save(self, record: CaptureRecord, image_jpeg: bytes) -> str:
-        """Encrypt and store one capture; returns its id. StoreError leaves nothing behind."""
+    def save(
+        self,
+        record: CaptureRecord,
+        image_jpeg: bytes,
+        token_jpeg: bytes | None = None,
+        frontal_jpeg: bytes | None = None,
+    ) -> str:
+        """Encrypt and store one capture (the full-resolution JPEG and, when given, the token
+        photo and its Token Frontal image, described by ``record.token``); returns its id.
+        StoreError leaves nothing behind."""
         if self.readonly:
             raise StoreError("the capture store was opened read-only")
         if not image_jpeg:
             raise StoreError("refusing to store an empty capture image")
+        if frontal_jpeg and not token_jpeg:
+            raise StoreError("a Token Frontal image is stored only with its token photo")
+        images = {STILL: image_jpeg}
+        token = {k: v for k, v in record.token.items() if k not in _TOKEN_LENGTH_KEYS.values()}
+        for role, image in ((TOKEN, token_jpeg), (TOKEN_FRONTAL, frontal_jpeg)):
+            if image:
+                images[role] = image
+                token[_TOKEN_LENGTH_KEYS[role]] = len(image)
         row = {
             "id": "",
             "session_id": record.session_id,
@@ -559,13 +653,14 @@ class CaptureStore:
             "models": record.models,
             "image_bytes": len(image_jpeg),
             "stored": "",
+            "token": token,
         }
         with self._mutex:
-            self._check_free_space(len(image_jpeg))
+            self._check_free_space(sum(len(image) for image in images.values()))
             row["id"] = capture_id = _new_id()
             row["stored"] = utc_iso(datetime.now(UTC).isoformat())
             try:
-                content = _seal(self._aead, _validated(row), image_jpeg)
+                content = _seal(self._aead, _validated(row), images)
             except (TypeError, ValueError) as exc:
                 raise StoreError(f"capture record is not storable: {exc}") from None
             final = self.images / f"{capture_id}{SUFFIX}"
@@ -642,6 +737,11 @@ class CaptureStore:
 
     def load_image(self, capture_id: str) -> bytes:
         """The decrypted JPEG bytes of a capture; StoreError if unknown, missing or altered."""
+        return self.load_images(capture_id)[STILL]
+
+    def load_images(self, capture_id: str) -> dict[str, bytes]:
+        """The decrypted JPEGs of a capture by role (``still`` always; ``token`` and
+        ``token_frontal`` when stored); StoreError if unknown, missing or altered."""
         if not _ID.match(capture_id):
             raise StoreError(f"{capture_id!r} is not a capture id")
         with self._mutex:
@@ -654,10 +754,10 @@ class CaptureStore:
             raise StoreError(f"no capture {capture_id} in this store")
         path = self.images / f"{capture_id}{SUFFIX}"
         try:
-            _row, image = read_capture_file(self._aead, path)
+            _row, images = read_capture_images(self._aead, path)
         except StoreError as exc:
             raise StoreError(f"image of capture {capture_id}: {exc}") from None
-        return image or b""  # never empty: with_image=True returns the image or raises
+        return images  # never without the still: reading returns it or raises
 
     def close(self) -> None:
         """Close the database and release the writer lock (idempotent)."""
