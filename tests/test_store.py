@@ -271,3 +271,74 @@ def test_sigkill_at_random_moments_keeps_the_store_consistent(paths):
     stored = assert_consistent(root, key)
     assert stored > kills  # the workers really were storing when killed
     assert time.monotonic() - started < 60
+
+
+def test_token_photo_round_trip_and_roles_authenticated(paths):
+    """The still, the token photo and its Token Frontal image are stored together; each is
+    bound to its role, so swapping two of them fails authentication."""
+    root, key = paths
+    token = {"format": "icao_35x45", "geometry": {"head_ratio": 0.75}, "warnings": []}
+    rec = CaptureRecord(**{**record("t").__dict__, "token": token})
+    with CaptureStore(root, key) as store:
+        capture_id = store.save(rec, image_for("t"), image_for("tok", 800), image_for("fr", 800))
+        plain = store.save(record("p"), image_for("p"))
+        images = store.load_images(capture_id)
+        assert images == {
+            "still": image_for("t"),
+            "token": image_for("tok", 800),
+            "token_frontal": image_for("fr", 800),
+        }
+        assert store.load_images(plain) == {"still": image_for("p")}
+        row = next(r for r in store.list() if r["id"] == capture_id)
+        assert row["token"] == {**token, "bytes": 802, "frontal_bytes": 802}
+        assert next(r for r in store.list() if r["id"] == plain)["token"] == {}
+        with pytest.raises(StoreError, match="Token Frontal"):
+            store.save(record("x"), image_for("x"), None, b"\xff\xd8")
+    path = root / "images" / f"{capture_id}{SUFFIX}"
+    content = path.read_bytes()
+    part = 12 + 802 + 16  # nonce, JPEG, tag: the last two parts are token and frontal
+    swapped = content[: -2 * part] + content[-part:] + content[-2 * part : -part]
+    path.write_bytes(swapped)
+    with CaptureStore(root, key, readonly=True) as store:
+        with pytest.raises(StoreError, match="failed authentication"):
+            store.load_images(capture_id)
+        path.write_bytes(content)
+        assert store.load_images(capture_id)["token"] == image_for("tok", 800)
+
+
+def test_older_store_and_files_still_read(paths):
+    """An IDKC2 file and a database without the token column (an older kiosk) still read; the
+    writer adds the column; a reader beside an unmigrated database sees empty token records."""
+    import json as json_module
+    import sqlite3
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    root, key = paths
+    with CaptureStore(root, key) as store:
+        capture_id = store.save(record("old"), image_for("old"))
+        row = store.list()[0]
+    # Rewrite it as an older kiosk did: IDKC2 file, database without the token column.
+    aead = AESGCM(key.read_bytes())
+    old_row = {k: v for k, v in row.items() if k != "token"}
+    header_nonce, image_nonce = os.urandom(12), os.urandom(12)
+    ident = capture_id.encode()
+    header = aead.encrypt(
+        header_nonce, json_module.dumps(old_row).encode(), b"IDKC2 record\0" + ident
+    )
+    image = aead.encrypt(image_nonce, image_for("old"), b"IDKC2 image\0" + ident)
+    (root / "images" / f"{capture_id}{SUFFIX}").write_bytes(
+        b"IDKC2" + len(header).to_bytes(4, "big") + header_nonce + header + image_nonce + image
+    )
+    db = sqlite3.connect(root / "captures.db")
+    db.execute("ALTER TABLE captures DROP COLUMN token")
+    db.commit()
+    db.close()
+    with CaptureStore(root, key, readonly=True) as reader:
+        assert reader.list()[0]["token"] == {}
+        assert reader.load_images(capture_id) == {"still": image_for("old")}
+    with CaptureStore(root, key) as store:
+        assert store.recovery.files_reindexed == 0
+        assert store.load_image(capture_id) == image_for("old")
+        assert store.list()[0]["token"] == {}
+    assert store_module.check_store(root, key).problems() == []

@@ -35,7 +35,11 @@ from kiosk.service.store import (
 )
 
 _CSV_FIELDS = ["id", "image", "session_id", "created", "stored", "decision", "verdict", "reasons"]
-_SUFFIXES = {TOKEN: "_token.jpg", TOKEN_FRONTAL: "_token_frontal.jpg"}
+# Image role -> (key naming its file in records.json, file suffix).
+_EXPORTED = {
+    TOKEN: ("token_image", "_token.jpg"),
+    TOKEN_FRONTAL: ("token_frontal_image", "_token_frontal.jpg"),
+}
 
 
 def export_captures(
@@ -56,10 +60,10 @@ def export_captures(
             continue
         record["image"] = f"{record['id']}.jpg"
         write_atomically(out / record["image"], images["still"])
-        for role, suffix in _SUFFIXES.items():
+        for role, (key, suffix) in _EXPORTED.items():
             if role in images:
-                record[role] = f"{record['id']}{suffix}"
-                write_atomically(out / record[role], images[role])
+                record[key] = f"{record['id']}{suffix}"
+                write_atomically(out / record[key], images[role])
         if sheet_token is not None and TOKEN in images:
             try:
                 _name, fmt = pick_format(sheet_token, record["token"].get("format"))
@@ -104,7 +108,7 @@ def _csv(records: list[dict[str, Any]]) -> str:
             row[f"score_{name}"] = verdict.get("checks", {}).get(name, {}).get("score", "")
         for name in measured:
             row[f"value_{name}"] = verdict.get("checks", {}).get(name, {}).get("value", "")
-        row["token"] = r.get(TOKEN, "")
+        row["token"] = r.get("token_image", "")
         row["token_format"] = r.get("token", {}).get("format", "")
         row["forensics"] = json.dumps(r["forensics"])
         row["models"] = json.dumps(r["models"])
