@@ -1,4 +1,6 @@
-"""Draw what the pipeline saw: face box, 68 landmarks, the four crops and the check scores."""
+"""Draw what the pipeline saw: face box, 68 landmarks, the four crops, the head-pose axes and
+every check's score or measured value against its limit (failed ones in red, suppressed ones
+marked)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import cv2
 import numpy as np
 
 from kiosk.contract.fileio import write_atomically
+from kiosk.runtime.checks.base import CheckResult
 from kiosk.runtime.pipeline import ACCEPT, Verdict
 from kiosk.runtime.vision.analysis import Analysis
 
@@ -29,27 +32,65 @@ def annotate(rgb: np.ndarray, verdict: Verdict, analysis: Analysis | None) -> np
                 cv2.circle(canvas, (round(x), round(y)), max(1, thickness), (255, 210, 0), -1)
         if analysis.regions is not None:
             _paste_crops(canvas, analysis, scale)
+        pose = verdict.checks.get("head_pose")
+        if analysis.landmarks is not None and pose is not None and pose.details:
+            _draw_pose_axes(canvas, analysis, pose, thickness)
     lines = [
-        verdict.decision.upper() + (": " + ", ".join(verdict.reasons) if verdict.reasons else "")
+        (
+            verdict.decision.upper()
+            + (": " + ", ".join(verdict.reasons) if verdict.reasons else ""),
+            colour,
+        )
     ]
-    lines += [f"{name} {r.score:.3f} / {r.threshold:.3f}" for name, r in verdict.checks.items()]
+    lines += [
+        (check_line(name, r), RED if r.failed and not r.suppressed else WHITE)
+        for name, r in verdict.checks.items()
+    ]
     if verdict.error:
-        lines.append(verdict.error[:80])
-    for i, text in enumerate(lines):
-        origin = (round(8 * scale), round((24 + 22 * i) * scale))
-        cv2.putText(
-            canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (0, 0, 0), thickness + 2
-        )
-        cv2.putText(
-            canvas,
-            text,
-            origin,
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.6 * scale,
-            colour if i == 0 else WHITE,
-            thickness,
-        )
+        lines.append((verdict.error[:80], RED))
+    size = 0.6 * scale if len(lines) <= 6 else 0.45 * scale
+    step = 22 if len(lines) <= 6 else 16
+    for i, (text, tint) in enumerate(lines):
+        origin = (round(8 * scale), round((24 + step * i) * scale))
+        cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, size, (0, 0, 0), thickness + 2)
+        cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, size, tint, thickness)
     return canvas
+
+
+def check_line(name: str, result: CheckResult) -> str:
+    """One check as text: a classifier's score against its threshold, a measure's value against
+    its limit (with the bound: <= for a maximum, >= for a minimum)."""
+    if result.error is not None:
+        return f"{name} ERROR"
+    if result.value is None:
+        text = f"{name} {result.score:.3f} / {result.threshold:.3f}"
+    elif result.value != result.value:  # NaN: nothing to measure in this frame
+        text = f"{name} n/a"
+    else:
+        sign = {"max": "<=", "min": ">=", "abs_max": "|x|<="}[result.bound or "max"]
+        text = f"{name} {result.value:.3g} {sign} {result.limit:.3g}"
+        if result.details and name == "head_pose":
+            yaw, pitch, roll = (result.details[k] for k in ("yaw_deg", "pitch_deg", "roll_deg"))
+            text += f" (yaw {yaw:.0f} pitch {pitch:.0f} roll {roll:.0f})"
+    return text + (" [suppressed]" if result.suppressed else "")
+
+
+def _draw_pose_axes(
+    canvas: np.ndarray, analysis: Analysis, pose: CheckResult, thickness: int
+) -> None:
+    """The head's axes from the nose tip: where a frontal face would show a dot, a turned one
+    shows lines pointing the way it faces."""
+    yaw, pitch, roll = (np.radians(pose.details[k]) for k in ("yaw_deg", "pitch_deg", "roll_deg"))
+    points = analysis.landmarks.points
+    length = float(np.linalg.norm(points[45] - points[36]))
+    nose = points[30]
+    rotation = cv2.Rodrigues(np.array([0.0, 0.0, roll]))[0]
+    rotation = rotation @ cv2.Rodrigues(np.array([0.0, yaw, 0.0]))[0]
+    rotation = rotation @ cv2.Rodrigues(np.array([pitch, 0.0, 0.0]))[0]
+    for axis, tint in zip(np.eye(3), ((220, 40, 40), (40, 200, 40), (40, 120, 255)), strict=True):
+        tip = nose + length * (rotation @ axis)[:2] * (1 if axis[2] == 0 else -1)
+        start = (round(float(nose[0])), round(float(nose[1])))
+        cv2.line(canvas, start, (round(float(tip[0])), round(float(tip[1]))), tint, thickness)
 
 
 def _paste_crops(canvas: np.ndarray, analysis: Analysis, scale: float) -> None:
