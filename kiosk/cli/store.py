@@ -23,7 +23,7 @@ from kiosk.config import TokenConfig, load_config
 from kiosk.contract.errors import ConfigError
 from kiosk.contract.fileio import write_atomically
 from kiosk.runtime.token import print_sheet
-from kiosk.runtime.token.photo import pick_format
+from kiosk.runtime.token.geometry import pick_format
 from kiosk.service.store import (
     TOKEN,
     TOKEN_FRONTAL,

@@ -20,8 +20,7 @@ from typing import Any
 
 from kiosk.config import TokenConfig
 from kiosk.runtime.checks.base import CheckResult
-from kiosk.runtime.token.geometry import measure_head, place
-from kiosk.runtime.token.photo import outside_share, pick_format
+from kiosk.runtime.token.geometry import measure_head, outside_share, pick_format, place
 from kiosk.runtime.vision.analysis import Analysis
 
 # Reason codes (their prompts belong in kiosk/contract/reasons.py).

@@ -8,15 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from kiosk.config import TokenConfig, TokenFormat
-from kiosk.contract.errors import ConfigError, InputError
+from kiosk.config import TokenFormat
+from kiosk.contract.errors import InputError
 from kiosk.runtime.forensics.sr import SrCheck
-from kiosk.runtime.token.geometry import (
-    Placement,
-    measure_head,
-    place,
-    place_token_frontal,
-)
+from kiosk.runtime.token.geometry import measure_head, outside_share, place, place_token_frontal
 from kiosk.runtime.token.render import encode_jpeg, warp
 from kiosk.runtime.vision.types import Landmarks
 
@@ -40,30 +35,6 @@ class TokenPhoto:
     def as_record(self) -> dict[str, Any]:
         """What the capture record keeps (the images are stored beside it)."""
         return {"format": self.format, "geometry": self.geometry, "warnings": list(self.warnings)}
-
-
-def pick_format(token: TokenConfig, name: str | None = None) -> tuple[str, TokenFormat]:
-    """(name, format): the named one, or [token] default_format; ConfigError lists the known."""
-    name = name or token.default_format
-    if name not in token.formats:
-        known = ", ".join(sorted(token.formats))
-        raise ConfigError(f"unknown token format {name!r}; [token.formats] has {known}")
-    return name, token.formats[name]
-
-
-def outside_share(placement: Placement, frame_size: tuple[int, int]) -> dict[str, float]:
-    """How far the output's rectangle reaches past each frame edge, as a share of the crop's
-    height in the frame (0 inside): keys left/right/top/bottom in image terms."""
-    width, height = frame_size
-    corners = placement.corners_in_frame()
-    crop_height = placement.size[1] / placement.scale
-    reach = {
-        "left": -corners[:, 0].min(),
-        "right": corners[:, 0].max() - width,
-        "top": -corners[:, 1].min(),
-        "bottom": corners[:, 1].max() - height,
-    }
-    return {side: round(max(float(value), 0.0) / crop_height, 4) for side, value in reach.items()}
 
 
 def make_token(
