@@ -6,6 +6,7 @@ path. The verdict's `as_record()` is the JSON contract other tools parse.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,10 +86,16 @@ class CompliancePipeline:
             config.gates.min_face_px,
             background_face_ratio=getattr(config.gates, "background_face_ratio", 0.5),
         )
-        self.checks = ComplianceChecks(registry, num_threads=config.models.num_threads)
+        self.checks = ComplianceChecks(
+            registry, num_threads=config.models.num_threads, limits=config.icao
+        )
 
-    def check(self, rgb: np.ndarray) -> tuple[Verdict, Analysis]:
+    def check(self, rgb: np.ndarray, still_scale: float = 1.0) -> tuple[Verdict, Analysis]:
+        """The verdict on one frame. `still_scale`: pixels of the photo that will be stored per
+        pixel of `rgb` (the preview or working-copy factor), for the resolution check."""
         analysis = self.analyzer.analyze(rgb)
+        if still_scale != 1.0:
+            analysis = dataclasses.replace(analysis, still_scale=still_scale)
         box = None if analysis.face is None else [round(v, 1) for v in analysis.face.box]
         if analysis.reason:
             return Verdict(REJECT, [analysis.reason], len(analysis.faces), box), analysis
