@@ -60,6 +60,13 @@ class ModelSpec:
     input: str = ""
     output: str = ""
     threshold_source: str = ""
+    # Preprocessing a model is trained with; its export records them in the manifest entry,
+    # which is what the kiosk then applies (never a user setting).
+    preprocessing: tuple[tuple[str, float], ...] = ()
+
+    def parameter(self, name: str) -> float:
+        """A preprocessing default of this model's training (e.g. tamper_ela's ELA quality)."""
+        return dict(self.preprocessing)[name]
 
     def shape_problem(self, shape: tuple[int, ...] | list[int]) -> str | None:
         """Why a model with input `shape` cannot serve this spec; None if it can."""
@@ -130,6 +137,7 @@ OTHER: dict[str, ModelSpec] = {
             (1, 128, 128, 2),
             output=INT8_LOGIT,
             threshold_source="validation EER (training/tamper/evaluate.py)",
+            preprocessing=(("ela_quality", 90),),
         ),
         ModelSpec("sr_x4", "forensic", "x4 super-resolution generator", (1, 128, 128, 1)),
         ModelSpec("shape_predictor_mtcnn", "landmarks", "dlib 68-point shape predictor", ()),

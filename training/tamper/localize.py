@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from kiosk.contract.models import SPECS
 from kiosk.runtime.forensics.colour import luma
 from kiosk.runtime.forensics.ela_features import ela_map, noise_residual
 from kiosk.runtime.imageio import load_rgb
@@ -79,7 +80,9 @@ def image_scores(heat: np.ndarray, truth: np.ndarray) -> tuple[float, np.ndarray
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--ela-quality", type=int, default=90)
+    parser.add_argument(
+        "--ela-quality", type=int, default=int(SPECS["tamper_ela"].parameter("ela_quality"))
+    )
     parser.add_argument("--limit", type=int, help="images per split (smoke runs)")
     args = parser.parse_args(argv)
     limit_threads(1)

@@ -18,7 +18,7 @@ import json
 
 import numpy as np
 
-from kiosk.config import ForensicsConfig
+from kiosk.contract.models import SPECS
 from training.nets import BN_MOMENTUM
 from training.paths import WORK
 from training.tamper.features import load_features
@@ -107,7 +107,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--ela-quality", type=int, default=ForensicsConfig().ela_quality)
+    parser.add_argument(
+        "--ela-quality", type=int, default=int(SPECS["tamper_ela"].parameter("ela_quality"))
+    )
     args = parser.parse_args(argv)
     train(args.epochs, args.batch, args.seed, args.ela_quality)
 
