@@ -1,6 +1,6 @@
-"""Pipeline latency per stage at 640x480, one thread: our LiteRT cascade beside the `mtcnn`
-package in the same run, landmarks, crops, each classifier, end to end; then the peak RSS of a
-`kiosk check` process over a folder of frames.
+"""Pipeline latency per stage at 640x480, one thread, with each detector backend (MTCNN on
+LiteRT, YuNet) beside the `mtcnn` package in the same run: detection, landmarks, crops, each
+classifier, end to end; then the peak RSS of a `kiosk check` process over a folder of frames.
 
     .venv/bin/python bench/bench_pipeline.py [--frames 100]
 
@@ -17,8 +17,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -28,6 +30,7 @@ import numpy as np  # noqa: E402
 from kiosk.config import load_config  # noqa: E402
 from kiosk.runtime.pipeline import CompliancePipeline  # noqa: E402
 from kiosk.runtime.vision.analysis import Analysis  # noqa: E402
+from kiosk.runtime.vision.detectors import DETECTORS  # noqa: E402
 from kiosk.runtime.vision.regions import extract_regions  # noqa: E402
 from training.paths import data_root  # noqa: E402
 
@@ -66,7 +69,7 @@ def stage_times(
     times: dict[str, list[float]] = {
         k: []
         for k in (
-            "detection (ours, LiteRT)",
+            "detection",
             "landmarks (dlib)",
             "crops",
             *(check.name for check in checks.checks),
@@ -76,7 +79,7 @@ def stage_times(
     for i in range(count):
         frame = frames[i % len(frames)]
         t, faces = timed(analyzer.detector.detect, frame)
-        times["detection (ours, LiteRT)"].append(t)
+        times["detection"].append(t)
         gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
         t, landmarks = timed(analyzer.landmarks.predict, gray, faces[0].box)
         times["landmarks (dlib)"].append(t)
@@ -89,22 +92,31 @@ def stage_times(
     return times
 
 
+OURS = "detection, min_face_size 20 (MTCNN, ours, LiteRT)"
+PACKAGE = "detection, min_face_size 20 (mtcnn package, Keras/TF)"
+
+
 def detector_comparison(frames: list[np.ndarray], count: int) -> dict[str, list[float]]:
-    """Both detectors at min_face_size 20, the package default: the package's own pyramid breaks
+    """Every detector at min_face_size 20, the package default: the package's own pyramid breaks
     (an empty convolution) at larger minimum sizes, which the LiteRT cascade skips."""
     from kiosk.runtime.models.registry import ModelRegistry
     from kiosk.runtime.vision.mtcnn_lite import MtcnnLite, MtcnnSettings
+    from kiosk.runtime.vision.yunet import Yunet, YunetSettings
 
-    ours = MtcnnLite(ModelRegistry(REPO / "models"), MtcnnSettings(min_face_size=20))
-    ours.detect(frames[0])
-    times = {
-        "detection, min_face_size 20 (ours, LiteRT)": [
-            timed(ours.detect, frames[i % len(frames)])[0] for i in range(count)
-        ]
+    registry = ModelRegistry(REPO / "models")
+    detectors = {
+        OURS: MtcnnLite(registry, MtcnnSettings(min_face_size=20)),
+        "detection, min_face_size 20 (YuNet, detected 320 px wide)": Yunet(
+            registry, YunetSettings(min_face_size=20)
+        ),
     }
+    times = {}
+    for name, detector in detectors.items():
+        detector.detect(frames[0])
+        times[name] = [timed(detector.detect, frames[i % len(frames)])[0] for i in range(count)]
     reference = reference_times(frames, count, 20)
     if reference:
-        times["detection, min_face_size 20 (mtcnn package, Keras/TF)"] = reference
+        times[PACKAGE] = reference
     return times
 
 
@@ -146,27 +158,41 @@ def peak_rss_mb(frames: list[np.ndarray]) -> float:
     return int(line.split()[1]) / 1024
 
 
+def with_backend(config, backend: str):
+    """The config with [detector] backend set: read by the pipeline until the schema has it."""
+    detector = SimpleNamespace(**vars(config.detector), backend=backend)
+    return SimpleNamespace(**{**vars(config), "detector": detector})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=100)
     args = parser.parse_args()
     config = load_config()
-    pipeline = CompliancePipeline(config)
     frames = kiosk_frames()
-    pipeline.check(frames[0])  # warm-up: interpreter caches per pyramid shape
-    times = stage_times(pipeline, frames, args.frames)
+    per_backend = {}
+    for backend in DETECTORS:
+        pipeline = CompliancePipeline(with_backend(config, backend))
+        pipeline.check(frames[0])  # warm-up: interpreter caches per pyramid shape
+        per_backend[backend] = stage_times(pipeline, frames, args.frames)
     comparison = detector_comparison(frames, max(args.frames // 4, 5))
     print(
         f"640x480 frames, 1 thread, {args.frames} frames, min_face_size "
-        f"{config.detector.min_face_size}\n"
+        f"{config.detector.min_face_size}; median / p90 ms\n"
     )
-    print("| stage | median ms | p90 ms |\n|---|---|---|")
-    for name, values in times.items():
-        print(f"| {name} | {np.median(values):.2f} | {np.percentile(values, 90):.2f} |")
+    print("| stage | " + " | ".join(f"[detector] backend = {b}" for b in per_backend) + " |")
+    print("|---|" + "---|" * len(per_backend))
+    for stage in next(iter(per_backend.values())):
+        cells = [
+            f"{np.median(times[stage]):.2f} / {np.percentile(times[stage], 90):.2f}"
+            for times in per_backend.values()
+        ]
+        print(f"| {stage} | " + " | ".join(cells) + " |")
+    print("\n| detector alone | median ms | p90 ms |\n|---|---|---|")
     for name, values in comparison.items():
         print(f"| {name} | {np.median(values):.2f} | {np.percentile(values, 90):.2f} |")
-    if len(comparison) == 2:
-        ours, reference = (np.median(v) for v in comparison.values())
+    if PACKAGE in comparison:
+        ours, reference = np.median(comparison[OURS]), np.median(comparison[PACKAGE])
         print(f"\nLiteRT cascade speed-up at min_face_size 20: {reference / ours:.1f}x")
     print(
         f"\npeak RSS of `kiosk check` over {len(frames) * 5} frames: {peak_rss_mb(frames):.0f} MB"

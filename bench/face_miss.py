@@ -1,58 +1,407 @@
-"""Face-miss rate of the LiteRT MTCNN detector on each dataset the classifiers use.
+"""Face-miss per dataset and latency per 640x480 frame of every face detector we can ship or
+compare, then what YuNet's boxes change in the landmarks and crops the classifiers were trained on.
 
-A miss = no face found. Photos are padded by 25 % with grey as in training/collect.py (the
-datasets hold tight face crops). `mask/with_mask` is listed apart: covered faces are harder.
+    .venv/bin/python bench/face_miss.py [--limit 300] [--mmod-limit 20] [--detectors ...]
 
-    .venv/bin/python bench/face_miss.py [--limit N]
+Each photo of a face subset of the shared datasets (a seeded sample of `--limit` per subset)
+is padded by 25 % with grey as training/collect.py pads (the crops on disk are tight: detectors
+need context). Every photo holds one applicant, so a miss is "no face" or "several faces",
+counted after the kiosk's background rule (faces under half the largest one's side are ignored).
+dlib's MMOD CNN takes ~1-3 s a photo on one x86 thread: it runs on the first `--mmod-limit`
+photos of each sample only. Latency: median over the bench_pipeline frames (640x480, one face of
+~150-250 px), one thread. The landmark table runs on faces68's persisted test split (hand
+landmarks): NME (mean point error / outer-eye-corner distance) of the stock dlib model and the
+shipped MTCNN-trained one from each detector's box, and the IoU of the crop squares cut from them.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import random
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 
+from bench.bench_pipeline import kiosk_frames  # noqa: E402
 from kiosk.contract.errors import InputError  # noqa: E402
+from kiosk.contract.models import EYE, FACE, MOUTH  # noqa: E402
 from kiosk.runtime.imageio import load_rgb  # noqa: E402
+from kiosk.runtime.models.registry import ModelRegistry  # noqa: E402
+from kiosk.runtime.vision.landmarks import LandmarkPredictor, find_model  # noqa: E402
 from kiosk.runtime.vision.mtcnn_lite import MtcnnLite, MtcnnSettings  # noqa: E402
+from kiosk.runtime.vision.yunet import Yunet, YunetSettings  # noqa: E402
+from training import splits  # noqa: E402
+from training.collect import PAD_FRACTION, read_pts  # noqa: E402
 from training.paths import data_root  # noqa: E402
+
+Box = tuple[float, float, float, float]
+Detect = Callable[[np.ndarray], list[Box]]
 
 SETS = {
     "faces68 (AFW + HELEN)": "faces68/*/*.jpg",
-    "mouth": "mouth/images/*.jpg",
+    "mouth (HELEN)": "mouth/images/*.jpg",
     "mask/without_mask": "mask/*/without_mask/*",
+    "eyes_closed_faces (CEW)": "eyes_closed_faces/closed/*",
+    "faces68_ytf (YouTube)": "faces68_ytf/ytf/*.jpg",
     "mask/with_mask": "mask/*/with_mask/*",
+    "mask_kaggle_faces": "mask_kaggle_faces/*/*",
+    "mask_web_types (masked web portraits)": "mask_web_types/with_mask/*",
 }
+MASKED = ("mask/with_mask", "mask_kaggle_faces", "mask_web_types (masked web portraits)")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+MIN_FACE = 20  # every detector looks for faces down to 20 px (MTCNN's default, as collect.py)
+BACKGROUND_RATIO = 0.5  # the kiosk's default: kiosk/runtime/vision/analysis.py
+
+
+def _boxes(faces) -> list[Box]:
+    return [tuple(float(v) for v in face.box) for face in faces]
+
+
+def make_detectors(names: list[str], registry: ModelRegistry) -> dict[str, Detect]:
+    """name -> detect(rgb) -> boxes; the slow and optional ones are imported only if asked for."""
+    cv2.setNumThreads(1)
+    detectors: dict[str, Detect] = {}
+    if "mtcnn" in names:
+        lite = MtcnnLite(registry, MtcnnSettings(min_face_size=MIN_FACE))
+        detectors["MTCNN (ours, LiteRT)"] = lambda rgb: _boxes(lite.detect(rgb))
+    if "mtcnn-package" in names:
+        import tensorflow as tf
+
+        from training.mtcnn_reference import MtcnnReference
+
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        reference = MtcnnReference(min_face_size=MIN_FACE)
+        detectors["MTCNN (mtcnn package)"] = lambda rgb: _boxes(reference.detect(rgb))
+    if "yunet" in names:
+        yunet = Yunet(registry, YunetSettings(min_face_size=MIN_FACE, detect_width=0))
+        detectors["YuNet"] = lambda rgb: _boxes(yunet.detect(rgb))
+        kiosk = Yunet(registry, YunetSettings(min_face_size=MIN_FACE))
+        detectors["YuNet (kiosk: 320 px wide)"] = lambda rgb: _boxes(kiosk.detect(rgb))
+    if "hog" in names or "mmod" in names:
+        import dlib
+        import face_recognition_models
+
+        def rects(found) -> list[Box]:
+            found = [getattr(r, "rect", r) for r in found]  # MMOD wraps its rectangles
+            return [(r.left(), r.top(), r.right(), r.bottom()) for r in found]
+
+        # Upsampled once (face_recognition's default): both find faces of ~80 px natively.
+        if "hog" in names:
+            hog = dlib.get_frontal_face_detector()
+            detectors["dlib HOG"] = lambda rgb: rects(hog(rgb, 1))
+        if "mmod" in names:
+            weights = Path(face_recognition_models.cnn_face_detector_model_location())
+            mmod = dlib.cnn_face_detection_model_v1(str(weights))
+            detectors["dlib MMOD CNN"] = lambda rgb: rects(mmod(rgb, 1))
+    return detectors
+
+
+def sample(root: Path, pattern: str, limit: int | None) -> list[Path]:
+    paths = sorted(p for p in root.glob(pattern) if p.suffix.lower() in IMAGE_SUFFIXES)
+    if limit is not None and limit < len(paths):
+        paths = sorted(random.Random(7).sample(paths, limit))
+    return paths
+
+
+def padded(rgb: np.ndarray) -> tuple[np.ndarray, int]:
+    pad = int(PAD_FRACTION * max(rgb.shape[:2]))
+    grey = (127,) * 3
+    return cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=grey), pad
+
+
+def counted(boxes: list[Box]) -> int:
+    """Faces the kiosk counts: background faces much smaller than the largest are ignored."""
+    if not boxes:
+        return 0
+    sides = [max(b[2] - b[0], b[3] - b[1]) for b in boxes]
+    return sum(side >= BACKGROUND_RATIO * max(sides) for side in sides)
+
+
+def face_miss(
+    root: Path, detectors: dict[str, Detect], limit: int | None, mmod_limit: int
+) -> dict[str, dict[str, tuple[int, int, int]]]:
+    """dataset -> detector -> (photos, no face, several faces)."""
+    table: dict[str, dict[str, tuple[int, int, int]]] = {}
+    for dataset, pattern in SETS.items():
+        tallies = {name: [0, 0, 0] for name in detectors}
+        started = time.perf_counter()
+        for index, path in enumerate(sample(root, pattern, limit)):
+            try:
+                rgb, _ = padded(load_rgb(path))
+            except InputError:
+                continue
+            for name, detect in detectors.items():
+                if name == "dlib MMOD CNN" and index >= mmod_limit:
+                    continue
+                faces = counted(detect(rgb))
+                tally = tallies[name]
+                tally[0] += 1
+                tally[1] += faces == 0
+                tally[2] += faces > 1
+        table[dataset] = {name: tuple(t) for name, t in tallies.items()}
+        print(f"  {dataset}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    return table
+
+
+def latency(detectors: dict[str, Detect], count: int) -> dict[str, tuple[float, float]]:
+    """detector -> (median, p90) ms per 640x480 frame."""
+    frames = kiosk_frames()
+    result = {}
+    for name, detect in detectors.items():
+        detect(frames[0])
+        runs = count if name != "dlib MMOD CNN" else min(count, 3)
+        times = []
+        for i in range(runs):
+            start = time.perf_counter()
+            detect(frames[i % len(frames)])
+            times.append((time.perf_counter() - start) * 1000)
+        result[name] = (float(np.median(times)), float(np.percentile(times, 90)))
+    return result
+
+
+def _iou(a: Box, b: Box) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _square(center: np.ndarray, side: float) -> Box:
+    half = side / 2
+    return (center[0] - half, center[1] - half, center[0] + half, center[1] + half)
+
+
+def crop_squares(points: np.ndarray, box: Box) -> dict[str, Box]:
+    """The classifier crops as axis-aligned squares (kiosk/runtime/vision/regions.py's centres
+    and sides; the common roll rotation is left out)."""
+
+    def region(group: slice, first: int, second: int, margin: float) -> Box:
+        side = margin * max(float(np.linalg.norm(points[second] - points[first])), 4.0)
+        return _square(points[group].mean(axis=0), side)
+
+    x0, y0, x1, y1 = box
+    face_side = FACE.margin * max(x1 - x0, y1 - y0)
+    return {
+        "right eye": region(slice(36, 42), 36, 39, EYE.margin),
+        "left eye": region(slice(42, 48), 42, 45, EYE.margin),
+        "mouth": region(slice(48, 68), 48, 54, MOUTH.margin),
+        "face": _square(np.array([(x0 + x1) / 2, (y0 + y1) / 2]), face_side),
+    }
+
+
+def _fit_box_map(pairs: list[tuple[Box, Box]]) -> np.ndarray:
+    """Median (dx, dy, sx, sy): MTCNN box centre offset and size in units of the YuNet box."""
+    rows = []
+    for yunet, mtcnn in pairs:
+        yw, yh = yunet[2] - yunet[0], yunet[3] - yunet[1]
+        rows.append(
+            [
+                ((mtcnn[0] + mtcnn[2]) - (yunet[0] + yunet[2])) / 2 / yw,
+                ((mtcnn[1] + mtcnn[3]) - (yunet[1] + yunet[3])) / 2 / yh,
+                (mtcnn[2] - mtcnn[0]) / yw,
+                (mtcnn[3] - mtcnn[1]) / yh,
+            ]
+        )
+    return np.median(np.array(rows), axis=0)
+
+
+def _mapped(box: Box, params: np.ndarray) -> Box:
+    w, h = box[2] - box[0], box[3] - box[1]
+    cx, cy = (box[0] + box[2]) / 2 + params[0] * w, (box[1] + box[3]) / 2 + params[1] * h
+    return (
+        cx - params[2] * w / 2,
+        cy - params[3] * h / 2,
+        cx + params[2] * w / 2,
+        cy + params[3] * h / 2,
+    )
+
+
+def _matched(boxes: list[Box], truth: Box) -> Box | None:
+    best = max(boxes, key=lambda b: _iou(b, truth), default=None)
+    return best if best is not None and _iou(best, truth) > 0.3 else None
+
+
+def landmark_shift(root: Path, registry: ModelRegistry, limit: int | None) -> list[str]:
+    """Markdown lines: NME per (detector box, landmark model) and crop IoU vs MTCNN's path."""
+    mtcnn = MtcnnLite(registry, MtcnnSettings(min_face_size=MIN_FACE))
+    yunet = Yunet(registry, YunetSettings(min_face_size=MIN_FACE, detect_width=0))
+    split = splits.load("faces68")
+    photos: dict[str, list[tuple[np.ndarray, np.ndarray, Box, Box]]] = {"train": [], "test": []}
+    for relative, (_, part) in sorted(split.items()):
+        if part not in photos or (part == "train" and len(photos["train"]) >= 150):
+            continue
+        path = root / "faces68" / relative
+        rgb, pad = padded(load_rgb(path))
+        truth = read_pts(path.with_suffix(".pts")) + pad
+        truth_box = (*truth.min(axis=0), *truth.max(axis=0))
+        found = (
+            _matched(_boxes(mtcnn.detect(rgb)), truth_box),
+            _matched(_boxes(yunet.detect(rgb)), truth_box),
+        )
+        if None not in found:
+            photos[part].append((cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), truth, *found))
+    params = _fit_box_map([(y, m) for _, _, m, y in photos["train"]])
+    tested = photos["test"][:limit]
+    predictors = {
+        "stock dlib (kiosk default)": LandmarkPredictor(find_model()),
+        "shape_predictor_mtcnn (shipped)": LandmarkPredictor(
+            REPO / "models" / "shape_predictor_mtcnn.dat"
+        ),
+    }
+    boxes = {
+        "MTCNN": lambda m, y: m,
+        "YuNet": lambda m, y: y,
+        "YuNet mapped to MTCNN geometry": lambda m, y: _mapped(y, params),
+    }
+    lines = [
+        f"faces68 test split: {len(tested)} photos found by both detectors (box map fitted on "
+        f"{len(photos['train'])} train photos: centre offset {params[0]:+.3f} w, {params[1]:+.3f} h; "
+        f"size {params[2]:.3f} w x {params[3]:.3f} h)\n",
+        "| box | landmark model | NME mean | NME median | > 0.08 | eye crop IoU vs MTCNN path | "
+        "mouth crop IoU | face crop IoU | crop IoU p5 (worst crop) | eye+mouth crop IoU vs "
+        "hand-landmark crops |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for model_name, predictor in predictors.items():
+        reference = [crop_squares(predictor.predict(gray, m).points, m) for gray, _, m, _ in tested]
+        for box_name, choose in boxes.items():
+            errors, ious = [], {"eye": [], "mouth": [], "face": [], "worst": [], "truth": []}
+            for (gray, truth, m, y), ref in zip(tested, reference, strict=True):
+                box = choose(m, y)
+                points = predictor.predict(gray, box).points
+                scale = float(np.linalg.norm(truth[45] - truth[36]))
+                errors.append(float(np.linalg.norm(points - truth, axis=1).mean()) / scale)
+                squares = crop_squares(points, box)
+                each = {k: _iou(squares[k], ref[k]) for k in squares}
+                ious["eye"] += [each["right eye"], each["left eye"]]
+                ious["mouth"].append(each["mouth"])
+                ious["face"].append(each["face"])
+                ious["worst"].append(min(each.values()))
+                hand = crop_squares(truth, box)
+                ious["truth"] += [
+                    _iou(squares[k], hand[k]) for k in ("right eye", "left eye", "mouth")
+                ]
+            errors_a = np.array(errors)
+            lines.append(
+                f"| {box_name} | {model_name} | {errors_a.mean():.4f} | {np.median(errors_a):.4f} | "
+                f"{int((errors_a > 0.08).sum())} | {np.mean(ious['eye']):.3f} | "
+                f"{np.mean(ious['mouth']):.3f} | {np.mean(ious['face']):.3f} | "
+                f"{np.percentile(ious['worst'], 5):.3f} | {np.mean(ious['truth']):.3f} |"
+            )
+    lines += [
+        "",
+        *decision_flips(tested, predictors["stock dlib (kiosk default)"], registry, params),
+    ]
+    return lines
+
+
+def decision_flips(
+    tested, predictor: LandmarkPredictor, registry: ModelRegistry, params
+) -> list[str]:
+    """Markdown lines: how often each shipped classifier's verdict differs when the crops come
+    from YuNet's box instead of MTCNN's (kiosk default landmark model, shipped thresholds)."""
+    from kiosk.runtime.checks import PLUGINS
+    from kiosk.runtime.vision.analysis import Analysis
+    from kiosk.runtime.vision.regions import extract_regions
+    from kiosk.runtime.vision.types import Face
+
+    checks = [factory(registry, 1) for factory in PLUGINS.values()]
+
+    def results(gray: np.ndarray, box: Box) -> list:
+        landmarks = predictor.predict(gray, box)
+        face = Face(box, 1.0, np.zeros((5, 2), np.float32))
+        analysis = Analysis([face], face, landmarks, extract_regions(gray, landmarks, box), None)
+        return [check(analysis) for check in checks]
+
+    lines = [
+        "| box vs MTCNN's | "
+        + " | ".join(f"{c.name}: verdict flips, mean abs score change" for c in checks)
+        + " |",
+        "|---|" + "---|" * len(checks),
+    ]
+    reference = [results(gray, m) for gray, _, m, _ in tested]
+    for box_name, choose in (
+        ("YuNet", lambda m, y: y),
+        ("YuNet mapped", lambda m, y: _mapped(y, params)),
+    ):
+        flips, deltas = np.zeros(len(checks), int), [[] for _ in checks]
+        for (gray, _, m, y), ref in zip(tested, reference, strict=True):
+            for i, (mine, theirs) in enumerate(zip(results(gray, choose(m, y)), ref, strict=True)):
+                flips[i] += mine.failed != theirs.failed
+                deltas[i].append(abs(mine.score - theirs.score))
+        cells = [
+            f"{f} / {len(tested)} ({100 * f / len(tested):.1f} %), {np.mean(d):.3f}"
+            for f, d in zip(flips, deltas, strict=True)
+        ]
+        lines.append(f"| {box_name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", default=None, help="default: IDKIOSK_DATA_ROOT")
-    parser.add_argument("--limit", type=int, default=None)
-    parser.add_argument("--min-face-size", type=int, default=20)
+    parser.add_argument("--limit", type=int, default=300, help="photos per dataset (seeded sample)")
+    parser.add_argument("--mmod-limit", type=int, default=20, help="photos per dataset for MMOD")
+    parser.add_argument("--frames", type=int, default=30, help="640x480 frames for the latency")
+    parser.add_argument(
+        "--detectors",
+        nargs="+",
+        default=["mtcnn", "mtcnn-package", "yunet", "hog", "mmod"],
+        choices=["mtcnn", "mtcnn-package", "yunet", "hog", "mmod"],
+    )
+    parser.add_argument("--skip-landmarks", action="store_true")
+    parser.add_argument("--only-landmarks", action="store_true")
     args = parser.parse_args()
     root = data_root(args.data_root)
-    detector = MtcnnLite.from_models_dir(
-        REPO / "models", settings=MtcnnSettings(min_face_size=args.min_face_size)
+    registry = ModelRegistry(REPO / "models")
+    if args.only_landmarks:
+        print("\n".join(landmark_shift(root, registry, None)))
+        return
+    detectors = make_detectors(args.detectors, registry)
+    table = face_miss(root, detectors, args.limit, args.mmod_limit)
+    times = latency(detectors, args.frames)
+
+    names = list(detectors)
+    print(f"Face-miss (no face + several faces), % of photos; sample {args.limit} per dataset\n")
+    print("| dataset | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for dataset, row in table.items():
+        cells = [
+            f"{100 * (none + several) / max(n, 1):.1f} ({none}+{several}/{n})"
+            for n, none, several in row.values()
+        ]
+        print(f"| {dataset} | " + " | ".join(cells) + " |")
+    for label, chosen in (
+        ("real faces, unmasked", [d for d in table if d not in MASKED]),
+        ("masked", MASKED),
+    ):
+        cells = []
+        for name in names:
+            n = sum(table[d][name][0] for d in chosen)
+            missed = sum(table[d][name][1] + table[d][name][2] for d in chosen)
+            cells.append(f"**{100 * missed / max(n, 1):.1f}** ({missed}/{n})")
+        print(f"| **all {label}** | " + " | ".join(cells) + " |")
+    print(
+        "| latency ms / 640x480 frame, 1 thread (median / p90) | "
+        + " | ".join(f"{times[name][0]:.1f} / {times[name][1]:.1f}" for name in names)
+        + " |"
     )
-    print("| dataset | photos | missed | miss rate |\n|---|---|---|---|")
-    for name, pattern in SETS.items():
-        paths = sorted(root.glob(pattern))[: args.limit]
-        missed = 0
-        for path in paths:
-            try:
-                rgb = load_rgb(path)
-            except InputError:
-                continue
-            pad = int(0.25 * max(rgb.shape[:2]))
-            rgb = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(127,) * 3)
-            missed += not detector.detect(rgb)
-        print(f"| {name} | {len(paths)} | {missed} | {100 * missed / max(len(paths), 1):.2f} % |")
+    if not args.skip_landmarks:
+        print("\nLandmarks and crops from each detector's box\n")
+        print("\n".join(landmark_shift(root, registry, None)))
 
 
 if __name__ == "__main__":
