@@ -46,6 +46,21 @@ $(addsuffix -export,$(TASKS)): %-export: $(WORK)/runs/%/best.keras  ## int8 -> m
 landmarks-export:  ## retrain dlib's shape predictor on MTCNN boxes; ships (file + manifest) if it qualifies
 	$(PY) -m training.landmarks
 
+# Per-face, whole-pipeline evaluation of the three verdicts (docs/verdicts.md): every photo of
+# every source through the kiosk's detector, landmarks, crops and checks, then thresholds that
+# hold across sources, geometry fusion and per-source tables. ~20 min on 2 busy CPU cores;
+# VERDICT_LIMIT=N takes N photos per source.
+DETECTOR ?= mtcnn
+VERDICT_LIMIT ?=
+.PHONY: verdicts verdicts-ship
+verdicts:  ## per-face tables -> reports/verdicts/$(DETECTOR).md (writes nothing to models/)
+	$(PY) -m training.evaluate_faces --detector $(DETECTOR) $(if $(VERDICT_LIMIT),--limit $(VERDICT_LIMIT))
+	$(PY) -m training.verdicts --detector $(DETECTOR)
+verdicts-ship: $(WORK)/verdicts/faces_$(DETECTOR).csv  ## chosen thresholds (+ fusion where it won) -> models/manifest.json
+	$(PY) -m training.verdicts --detector $(DETECTOR) --ship
+$(WORK)/verdicts/faces_%.csv:
+	$(PY) -m training.evaluate_faces --detector $*
+
 models: mtcnn-export compliance-data $(addsuffix -export,$(TASKS)) landmarks-export jpeg-forensics forensics-models  ## every model the kiosk ships (CPU: several hours)
 
 # Old target names, kept for scripts and docs that use them.

@@ -1,21 +1,30 @@
-"""Landmark-geometry measures used as baselines (as OFIQ and drowsiness detectors use them)."""
+"""Landmark-geometry measures used as baselines and fusion features (as OFIQ and drowsiness
+detectors use them). The eye aspect ratio and OFIQ's mouth opening are the kiosk checks' own code
+(kiosk/runtime/checks/), so what is fitted here is what the kiosk computes."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from kiosk.runtime.checks.eyes_closed import eye_aspect_ratio
+from kiosk.runtime.checks.mouth_open import INNER_LIP_PAIRS
+from kiosk.runtime.checks.mouth_open import mouth_opening as ofiq_mouth_opening
 from kiosk.runtime.vision.types import Landmarks
 
-
-def eye_aspect_ratio(eye: np.ndarray) -> float:
-    """Soukupova & Cech's EAR of one eye's six points: lid distances over corner distance."""
-    vertical = np.linalg.norm(eye[1] - eye[5]) + np.linalg.norm(eye[2] - eye[4])
-    return float(vertical / (2.0 * max(np.linalg.norm(eye[0] - eye[3]), 1e-6)))
+__all__ = ["eye_aspect_ratio", "inner_lip_gap", "mouth_opening", "ofiq_mouth_opening"]
 
 
 def mouth_opening(landmarks: Landmarks) -> float:
-    """Inner-lip gap (mean of three point pairs) over the eye-midpoint-to-chin distance."""
+    """Mean inner-lip gap over the eye-midpoint-to-chin distance (the rule training/collect.py
+    labels faces68 mouths with; OFIQ's measure takes the widest gap instead)."""
     p = landmarks.points
-    gap = np.mean([np.linalg.norm(p[a] - p[b]) for a, b in ((61, 67), (62, 66), (63, 65))])
+    gap = np.mean([np.linalg.norm(p[a] - p[b]) for a, b in INNER_LIP_PAIRS])
     eye_mid = p[36:48].mean(axis=0)
     return float(gap / max(np.linalg.norm(p[8] - eye_mid), 1e-6))
+
+
+def inner_lip_gap(landmarks: Landmarks) -> float:
+    """Mean inner-lip gap over the mouth width (corners 48-54)."""
+    p = landmarks.points
+    gap = np.mean([np.linalg.norm(p[a] - p[b]) for a, b in INNER_LIP_PAIRS])
+    return float(gap / max(np.linalg.norm(p[54] - p[48]), 1e-6))

@@ -1,18 +1,36 @@
 """Eyes closed: the eye classifier on both eye crops. The higher score counts, so one closed eye
-is enough to reject (the paper scores per face the same way)."""
+is enough to reject (the paper scores per face the same way). Its landmark measure is the smaller
+eye aspect ratio of the two eyes, fused with the CNN score when the bundle says so."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from kiosk.contract.models import COMPLIANCE
-from kiosk.runtime.checks.base import ClassifierCheck
+from kiosk.runtime.checks.fusion import FusedClassifierCheck
 from kiosk.runtime.vision.analysis import Analysis
 
 
-class EyesClosed(ClassifierCheck):
-    spec = COMPLIANCE["eyes_closed"]
+def eye_aspect_ratio(eye: np.ndarray) -> float:
+    """Soukupova & Cech's EAR of one eye's six points: lid distances over corner distance."""
+    vertical = np.linalg.norm(eye[1] - eye[5]) + np.linalg.norm(eye[2] - eye[4])
+    return float(vertical / (2.0 * max(float(np.linalg.norm(eye[0] - eye[3])), 1e-6)))
 
-    def score(self, analysis: Analysis) -> float:
+
+class EyesClosed(FusedClassifierCheck):
+    spec = COMPLIANCE["eyes_closed"]
+    geometry = "eye_aspect_ratio"
+
+    def cnn_score(self, analysis: Analysis) -> float:
         regions = analysis.regions
         return max(
             self.classifier.score(regions.right_eye), self.classifier.score(regions.left_eye)
+        )
+
+    def measure(self, analysis: Analysis) -> float:
+        """The more closed eye's aspect ratio (low = closed)."""
+        landmarks = analysis.landmarks
+        return min(
+            eye_aspect_ratio(landmarks.group("right_eye")),
+            eye_aspect_ratio(landmarks.group("left_eye")),
         )

@@ -1,0 +1,154 @@
+"""Per-face verdicts: landmark measures, score fusion in the checks, and the evaluation's choices
+(threshold that holds across sources, fusion fit, face misses counted end to end)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from kiosk.contract.errors import ModelError
+from kiosk.runtime.checks.eyes_closed import EyesClosed, eye_aspect_ratio
+from kiosk.runtime.checks.fusion import CNN_LOGIT, Fusion, logit
+from kiosk.runtime.checks.mouth_open import MouthOpen, mouth_opening
+from kiosk.runtime.models.registry import ModelRegistry
+from kiosk.runtime.vision.types import Landmarks
+from tests.conftest import DATA_ROOT
+from training import verdicts
+from training.paths import MODELS
+
+
+def _eye(height: float) -> np.ndarray:
+    """Six EAR points of an eye 30 px wide whose lids are `height` apart."""
+    h = height / 2
+    return np.array([[0, 0], [10, -h], [20, -h], [30, 0], [20, h], [10, h]], np.float32)
+
+
+def test_eye_aspect_ratio_falls_when_the_eye_closes() -> None:
+    assert eye_aspect_ratio(_eye(9)) == pytest.approx(0.3)
+    assert eye_aspect_ratio(_eye(1.5)) == pytest.approx(0.05)
+
+
+def test_mouth_opening_is_the_widest_inner_lip_gap_over_eye_to_chin() -> None:
+    points = np.zeros((68, 2), np.float32)
+    points[36:48] = [50, 0]  # eye midpoint (50, 0)
+    points[8] = [50, 100]  # chin: eye-to-chin 100 px
+    for top, bottom, gap in ((61, 67, 2), (62, 66, 8), (63, 65, 4)):
+        points[top], points[bottom] = [50, 60], [50, 60 + gap]
+    assert mouth_opening(Landmarks(points)) == pytest.approx(0.08)
+
+
+def test_fusion_reads_its_entry_and_refuses_what_this_kiosk_cannot_compute() -> None:
+    assert Fusion.from_entry({}, "eyes_closed", {"eye_aspect_ratio"}) is None
+    raw = {"features": [CNN_LOGIT, "eye_aspect_ratio"], "weights": [1.0, -20.0], "bias": 2.0}
+    fusion = Fusion.from_entry({"fusion": raw}, "eyes_closed", {"eye_aspect_ratio"})
+    z = 2.0 + 1.0 * logit(0.9) - 20.0 * 0.1
+    assert fusion.score({CNN_LOGIT: logit(0.9), "eye_aspect_ratio": 0.1}) == pytest.approx(
+        1 / (1 + math.exp(-z))
+    )
+    with pytest.raises(ModelError, match="this kiosk computes"):
+        Fusion.from_entry({"fusion": {**raw, "features": [CNN_LOGIT, "pupil"]}}, "x", set())
+    with pytest.raises(ModelError, match="features, weights and bias"):
+        Fusion.from_entry({"fusion": {"weights": [1.0]}}, "x", set())
+
+
+@pytest.fixture(scope="module")
+def analysis(pipeline, portrait: np.ndarray):
+    result = pipeline.analyzer.analyze(portrait)
+    assert result.reason is None
+    return result
+
+
+@pytest.mark.parametrize("check_type", [EyesClosed, MouthOpen])
+def test_the_record_keeps_score_threshold_failed_and_adds_the_parts(check_type, analysis) -> None:
+    check = check_type(ModelRegistry(MODELS))
+    features = check.features(analysis)
+    record = check(analysis).as_dict()
+    assert {"score", "threshold", "failed"} <= record.keys()
+    assert record["details"] == pytest.approx(features, abs=1e-6)
+    assert set(features) == {"cnn_score", check.geometry}
+    # A fusion that only listens to the measure makes the score follow it.
+    check.fusion = Fusion((check.geometry,), (10.0,), -1.0)
+    expected = 1 / (1 + math.exp(-(-1.0 + 10.0 * features[check.geometry])))
+    assert check(analysis).score == pytest.approx(expected)
+    check.fusion = None
+    assert check(analysis).score == pytest.approx(features["cnn_score"])
+
+
+def _faces(rows: list[tuple[str, str, int, float, float, str]]) -> verdicts.Faces:
+    """Rows (source, split, eyes label, eyes CNN score, smaller EAR, outcome)."""
+    table = []
+    for source, split, label, cnn, ear, outcome in rows:
+        ok = outcome == "ok"
+        table.append(
+            {
+                "dataset": source.split("/")[0],
+                "split": split,
+                "source": source,
+                "outcome": outcome,
+                "eyes": str(label),
+                "mouth": "",
+                "veil": "0",
+                "eyes_cnn": str(cnn) if ok else "",
+                "ear_min": str(ear) if ok else "",
+                "mouth_cnn": "",
+                "mouth_opening": "",
+                "veil_cnn": "",
+            }
+        )
+    return verdicts.Faces(table)
+
+
+def test_threshold_holds_for_the_worst_source_not_the_pooled_faces(monkeypatch) -> None:
+    """A big easy source and a small hard one: the pooled EER point would sacrifice the small
+    one; the worst-source choice balances them."""
+    monkeypatch.setattr(verdicts, "MIN_UNIT", 2)
+    rows = [("closed", "val", 1, s, 0.1, "ok") for s in (0.55, 0.6, 0.65, 0.9, 0.95)]
+    rows += [("easy", "val", 0, 0.05, 0.3, "ok")] * 50
+    rows += [("hard", "val", 0, s, 0.3, "ok") for s in (0.5, 0.58, 0.7, 0.72, 0.1)]
+    faces = _faces(rows)
+    eyes = verdicts.VERDICTS["eyes_closed"]
+    score = verdicts.scores(faces, eyes, "cnn")
+    threshold = verdicts.choose_threshold(faces, eyes, score, faces.split == "val")
+    assert threshold == pytest.approx(0.6)  # 1 of 5 closed missed, 2 of 5 hard flagged
+    labels = faces.eyes.astype(int)
+    _, pooled = verdicts.eer_point(labels, score)
+    assert pooled.threshold < 0.6  # the pooled EER point lets the hard source down
+
+
+def test_a_face_the_detector_misses_is_an_end_to_end_error() -> None:
+    rows = [("closed", "test", 1, 0.9, 0.1, "ok"), ("closed", "test", 1, 0, 0, "no_face")]
+    faces = _faces(rows)
+    eyes = verdicts.VERDICTS["eyes_closed"]
+    score = verdicts.scores(faces, eyes, "cnn")
+    (row,) = verdicts.source_rows(faces, eyes, score, faces.split == "test", {"t": 0.5})
+    assert row["face_missed"] == 1
+    assert row["t"] == {"error": 0.0, "end_to_end": 0.5}
+
+
+def test_fusion_fit_weighs_the_measure_that_separates() -> None:
+    rng = np.random.default_rng(0)
+    rows = [
+        ("closed", "val", 1, rng.uniform(0.3, 0.7), rng.uniform(0.0, 0.12), "ok") for _ in range(40)
+    ] + [("open", "val", 0, rng.uniform(0.3, 0.7), rng.uniform(0.2, 0.35), "ok") for _ in range(40)]
+    faces = _faces(rows)
+    fusion = verdicts.fit_fusion(faces, verdicts.VERDICTS["eyes_closed"], faces.split == "val")
+    weights = dict(zip(fusion.features, fusion.weights, strict=True))
+    assert weights["eye_aspect_ratio"] < 0  # a small EAR means closed
+    assert abs(weights[CNN_LOGIT]) < abs(weights["eye_aspect_ratio"]) * 0.35
+
+
+@pytest.mark.skipif(not (DATA_ROOT / "faces68_measures").is_dir(), reason="no shared datasets")
+def test_evaluation_photos_keep_trained_splits_out_and_label_every_source() -> None:
+    from training.evaluate_faces import photos
+
+    seen: dict[str, set] = {}
+    for photo, _, split in photos(DATA_ROOT):
+        if photo.dataset in verdicts.VERDICTS["veil"].trained_on:
+            assert split in ("val", "test")  # their train split trained the models
+        seen.setdefault(photo.source, set()).add((photo.eyes, photo.mouth, photo.veil))
+    assert seen["eyes_closed_faces"] == {(1, None, 0)}
+    assert seen["mask_web_types"] == {(None, None, 1)}
+    assert {labels[1] for labels in seen["faces68"]} == {0, 1, None}
+    assert seen["mask_kaggle_faces/mask_weared_incorrect"] == {(None, None, None)}

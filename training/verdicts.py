@@ -1,0 +1,450 @@
+"""Thresholds, fusion and per-source tables from the per-face rows of `training.evaluate_faces`.
+
+Protocol (issue 12 items 3-5):
+- Choices (threshold, fusion weights) use only the *validation* split of every source, faces cut
+  by the kiosk pipeline; weak-label and synthetic sources are reported, never chosen on.
+- The threshold is the one that holds across sources: on validation it minimises the worst
+  per-source error (FNR of a source of failures, FPR of a source of compliant faces).
+- Fusion: a logistic regression of the CNN logit and the check's landmark measure, each source
+  weighted equally, fitted on validation; shipped only if it beats the CNN alone on the held-out
+  sources (a choice that looked at test data: marked in the tables).
+- Reported on every split but validation ("test" rows: the test split of sources the models were
+  trained on, train + test of sources they never saw); end-to-end rates count a face the detector
+  missed as an error. Leave-one-source-out: the choices are made again without any row of one
+  held-out dataset and reported on all of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+from kiosk.contract.manifest import load_manifest, write_entry
+from kiosk.runtime.checks.fusion import CNN_LOGIT, Fusion, logit
+from training.evaluate_faces import faces_file
+from training.metrics import eer_point
+from training.paths import MODELS, REPORTS
+
+logger = logging.getLogger(__name__)
+
+MISS = ("no_face", "several_faces")  # the detector failed the applicant
+MIN_UNIT = 15  # detected validation faces a source needs to take part in a choice
+# Thresholds of models/manifest.json before issue 12 (reports compare against them).
+BEFORE = {
+    "eyes_closed": 0.3393464684486389,
+    "mouth_open": 0.2827220559120178,
+    "veil": 0.859516978263855,
+}
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    name: str
+    positives: tuple[str, ...]
+    negatives: tuple[str, ...]
+    held_out: bool
+    target: float  # EER target of item 4 (nan: none)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    model: str
+    label: str  # label column
+    cnn: str  # CNN score column
+    geometry: str | None  # landmark measure column
+    sign: float  # +1: a larger measure means the failure
+    trained_on: tuple[str, ...]  # datasets whose train split trained the CNN
+    weak: tuple[str, ...]  # sources with weak labels: reported, not chosen on
+    sets: tuple[EvalSet, ...]
+
+    @property
+    def feature(self) -> str:
+        return {"ear_min": "eye_aspect_ratio", "mouth_opening": "mouth_opening"}[self.geometry]
+
+
+VERDICTS = {
+    v.model: v
+    for v in (
+        Verdict(
+            "eyes_closed", "eyes", "eyes_cnn", "ear_min", -1.0, ("faces68",), (),
+            (
+                EvalSet("CEW closed vs YTF open", ("eyes_closed_faces",), ("faces68_ytf",), True, 0.03),
+                EvalSet("CEW closed vs mask/without_mask open", ("eyes_closed_faces",), ("mask/without_mask",), True, 0.03),
+                EvalSet("CEW closed vs all held-out open", ("eyes_closed_faces",), ("faces68_ytf", "mask/without_mask"), True, 0.03),
+                EvalSet("faces68 test (hand EAR labels)", ("faces68",), ("faces68",), False, 0.03),
+            ),
+        ),
+        Verdict(
+            "mouth_open", "mouth", "mouth_cnn", "mouth_opening", 1.0, ("mouth", "faces68"),
+            ("faces68_ytf",),
+            (
+                EvalSet("faces68 test, OFIQ rule on hand landmarks", ("faces68",), ("faces68",), True, 0.06),
+                EvalSet("faces68_ytf, OFIQ rule on automatic landmarks (weak)", ("faces68_ytf",), ("faces68_ytf",), True, math.nan),
+                EvalSet("mouth/ test (hand labels, training source)", ("mouth",), ("mouth",), False, 0.06),
+            ),
+        ),
+        Verdict(
+            "veil", "veil", "veil_cnn", None, 1.0, ("mask", "faces68", "mouth"),
+            ("synthetic/faces68", "synthetic/mask/without_mask"),
+            (
+                EvalSet("Kaggle crowd crops: with vs without mask", ("mask_kaggle_faces/with_mask",), ("mask_kaggle_faces/without_mask",), True, 0.025),
+                EvalSet("web mask portraits vs held-out clean faces", ("mask_web_types",), ("faces68_ytf", "eyes_closed_faces", "mask_kaggle_faces/without_mask"), True, 0.025),
+                EvalSet("all held-out real masks vs held-out clean faces", ("mask_kaggle_faces/with_mask", "mask_web_types"), ("faces68_ytf", "eyes_closed_faces", "mask_kaggle_faces/without_mask"), True, 0.025),
+                EvalSet("mask/ test: real masks vs without (training source)", ("mask/with_mask",), ("mask/without_mask",), False, 0.025),
+                EvalSet("synthetic overlays vs the same faces clean (test)", ("synthetic/faces68", "synthetic/mask/without_mask"), ("faces68", "mask/without_mask"), False, 0.025),
+            ),
+        ),
+    )
+}  # fmt: skip
+
+
+class Faces:
+    """The per-face rows as columns."""
+
+    def __init__(self, rows: list[dict[str, str]]) -> None:
+        self.n = len(rows)
+        col = lambda k: np.array([r[k] for r in rows])  # noqa: E731
+        num = lambda k: np.array([float(r[k]) if r[k] else np.nan for r in rows])  # noqa: E731
+        for key in ("dataset", "split", "source", "outcome"):
+            setattr(self, key, col(key))
+        for key in ("eyes", "mouth", "veil", "eyes_cnn", "ear_min", "mouth_cnn", "mouth_opening"):
+            setattr(self, key, num(key))
+        self.veil_cnn = num("veil_cnn")
+        self.detected = self.outcome == "ok"
+        self.missed = np.isin(self.outcome, MISS)
+
+    @classmethod
+    def read(cls, path: Path) -> Faces:
+        with open(path, newline="") as handle:
+            return cls(list(csv.DictReader(handle)))
+
+
+def scores(faces: Faces, v: Verdict, method: str, fusion: Fusion | None = None) -> np.ndarray:
+    """Higher = the failure. cnn: the CNN probability; geometry: the signed measure; fused."""
+    cnn = getattr(faces, v.cnn)
+    if method == "cnn":
+        return cnn
+    geometry = v.sign * getattr(faces, v.geometry)
+    if method == "geometry":
+        return geometry
+    values = {CNN_LOGIT: np.vectorize(logit)(np.nan_to_num(cnn, nan=0.5))}
+    values[v.feature] = getattr(faces, v.geometry)
+    z = fusion.bias + sum(
+        w * values[f] for f, w in zip(fusion.features, fusion.weights, strict=True)
+    )
+    return 1 / (1 + np.exp(-np.clip(z, -50, 50)))
+
+
+def units(faces: Faces, v: Verdict, keep: np.ndarray) -> dict[tuple[str, int], np.ndarray]:
+    """(source, label) -> rows (with a 0/1 label) among `keep`."""
+    label = getattr(faces, v.label)
+    out = {}
+    for source in sorted(set(faces.source[keep])):
+        for value in (1, 0):
+            rows = keep & (faces.source == source) & (label == value)
+            if rows.any():
+                out[(source, value)] = rows
+    return out
+
+
+def unit_error(score: np.ndarray, positive: int, threshold: float) -> float:
+    flagged = score >= threshold
+    return float(np.mean(~flagged if positive else flagged)) if len(score) else math.nan
+
+
+def choose_threshold(faces: Faces, v: Verdict, score: np.ndarray, keep: np.ndarray) -> float:
+    """The validation threshold with the smallest worst-source error (ties: smallest mean)."""
+    chosen = {
+        k: score[rows & faces.detected]
+        for k, rows in units(faces, v, keep).items()
+        if k[0] not in v.weak and (rows & faces.detected).sum() >= MIN_UNIT
+    }
+    if {p for _, p in chosen} != {0, 1}:
+        raise ValueError("a choice needs a source of failures and one of compliant faces")
+    candidates = np.unique(np.concatenate(list(chosen.values())))
+    errors = np.array(
+        [
+            [(s < candidates[:, None]).mean(1) if p else (s >= candidates[:, None]).mean(1)]
+            for (_, p), s in chosen.items()
+        ]
+    )[:, 0, :]
+    worst, mean = errors.max(0), errors.mean(0)
+    best = np.lexsort((mean, worst))[0]
+    return float(candidates[best])
+
+
+def fit_fusion(faces: Faces, v: Verdict, keep: np.ndarray) -> Fusion:
+    """Logistic regression of (CNN logit, measure) on validation faces, sources weighted equally."""
+    label = getattr(faces, v.label)
+    rows = keep & faces.detected & np.isin(label, (0, 1)) & ~np.isin(faces.source, v.weak)
+    cnn = np.vectorize(logit)(getattr(faces, v.cnn)[rows])
+    x = np.column_stack([cnn, getattr(faces, v.geometry)[rows]])
+    y = label[rows].astype(int)
+    weight = np.zeros(len(y))
+    keys = [f"{s}:{c}" for s, c in zip(faces.source[rows], y, strict=True)]
+    for key in set(keys):
+        mask = np.array([k == key for k in keys])
+        weight[mask] = 1.0 / mask.sum()
+    mean, scale = x.mean(0), x.std(0) + 1e-9
+    model = LogisticRegression(C=1.0).fit((x - mean) / scale, y, sample_weight=weight * len(y))
+    coef = model.coef_[0] / scale
+    bias = float(model.intercept_[0] - np.sum(coef * mean))
+    return Fusion((CNN_LOGIT, v.feature), tuple(round(float(c), 6) for c in coef), round(bias, 6))
+
+
+def eer(score: np.ndarray, faces: Faces, v: Verdict, s: EvalSet, keep: np.ndarray) -> dict:
+    label = getattr(faces, v.label)
+    rows = keep & faces.detected
+    pos = rows & np.isin(faces.source, s.positives) & (label == 1)
+    neg = rows & np.isin(faces.source, s.negatives) & (label == 0)
+    if not pos.any() or not neg.any():
+        return {"n_pos": int(pos.sum()), "n_neg": int(neg.sum()), "eer": math.nan}
+    y = np.concatenate([np.ones(pos.sum()), np.zeros(neg.sum())])
+    value, _ = eer_point(y, np.concatenate([score[pos], score[neg]]))
+    return {"n_pos": int(pos.sum()), "n_neg": int(neg.sum()), "eer": round(float(value), 5)}
+
+
+def source_rows(
+    faces: Faces, v: Verdict, score: np.ndarray, keep: np.ndarray, thresholds: dict[str, float]
+) -> list[dict]:
+    """Per source: counts, face misses and the error at each threshold (detected and end to end)."""
+    out = []
+    for (source, positive), rows in units(faces, v, keep).items():
+        detected = rows & faces.detected
+        missed = rows & faces.missed
+        counted = int(detected.sum() + missed.sum())
+        row = {
+            "source": source,
+            "class": "failure" if positive else "compliant",
+            "n": int(rows.sum()),
+            "face_missed": int(missed.sum()),
+            "too_small": int((rows & (faces.outcome == "face_too_small")).sum()),
+            "weak": source in v.weak,
+        }
+        for name, t in thresholds.items():
+            err = unit_error(score[detected], positive, t)
+            wrong = err * detected.sum() + missed.sum()
+            row[name] = {"error": _r(err), "end_to_end": _r(wrong / counted) if counted else None}
+        out.append(row)
+    return out
+
+
+def _r(value: float) -> float | None:
+    return None if value is None or math.isnan(value) else round(float(value), 5)
+
+
+def evaluate(faces: Faces, v: Verdict, previous: float) -> dict:
+    val = faces.split == "val"
+    test = ~val
+    methods = ["cnn"] + (["geometry", "fused"] if v.geometry else [])
+    fusion = fit_fusion(faces, v, val) if v.geometry else None
+    result: dict = {"model": v.model, "methods": {}}
+    for method in methods:
+        score = scores(faces, v, method, fusion)
+        threshold = choose_threshold(faces, v, score, val)
+        thresholds = {"chosen": threshold}
+        if method == "cnn":
+            thresholds = {"before": previous, "chosen": threshold}
+        result["methods"][method] = {
+            "threshold": round(threshold, 6),
+            "eer": {s.name: eer(score, faces, v, s, test) for s in v.sets},
+            "sources": source_rows(faces, v, score, test, thresholds),
+            "loso": loso(faces, v, method),
+        }
+    if fusion is not None:
+        result["fusion"] = fusion.as_dict()
+        result["ship_fusion"] = fused_wins(result)
+    return result
+
+
+def loso(faces: Faces, v: Verdict, method: str) -> list[dict]:
+    """Leave one held-out dataset out of every choice, report on all of it."""
+    val = faces.split == "val"
+    out = []
+    for dataset in sorted(set(faces.dataset) - set(v.trained_on)):
+        other = val & (faces.dataset != dataset)
+        try:
+            fusion = fit_fusion(faces, v, other) if method == "fused" else None
+            score = scores(faces, v, method, fusion)
+            threshold = choose_threshold(faces, v, score, other)
+        except ValueError:  # the data left do not allow a choice (a class or a source missing)
+            continue
+        held = faces.dataset == dataset
+        rows = source_rows(faces, v, score, held, {"loso": threshold})
+        if rows:
+            out.append({"left_out": dataset, "threshold": round(threshold, 6), "sources": rows})
+    return out
+
+
+def fused_wins(result: dict) -> bool:
+    """Fusion ships if, on the held-out sets, its mean EER and its worst per-source error at the
+    chosen threshold are both below the CNN's (decided on test rows: marked in the report)."""
+    held = [s for s in VERDICTS[result["model"]].sets if s.held_out and math.isfinite(s.target)]
+
+    def mean_eer(method: str) -> float:
+        return float(np.nanmean([result["methods"][method]["eer"][s.name]["eer"] for s in held]))
+
+    def worst(method: str) -> float:
+        return max(
+            r["chosen"]["error"] or 0.0
+            for r in result["methods"][method]["sources"]
+            if not r["weak"]
+        )
+
+    return mean_eer("fused") < mean_eer("cnn") and worst("fused") < worst("cnn")
+
+
+def _pct(value: float | None) -> str:
+    return (
+        "—"
+        if value is None or (isinstance(value, float) and math.isnan(value))
+        else f"{100 * value:.1f} %"
+    )
+
+
+def render(results: dict[str, dict], detector: str) -> str:
+    lines = [
+        f"# Per-face verdicts, whole pipeline ({detector} detector)",
+        "",
+        "Generated by `make verdicts` (training/evaluate_faces.py, then training/verdicts.py); "
+        "protocol in docs/verdicts.md. Rates are per face. *error* = FNR for a source of "
+        "failures (closed eyes, open mouths, covered faces), FPR for a source of compliant faces, "
+        "on faces the detector found; *e2e* also counts a face the detector missed (no face / "
+        "several faces) as an error. Rows exclude every validation face. † = this source's "
+        "validation part took part in the choice of the threshold (its reported rows did not); "
+        "‡ = a decision that looked at these rows (fusion shipped or not).",
+        "",
+    ]
+    for model, r in results.items():
+        v = VERDICTS[model]
+        cnn = r["methods"]["cnn"]
+        lines += [f"## {model}", ""]
+        header = "| evaluation set | held-out | n fail / ok | target | " + " | ".join(
+            f"EER {m}" for m in r["methods"]
+        )
+        lines += [header + " |", "|---|---|---|---|" + "---|" * len(r["methods"])]
+        for s in v.sets:
+            first = cnn["eer"][s.name]
+            cells = " | ".join(_pct(r["methods"][m]["eer"][s.name]["eer"]) for m in r["methods"])
+            target = "—" if math.isnan(s.target) else f"≤ {100 * s.target:.1f} %"
+            lines.append(
+                f"| {s.name} | {'yes' if s.held_out else 'no'} | {first['n_pos']} / "
+                f"{first['n_neg']} | {target} | {cells} |"
+            )
+        lines += [""]
+        if "fusion" in r:
+            f = r["fusion"]
+            terms = " + ".join(
+                f"{w:.4g}·{n}" for n, w in zip(f["features"], f["weights"], strict=True)
+            )
+            lines += [
+                f"Fusion (validation fit): score = sigmoid({f['bias']:.4g} + {terms}); "
+                f"shipped: **{'yes' if r['ship_fusion'] else 'no'}** ‡.",
+                "",
+            ]
+        thr = " · ".join(f"{m} {r['methods'][m]['threshold']:.4g}" for m in r["methods"])
+        lines += [
+            f"Thresholds chosen on validation (worst source smallest): {thr}; before issue 12: "
+            f"{BEFORE[model]:.4g} (CNN).",
+            "",
+            "| source | class | n | face missed | too small | CNN @ before: error / e2e | "
+            + " | ".join(f"{m} @ chosen: error / e2e" for m in r["methods"])
+            + " |",
+            "|---|---|---|---|---|---|" + "---|" * len(r["methods"]),
+        ]
+        for i, row in enumerate(cnn["sources"]):
+            mark = " (weak labels)" if row["weak"] else " †"
+            cells = [f"{_pct(row['before']['error'])} / {_pct(row['before']['end_to_end'])}"]
+            for m in r["methods"]:
+                other = r["methods"][m]["sources"][i]["chosen"]
+                cells.append(f"{_pct(other['error'])} / {_pct(other['end_to_end'])}")
+            lines.append(
+                f"| {row['source']}{mark} | {row['class']} | {row['n']} | {row['face_missed']} | "
+                f"{row['too_small']} | " + " | ".join(cells) + " |"
+            )
+        lines += [
+            "",
+            "Leave one source out (choices made without any row of it; all its rows):",
+            "",
+        ]
+        lines += [
+            "| left out | method | threshold | source | class | n | error | e2e |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for m in r["methods"]:
+            for block in r["methods"][m]["loso"]:
+                for row in block["sources"]:
+                    lines.append(
+                        f"| {block['left_out']} | {m} | {block['threshold']:.4g} | {row['source']} | "
+                        f"{row['class']} | {row['n']} | {_pct(row['loso']['error'])} | "
+                        f"{_pct(row['loso']['end_to_end'])} |"
+                    )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def ship(models_dir: Path, model: str, r: dict) -> None:
+    """Write the chosen threshold (and fusion when it won) into the model's manifest entry."""
+    entry = load_manifest(models_dir).models[model]
+    method = "fused" if r.get("ship_fusion") else "cnn"
+    chosen = r["methods"][method]
+    threshold = chosen["threshold"]
+    if not 0.01 <= threshold <= 0.99:
+        raise SystemExit(f"{model}: chosen threshold {threshold} is outside the manifest's band")
+    keep = {
+        k: v
+        for k, v in entry.extra.items()
+        if k not in ("bytes", "exported", "git_revision", "metrics", "fusion", "threshold_source")
+    }
+    fields = {
+        **keep,
+        "input_shape": list(entry.input_shape),
+        "quantization": entry.quantization,
+        "threshold": threshold,
+        "threshold_source": "worst-source error smallest on the validation faces of every source, "
+        "kiosk pipeline crops (training/verdicts.py, reports/verdicts)",
+        "metrics": {
+            "threshold": threshold,
+            "method": method,
+            "eer_held_out": {s: e["eer"] for s, e in chosen["eer"].items()},
+            "per_source_error": {
+                f"{row['source']}:{row['class']}": row["chosen"]["error"]
+                for row in chosen["sources"]
+            },
+        },
+    }
+    if method == "fused":
+        fields["fusion"] = r["fusion"]
+    write_entry(models_dir, model, models_dir / entry.file, **fields)
+    logger.info("%s: threshold %.4f (%s) written to the manifest", model, threshold, method)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Thresholds, fusion and tables per face.")
+    parser.add_argument("--detector", default="mtcnn")
+    parser.add_argument("--faces", type=Path, default=None)
+    parser.add_argument("--reports", type=Path, default=REPORTS / "verdicts")
+    parser.add_argument("--ship", action="store_true", help="write thresholds/fusion to models/")
+    parser.add_argument("--models-dir", type=Path, default=MODELS)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    faces = Faces.read(args.faces or faces_file(args.detector))
+    results = {m: evaluate(faces, v, BEFORE[m]) for m, v in VERDICTS.items()}
+    args.reports.mkdir(parents=True, exist_ok=True)
+    (args.reports / f"{args.detector}.json").write_text(json.dumps(results, indent=1))
+    (args.reports / f"{args.detector}.md").write_text(render(results, args.detector))
+    if args.ship:
+        for model, r in results.items():
+            ship(args.models_dir, model, r)
+
+
+if __name__ == "__main__":
+    main()
