@@ -70,13 +70,17 @@ def _warp(still: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.nd
     region = still[y0:y1, x0:x1]
     local = matrix.copy()
     local[:, 2] += matrix[:, :2] @ np.array([x0, y0], np.float64)
-    scale = math.sqrt(abs(np.linalg.det(matrix[:, :2])))
-    if scale < 1.0:
-        reduced = (max(round(region.shape[1] * scale), 1), max(round(region.shape[0] * scale), 1))
-        fx, fy = reduced[0] / region.shape[1], reduced[1] / region.shape[0]
-        region = cv2.resize(region, reduced, interpolation=cv2.INTER_AREA)
-        local[:, 0] /= fx
-        local[:, 1] /= fy
+    # Reduce by the whole factor first (OpenCV's fast integer-ratio area path); the warp then
+    # shrinks by at most 2x more, which its bicubic kernel handles.
+    step = int(1.0 / math.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+    if step >= 2:
+        rows_kept, cols_kept = region.shape[0] // step * step, region.shape[1] // step * step
+        region = cv2.resize(
+            region[:rows_kept, :cols_kept],
+            (cols_kept // step, rows_kept // step),
+            interpolation=cv2.INTER_AREA,
+        )
+        local[:, :2] *= step
     return cv2.warpAffine(
         region,
         local,
@@ -128,9 +132,7 @@ def encode_jpeg(rgb: np.ndarray, dpi: int, quality: int = JPEG_QUALITY) -> bytes
     exif[EXIF_Y_RESOLUTION] = IFDRational(dpi, 1)
     exif[EXIF_RESOLUTION_UNIT] = EXIF_INCH
     buffer = io.BytesIO()
-    Image.fromarray(rgb).save(
-        buffer, "JPEG", quality=quality, dpi=(dpi, dpi), exif=exif.tobytes(), subsampling=0
-    )
+    Image.fromarray(rgb).save(buffer, "JPEG", quality=quality, dpi=(dpi, dpi), exif=exif.tobytes())
     return buffer.getvalue()
 
 
