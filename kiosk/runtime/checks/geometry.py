@@ -82,7 +82,7 @@ def face_matrix(analysis: Analysis, size: int = PATCH_PX) -> np.ndarray:
 
 def warp(image: np.ndarray, matrix: np.ndarray, size: int = PATCH_PX) -> np.ndarray:
     return cv2.warpAffine(
-        image, matrix, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
+        image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
 
 

@@ -2,7 +2,7 @@
 
 A hat, cap or scarf worn over the head comes down to the brows (or throws its brim's shadow
 there); the band between the brows and half an eye distance above them then stops looking like
-the cheeks. Measured on the levelled face patch in YCrCb: a band pixel is "not skin" when its
+the cheeks. Measured on the levelled face at half the patch size, in YCrCb: a band pixel is "not skin" when its
 chroma is more than CHROMA away from the cheeks' median or its luma is outside LUMA times theirs.
 The value is the share of such pixels. Limits: a hair fringe over the forehead also counts (the
 operator decides); a hat worn high on the head, leaving the forehead bare, is not seen. Only
@@ -19,6 +19,8 @@ from kiosk.runtime.checks.base import CheckResult, MeasureCheck
 from kiosk.runtime.checks.geometry import EYE_PX, PATCH_PX, face_matrix, warp
 from kiosk.runtime.vision.analysis import Analysis
 
+SIZE = PATCH_PX // 2  # colour needs fewer pixels than texture: half the face patch
+EYE = EYE_PX / 2
 CHROMA = 14.0  # Cr/Cb distance from the cheeks (0-255 units)
 LUMA = (0.55, 1.6)  # luma range relative to the cheeks
 
@@ -30,14 +32,15 @@ class HeadCovering(MeasureCheck):
     limit_key = "max_forehead_non_skin"
 
     def measure(self, analysis: Analysis) -> CheckResult:
-        matrix = face_matrix(analysis)
-        ycrcb = cv2.cvtColor(warp(analysis.rgb, matrix), cv2.COLOR_RGB2YCrCb).astype(np.float32)
+        matrix = face_matrix(analysis, SIZE)
+        rgb = warp(analysis.rgb, matrix, SIZE)
+        ycrcb = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb).astype(np.float32)
         points = analysis.landmarks.points @ matrix[:, :2].T + matrix[:, 2]
         brow = float(points[17:27, 1].min())
-        top, bottom = _rows(brow - 0.5 * EYE_PX), _rows(brow - 0.08 * EYE_PX)
+        top, bottom = _rows(brow - 0.5 * EYE), _rows(brow - 0.08 * EYE)
         x0, x1 = _rows(points[19, 0]), _rows(points[24, 0])
         forehead = ycrcb[top:bottom, x0:x1].reshape(-1, 3)
-        eye_bottom = _rows(points[36:48, 1].max() + 0.1 * EYE_PX)
+        eye_bottom = _rows(points[36:48, 1].max() + 0.1 * EYE)
         nose_bottom = _rows(points[33, 1])
         cheeks = np.concatenate(
             [
@@ -46,7 +49,7 @@ class HeadCovering(MeasureCheck):
             ],
             axis=1,
         ).reshape(-1, 3)
-        if forehead.shape[0] < 20 or cheeks.shape[0] < 20:  # brows at the patch edge: no band
+        if forehead.shape[0] < 10 or cheeks.shape[0] < 10:  # brows at the patch edge: no band
             return self.result(float("nan"))
         skin = np.median(cheeks, axis=0)
         chroma = np.hypot(forehead[:, 1] - skin[1], forehead[:, 2] - skin[2])
@@ -56,4 +59,4 @@ class HeadCovering(MeasureCheck):
 
 
 def _rows(value: float) -> int:
-    return int(np.clip(round(float(value)), 0, PATCH_PX))
+    return min(max(round(float(value)), 0), SIZE)
