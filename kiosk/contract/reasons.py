@@ -18,6 +18,12 @@ OVEREXPOSED = "overexposed"
 LOW_CONTRAST = "low_contrast"
 BLURRED = "blurred"
 MOTION_BLUR = "motion_blur"
+MOVE_LEFT = "move_left"
+MOVE_RIGHT = "move_right"
+MOVE_UP = "move_up"
+MOVE_DOWN = "move_down"
+MOVE_BACK = "move_back"
+MOVE_CLOSER = "move_closer"
 LOW_RESOLUTION = "low_resolution"
 HEAD_TURNED = "head_turned"
 HEAD_PITCHED = "head_pitched"
@@ -39,6 +45,12 @@ PROMPTS: dict[str, str] = {
     LOW_CONTRAST: "The picture is washed out: please call the operator",
     BLURRED: "The picture is blurred: please hold still",
     MOTION_BLUR: "Please hold still",
+    MOVE_LEFT: "Please move a little to your left",
+    MOVE_RIGHT: "Please move a little to your right",
+    MOVE_UP: "Please raise your head a little",
+    MOVE_DOWN: "Please lower your head a little",
+    MOVE_BACK: "Please step back a little",
+    MOVE_CLOSER: "Please step a little closer",
     LOW_RESOLUTION: "Please move closer to the camera",
     HEAD_TURNED: "Please look straight at the camera",
     HEAD_PITCHED: "Please keep your chin level",
