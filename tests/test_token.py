@@ -13,15 +13,15 @@ import pytest
 from PIL import Image
 
 from kiosk.config import TokenConfig
-from kiosk.runtime.checks.framing import (
+from kiosk.contract.reasons import (
     MOVE_BACK,
     MOVE_CLOSER,
     MOVE_DOWN,
     MOVE_LEFT,
     MOVE_RIGHT,
     MOVE_UP,
-    Framing,
 )
+from kiosk.runtime.checks.framing import Framing
 from kiosk.runtime.forensics.sr import make_sr_check
 from kiosk.runtime.token import make_token, print_sheet
 from kiosk.runtime.token.geometry import TOKEN_EYE_X, TOKEN_EYE_Y, measure_head, target_eye_line

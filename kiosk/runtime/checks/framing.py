@@ -19,17 +19,18 @@ from __future__ import annotations
 from typing import Any
 
 from kiosk.config import TokenConfig
+from kiosk.contract.reasons import (
+    MOVE_BACK,
+    MOVE_CLOSER,
+    MOVE_DOWN,
+    MOVE_LEFT,
+    MOVE_RIGHT,
+    MOVE_UP,
+)
 from kiosk.runtime.checks.base import CheckResult
 from kiosk.runtime.token.geometry import measure_head, outside_share, pick_format, place
 from kiosk.runtime.vision.analysis import Analysis
 
-# Reason codes (their prompts belong in kiosk/contract/reasons.py).
-MOVE_LEFT = "move_left"
-MOVE_RIGHT = "move_right"
-MOVE_UP = "move_up"
-MOVE_DOWN = "move_down"
-MOVE_BACK = "move_back"
-MOVE_CLOSER = "move_closer"
 MAX_UPSCALE = 4.0  # the SR model's factor: beyond it the token would be blurred
 
 # Image edge the crop passes -> what the applicant is asked to do (camera not mirrored).
