@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -12,6 +13,27 @@ from training.paths import configured_data_root
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_ROOT = configured_data_root()
+DEVICE_MODEL = Path("/proc/device-tree/model")
+
+
+def on_device() -> bool:
+    """A Raspberry Pi (its device-tree model says so) or `IDKIOSK_DEVICE=1`."""
+    if os.environ.get("IDKIOSK_DEVICE") == "1":
+        return True
+    try:
+        return "raspberry pi" in DEVICE_MODEL.read_text(errors="replace").lower()
+    except OSError:
+        return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `device` need the kiosk's hardware: skipped anywhere else."""
+    if on_device():
+        return
+    skip = pytest.mark.skip(reason="needs a Raspberry Pi (or IDKIOSK_DEVICE=1)")
+    for item in items:
+        if "device" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

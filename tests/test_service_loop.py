@@ -17,12 +17,14 @@ import pytest
 from kiosk.config import Config, parse_config
 from kiosk.contract.errors import ConfigError
 from kiosk.contract.reasons import EYES_CLOSED, NO_FACE
-from kiosk.runtime.cameras.live import CameraUnavailable, FrameCamera, make_camera
+from kiosk.runtime.cameras.base import CameraUnavailable, Still, StreamGeometry
+from kiosk.runtime.cameras.live import FrameCamera, make_camera
 from kiosk.runtime.forensics.suite import ForensicSuite
 from kiosk.runtime.pipeline import ACCEPT, REJECT, Verdict
 from kiosk.runtime.vision.analysis import Analysis
 from kiosk.runtime.vision.types import Face
-from kiosk.service.loop import Checks, KioskService, load_checks
+from kiosk.service.bundle import Checks, load_checks
+from kiosk.service.loop import KioskService
 from kiosk.service.notify import Notifier
 from kiosk.service.state import Accept, Retake
 from kiosk.service.store import CaptureStore
@@ -173,8 +175,8 @@ class FlakyCamera:
         self.left -= 1
         return frame(NOBODY)
 
-    def capture_still(self) -> np.ndarray:
-        return frame(NOBODY)
+    def capture_still(self) -> Still:
+        return Still(frame(NOBODY), StreamGeometry((64, 48), (64, 48)))
 
     def close(self) -> None:
         pass
@@ -226,7 +228,7 @@ def test_replay_paces_frames_at_the_configured_rate():
     shapes = [camera.preview().shape for _ in range(3)]
     assert shapes == [(24, 32, 3)] * 3
     assert sleeps == pytest.approx([0.1, 0.1])
-    assert camera.capture_still().shape == (48, 64, 3)
+    assert camera.capture_still().image.shape == (48, 64, 3)
     with pytest.raises(CameraUnavailable, match="ended"):
         camera.preview()
 
@@ -384,7 +386,7 @@ def test_make_camera_replays_a_video_and_refuses_a_bad_camera_index(tmp_path):
     previews = [camera.preview() for _ in range(3)]
     assert [p.shape for p in previews] == [(24, 32, 3)] * 3
     assert previews[1].mean() > previews[0].mean() + 100
-    assert camera.capture_still().shape == (48, 64, 3)
+    assert camera.capture_still().image.shape == (48, 64, 3)
     with pytest.raises(CameraUnavailable, match="ended"):
         camera.preview()
     missing = make_camera(str(tmp_path / "nowhere"), 32, 10.0, True)

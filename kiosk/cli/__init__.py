@@ -62,8 +62,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     limits = Limits.from_config(config.input)
     work_pixels = int(config.input.work_megapixels * 1e6)
     for spec in args.paths:
-        source = open_source(
-            spec, max_frames=args.max_frames, limits=limits, work_pixels=work_pixels
+        source = open_source(  # `picamera` is configured as `kiosk run` configures it
+            spec,
+            max_frames=args.max_frames,
+            limits=limits,
+            work_pixels=work_pixels,
+            preview_width=config.service.preview_width,
         )
         try:
             for frame in source.frames():

@@ -1,2 +1,3 @@
-"""Frame sources: image, folder, video, USB camera (OpenCV), Picamera2, and the live camera the
-service drives."""
+"""Cameras and frame sources: one spec parser (`spec`), one camera interface with the
+preview->still geometry (`base`), the Raspberry Pi camera (`picamera`), image/folder/video/USB
+sources for `kiosk check` (`sources`) and the cameras `kiosk run` drives (`live`)."""

@@ -1,10 +1,13 @@
-"""Frame sources behind one small interface: `frames()` yields `Frame`s, `close()` frees devices.
+"""Frame sources for `kiosk check` and `kiosk forensics`: `frames()` yields `Frame`s, `close()`
+frees devices.
 
 Image files, folders (sorted; unreadable files become error frames, the run goes on), video files
-and USB cameras through OpenCV, and the Raspberry Pi camera through Picamera2 (imported only when
-used; it exists only on Raspberry Pi OS). Paths are stat'ed before they are opened, so a pipe or a
-device is refused instead of blocking or reading forever. With `work_pixels`, images and video
-frames come as a downscaled copy and `Frame.scale` says by how much (docs/input.md).
+and USB cameras through OpenCV, and the Raspberry Pi camera as `kiosk run` drives it (the
+`PicameraCamera` of kiosk.runtime.cameras.picamera, read through `CameraSource`). The spec is
+parsed by kiosk.runtime.cameras.spec, as for `kiosk run`. Paths are stat'ed before they are
+opened, so a pipe or a device is refused instead of blocking or reading forever. With
+`work_pixels`, images and video frames come as a downscaled copy and `Frame.scale` says by how
+much (docs/input.md).
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from kiosk.contract.errors import InputError
+from kiosk.contract.errors import ConfigError, InputError
+from kiosk.runtime.cameras.base import Camera, CameraUnavailable
+from kiosk.runtime.cameras.picamera import PicameraCamera
+from kiosk.runtime.cameras.spec import PICAMERA, USB, parse_spec
 from kiosk.runtime.imageio import MAX_PIXELS, Limits, file_kind, load_image
 
 log = logging.getLogger(__name__)
@@ -164,47 +170,32 @@ class OpenCVSource:
             self._capture = None
 
 
-class PicameraSource:
-    """Raspberry Pi camera: a small `lores` stream for checks beside the full-resolution `main`."""
+class CameraSource:
+    """A live camera (kiosk.runtime.cameras.base.Camera) read as frames: its preview stream,
+    ending with an error frame when it cannot open or stops."""
 
-    def __init__(self, size: tuple[int, int] = (640, 480), max_frames: int | None = None) -> None:
-        self.size, self.max_frames = size, max_frames
-        self._camera = None
+    def __init__(self, camera: Camera, max_frames: int | None = None) -> None:
+        self.camera, self.max_frames = camera, max_frames
 
     def frames(self) -> Iterator[Frame]:
+        name = self.camera.name
         try:
-            from picamera2 import Picamera2  # Raspberry Pi OS only (apt install python3-picamera2)
-        except ImportError:
-            yield Frame(
-                "picamera",
-                0,
-                None,
-                "picamera2 is not installed: it exists only on Raspberry Pi OS "
-                "(apt install python3-picamera2; venv with --system-site-packages)",
-            )
-            return
-        try:
-            self._camera = Picamera2()
-            config = self._camera.create_preview_configuration(
-                main={"format": "RGB888"}, lores={"size": self.size, "format": "YUV420"}
-            )
-            self._camera.configure(config)
-            self._camera.start()
-        except (RuntimeError, IndexError) as exc:
-            yield Frame("picamera", 0, None, f"cannot start the Raspberry Pi camera: {exc}")
+            self.camera.open()
+        except CameraUnavailable as exc:
+            yield Frame(name, 0, None, str(exc))
             return
         index = 0
         while self.max_frames is None or index < self.max_frames:
-            yuv = self._camera.capture_array("lores")
-            rgb = cv2.cvtColor(yuv, cv2.COLOR_YUV420p2RGB)
-            yield Frame("picamera", index, rgb)
+            try:
+                image = self.camera.preview()
+            except CameraUnavailable as exc:
+                yield Frame(name, index, None, str(exc))
+                return
+            yield Frame(name, index, image)
             index += 1
 
     def close(self) -> None:
-        if self._camera is not None:
-            self._camera.stop()
-            self._camera.close()
-            self._camera = None
+        self.camera.close()
 
 
 class _MissingSource:
@@ -252,18 +243,21 @@ def open_source(
     *,
     limits: Limits | None = None,
     work_pixels: int | None = None,
+    preview_width: int = 640,
 ) -> FrameSource:
     """`camera` / `camera:N` (USB), `picamera` (Raspberry Pi), or a file or folder path.
 
+    The Raspberry Pi camera is the one `kiosk run` uses (`preview_width`: its lores stream).
     Never raises: a source that cannot be opened yields one error frame saying why.
     """
-    if spec == "picamera":
-        return PicameraSource(max_frames=max_frames)
-    if spec == "camera" or spec.startswith("camera:"):
-        index_text = spec.partition(":")[2] or "0"
-        if not index_text.isdigit():
-            return _MissingSource(spec, f"camera index in {spec!r} must be a number, e.g. camera:0")
+    try:
+        parsed = parse_spec(spec)
+    except ConfigError as exc:
+        return _MissingSource(spec, str(exc))
+    if parsed.kind == PICAMERA:
+        return CameraSource(PicameraCamera(preview_width), max_frames)
+    if parsed.kind == USB:
         return OpenCVSource(
-            int(index_text), spec, max_frames=max_frames, limits=limits, work_pixels=work_pixels
+            parsed.index, spec, max_frames=max_frames, limits=limits, work_pixels=work_pixels
         )
-    return open_path(Path(spec), max_pixels, limits=limits, work_pixels=work_pixels)
+    return open_path(parsed.path, max_pixels, limits=limits, work_pixels=work_pixels)

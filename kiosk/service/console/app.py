@@ -69,8 +69,9 @@ from kiosk.config import (
 )
 from kiosk.config import token_bits as token_bits  # moved to the schema; tests import it here
 from kiosk.contract.errors import ConfigError
-from kiosk.runtime.cameras.live import downscale
-from kiosk.service.loop import KioskService, Overlay
+from kiosk.runtime.cameras.base import downscale
+from kiosk.service.loop import KioskService
+from kiosk.service.overlay import Overlay
 from kiosk.service.state import Accept, Retake
 from kiosk.service.store import StoreError
 
@@ -264,28 +265,37 @@ def draw_overlay(image: np.ndarray, overlay: Overlay | None) -> np.ndarray:
 
 def create_app(service: KioskService, console: ConsoleConfig) -> Starlette:
     """The console for a started (or about to be started) service."""
-    encoder = PreviewEncoder()
-    token = console.token
     names = allowed_names(console)
-    sessions = Sessions(console.session_s)
-    failures = FailureLimiter(console.max_token_failures)
-    viewers = ViewerSlots(console.max_preview_viewers)
+    handlers = ConsoleHandlers(service, console, Gate(console, names))
+    app = Starlette(routes=handlers.routes(), exception_handlers={HTTPException: _json_error})
+    app.add_middleware(BodyLimit, limit=console.max_body_bytes)
+    # Outermost: a request naming a foreign host (DNS rebinding) reaches nothing, not even /health.
+    hosts = [f"[{name}]" if ":" in name else name for name in names]
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False)
+    app.state.console = console  # the server's connection limits (kiosk.service.console.server)
+    return app
 
-    def client_of(request: Request) -> str:
-        return request.client.host if request.client else "?"
 
-    def authorized(request: Request) -> bool:
+class Gate:
+    """Who may do what: the token (bearer or session cookie), wrong-token limits, same origin."""
+
+    def __init__(self, console: ConsoleConfig, names: list[str]) -> None:
+        self.token, self.names = console.token, names
+        self.sessions = Sessions(console.session_s)
+        self.failures = FailureLimiter(console.max_token_failures)
+
+    def authorized(self, request: Request) -> bool:
         """A right bearer token or a live session; a wrong bearer token counts as a failure."""
-        if not token:
+        if not self.token:
             return True
         offered = _bearer(request)
         if not offered:
-            return sessions.valid(request.cookies.get(COOKIE, ""))
-        return check_token(request, offered)
+            return self.sessions.valid(request.cookies.get(COOKIE, ""))
+        return self.check_token(request, offered)
 
-    def check_token(request: Request, offered: str) -> bool:
-        client = client_of(request)
-        wait = failures.retry_after(client)
+    def check_token(self, request: Request, offered: str) -> bool:
+        client = _client(request)
+        wait = self.failures.retry_after(client)
         if wait > 0:
             log.warning("429: %s %s from %s after too many wrong tokens", *_where(request))
             raise HTTPException(
@@ -293,88 +303,113 @@ def create_app(service: KioskService, console: ConsoleConfig) -> Starlette:
                 f"too many wrong tokens; try again in {math.ceil(wait)} s",
                 headers={"Retry-After": str(math.ceil(wait))},
             )
-        if hmac.compare_digest(offered.encode(), token.encode()):
+        if hmac.compare_digest(offered.encode(), self.token.encode()):
             return True
-        failures.failed(client)
+        self.failures.failed(client)
         log.warning("401: %s %s from %s with a wrong token", *_where(request))
         return False
 
-    def require_token(request: Request) -> None:
-        if not authorized(request):
+    def require_token(self, request: Request) -> None:
+        if not self.authorized(request):
             if not _bearer(request):  # (a wrong one was logged by check_token)
                 log.warning("401: %s %s from %s without a valid token", *_where(request))
             raise HTTPException(401, "operator token required (Authorization: Bearer, or /login)")
 
-    def same_origin(request: Request) -> None:
+    def same_origin(self, request: Request) -> None:
         """A browser names the page that sent a POST; it must be this console (an allowed name on
         the port the request came to), not the Host the request claims."""
         origin = request.headers.get("origin") or request.headers.get("referer")
-        if origin is None or _origin_allowed(origin, request.headers.get("host", ""), names):
+        if origin is None or _origin_allowed(origin, request.headers.get("host", ""), self.names):
             return
         log.warning("403: %s %s from %s from a page of another origin", *_where(request))
         raise HTTPException(403, "cross-origin request refused")
 
-    async def index(request: Request) -> Response:
+
+class ConsoleHandlers:
+    """One method per route, over one service; `routes()` lists them."""
+
+    def __init__(self, service: KioskService, console: ConsoleConfig, gate: Gate) -> None:
+        self.service, self.console, self.gate = service, console, gate
+        self.encoder = PreviewEncoder()
+        self.viewers = ViewerSlots(console.max_preview_viewers)
+
+    def routes(self) -> list[Route | Mount]:
+        return [
+            Route("/", self.index),
+            Route("/api/state", self.state),
+            Route("/health", self.health),
+            Route("/login", self.login),
+            Route("/preview.mjpg", self.preview),
+            Route("/api/review.jpg", self.review_still),
+            Route("/api/accept", self.accept, methods=["POST"]),
+            Route("/api/retake", self.retake, methods=["POST"]),
+            Route("/api/reload", self.reload, methods=["POST"]),
+            Route("/api/captures", self.captures),
+            Route("/api/captures/{capture_id}", self.capture_image),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        ]
+
+    async def index(self, request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
 
-    async def state(request: Request) -> Response:
-        snapshot = service.snapshot()
-        snapshot["token_required"] = bool(token)
-        snapshot["authorized"] = authorized(request)
+    async def state(self, request: Request) -> Response:
+        snapshot = self.service.snapshot()
+        snapshot["token_required"] = bool(self.gate.token)
+        snapshot["authorized"] = self.gate.authorized(request)
         return JSONResponse(redact_paths(snapshot), headers={"Cache-Control": "no-store"})
 
-    async def health(request: Request) -> Response:
-        status, body = service.health()
+    async def health(self, request: Request) -> Response:
+        status, body = self.service.health()
         return JSONResponse(redact_paths(body), status_code=status)
 
-    async def login(request: Request) -> Response:
+    async def login(self, request: Request) -> Response:
         offered = request.query_params.get("token", "")
-        if not token:
+        if not self.gate.token:
             raise HTTPException(404, "this console has no token: nothing to sign in to")
-        if not offered or not check_token(request, offered):
+        if not offered or not self.gate.check_token(request, offered):
             raise HTTPException(401, "wrong token")
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(
             COOKIE,
-            sessions.start(),
-            max_age=math.ceil(console.session_s),
+            self.gate.sessions.start(),
+            max_age=math.ceil(self.console.session_s),
             httponly=True,
             samesite="strict",
         )
         return response
 
-    async def command(request: Request, event: Accept | Retake | None) -> Response:
-        require_token(request)
-        same_origin(request)
+    async def accept(self, request: Request) -> Response:
+        return await self._command(request, Accept())
+
+    async def retake(self, request: Request) -> Response:
+        return await self._command(request, Retake())
+
+    async def reload(self, request: Request) -> Response:
+        return await self._command(request, None)
+
+    async def _command(self, request: Request, event: Accept | Retake | None) -> Response:
+        self.gate.require_token(request)
+        self.gate.same_origin(request)
         session = await _session_of(request)
-        future = service.request(event, session)
+        future = self.service.request(event, session)
         try:
             result = await anyio.to_thread.run_sync(lambda: future.result(COMMAND_TIMEOUT_S))
         except TimeoutError:
             raise HTTPException(503, "the service loop did not answer; try again") from None
         return JSONResponse(redact_paths(result), status_code=200 if result["accepted"] else 409)
 
-    async def accept(request: Request) -> Response:
-        return await command(request, Accept())
-
-    async def retake(request: Request) -> Response:
-        return await command(request, Retake())
-
-    async def reload(request: Request) -> Response:
-        return await command(request, None)
-
-    async def captures(request: Request) -> Response:
-        require_token(request)
+    async def captures(self, request: Request) -> Response:
+        self.gate.require_token(request)
         limit_text = request.query_params.get("limit", "100")
         if not _LIMIT.fullmatch(limit_text) or not 1 <= int(limit_text) <= 1000:
             raise HTTPException(400, "limit must be a whole number from 1 to 1000")
-        store = _store(service)
+        store = _store(self.service)
         records = await anyio.to_thread.run_sync(store.list, int(limit_text))
         return JSONResponse(redact_paths({"captures": records}))
 
-    async def capture_image(request: Request) -> Response:
-        require_token(request)
-        store = _store(service)
+    async def capture_image(self, request: Request) -> Response:
+        self.gate.require_token(request)
+        store = _store(self.service)
         try:
             jpeg = await anyio.to_thread.run_sync(
                 store.load_image, request.path_params["capture_id"]
@@ -383,75 +418,51 @@ def create_app(service: KioskService, console: ConsoleConfig) -> Starlette:
             raise HTTPException(404, str(exc)) from None
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
-    async def review_still(request: Request) -> Response:
-        require_token(request)
-        review = service.review_image()
+    async def review_still(self, request: Request) -> Response:
+        self.gate.require_token(request)
+        review = self.service.review_image()
         if review is None:
             raise HTTPException(404, "no photo under review")
         jpeg = await anyio.to_thread.run_sync(_jpeg, downscale(review[1], REVIEW_WIDTH), 90)
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
-    async def preview(request: Request) -> Response:
-        require_token(request)
-        if not viewers.take():
-            log.warning(
-                "503: preview from %s: %d viewers already", client_of(request), viewers.size
-            )
+    async def preview(self, request: Request) -> Response:
+        self.gate.require_token(request)
+        if not self.viewers.take():
+            size = self.viewers.size
+            log.warning("503: preview from %s: %d viewers already", _client(request), size)
             raise HTTPException(
-                503, f"the preview has {viewers.size} viewers already; close one and reload"
+                503, f"the preview has {size} viewers already; close one and reload"
             )
-        period = 1.0 / console.preview_fps
-
-        async def parts() -> AsyncIterator[bytes]:
-            last = -1
-            while not service.stopped:
-                started = time.monotonic()
-                got = await anyio.to_thread.run_sync(service.wait_preview, last, 1.0)
-                if got is None:
-                    continue
-                frame, overlay = got
-                last = frame.index
-                jpeg = await anyio.to_thread.run_sync(
-                    encoder.encode, frame.index, frame.image, overlay
-                )
-                yield (
-                    (
-                        f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n"
-                        f"X-Frame-Index: {frame.index}\r\nX-Grabbed: {frame.grabbed:.6f}\r\n\r\n"
-                    ).encode()
-                    + jpeg
-                    + b"\r\n"
-                )
-                await anyio.sleep(max(0.0, period - (time.monotonic() - started)))
-
         return ViewerStream(
-            viewers,
-            parts(),
+            self.viewers,
+            self._parts(),
             media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
             headers={"Cache-Control": "no-store"},
         )
 
-    routes = [
-        Route("/", index),
-        Route("/api/state", state),
-        Route("/health", health),
-        Route("/login", login),
-        Route("/preview.mjpg", preview),
-        Route("/api/review.jpg", review_still),
-        Route("/api/accept", accept, methods=["POST"]),
-        Route("/api/retake", retake, methods=["POST"]),
-        Route("/api/reload", reload, methods=["POST"]),
-        Route("/api/captures", captures),
-        Route("/api/captures/{capture_id}", capture_image),
-        Mount("/static", StaticFiles(directory=STATIC), name="static"),
-    ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: _json_error})
-    app.add_middleware(BodyLimit, limit=console.max_body_bytes)
-    # Outermost: a request naming a foreign host (DNS rebinding) reaches nothing, not even /health.
-    hosts = [f"[{name}]" if ":" in name else name for name in names]
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False)
-    app.state.console = console  # the server's connection limits (kiosk.service.console.server)
-    return app
+    async def _parts(self) -> AsyncIterator[bytes]:
+        """The MJPEG stream: each new preview frame, at most `preview_fps` a second."""
+        period, last = 1.0 / self.console.preview_fps, -1
+        while not self.service.stopped:
+            started = time.monotonic()
+            got = await anyio.to_thread.run_sync(self.service.wait_preview, last, 1.0)
+            if got is None:
+                continue
+            frame, overlay = got
+            last = frame.index
+            jpeg = await anyio.to_thread.run_sync(
+                self.encoder.encode, frame.index, frame.image, overlay
+            )
+            yield (
+                (
+                    f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n"
+                    f"X-Frame-Index: {frame.index}\r\nX-Grabbed: {frame.grabbed:.6f}\r\n\r\n"
+                ).encode()
+                + jpeg
+                + b"\r\n"
+            )
+            await anyio.sleep(max(0.0, period - (time.monotonic() - started)))
 
 
 class ViewerSlots:
@@ -493,8 +504,12 @@ def _bearer(request: Request) -> str:
     return header[7:] if header.lower().startswith("bearer ") else ""
 
 
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "?"
+
+
 def _where(request: Request) -> tuple[str, str, str]:
-    return request.method, request.url.path, request.client.host if request.client else "?"
+    return request.method, request.url.path, _client(request)
 
 
 def _origin_allowed(origin: str, host_header: str, names: Iterable[str]) -> bool:
