@@ -276,6 +276,10 @@ def render_markdown(task: Task, r: dict) -> str:
         "",
         f"Data: {DATA_PROVENANCE[task.name]}.",
         "",
+        "These are crop-level figures at the export's threshold. The shipped threshold, fusion "
+        "and per-face, per-source, end-to-end figures on sources never used in training are in "
+        "reports/verdicts/ (`make verdicts`, docs/verdicts.md).",
+        "",
     ]
     return "\n".join(lines)
 
