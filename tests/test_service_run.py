@@ -37,11 +37,13 @@ def test_refuses_a_port_in_use(tmp_path, capsys):
 
 
 def test_kiosk_run_process_notifies_reloads_and_stops(tmp_path):
+    (tmp_path / "empty").mkdir()  # a replay folder without photos: the camera is unavailable
     config = tmp_path / "kiosk.toml"
     config.write_text(
         f'[service]\nsource = "{tmp_path / "empty"}"\nretry_min_s = 0.1\n'
         f'[store]\ndir = "{tmp_path / "store"}"\nkey_file = "{tmp_path / "key"}"\n'
         "[console]\nport = 0\n"
+        f'[models]\ndir = "{REPO / "models"}"\n'  # (relative paths follow the config file)
     )
     sock, path = notify_socket(tmp_path)
     sock.settimeout(30)
@@ -61,7 +63,7 @@ def test_kiosk_run_process_notifies_reloads_and_stops(tmp_path):
             assert line, "kiosk run exited before serving"
         url = re.search(r"http://\S+?/", line).group(0)
         health = httpx.get(url + "health", timeout=5)
-        assert health.status_code == 200  # models fine; the replay folder is missing: degraded
+        assert health.status_code == 200  # models fine; the replay has no photo: degraded
         body = health.json()
         assert body["status"] == "degraded" and body["models"] and body["bundle"] == "models"
         assert body["camera"]["ok"] is False
