@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -45,15 +46,18 @@ def test_a_model_whose_input_differs_from_its_crop_is_refused_at_load(tmp_path: 
 
 def test_a_failing_check_is_its_own_error(pipeline, portrait: np.ndarray) -> None:
     checks = pipeline.checks
-    mouth = next(c for c in checks.checks if c.name == "mouth_open")
-    original = mouth.score
-    mouth.score = lambda analysis: 1 / 0
+    index, mouth = next((i, c) for i, c in enumerate(checks.checks) if c.name == "mouth_open")
+
+    def broken(analysis: object) -> CheckResult:
+        raise ZeroDivisionError("division by zero")
+
+    checks.checks[index] = dataclasses.replace(_Stub.of(mouth), call=broken)
     try:
         verdict, _ = pipeline.check(portrait)
     finally:
-        mouth.score = original
+        checks.checks[index] = mouth
     assert verdict.decision == "reject"
-    assert verdict.reasons == [reasons.CHECK_ERROR]
+    assert reasons.CHECK_ERROR in verdict.reasons and reasons.MOUTH_OPEN not in verdict.reasons
     record = verdict.as_record("frame", 0)["checks"]
     assert record["mouth_open"] == {
         "score": None,
@@ -63,6 +67,27 @@ def test_a_failing_check_is_its_own_error(pipeline, portrait: np.ndarray) -> Non
     }
     assert record["eyes_closed"]["failed"] is False and "error" not in record["eyes_closed"]
     assert verdict.prompt == reasons.PROMPTS[reasons.CHECK_ERROR]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Stub:
+    """Stands in for a check with the same identity and a given behaviour."""
+
+    name: str
+    reason: str
+    threshold: float
+    quality: bool
+    suppressible: bool
+    call: object
+
+    @classmethod
+    def of(cls, check: object) -> _Stub:
+        return cls(
+            check.name, check.reason, check.threshold, check.quality, check.suppressible, None
+        )
+
+    def __call__(self, analysis: object) -> CheckResult:
+        return self.call(analysis)
 
 
 def test_errored_result_counts_as_failed() -> None:

@@ -29,11 +29,14 @@ def test_face_photo_gets_scored_verdict(tmp_path, capsys, portrait):
     # The astronaut smiles with parted lips and teeth showing: ICAO wants the mouth closed.
     assert record["decision"] == "reject" and record["error"] is None
     assert record["faces"] == 1 and len(record["face_box"]) == 4
-    assert set(record["checks"]) == CHECK_NAMES
-    for name, check in record["checks"].items():
+    assert set(record["checks"]) >= CHECK_NAMES
+    for name in CHECK_NAMES:
+        check = record["checks"][name]
         assert 0.0 <= check["score"] <= 1.0
         assert check["failed"] == (check["score"] >= check["threshold"]), name
-    assert record["reasons"] == ["mouth_open"]
+    # ...and the 512 px astronaut, scaled up, has 55 px between the eyes (ICAO: 90) in front of a
+    # busy background.
+    assert record["reasons"] == ["low_resolution", "mouth_open", "background_not_plain"]
     assert (
         record["checks"]["mouth_open"]["failed"] and not record["checks"]["eyes_closed"]["failed"]
     )
@@ -41,17 +44,22 @@ def test_face_photo_gets_scored_verdict(tmp_path, capsys, portrait):
     assert summary == {"frames": 1, "accept": 0, "reject": 1, "error": 0}
 
 
-# The shipped test photos and what a passport office expects of them (tests/data/README.md).
+# The shipped test photos and what a passport office says of them (tests/data/README.md): both are
+# 208 px crops (too few pixels between the eyes); one wears a hat and looks aside, the other tilts
+# his head and closes his eyes.
 EXPECTED = {
-    "face_open.jpg": ("accept", []),
-    "face_eyes_closed.jpg": ("reject", ["eyes_closed"]),
+    "face_open.jpg": ("reject", ["low_resolution", "head_turned", "head_covered"]),
+    "face_eyes_closed.jpg": ("reject", ["low_resolution", "head_tilted", "eyes_closed"]),
 }
+CLASSIFIERS_FAILED = {"face_open.jpg": set(), "face_eyes_closed.jpg": {"eyes_closed"}}
 
 
 @pytest.mark.parametrize(("name", "expected"), EXPECTED.items())
 def test_shipped_test_photos_get_their_fixed_verdicts(capsys, name, expected):
     code, (record,), _ = run_json(capsys, str(REPO / "tests" / "data" / name))
     assert (record["decision"], record["reasons"]) == expected
+    failed = {n for n in CHECK_NAMES if record["checks"][n]["failed"]}
+    assert failed == CLASSIFIERS_FAILED[name]
     assert code == (0 if expected[0] == "accept" else 1)
 
 

@@ -23,6 +23,7 @@ from kiosk.cli import run as service_cli
 from kiosk.cli import store as store_cli
 from kiosk.config import CONFIG_ENV, PROJECT_CONFIG, SYSTEM_CONFIG, find_config, load_config
 from kiosk.contract.errors import KioskError
+from kiosk.runtime.annotate import check_line
 from kiosk.runtime.cameras.sources import Frame
 from kiosk.runtime.imageio import Limits
 from kiosk.runtime.pipeline import ACCEPT, ERROR, REJECT, CompliancePipeline, Verdict, error_verdict
@@ -36,7 +37,7 @@ def _human_line(source: str, frame: int, verdict: Verdict) -> str:
     if verdict.decision == ERROR:
         return f"{where}: ERROR {verdict.error}"
     details = ", ".join(
-        f"{name} {r.score:.3f}{'>=' if r.failed else '<'}{r.threshold:.3f}"
+        check_line(name, r) + (" FAIL" if r.failed and not r.suppressed else "")
         for name, r in verdict.checks.items()
     )
     reasons = f" ({', '.join(verdict.reasons)})" if verdict.reasons else ""
@@ -109,7 +110,8 @@ def _check_frame(pipeline: CompliancePipeline, frame: Frame) -> tuple[Verdict, A
     if frame.image is None:
         return error_verdict(frame.error or "unreadable frame"), None
     try:
-        return pipeline.check(frame.image)
+        # Resolution is judged in the input's own pixels, not the working copy's.
+        return pipeline.check(frame.image, still_scale=frame.scale)
     except (KioskError, ValueError) as exc:
         return error_verdict(str(exc)), None
 
