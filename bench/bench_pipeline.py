@@ -28,6 +28,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from kiosk.config import load_config  # noqa: E402
+from kiosk.runtime.models.registry import ModelRegistry  # noqa: E402
 from kiosk.runtime.pipeline import CompliancePipeline  # noqa: E402
 from kiosk.runtime.vision.analysis import Analysis  # noqa: E402
 from kiosk.runtime.vision.detectors import DETECTORS  # noqa: E402
@@ -85,7 +86,7 @@ def stage_times(
         times["landmarks (dlib)"].append(t)
         t, regions = timed(extract_regions, gray, landmarks, faces[0].box)
         times["crops"].append(t)
-        analysis = Analysis(faces, faces[0], landmarks, regions, None)
+        analysis = Analysis(faces, faces[0], landmarks, regions, None, frame, gray)
         for check in checks.checks:  # eyes_closed scores both eyes
             times[check.name].append(timed(check, analysis)[0])
         times["end to end (check)"].append(timed(pipeline.check, frame)[0])
@@ -99,7 +100,6 @@ PACKAGE = "detection, min_face_size 20 (mtcnn package, Keras/TF)"
 def detector_comparison(frames: list[np.ndarray], count: int) -> dict[str, list[float]]:
     """Every detector at min_face_size 20, the package default: the package's own pyramid breaks
     (an empty convolution) at larger minimum sizes, which the LiteRT cascade skips."""
-    from kiosk.runtime.models.registry import ModelRegistry
     from kiosk.runtime.vision.mtcnn_lite import MtcnnLite, MtcnnSettings
     from kiosk.runtime.vision.yunet import Yunet, YunetSettings
 
@@ -172,7 +172,8 @@ def main() -> None:
     frames = kiosk_frames()
     per_backend = {}
     for backend in DETECTORS:
-        pipeline = CompliancePipeline(with_backend(config, backend))
+        registry = ModelRegistry(config.models_dir, config.models.public_key_path)
+        pipeline = CompliancePipeline(with_backend(config, backend), registry)
         pipeline.check(frames[0])  # warm-up: interpreter caches per pyramid shape
         per_backend[backend] = stage_times(pipeline, frames, args.frames)
     comparison = detector_comparison(frames, max(args.frames // 4, 5))

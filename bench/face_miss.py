@@ -161,7 +161,7 @@ def latency(detectors: dict[str, Detect], count: int) -> dict[str, tuple[float, 
     result = {}
     for name, detect in detectors.items():
         detect(frames[0])
-        runs = count if name != "dlib MMOD CNN" else min(count, 3)
+        runs = count if name != "dlib MMOD CNN" else 1  # ~15 s a frame
         times = []
         for i in range(runs):
             start = time.perf_counter()
