@@ -38,13 +38,14 @@ FPS = 15.0
 
 
 def scene(path: Path | None) -> np.ndarray:
-    """A 640x480 grey frame, with the face crop scaled to 400 px in the middle (or nobody)."""
-    canvas = np.full((480, 640, 3), 128, np.uint8)
+    """A 1280x960 grey frame (a 2x still over the 640-px preview), with the face crop scaled to
+    440 px a little below the middle, where the passport crop fits (or nobody)."""
+    canvas = np.full((960, 1280, 3), 128, np.uint8)
     if path is not None:
         face = cv2.imread(str(path))
-        scale = 400 / max(face.shape[:2])
+        scale = 440 / max(face.shape[:2])
         face = cv2.resize(face, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
-        y, x = (480 - face.shape[0]) // 2, (640 - face.shape[1]) // 2
+        y, x = (960 - face.shape[0]) // 2 + 40, (1280 - face.shape[1]) // 2
         canvas[y : y + face.shape[0], x : x + face.shape[1]] = face
     return canvas
 
@@ -98,6 +99,18 @@ def test_console_follows_the_replay_and_accept_stores_retake_does_not(
         store=dataclasses.replace(
             base.store, dir=str(tmp_path / "store"), key_file=str(tmp_path / "key"), min_free_mb=0
         ),
+        # The test photos are in-the-wild crops: one wears a hat and looks aside, both tilt
+        # their heads, and their own background is around the head. This test is about the
+        # console's flow, so those ICAO limits are opened (they are tested in test_icao_checks).
+        icao=dataclasses.replace(
+            base.icao,
+            max_yaw_deg=45.0,
+            max_pitch_deg=45.0,
+            max_roll_deg=45.0,
+            max_forehead_non_skin=1.0,
+            max_background_edges=1.0,
+            max_background_colour_std=255.0,
+        ),
     )
     service = KioskService(config)
     service.start()
@@ -113,13 +126,18 @@ def test_console_follows_the_replay_and_accept_stores_retake_does_not(
         expect(page.locator("#forensics")).not_to_have_text("—")
         expect(page.locator("#accept")).to_be_enabled()
         expect(page.locator("#still")).to_be_visible()  # the photo itself, not the live stream
-        page.wait_for_function("document.getElementById('still').naturalWidth === 640")
+        page.wait_for_function(
+            "document.getElementById('still').naturalWidth === 1280"
+        )  # the 1280x960 still
 
         page.keyboard.press("a")
         expect(prompt).to_have_text("Photo saved — next applicant please", timeout=10_000)
         [stored] = service.store.list()
         expect(page.locator("#last-capture")).to_have_text(stored["id"])
         assert stored["verdict"]["decision"] == "accept"
+        assert stored["token"]["format"] == "icao_35x45"  # the passport photo is kept with it
+        images = service.store.load_images(stored["id"])
+        assert set(images) >= {"still", "token", "token_frontal"}
 
         # The replay moves on: nobody, then the next "applicant" is checked again.
         expect(prompt).to_have_text("Please stand in front of the camera", timeout=10_000)

@@ -90,7 +90,7 @@ BAD_MANIFESTS = {
     "threshold bool": (entry_edit("tamper_ela", threshold=True), "valid number"),
     "threshold edited by hand": (
         entry_edit("eyes_closed", threshold=0.5),
-        "differs from metrics.test_int8.at_threshold_threshold",
+        "differs from metrics.threshold",
     ),
     "models list": (lambda d: {"models": []}, "models: Input should be a valid dictionary"),
     "models null": (lambda d: {"models": None}, "models: Input should be a valid dictionary"),

@@ -45,7 +45,7 @@ class FakePipeline:
     def __init__(self) -> None:
         self.gate: threading.Event | None = None
 
-    def check(self, rgb: np.ndarray) -> tuple[Verdict, Analysis]:
+    def check(self, rgb: np.ndarray, still_scale: float = 1.0) -> tuple[Verdict, Analysis]:
         if self.gate is not None:
             self.gate.wait()
         kind = int(rgb[0, 0, 0])
@@ -360,7 +360,7 @@ def test_store_that_refuses_a_capture_turns_health_503(tmp_path, started):
 
 
 class BrokenPipeline(FakePipeline):
-    def check(self, rgb: np.ndarray) -> tuple[Verdict, Analysis]:
+    def check(self, rgb: np.ndarray, still_scale: float = 1.0) -> tuple[Verdict, Analysis]:
         raise ValueError("crop of shape (56, 56), model expects (72, 72)")
 
 

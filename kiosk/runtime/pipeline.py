@@ -87,7 +87,7 @@ class CompliancePipeline:
             background_face_ratio=getattr(config.gates, "background_face_ratio", 0.5),
         )
         self.checks = ComplianceChecks(
-            registry, num_threads=config.models.num_threads, limits=config.icao
+            registry, config.models.num_threads, limits=config.icao, token=config.token
         )
 
     def check(self, rgb: np.ndarray, still_scale: float = 1.0) -> tuple[Verdict, Analysis]:

@@ -6,9 +6,11 @@ import dataclasses
 from dataclasses import dataclass
 
 from kiosk.config import Config
+from kiosk.runtime.forensics.sr import SrCheck
 from kiosk.runtime.forensics.suite import ForensicSuite
 from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.pipeline import CompliancePipeline
+from kiosk.runtime.token.photo import TokenCutter
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,7 @@ class Checks:
     models: dict[str, str]  # name -> sha256, as verified from the manifest
     bundle: str  # the resolved models directory's name (a deploy swaps a symlink to it)
     signature: str  # "verified" ([models] public_key set) or "unchecked"
+    token: TokenCutter | None = None  # cuts the passport photo from a still (issue 13)
 
 
 def load_checks(config: Config) -> Checks:
@@ -36,4 +39,6 @@ def load_checks(config: Config) -> Checks:
     pipeline = CompliancePipeline(pinned, registry)
     forensics = ForensicSuite.from_config(pinned, registry)
     models = {name: entry.sha256 for name, entry in sorted(registry.entries.items())}
-    return Checks(pipeline, forensics, models, bundle_dir.name, registry.signature)
+    sr = next((check for check in forensics.checks if isinstance(check, SrCheck)), None)
+    token = TokenCutter(pipeline.analyzer.landmarks, config.token, sr)
+    return Checks(pipeline, forensics, models, bundle_dir.name, registry.signature, token)

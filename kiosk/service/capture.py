@@ -24,6 +24,7 @@ from kiosk.contract.errors import KioskError
 from kiosk.runtime.cameras.base import Still
 from kiosk.runtime.forensics.suite import Capture, ForensicSuite
 from kiosk.runtime.pipeline import ACCEPT, Verdict
+from kiosk.runtime.token.photo import TokenCutter, TokenPhoto
 from kiosk.service.state import Event, StillTaken, Stored, StoreFailed
 from kiosk.service.store import CaptureRecord, CaptureStore, StoreError
 
@@ -66,6 +67,20 @@ def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes | None:
     return encoded.tobytes() if ok else None
 
 
+def cut_token(token: TokenCutter | None, held: HeldStill) -> TokenPhoto | None:
+    """The passport photo of an accepted still, cut only once the operator accepted it."""
+    if token is None or held.verdict.face_box is None:
+        return None
+    started = time.monotonic()
+    try:
+        photo = token(held.image, tuple(held.verdict.face_box))
+    except (KioskError, ValueError) as exc:
+        log.warning("capture kept without a token photo: %s", exc)
+        return None
+    log.info("token photo took %.2f s", time.monotonic() - started)
+    return photo
+
+
 class StoreSlot:
     """The capture store, or why there is none. A store that cannot open is reported (snapshot,
     /health) and retried on the next Accept, never a crash: under systemd a crash would only loop.
@@ -99,13 +114,16 @@ class StoreSlot:
         models: dict[str, str],
         source: str,
         quality: int,
+        token: TokenCutter | None = None,
     ) -> Event:
-        """Encode the still, write its record; reopens a store that could not open before."""
+        """Encode the still, cut its token photo, write its record; reopens a store that could
+        not open before. A still whose token photo cannot be placed is kept without one."""
         if self.store is None and not self.open():
             return StoreFailed(f"capture store unavailable: {self.error}")
         jpeg = encode_jpeg(held.image, quality)
         if jpeg is None:
             return StoreFailed("the photo could not be encoded")
+        photo = cut_token(token, held)
         record = CaptureRecord(
             session_id=held.session_id,
             created=datetime.now(UTC).isoformat(),
@@ -113,9 +131,12 @@ class StoreSlot:
             verdict=held.verdict.as_record(source, held.frame_index),
             forensics=forensics,
             models=models,
+            token=photo.as_record() if photo else {},
         )
         try:
-            capture_id = self.store.save(record, jpeg)
+            capture_id = self.store.save(
+                record, jpeg, photo.jpeg if photo else None, photo.frontal_jpeg if photo else None
+            )
         except StoreError as exc:
             log.error("capture not stored: %s", exc)
             self.refused = str(exc)

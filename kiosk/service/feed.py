@@ -25,6 +25,7 @@ class PreviewFrame:
     index: int
     grabbed: float  # time.monotonic() when the camera thread got it
     image: np.ndarray
+    still_scale: float = 1.0  # still pixels per preview pixel: resolution is judged in the still
 
 
 class CameraFeed:
@@ -61,7 +62,9 @@ class CameraFeed:
                     with self._camera_lock:
                         image = self.camera.preview()
                     index += 1
-                    self._deliver(PreviewFrame(index, time.monotonic(), image))
+                    geometry = getattr(self.camera, "geometry", None)
+                    scale = geometry.scale if geometry is not None else 1.0
+                    self._deliver(PreviewFrame(index, time.monotonic(), image, scale))
                     backoff = self.retry_min_s
             except Exception as exc:  # any camera failure is retried, never fatal
                 if not isinstance(exc, CameraUnavailable):

@@ -260,7 +260,9 @@ class KioskService:
 
     def _check(self, frame: PreviewFrame) -> None:
         try:
-            verdict, analysis = self.checks.pipeline.check(frame.image)
+            verdict, analysis = self.checks.pipeline.check(
+                frame.image, still_scale=frame.still_scale
+            )
         except (KioskError, ValueError) as exc:
             log.warning("frame %d could not be checked: %s", frame.index, exc)
             with self._lock:
@@ -318,6 +320,7 @@ class KioskService:
             self.checks.models if self.checks else {},
             self.camera_name,
             self.config.service.capture_quality,
+            self.checks.token if self.checks else None,
         )
 
     def _run_commands(self) -> None:

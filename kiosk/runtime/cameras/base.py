@@ -32,6 +32,11 @@ class StreamGeometry:
     preview: tuple[int, int]
     still: tuple[int, int]
 
+    @property
+    def scale(self) -> float:
+        """Still pixels per preview pixel (horizontally): what resolution is judged against."""
+        return self.still[0] / self.preview[0]
+
     def to_still(self, box: Box) -> Box:
         sx, sy = self.still[0] / self.preview[0], self.still[1] / self.preview[1]
         x0, y0, x1, y1 = box
@@ -46,6 +51,7 @@ class Still:
 
 class Camera(Protocol):
     name: str
+    geometry: StreamGeometry | None  # of the last preview, None before the first
 
     def open(self) -> None: ...
 

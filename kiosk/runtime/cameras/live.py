@@ -77,11 +77,18 @@ class FrameCamera:
         self._current = frame
         return downscale(frame, self.preview_width)
 
-    def capture_still(self) -> Still:
+    @property
+    def geometry(self) -> StreamGeometry | None:
+        """The still is the whole current frame; the preview, that frame downscaled."""
         if self._current is None:
-            raise CameraUnavailable(f"{self.name} has not delivered a frame yet")
+            return None
         size = (self._current.shape[1], self._current.shape[0])
-        geometry = StreamGeometry(preview_size(size, self.preview_width), size)
+        return StreamGeometry(preview_size(size, self.preview_width), size)
+
+    def capture_still(self) -> Still:
+        geometry = self.geometry
+        if self._current is None or geometry is None:
+            raise CameraUnavailable(f"{self.name} has not delivered a frame yet")
         return Still(self._current.copy(), geometry)
 
     def close(self) -> None:

@@ -17,12 +17,13 @@ import dataclasses
 import logging
 from collections.abc import Callable
 
-from kiosk.config import IcaoConfig
+from kiosk.config import IcaoConfig, TokenConfig
 from kiosk.contract.reasons import CHECK_ERROR, by_urgency
 from kiosk.runtime.checks.background import BackgroundPlain, BackgroundUniform
 from kiosk.runtime.checks.base import Check, CheckResult
 from kiosk.runtime.checks.exposure import DynamicRange, OverExposure, UnderExposure
 from kiosk.runtime.checks.eyes_closed import EyesClosed
+from kiosk.runtime.checks.framing import Framing
 from kiosk.runtime.checks.headwear import HeadCovering
 from kiosk.runtime.checks.illumination import IlluminationUniformity
 from kiosk.runtime.checks.mouth_open import MouthOpen
@@ -41,7 +42,7 @@ PLUGINS: dict[str, Callable[[ModelRegistry, int], Check]] = {
     MouthOpen.spec.name: MouthOpen,
     Veil.spec.name: Veil,
 }
-MEASURES: dict[str, Callable[[IcaoConfig], Check]] = {
+MEASURES: dict[str, Callable[[IcaoConfig, TokenConfig], Check]] = {
     check.name: check
     for check in (
         UnderExposure,
@@ -49,6 +50,7 @@ MEASURES: dict[str, Callable[[IcaoConfig], Check]] = {
         DynamicRange,
         Focus,
         MotionBlur,
+        Framing,
         Resolution,
         HeadPose,
         IlluminationUniformity,
@@ -64,11 +66,16 @@ class ComplianceChecks:
     limits), run on each face that passed the gates."""
 
     def __init__(
-        self, registry: ModelRegistry, num_threads: int = 1, limits: IcaoConfig | None = None
+        self,
+        registry: ModelRegistry,
+        num_threads: int = 1,
+        limits: IcaoConfig | None = None,
+        token: TokenConfig | None = None,
     ) -> None:
         limits = limits if limits is not None else IcaoConfig()
+        token = token if token is not None else TokenConfig()
         self.checks = [factory(registry, num_threads) for factory in PLUGINS.values()]
-        self.checks += [factory(limits) for factory in MEASURES.values()]
+        self.checks += [factory(limits, token) for factory in MEASURES.values()]
 
     def run(self, analysis: Analysis) -> dict[str, CheckResult]:
         results = {}

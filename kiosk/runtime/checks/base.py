@@ -113,7 +113,10 @@ class MeasureCheck:
     quality: ClassVar[bool] = False
     suppressible: ClassVar[bool] = False
 
-    def __init__(self, limits: Any) -> None:
+    def __init__(self, limits: Any, token: Any = None) -> None:
+        """Every measure is built from the `[icao]` limits and the `[token]` format; only the
+        framing check (not a MeasureCheck) uses the latter."""
+        del token
         self.limits = limits
         self.threshold = float(getattr(limits, self.limit_key))
 

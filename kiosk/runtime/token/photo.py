@@ -6,14 +6,22 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 
-from kiosk.config import TokenFormat
+from kiosk.config import TokenConfig, TokenFormat
 from kiosk.contract.errors import InputError
 from kiosk.runtime.forensics.sr import SrCheck
-from kiosk.runtime.token.geometry import measure_head, outside_share, place, place_token_frontal
+from kiosk.runtime.token.geometry import (
+    measure_head,
+    outside_share,
+    pick_format,
+    place,
+    place_token_frontal,
+)
 from kiosk.runtime.token.render import encode_jpeg, warp
-from kiosk.runtime.vision.types import Landmarks
+from kiosk.runtime.vision.landmarks import LandmarkPredictor
+from kiosk.runtime.vision.types import Box, Landmarks
 
 log = logging.getLogger(__name__)
 
@@ -99,3 +107,21 @@ def make_token(
         geometry,
         warnings,
     )
+
+
+class TokenCutter:
+    """What the capture step needs to cut the token photo from a still: landmarks predicted on
+    the still itself (inside the face box mapped from the preview), the configured format, and
+    the bundle's SR check for faces too small for the output."""
+
+    def __init__(
+        self, landmarks: LandmarkPredictor, token: TokenConfig, sr: SrCheck | None
+    ) -> None:
+        self.landmarks, self.sr = landmarks, sr
+        self.format_name, self.format = pick_format(token)
+
+    def __call__(self, still_rgb: np.ndarray, box: Box) -> TokenPhoto:
+        """InputError when no token photo can be placed (the capture is then kept without)."""
+        gray = cv2.cvtColor(still_rgb, cv2.COLOR_RGB2GRAY)
+        landmarks = self.landmarks.predict(gray, box)
+        return make_token(still_rgb, landmarks, self.format, self.format_name, sr=self.sr)
