@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -154,8 +154,8 @@ def test_the_pipeline_builds_the_configured_backend(registry) -> None:
 
     config = load_config()
     assert type(CompliancePipeline(config, registry).analyzer.detector).__name__ == "MtcnnLite"
-    detector = SimpleNamespace(**vars(config.detector), backend="yunet")
-    pipeline = CompliancePipeline(
-        SimpleNamespace(**{**vars(config), "detector": detector}), registry
+    yunet = dataclasses.replace(
+        config, detector=dataclasses.replace(config.detector, backend="yunet")
     )
+    pipeline = CompliancePipeline(yunet, registry)
     assert isinstance(pipeline.analyzer.detector, Yunet)

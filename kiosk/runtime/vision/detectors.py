@@ -32,13 +32,13 @@ def _mtcnn(registry: ModelRegistry, settings: Any, num_threads: int) -> FaceDete
 
 
 def _yunet(registry: ModelRegistry, settings: Any, num_threads: int) -> FaceDetector:
-    """YuNet's own settings are read with defaults until the [detector] schema has them."""
-    defaults = YunetSettings()
+    if settings is None:
+        return Yunet(registry, YunetSettings(), num_threads=num_threads)
     yunet = YunetSettings(
-        score_threshold=getattr(settings, "yunet_score_threshold", defaults.score_threshold),
-        nms_threshold=getattr(settings, "yunet_nms_threshold", defaults.nms_threshold),
-        min_face_size=getattr(settings, "min_face_size", defaults.min_face_size),
-        detect_width=getattr(settings, "detect_width", defaults.detect_width),
+        score_threshold=settings.yunet_score_threshold,
+        nms_threshold=settings.yunet_nms_threshold,
+        min_face_size=settings.min_face_size,
+        detect_width=settings.detect_width,
     )
     return Yunet(registry, yunet, num_threads=num_threads)
 
