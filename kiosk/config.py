@@ -54,6 +54,7 @@ MIN_TOKEN_BITS = 80.0
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 CLASS_SIZES = {"lower": 26, "upper": 26, "digit": 10, "other": 33}
+HEX_DIGITS = frozenset("0123456789abcdef")
 GENERATE = "e.g. `openssl rand -hex 16`"
 _HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
 
@@ -222,6 +223,45 @@ class GatesConfig:
         le=1.0,
         description="faces whose side is under this share of the largest face's are people in "
         "the background and ignored; 0 counts every face",
+    )
+
+
+@section("tracking")
+class TrackingConfig:
+    """Video and camera sources: the face is tracked between detections and a check's result is
+    reused while its input is unchanged (kiosk/runtime/vision/tracker.py, docs/performance.md).
+    Photos are always checked from scratch."""
+
+    redetect_every: Int = Field(
+        10, ge=1, le=300, description="run the detector at least every N frames (1: every frame)"
+    )
+    min_correlation: Float = Field(
+        0.9,
+        ge=0.0,
+        le=1.0,
+        description="re-detect when the face patch matches its keyframe worse than this (NCC)",
+    )
+    max_scene_change: Float = Field(
+        12.0,
+        ge=0.0,
+        le=255.0,
+        description="re-detect when a 32x24 thumbnail of the frame moved by more than this mean "
+        "grey level since the keyframe",
+    )
+    rescore_every: Int = Field(
+        10, ge=1, le=300, description="rerun every check at least every N frames (1: every frame)"
+    )
+    max_crop_change: Float = Field(
+        2.0,
+        ge=0.0,
+        le=255.0,
+        description="rerun a check when its input crop changed by more than this mean grey level",
+    )
+    max_landmark_motion_px: Float = Field(
+        1.0,
+        ge=0.0,
+        le=100.0,
+        description="rerun the landmark and frame measures when a landmark moved more than this",
     )
 
 
@@ -425,8 +465,12 @@ def token_bits(token: str) -> float:
     """A deliberately simple strength estimate: log2 of the alphabet (the character classes
     present: 26 lower, 26 upper, 10 digits, 33 others) for each character that does not repeat
     one of the two before it, continue a ±1 run ("1234", "cba") or close an already-seen
-    trigram ("abcabc"). Random hex of 32 characters scores about 130; no dictionary check."""
-    pool = sum(CLASS_SIZES[name] for name in {_char_class(c) for c in token})
+    trigram ("abcabc"); a hex token counts 4 bits a character. Random hex of 32 characters
+    scores about 110, of 16 (64 random bits) at most 64; no dictionary check."""
+    if all(c in HEX_DIGITS for c in token.lower()):
+        pool = 16  # hex (`openssl rand -hex`): 4 bits a character, whatever letters appear
+    else:
+        pool = sum(CLASS_SIZES[name] for name in {_char_class(c) for c in token})
     fresh = 0
     for i, c in enumerate(token):
         repeat = c in token[max(0, i - 2) : i] or (i >= 2 and token[i - 2 : i + 1] in token[:i])
@@ -641,6 +685,7 @@ class Config:
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     landmarks: LandmarksConfig = Field(default_factory=LandmarksConfig)
     gates: GatesConfig = Field(default_factory=GatesConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     input: InputConfig = Field(default_factory=InputConfig)
     forensics: ForensicsConfig = Field(default_factory=ForensicsConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
