@@ -4,11 +4,17 @@ Keeping it pure lets every transition be unit-tested without a camera, models or
 service loop (`kiosk.service.loop`) turns camera frames, operator clicks and store results into
 events and carries out the actions it returns.
 
-    idle ──face──► present ──window full──► checking ◄──► ready ──K passing frames──► capture
-      ▲               ▲                                                                 │
-      │               └───────────────────── still failed ◄─────────────────────────────┤
-      ├──────────────────────────────────── retake ◄──────────────────────── review ◄───┘
-      └── done (until the applicant leaves) ◄── storing ◄── accept ◄──────── review
+    idle ──face──► present ──window full──► checking ◄──► ready ──K passing frames
+      ▲               ▲ ▲                                      and the countdown──► capture
+      │               │ └──────────────── still failed ◄──────────────────────────────┤
+      │               └── hold (operator's Resume, or the pause) ◄── retake ◄── review ◄┘
+      └── done (until the applicant leaves) ◄── storing ◄── accept ◄──────────── review
+
+Before the shot `ready` counts down `countdown_s` (any failing frame stops it), so the applicant
+sees it coming. After Retake the machine holds (`hold`) until the operator resumes or the
+configured pause is over, so the operator can coach before the next shot. "Please stand in front
+of the camera" is only said after the window saw nobody: a reset with someone there (retake,
+camera or checks back) starts in `present`.
 
 `camera_unavailable` and `checks_unavailable` are entered from any live state and left when the
 camera or the models come back. Prompts are smoothed: a reason is shown once it is in the majority
@@ -22,33 +28,24 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from kiosk.contract.reasons import NO_FACE, PROMPTS, READY_PROMPT
+from kiosk.contract.reasons import NO_FACE, PROMPTS, translate
 
 IDLE, PRESENT, CHECKING, READY = "idle", "present", "checking", "ready"
-CAPTURE, REVIEW, STORING, DONE = "capture", "review", "storing", "done"
+CAPTURE, REVIEW, STORING, DONE, HOLD = "capture", "review", "storing", "done", "hold"
 CAMERA_UNAVAILABLE, CHECKS_UNAVAILABLE = "camera_unavailable", "checks_unavailable"
 
 # States in which the operator has a still in front of them; camera loss does not discard it.
 HOLDS_STILL = {REVIEW, STORING}
 
-STATE_PROMPTS = {
-    IDLE: PROMPTS[NO_FACE],
-    PRESENT: "Checking — please look at the camera",
-    READY: READY_PROMPT,
-    CAPTURE: "Taking the photo — hold still",
-    REVIEW: "Photo taken — operator: Accept (A) or Retake (R)",
-    STORING: "Saving the photo…",
-    DONE: "Photo saved — next applicant please",
-    CAMERA_UNAVAILABLE: "Camera unavailable — retrying",
-}
-
 
 # ---- events -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FrameChecked:
-    """One preview frame's verdict: the failed reasons (empty when every check passed)."""
+    """One preview frame's verdict: the failed reasons (empty when every check passed), and when
+    it was checked (monotonic seconds: the countdown and the pause after Retake count in it)."""
 
     reasons: tuple[str, ...]
+    at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -70,7 +67,13 @@ class Accept:
 
 @dataclass(frozen=True)
 class Retake:
-    pass
+    at: float = 0.0  # monotonic seconds: the pause after it counts from here
+    reason: str = ""  # the operator's, filed with the capture; default: forensics or "operator"
+
+
+@dataclass(frozen=True)
+class Resume:
+    """The operator is done coaching after a Retake: arm the next shot."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,7 @@ Event = (
     | StillFailed
     | Accept
     | Retake
+    | Resume
     | Stored
     | StoreFailed
     | CameraLost
@@ -125,6 +129,9 @@ TAKE_STILL, STORE_CAPTURE, DISCARD_STILL = "take_still", "store_capture", "disca
 class Settings:
     smoothing_frames: int = 5  # N: window of per-frame verdicts the prompt is smoothed over
     ready_frames: int = 3  # K: consecutive passing frames before the still is taken
+    countdown_s: float = 0.0  # passing time shown to the applicant before the still is taken
+    retake_pause_s: float = 0.0  # after Retake, hold this long before arming again...
+    retake_waits_for_operator: bool = False  # ...or until the operator resumes
 
 
 @dataclass(frozen=True)
@@ -138,16 +145,31 @@ class State:
     forensics: dict[str, Any] | None = None  # of the still under review
     last_capture_id: str | None = None
     session: int = 0  # increases for every still taken; the console names it on accept/retake
+    shot_at: float | None = None  # ready: when the countdown ends (monotonic seconds)
+    hold_until: float | None = None  # hold: when it re-arms by itself (None: operator's Resume)
+    retakes: tuple[str, ...] = ()  # why each still of this applicant was retaken (reason codes)
+
+    @property
+    def prompt_key(self) -> str:
+        """The applicant's prompt as a key of kiosk.contract.reasons.MESSAGES: plain words, no
+        engineering detail (`message` is the operator's)."""
+        if self.name == CHECKING:
+            return next(r for r in PROMPTS if r in self.reasons)
+        if self.name == IDLE:
+            return NO_FACE
+        if self.name == READY and self.shot_at is not None:
+            return "state.countdown"
+        if self.name == REVIEW and self.message:
+            return "state.not_saved"
+        return f"state.{self.name}"
+
+    def prompt_in(self, language: str) -> str:
+        return translate(self.prompt_key, language)
 
     @property
     def prompt(self) -> str:
-        if self.name == CHECKS_UNAVAILABLE:
-            return f"Checks unavailable: {self.message}"
-        if self.name == CHECKING:
-            return next(PROMPTS[r] for r in PROMPTS if r in self.reasons)
-        if self.name == REVIEW and self.message:
-            return f"Could not save the photo: {self.message} — Accept (A) to try again"
-        return STATE_PROMPTS[self.name]
+        """The English prompt (logs, sd_notify STATUS, tests)."""
+        return self.prompt_in("en")
 
 
 @dataclass
@@ -203,19 +225,28 @@ class SessionMachine:
                 self.smoother.clear()
                 return replace(s, name=CHECKS_UNAVAILABLE, message=message, passing=0), []
             case ChecksUp() if s.name == CHECKS_UNAVAILABLE:
-                return self._reset(s), []
+                return self._restart(s), []
             case CameraLost(message) if s.name not in HOLDS_STILL | {CHECKS_UNAVAILABLE}:
                 self.smoother.clear()
                 actions = [DISCARD_STILL] if s.name == CAPTURE else []
                 return replace(s, name=CAMERA_UNAVAILABLE, message=message, passing=0), actions
             case CameraBack() if s.name == CAMERA_UNAVAILABLE:
-                return self._reset(s), []
+                return self._restart(s), []
             case FrameChecked(reasons) if s.name == DONE:
                 if self.smoother.push(reasons) == (NO_FACE,):  # the applicant has left
                     return self._reset(s), []
                 return s, []
-            case FrameChecked(reasons) if s.name in (IDLE, PRESENT, CHECKING, READY):
-                return self._frame(s, reasons)
+            case FrameChecked(reasons, at) if s.name == HOLD:
+                smoothed = self.smoother.push(reasons)
+                if smoothed == (NO_FACE,) and self.smoother.full:  # nobody left to coach
+                    return replace(self._reset(s), hold_until=None), []
+                if s.hold_until is not None and at >= s.hold_until:
+                    return self._restart(s), []
+                return replace(s, reasons=smoothed), []
+            case Resume() if s.name == HOLD:
+                return self._restart(s), []
+            case FrameChecked(reasons, at) if s.name in (IDLE, PRESENT, CHECKING, READY):
+                return self._frame(s, reasons, at)
             case StillTaken(forensics) if s.name == CAPTURE:
                 return replace(s, name=REVIEW, forensics=forensics, message=""), []
             case StillFailed(message) if s.name == CAPTURE:
@@ -223,21 +254,44 @@ class SessionMachine:
                 return replace(s, name=PRESENT, message=message, passing=0), [DISCARD_STILL]
             case Accept() if s.name == REVIEW:
                 return replace(s, name=STORING, message=""), [STORE_CAPTURE]
-            case Retake() if s.name == REVIEW:
-                return replace(self._reset(s), forensics=None), [DISCARD_STILL]
+            case Retake(at, reason) if s.name == REVIEW:
+                retakes = (*s.retakes, reason or _retake_reason(s.forensics))
+                settings = self.settings
+                if not settings.retake_waits_for_operator and settings.retake_pause_s <= 0:
+                    again = self._restart(s)
+                else:
+                    self.smoother.clear()
+                    until = None if settings.retake_waits_for_operator else at
+                    if until is not None:
+                        until += settings.retake_pause_s
+                    again = replace(s, name=HOLD, passing=0, message="", hold_until=until)
+                return replace(again, forensics=None, retakes=retakes), [DISCARD_STILL]
             case Stored(capture_id) if s.name == STORING:
                 self.smoother.clear()
-                done = replace(s, name=DONE, last_capture_id=capture_id, passing=0, message="")
+                done = replace(
+                    s, name=DONE, last_capture_id=capture_id, passing=0, message="", retakes=()
+                )
                 return done, [DISCARD_STILL]
             case StoreFailed(message) if s.name == STORING:
                 return replace(s, name=REVIEW, message=message), []
         return s, []
 
     def _reset(self, s: State) -> State:
+        """Nobody there: the next applicant starts afresh."""
         self.smoother.clear()
-        return replace(s, name=IDLE, reasons=(NO_FACE,), passing=0, message="")
+        return replace(
+            s, name=IDLE, reasons=(NO_FACE,), passing=0, message="", shot_at=None, retakes=()
+        )
 
-    def _frame(self, s: State, reasons: tuple[str, ...]) -> tuple[State, list[str]]:
+    def _restart(self, s: State) -> State:
+        """Start checking again with whoever may be there (no "stand in front" prompt until the
+        window has seen nobody)."""
+        self.smoother.clear()
+        return replace(
+            s, name=PRESENT, reasons=(), passing=0, message="", shot_at=None, hold_until=None
+        )
+
+    def _frame(self, s: State, reasons: tuple[str, ...], at: float) -> tuple[State, list[str]]:
         if s.name == IDLE and NO_FACE in reasons:
             return s, []
         if s.name == IDLE:  # a subject arrived: start a fresh window
@@ -246,13 +300,35 @@ class SessionMachine:
         if smoothed == (NO_FACE,) and self.smoother.full:
             return self._reset(s), []
         if not self.smoother.full and s.name in (IDLE, PRESENT):
-            return replace(s, name=PRESENT, reasons=smoothed, passing=0), []
+            return replace(s, name=PRESENT, reasons=smoothed, passing=0, shot_at=None), []
         if smoothed or reasons:
-            return replace(s, name=CHECKING if smoothed else READY, reasons=smoothed, passing=0), []
+            name = CHECKING if smoothed else READY
+            return replace(s, name=name, reasons=smoothed, passing=0, shot_at=None), []
         passing = s.passing + 1
-        if passing >= self.settings.ready_frames:
+        shot_at = s.shot_at
+        if shot_at is None and self.settings.countdown_s > 0:
+            shot_at = at + self.settings.countdown_s  # the first passing frame starts it
+        if passing >= self.settings.ready_frames and (shot_at is None or at >= shot_at):
             return (
-                replace(s, name=CAPTURE, reasons=(), passing=passing, session=s.session + 1),
+                replace(
+                    s,
+                    name=CAPTURE,
+                    reasons=(),
+                    passing=passing,
+                    session=s.session + 1,
+                    shot_at=None,
+                ),
                 [TAKE_STILL],
             )
-        return replace(s, name=READY, reasons=(), passing=passing), []
+        return replace(s, name=READY, reasons=(), passing=passing, shot_at=shot_at), []
+
+
+def _retake_reason(forensics: dict[str, Any] | None) -> str:
+    """What a retake is filed under: the forensic checks that flagged the still, else the
+    operator's judgement."""
+    flagged = sorted(
+        key
+        for key, value in (forensics or {}).items()
+        if isinstance(value, dict) and value.get("flagged")
+    )
+    return "forensics:" + ",".join(flagged) if flagged else "operator"
