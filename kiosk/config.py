@@ -354,6 +354,21 @@ class ServiceConfig:
         10.0, ge=1.0, le=3600.0, description="/health is 503 when the loop stalls this long"
     )
     capture_quality: Int = Field(95, ge=50, le=100, description="JPEG quality of stored captures")
+    countdown_s: Float = Field(
+        3.0, ge=0.0, le=10.0, description="countdown shown before the photo is taken (0: none)"
+    )
+    retake_waits_for_operator: Bool = Field(
+        True, description="after Retake, arm the next photo only when the operator resumes"
+    )
+    retake_pause_s: Float = Field(
+        0.0,
+        ge=0.0,
+        le=600.0,
+        description="after Retake, arm again after this pause (when not waiting for the operator)",
+    )
+    kiosk_id: Str = Field(
+        "", max_length=64, description="this kiosk's name in every record (empty: the host name)"
+    )
 
     @field_validator("source")
     @classmethod
@@ -416,6 +431,21 @@ class ConsoleConfig:
     max_token_failures: Int = Field(
         5, ge=1, le=1000, description="wrong tokens per client per minute before 429"
     )
+    language: Literal["en", "de"] = Field(
+        "en", description="applicant prompts' language (kiosk/contract/reasons.py MESSAGES)"
+    )
+    mirror_preview: Bool = Field(
+        True, description="show the live preview mirrored, as applicants expect a mirror"
+    )
+    countdown_sound: Bool = Field(False, description="beep each second of the countdown")
+    trust_loopback: Bool = Field(
+        False,
+        description="requests from this machine (the kiosk's own screen) need no token; others do",
+    )
+    ssl_certfile: Str = Field(
+        "", description="PEM certificate: serve HTTPS (and a Secure session cookie)"
+    )
+    ssl_keyfile: Str = Field("", description="PEM private key of ssl_certfile")
 
     @field_validator("allowed_hosts")
     @classmethod
@@ -452,6 +482,8 @@ def console_problem(console: ConsoleConfig) -> str | None:
             f"console.host = {console.host!r} exposes the console beyond this machine: set "
             f"console.token ({GENERATE}) or bind to 127.0.0.1"
         )
+    if bool(console.ssl_certfile) != bool(console.ssl_keyfile):
+        return "console.ssl_certfile and console.ssl_keyfile go together: set both or neither"
     if console.host in WILDCARD_HOSTS and not console.allowed_hosts:
         return (
             f"console.host = {console.host!r} listens on every address, but browsers would be "
