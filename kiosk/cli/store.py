@@ -35,6 +35,7 @@ from kiosk.service.store import (
 )
 
 _CSV_FIELDS = ["id", "image", "session_id", "created", "stored", "decision", "verdict", "reasons"]
+_OFFICE_FIELDS = ["case_ref", "operator", "kiosk_id"]
 # Image role -> (key naming its file in records.json, file suffix).
 _EXPORTED = {
     TOKEN: ("token_image", "_token.jpg"),
@@ -80,8 +81,12 @@ def export_captures(
 
 
 def _csv(records: list[dict[str, Any]]) -> str:
-    """One flat row per capture: a score column per check, nested data as JSON text."""
+    """One flat row per capture: a score column per check, a column per forensic check (ok,
+    flagged, error), the office fields (case, operator, kiosk, retakes), nested data as JSON."""
     checks = sorted({name for r in records for name in r["verdict"].get("checks", {})})
+    forensic = sorted(
+        {k for r in records for k, v in r["forensics"].items() if isinstance(v, dict)}
+    )
     measured = [
         name
         for name in checks
@@ -96,6 +101,11 @@ def _csv(records: list[dict[str, Any]]) -> str:
         "token_format",
         "forensics",
         "models",
+        *(f"forensic_{k}" for k in forensic),
+        *(f"forensic_{k}_score" for k in forensic),
+        *_OFFICE_FIELDS,
+        "retakes",
+        "retake_reasons",
     ]
     writer = csv.DictWriter(buffer, columns)
     writer.writeheader()
@@ -112,8 +122,26 @@ def _csv(records: list[dict[str, Any]]) -> str:
         row["token_format"] = r.get("token", {}).get("format", "")
         row["forensics"] = json.dumps(r["forensics"])
         row["models"] = json.dumps(r["models"])
+        for key in forensic:
+            result = r["forensics"].get(key)
+            row[f"forensic_{key}"] = _forensic_status(result)
+            row[f"forensic_{key}_score"] = (result or {}).get("score", "")
+        office = r.get("office", {})
+        for key in _OFFICE_FIELDS:
+            row[key] = office.get(key, "")
+        row["retakes"] = len(office.get("retakes", []))
+        row["retake_reasons"] = ";".join(office.get("retakes", []))
         writer.writerow(row)
     return buffer.getvalue()
+
+
+def _forensic_status(result: dict[str, Any] | None) -> str:
+    """One word per forensic check: flagged, ok, error (the check failed to run) or not run."""
+    if not result:
+        return "not run"
+    if "error" in result:
+        return "error"
+    return "flagged" if result.get("flagged") else "ok"
 
 
 def _export(args: argparse.Namespace) -> int:

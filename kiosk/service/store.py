@@ -97,11 +97,12 @@ _COLUMNS = (
     "image_bytes",
     "stored",
     "token",
+    "office",
 )
 _TEXT_COLUMNS = ("id", "session_id", "created", "decision", "stored")
-_JSON_COLUMNS = ("verdict", "forensics", "models", "token")
+_JSON_COLUMNS = ("verdict", "forensics", "models", "token", "office")
 # Columns added after the first schema, with the value rows written before them take.
-_ADDED_COLUMNS = {"token": "'{}'"}
+_ADDED_COLUMNS = {"token": "'{}'", "office": "'{}'"}
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS captures (
     id TEXT PRIMARY KEY,
@@ -113,7 +114,8 @@ CREATE TABLE IF NOT EXISTS captures (
     models TEXT NOT NULL,
     image_bytes INTEGER NOT NULL,
     stored TEXT NOT NULL,
-    token TEXT NOT NULL DEFAULT '{}'
+    token TEXT NOT NULL DEFAULT '{}',
+    office TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS captures_created ON captures (created);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -136,7 +138,9 @@ class CaptureRecord:
     ``decision`` is the operator's ("accept", "retake", ...); ``verdict`` is
     ``Verdict.as_record(...)`` (every check's value and limit); ``models`` maps model name to
     the sha256 that produced it; ``token`` is ``TokenPhoto.as_record()`` (format, geometry,
-    warnings) when a token photo is stored with the capture, else empty.
+    warnings) when a token photo is stored with the capture, else empty; ``office`` is what the
+    office files the capture under: ``case_ref`` (the applicant's case reference the operator
+    entered), ``operator``, ``kiosk_id`` and ``retakes`` (one reason per retaken still).
     """
 
     session_id: str
@@ -146,6 +150,7 @@ class CaptureRecord:
     forensics: dict[str, Any] = field(default_factory=dict)
     models: dict[str, str] = field(default_factory=dict)
     token: dict[str, Any] = field(default_factory=dict)
+    office: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -329,6 +334,8 @@ def read_capture_images(
                 row = json.loads(header)
                 if magic == _MAGIC_V2 and isinstance(row, dict):
                     row.setdefault("token", {})  # written before token photos were stored
+                if isinstance(row, dict):
+                    row.setdefault("office", {})  # written before office fields were stored
                 row = _validated(row)
             except (ValueError, TypeError, KeyError) as exc:
                 raise StoreError(f"{what} holds an invalid record ({exc})") from None
@@ -370,6 +377,7 @@ def _legacy_row(capture_id: str, image_bytes: int) -> dict[str, Any]:
         "image_bytes": image_bytes,
         "stored": utc_iso(datetime.now(UTC).isoformat()),
         "token": {},
+        "office": {},
     }
 
 
@@ -654,6 +662,7 @@ class CaptureStore:
             "image_bytes": len(image_jpeg),
             "stored": "",
             "token": token,
+            "office": record.office,
         }
         with self._mutex:
             self._check_free_space(sum(len(image) for image in images.values()))
