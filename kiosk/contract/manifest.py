@@ -68,7 +68,8 @@ _RECORDED_THRESHOLD_KEYS = ("threshold", "at_threshold_threshold")
 # or followed by a space or comma and details (`SqueezeVGG (2 input channels)`).
 KNOWN_ARCHITECTURES = (
     "SqueezeMiniVGG",  # training/nets.py: eyes_closed, mouth_open
-    "SqueezeVGG",  # training/nets.py: veil, tamper_ela
+    "SqueezeVGG",  # training/nets.py: veil
+    "ElaNet",  # training/tamper/train.py: tamper_ela
     "kv JPEG detector",  # training/jpeg/nets.py: jpeg_history
     "constrained JPEG detector",  # training/jpeg/nets.py (Bayar & Stamm)
     "MTCNN PNET",  # training/export_mtcnn.py
@@ -77,6 +78,7 @@ KNOWN_ARCHITECTURES = (
     "YuNet",  # OpenCV Zoo ONNX run by cv2.FaceDetectorYN (kiosk/runtime/vision/yunet.py)
     "SRCNN-style residual generator",  # training/sr/nets.py: sr_x4
     "dlib ensemble of regression trees",  # training/landmarks.py: shape_predictor_mtcnn
+    "gradient-boosted trees",  # training/tamper/splice.py: splice_jpeg (numpy at run time)
 )
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 _HEX = frozenset("0123456789abcdef")

@@ -133,11 +133,23 @@ OTHER: dict[str, ModelSpec] = {
         ModelSpec(
             "tamper_ela",
             "forensic",
-            "SqueezeVGG (2 input channels)",
+            "ElaNet (stride-2 stem, 3 conv-BN-ReLU-pool blocks 32-64-64, global average+max "
+            "pool, one logit; 2 input channels), training/tamper/train.py",
             (1, 128, 128, 2),
             output=INT8_LOGIT,
             threshold_source="validation EER (training/tamper/evaluate.py)",
             preprocessing=(("ela_quality", 90),),
+        ),
+        ModelSpec(
+            "splice_jpeg",
+            "forensic",
+            "gradient-boosted trees on JPEG-ghost, grid-phase blocking and noise tile features, "
+            "training/tamper/splice.py",
+            (),
+            positive="32-px tile pasted with another compression history (splice, copy-move)",
+            input="uint8 luma plane; features per 32-px tile (kiosk/runtime/forensics/splice.py)",
+            output="P(spliced) per tile; image score = max of the 3x3-tile mean",
+            threshold_source="5 % false alarms on validation authentic images",
         ),
         ModelSpec("sr_x4", "forensic", "x4 super-resolution generator", (1, 128, 128, 1)),
         ModelSpec("shape_predictor_mtcnn", "landmarks", "dlib 68-point shape predictor", ()),

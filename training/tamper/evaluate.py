@@ -20,6 +20,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from kiosk.contract.manifest import write_entry
+from kiosk.contract.models import spec
 from kiosk.runtime.models.litert import make_interpreter
 from kiosk.runtime.models.tflite_io import Model
 from training.export import convert
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
         MODELS,
         "tamper_ela",
         path,
-        architecture="SqueezeVGG (2 input channels)",
+        architecture=spec("tamper_ela").architecture,
         input_shape=[1, *INPUT_SHAPE],
         input="uint8: ELA (JPEG re-save at ela_quality, |diff| x 12) and wavelet noise residual (x 8), area-averaged to 128x128, x 255",
         output="int8 logit; score = sigmoid(logit) = P(manipulated)",
