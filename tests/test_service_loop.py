@@ -26,7 +26,7 @@ from kiosk.runtime.vision.types import Face
 from kiosk.service.bundle import Checks, load_checks
 from kiosk.service.loop import KioskService
 from kiosk.service.notify import Notifier
-from kiosk.service.state import Accept, Retake
+from kiosk.service.state import Accept, Resume, Retake
 from kiosk.service.store import CaptureStore
 from tests.conftest import REPO
 
@@ -64,7 +64,7 @@ def fake_checks(pipeline: FakePipeline | None = None, bundle: str = "bundle-1") 
 
 
 def make_config(tmp_path: Path, **service: object) -> Config:
-    settings: dict[str, object] = {"smoothing_frames": 3, "ready_frames": 2}
+    settings: dict[str, object] = {"smoothing_frames": 3, "ready_frames": 2, "countdown_s": 0}
     settings |= {"retry_min_s": 0.01, "retry_max_s": 0.05, "replay_fps": 200.0}
     settings |= service
     return parse_config(
@@ -122,8 +122,11 @@ def test_accept_stores_the_full_resolution_still_and_retake_does_not(tmp_path, s
     wait_for(state_is(service, "review"))
     snap = service.snapshot()
     assert snap["forensics"] == {"status": "not installed"}
-    assert service.request(Retake()).result(5)["state"] == "idle"
+    assert service.request(Retake()).result(5)["state"] == "hold"  # the operator coaches
     assert service.store.list() == []
+    time.sleep(0.2)
+    assert service.snapshot()["state"] == "hold"  # no new photo until the operator resumes
+    assert service.request(Resume()).result(5)["state"] == "present"
 
     wait_for(state_is(service, "review"))
     stale = service.request(Accept(), session=999).result(5)
@@ -187,7 +190,8 @@ def test_camera_failing_then_recovering_keeps_the_service_running(tmp_path, star
     config = make_config(tmp_path, retry_min_s=0.05, retry_max_s=0.5)
     service = started(config, camera)
     snap = wait_for(lambda: (s := service.snapshot())["state"] == "camera_unavailable" and s)
-    assert snap["prompt"] == "Camera unavailable — retrying"
+    assert snap["prompt"] == "Camera unavailable — please call the operator"
+    assert snap["verdict"] is None and snap["fps"] == 0.0  # no stale figures
     assert snap["camera"]["message"] == "no camera on /dev/video0"
     wait_for(lambda: camera.opens)
     gaps = np.diff(camera.attempt_times)
@@ -308,8 +312,9 @@ def test_altered_model_refuses_checks_and_a_bad_reload_keeps_the_good_bundle(tmp
     service = started(config, replay([GOOD]), load_checks)
     snap = service.snapshot()
     assert snap["state"] == "checks_unavailable"
-    assert snap["prompt"].startswith("Checks unavailable: model file")
-    assert "veil.tflite" in snap["prompt"] and "does not match" in snap["prompt"]
+    assert snap["prompt"] == "The kiosk is not ready — please call the operator"
+    assert snap["message"].startswith("model file")  # the operator's detail
+    assert "veil.tflite" in snap["message"] and "does not match" in snap["message"]
     code, body = service.health()
     assert code == 503 and body["models"] == {}
 

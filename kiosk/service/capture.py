@@ -2,8 +2,8 @@
 its face box mapped by the camera's geometry, forensics, then the record and the encrypted store.
 
 Plain inputs and outputs (a camera `Still`, a `Verdict`, a forensic suite; state-machine events
-back), no threads and no locks, so the work can move off the loop thread unchanged: run `examine`
-on a worker and hand its event to the loop's command queue (issue 14).
+back), no threads and no locks: the loop runs `examine` and `StoreSlot.keep` on its capture worker
+and feeds the events they return to the state machine.
 """
 
 from __future__ import annotations
@@ -115,6 +115,7 @@ class StoreSlot:
         source: str,
         quality: int,
         token: TokenCutter | None = None,
+        office: dict[str, Any] | None = None,
     ) -> Event:
         """Encode the still, cut its token photo, write its record; reopens a store that could
         not open before. A still whose token photo cannot be placed is kept without one."""
@@ -132,6 +133,7 @@ class StoreSlot:
             forensics=forensics,
             models=models,
             token=photo.as_record() if photo else {},
+            office=office or {},
         )
         try:
             capture_id = self.store.save(

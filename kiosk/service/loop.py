@@ -8,6 +8,12 @@ record, store). Operator commands and reloads reach the loop through a queue, so
 the pipeline are only ever touched by the loop thread. /health is judged by kiosk.service.health
 from plain facts the loop gathers.
 
+The capture itself runs on a third thread (`kiosk-capture`): forensics on the still, and after
+Accept the token photo, JPEG encoding and the store write take seconds on a Pi, and the preview,
+the prompts and the operator's commands must stay live meanwhile. The worker gets plain values
+and hands the state machine's next event back through a result queue the loop drains; the
+machine waits in `capture` (or `storing`) until then.
+
 Models are loaded once, at start: a `reload()` that fails (missing or altered file in a new bundle)
 keeps the bundle already in use. The loop itself pings the systemd watchdog, so a loop stuck in a
 model call stops the pings and systemd restarts the service.
@@ -17,12 +23,14 @@ from __future__ import annotations
 
 import logging
 import queue
+import secrets
+import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +54,14 @@ from kiosk.service.state import (
     CHECKS_UNAVAILABLE,
     DISCARD_STILL,
     DONE,
+    HOLD,
     HOLDS_STILL,
     IDLE,
     PRESENT,
     READY,
     REVIEW,
     STORE_CAPTURE,
+    STORING,
     TAKE_STILL,
     Accept,
     CameraBack,
@@ -60,6 +70,7 @@ from kiosk.service.state import (
     ChecksUp,
     Event,
     FrameChecked,
+    Resume,
     Retake,
     SessionMachine,
     Settings,
@@ -71,7 +82,7 @@ from kiosk.service.store import CaptureStore
 
 log = logging.getLogger(__name__)
 
-LIVE = {IDLE, PRESENT, CHECKING, READY, DONE}
+LIVE = {IDLE, PRESENT, CHECKING, READY, DONE, HOLD}
 __all__ = ["FAILING_FRAMES", "Checks", "KioskService", "load_checks"]
 
 
@@ -80,6 +91,16 @@ class _Command:
     event: Event | None  # None: reload the models
     session: int | None
     future: Future[dict[str, Any]]
+    office: dict[str, str] | None = None  # with Accept: case_ref, operator
+
+
+@dataclass(frozen=True)
+class _Result:
+    """What the capture worker hands back: the event, for the still of `session`."""
+
+    session: int
+    event: Event
+    held: HeldStill | None = None
 
 
 class KioskService:
@@ -109,13 +130,27 @@ class KioskService:
         self.storage = StoreSlot(lambda: opener(config))
         self._checks_loader = checks_loader
         self.notifier = notifier or Notifier()
-        self.machine = SessionMachine(Settings(s.smoothing_frames, s.ready_frames))
+        self.machine = SessionMachine(
+            Settings(
+                s.smoothing_frames,
+                s.ready_frames,
+                s.countdown_s,
+                s.retake_pause_s,
+                s.retake_waits_for_operator,
+            )
+        )
+        self.kiosk_id = s.kiosk_id or socket.gethostname()
+        self.boot = secrets.token_hex(8)  # a page that sees it change reconnects its preview
         self.checks: Checks | None = None
         self.checks_error = ""
         self.reload_error = ""
 
         self._lock = threading.Lock()  # guards what the console reads
         self._commands: queue.SimpleQueue[_Command] = queue.SimpleQueue()
+        self._results: queue.SimpleQueue[_Result] = queue.SimpleQueue()
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="kiosk-capture")
+        self._office: dict[str, str] = {}  # of the photo being stored
+        self._pending: Future[dict[str, Any]] | None = None  # the Accept waiting for the store
         self._threads: list[threading.Thread] = []
         self._overlay: Overlay | None = None
         self._verdict: dict[str, Any] | None = None
@@ -143,7 +178,8 @@ class KioskService:
     def start(self) -> None:
         """Load models and the store once, then start the camera and loop threads."""
         self._load_checks(initial=True)
-        self.storage.open()
+        if self.storage.open():
+            self._recall_last_capture()
         for target, name in ((self.feed.run, "kiosk-camera"), (self._loop, "kiosk-loop")):
             if name == "kiosk-loop":  # READY=1 precedes the loop's first WATCHDOG=1
                 self.notifier.ready(self._status_line())
@@ -157,16 +193,26 @@ class KioskService:
         self.feed.wake()
         for thread in self._threads:
             thread.join(timeout=5)
+        # A forensic pass still running is not waited for; a store write in progress is.
+        self._worker.shutdown(wait=True, cancel_futures=True)
+        if self._pending is not None and not self._pending.done():
+            self._pending.set_result({"accepted": False, "state": "stopped", "error": "stopping"})
         self.feed.close()
         self.storage.close()
         self.notifier.close()
 
     # ---- requests from the console and signals (any thread) -------------------------------------
-    def request(self, event: Event | None, session: int | None = None) -> Future[dict[str, Any]]:
-        """Queue an operator event (Accept/Retake) or, with None, a model reload; the future
-        resolves to `{"accepted": bool, "state": ..., ...}` once the loop has handled it."""
+    def request(
+        self,
+        event: Event | None,
+        session: int | None = None,
+        office: dict[str, str] | None = None,
+    ) -> Future[dict[str, Any]]:
+        """Queue an operator event (Accept/Retake/Resume) or, with None, a model reload; the
+        future resolves to `{"accepted": bool, "state": ..., ...}` once the loop has handled it.
+        `office` (with Accept): the case reference and operator filed with the capture."""
         future: Future[dict[str, Any]] = Future()
-        self._commands.put(_Command(event, session, future))
+        self._commands.put(_Command(event, session, future, office))
         return future
 
     def reload(self) -> Future[dict[str, Any]]:
@@ -175,12 +221,29 @@ class KioskService:
     # ---- what the console shows ----------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         camera, grabbed = self.feed.status(), self.feed.counters
+        now = time.monotonic()
         with self._lock:
             state, checks, times = self.machine.state, self.checks, self._times
             span = times[-1] - times[0] if len(times) > 1 else 0.0
             return {
                 "state": state.name,
-                "prompt": state.prompt,
+                "prompt": state.prompt_in(self.config.console.language),
+                "prompt_key": state.prompt_key,
+                "countdown_s": (
+                    round(max(0.0, state.shot_at - now), 2) if state.shot_at is not None else None
+                ),
+                "hold": {
+                    "waiting": state.name == HOLD,
+                    "for_operator": state.name == HOLD and state.hold_until is None,
+                    "left_s": (
+                        round(max(0.0, state.hold_until - now), 1)
+                        if state.name == HOLD and state.hold_until is not None
+                        else None
+                    ),
+                },
+                "retakes": list(state.retakes),
+                "kiosk_id": self.kiosk_id,
+                "boot": self.boot,
                 "reasons": list(state.reasons),
                 "message": state.message,
                 "passing": state.passing,
@@ -197,7 +260,11 @@ class KioskService:
                     "reload_error": self.reload_error,
                     "forensics": sorted(c.key for c in checks.forensics.checks) if checks else [],
                 },
-                "store": {"ok": self.storage.store is not None, "error": self.storage.error},
+                "store": {
+                    "ok": not self.storage.down,
+                    "error": self.storage.error,
+                    "refused": self.storage.refused,
+                },
                 "fps": round((len(times) - 1) / span, 2) if span > 0 else 0.0,
                 "loop_age_s": round(time.monotonic() - self._heartbeat, 3),
                 "counters": {**grabbed, **self.counters},
@@ -244,7 +311,7 @@ class KioskService:
             raise
 
     def _tick(self) -> None:
-        """One turn: heartbeat, commands, camera status, then at most one frame."""
+        """One turn: heartbeat, capture results, commands, camera status, at most one frame."""
         now = time.monotonic()
         with self._lock:
             self._heartbeat = now
@@ -252,6 +319,7 @@ class KioskService:
         if interval is not None and now - self._last_ping >= interval:
             self.notifier.watchdog()
             self._last_ping = now
+        self._run_results()
         self._run_commands()
         self._sync_camera()
         frame = self.feed.take(timeout=0.1)
@@ -276,7 +344,7 @@ class KioskService:
             self._overlay = overlay_of(verdict, analysis)
             self._verdict = verdict.as_record(self.camera_name, frame.index)
             self._last_verdict = (verdict, frame.index)
-        self._step(FrameChecked(tuple(verdict.reasons)))
+        self._step(FrameChecked(tuple(verdict.reasons), time.monotonic()))
 
     def _step(self, event: Event) -> State:
         before = self.machine.state
@@ -300,7 +368,8 @@ class KioskService:
             self._held = None
         return None
 
-    def _take_still(self) -> Event:
+    def _take_still(self) -> Event | None:
+        """Grab the still here (the camera is the loop's), examine it on the worker."""
         if self._last_verdict is None:
             return StillFailed("no checked frame to go with the photo")
         verdict, frame_index = self._last_verdict
@@ -308,20 +377,63 @@ class KioskService:
             still = self.feed.capture_still()
         except CameraUnavailable as exc:
             return StillFailed(str(exc))
-        self._held, event = examine(still, verdict, frame_index, self.checks.forensics)
-        return event
+        session, suite = self.machine.state.session, self.checks.forensics
 
-    def _keep_still(self) -> Event:
+        def work() -> None:
+            try:
+                held, event = examine(still, verdict, frame_index, suite)
+            except Exception as exc:  # a forensic bug must not leave the machine in capture
+                log.exception("the still could not be examined")
+                self._results.put(_Result(session, StillFailed(f"{type(exc).__name__}: {exc}")))
+                return
+            self._results.put(_Result(session, event, held))
+
+        self._worker.submit(work)
+        return None
+
+    def _keep_still(self) -> Event | None:
+        """Token photo, JPEG and the store write on the worker; Stored/StoreFailed come back."""
         if self._held is None:
             return StoreFailed("no photo to store")
-        return self.storage.keep(
-            self._held,
-            self.machine.state.forensics or {},
-            self.checks.models if self.checks else {},
+        state, held, checks = self.machine.state, self._held, self.checks
+        office = {**self._office, "kiosk_id": self.kiosk_id, "retakes": list(state.retakes)}
+        args = (
+            held,
+            state.forensics or {},
+            checks.models if checks else {},
             self.camera_name,
             self.config.service.capture_quality,
-            self.checks.token if self.checks else None,
+            checks.token if checks else None,
+            office,
         )
+
+        def work() -> None:
+            try:
+                event = self.storage.keep(*args)
+            except Exception as exc:  # the photo stays under review; Accept tries again
+                log.exception("the capture could not be stored")
+                event = StoreFailed(f"unexpected {type(exc).__name__} storing the photo")
+            self._results.put(_Result(state.session, event))
+
+        self._worker.submit(work)
+        return None
+
+    def _run_results(self) -> None:
+        while True:
+            try:
+                result = self._results.get_nowait()
+            except queue.Empty:
+                return
+            if result.session != self.machine.state.session:
+                continue  # a still the machine gave up on (camera lost, say)
+            if result.held is not None:
+                if self.machine.state.name != CAPTURE:
+                    continue
+                self._held = result.held
+            new = self._step(result.event)
+            if self._pending is not None and new.name != STORING:
+                self._pending.set_result(self._answer(new))
+                self._pending = None
 
     def _run_commands(self) -> None:
         while True:
@@ -330,23 +442,42 @@ class KioskService:
             except queue.Empty:
                 return
             try:
-                command.future.set_result(self._command(command))
+                answer = self._command(command)
+                if answer is None:  # answered when the store write comes back
+                    self._pending = command.future
+                else:
+                    command.future.set_result(answer)
             except Exception as exc:  # the caller must hear about it; the loop must go on
                 log.exception("command failed")
                 command.future.set_exception(exc)
 
-    def _command(self, command: _Command) -> dict[str, Any]:
+    def _command(self, command: _Command) -> dict[str, Any] | None:
         state = self.machine.state
         if command.event is None:
             ok = self._load_checks(initial=False)
             return {"accepted": ok, "state": self.machine.state.name, "error": self.reload_error}
+        if isinstance(command.event, Resume):
+            if state.name != HOLD:
+                return {"accepted": False, "state": state.name, "error": "nothing to resume"}
+            return {"accepted": True, "state": self._step(command.event).name, "error": ""}
         if command.session is not None and command.session != state.session:
             error = "that photo is no longer under review"
             return {"accepted": False, "state": state.name, "error": error}
         if not isinstance(command.event, Accept | Retake) or state.name != REVIEW:
             error = f"no photo under review (state {state.name})"
             return {"accepted": False, "state": state.name, "error": error}
-        new = self._step(command.event)
+        event = command.event
+        if isinstance(event, Accept):
+            self._office = dict(command.office or {})
+        else:
+            event = replace(event, at=time.monotonic())
+        new = self._step(event)
+        if new.name == STORING:
+            return None
+        return self._answer(new)
+
+    @staticmethod
+    def _answer(new: State) -> dict[str, Any]:
         return {
             "accepted": True,
             "state": new.name,
@@ -359,6 +490,9 @@ class KioskService:
         ok, message = self.feed.condition()
         name = self.machine.state.name
         if ok is False and name in LIVE | {CAPTURE}:
+            with self._lock:  # a lost camera shows no stale boxes, verdict or rate
+                self._overlay, self._verdict = None, None
+                self._times.clear()
             self._step(CameraLost(message))
         elif ok and name == CAMERA_UNAVAILABLE:
             self._step(CameraBack())
@@ -381,6 +515,17 @@ class KioskService:
         if self.machine.state.name == CHECKS_UNAVAILABLE:
             self._step(ChecksUp())
         return True
+
+    def _recall_last_capture(self) -> None:
+        """After a restart the console names the last stored capture, not "none yet"."""
+        try:
+            newest = self.storage.store.list(1)
+        except KioskError as exc:
+            log.warning("could not read the last capture: %s", exc)
+            return
+        if newest:
+            with self._lock:
+                self.machine.state = replace(self.machine.state, last_capture_id=newest[0]["id"])
 
     def _status_line(self) -> str:
         state = self.machine.state
