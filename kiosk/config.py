@@ -252,16 +252,17 @@ class TrackingConfig:
         10, ge=1, le=300, description="rerun every check at least every N frames (1: every frame)"
     )
     max_crop_change: Float = Field(
-        2.0,
+        4.0,
         ge=0.0,
         le=255.0,
         description="rerun a check when its input crop changed by more than this mean grey level",
     )
     max_landmark_motion_px: Float = Field(
-        1.0,
+        3.0,
         ge=0.0,
         le=100.0,
-        description="rerun the landmark and frame measures when a landmark moved more than this",
+        description="rerun the image measures (exposure, background...) when a landmark moved "
+        "more than this since they last ran",
     )
 
 

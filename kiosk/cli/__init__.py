@@ -8,31 +8,47 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import logging
 import re
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kiosk import __version__
-from kiosk.cli import bundle as bundle_cli
-from kiosk.cli import forensics as forensics_cli
-from kiosk.cli import privacy as privacy_cli
-from kiosk.cli import run as service_cli
-from kiosk.cli import store as store_cli
 from kiosk.config import CONFIG_ENV, PROJECT_CONFIG, SYSTEM_CONFIG, find_config, load_config
 from kiosk.contract.errors import KioskError
-from kiosk.runtime.annotate import check_line
-from kiosk.runtime.cameras.sources import Frame
-from kiosk.runtime.imageio import Limits
-from kiosk.runtime.pipeline import ACCEPT, ERROR, REJECT, CompliancePipeline, Verdict, error_verdict
-from kiosk.runtime.vision.analysis import Analysis
+
+if TYPE_CHECKING:
+    from kiosk.runtime.cameras.sources import Frame
+    from kiosk.runtime.pipeline import CompliancePipeline, TrackingPipeline, Verdict
+    from kiosk.runtime.vision.analysis import Analysis
+
+# Decisions, as kiosk.runtime.pipeline spells them (not imported: see COMMANDS).
+ACCEPT, REJECT, ERROR = "accept", "reject", "error"
+
+# Every subcommand other than `check`: the module that registers it and its one-line help.
+# Only the module of the command being run is imported (issue 16: `kiosk check photo.jpg`
+# answers in <= 0.5 s without the privacy tools' scipy, the store, forensics); the others are
+# listed with this help. tests/test_tracking.py holds the lines equal to the modules' own.
+COMMANDS = {
+    "vsi": ("privacy", "visual security index of an encrypted image (higher = less secure)"),
+    "diag": ("privacy", "privacy-safe diagnostic frames (encrypted, VSI-gated)"),
+    "forensics": ("forensics", "JPEG history, tamper and super-resolution checks"),
+    "run": ("run", "the capture service and its operator console"),
+    "export": ("store", "decrypt stored captures, with JSON/CSV records, into a folder"),
+    "store": ("store", "check or repair the capture store"),
+    "bundle": ("bundle", "sign and verify model bundles (Ed25519 over manifest.json)"),
+}
 
 log = logging.getLogger("kiosk")
 
 
 def _human_line(source: str, frame: int, verdict: Verdict) -> str:
+    from kiosk.runtime.annotate import check_line
+
     where = f"{source}" + (f" #{frame}" if frame else "")
     if verdict.decision == ERROR:
         return f"{where}: ERROR {verdict.error}"
@@ -52,6 +68,8 @@ def _annotation_path(out_dir: Path, source: str, frame: int) -> Path:
 def cmd_check(args: argparse.Namespace) -> int:
     from kiosk.runtime.annotate import annotate, write_jpeg
     from kiosk.runtime.cameras.sources import open_source
+    from kiosk.runtime.imageio import Limits
+    from kiosk.runtime.pipeline import CompliancePipeline, TrackingPipeline
 
     config = load_config(args.config)
     try:
@@ -70,9 +88,17 @@ def cmd_check(args: argparse.Namespace) -> int:
             work_pixels=work_pixels,
             preview_width=config.service.preview_width,
         )
+        # Video and camera frames are a stream: tracked between detections (docs/performance.md).
+        tracking = TrackingPipeline(pipeline, config.tracking)
+        stream = None
         try:
             for frame in source.frames():
-                verdict, analysis = _check_frame(pipeline, frame)
+                if frame.path is None and frame.source != stream:
+                    stream = frame.source
+                    tracking.reset()
+                verdict, analysis = _check_frame(
+                    pipeline, tracking if frame.path is None else None, frame
+                )
                 counts[verdict.decision] += 1
                 _emit(args, frame.source, frame.index, _in_original_pixels(verdict, frame.scale))
                 if args.annotate and frame.image is not None:
@@ -106,12 +132,17 @@ def _in_original_pixels(verdict: Verdict, scale: float) -> Verdict:
     return dataclasses.replace(verdict, face_box=[round(v * scale, 1) for v in verdict.face_box])
 
 
-def _check_frame(pipeline: CompliancePipeline, frame: Frame) -> tuple[Verdict, Analysis | None]:
+def _check_frame(
+    pipeline: CompliancePipeline, tracking: TrackingPipeline | None, frame: Frame
+) -> tuple[Verdict, Analysis | None]:
+    """A photo is checked from scratch; a video or camera frame through `tracking`."""
+    from kiosk.runtime.pipeline import error_verdict
+
     if frame.image is None:
         return error_verdict(frame.error or "unreadable frame"), None
     try:
         # Resolution is judged in the input's own pixels, not the working copy's.
-        return pipeline.check(frame.image, still_scale=frame.scale)
+        return (tracking or pipeline).check(frame.image, still_scale=frame.scale)
     except (KioskError, ValueError) as exc:
         return error_verdict(str(exc)), None
 
@@ -123,7 +154,20 @@ def _emit(args: argparse.Namespace, source: str, frame: int, verdict: Verdict) -
         print(_human_line(source, frame, verdict), flush=True)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_of(argv: list[str]) -> str | None:
+    """The subcommand named in `argv` (the first word that is not an option or its value)."""
+    words = iter(argv)
+    for word in words:
+        if word == "--config":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The `kiosk` parser. With `argv`, only the named command's module is imported and the
+    other commands are listed by name and help; without it every module registers fully."""
     parser = argparse.ArgumentParser(prog="kiosk", description="idkiosk: ID-photo capture kiosk")
     parser.add_argument("--version", action="version", version=f"idkiosk {__version__}")
     parser.add_argument(
@@ -155,16 +199,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-frames", type=int, default=None, help="stop a video or camera after this many frames"
     )
     check.set_defaults(func=cmd_check)
-    privacy_cli.register(sub)
-    forensics_cli.register(sub)
-    service_cli.register(sub)
-    store_cli.register(sub)
-    bundle_cli.register(sub)
+    command = None if argv is None else _command_of(argv)
+    wanted = {m for name, (m, _) in COMMANDS.items() if argv is None or name == command}
+    registered: set[str] = set()
+    for name, (module, help_line) in COMMANDS.items():
+        if module not in wanted:
+            sub.add_parser(name, help=help_line)
+        elif module not in registered:
+            importlib.import_module(f"kiosk.cli.{module}").register(sub)
+            registered.add(module)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,

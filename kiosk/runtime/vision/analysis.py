@@ -58,7 +58,13 @@ class FaceAnalyzer:
         self.background_face_ratio = background_face_ratio
 
     def analyze(self, rgb: np.ndarray) -> Analysis:
-        faces = self.detector.detect(rgb)
+        return self.analyze_faces(rgb, self.detector.detect(rgb))
+
+    def analyze_faces(
+        self, rgb: np.ndarray, faces: list[Face], gray: np.ndarray | None = None
+    ) -> Analysis:
+        """The gates, landmarks and crops for faces found in `rgb` by the detector or by the
+        tracker (kiosk.runtime.vision.tracker); `gray`: the frame's grayscale copy if made."""
         if len(faces) > 1:
             largest = max(max(f.width, f.height) for f in faces)
             floor = self.background_face_ratio * largest
@@ -70,7 +76,8 @@ class FaceAnalyzer:
         face = faces[0]
         if min(face.width, face.height) < self.min_face_px:
             return Analysis(faces, face, None, None, FACE_TOO_SMALL)
-        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        if gray is None:
+            gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         landmarks = self.landmarks.predict(gray, face.box)
         regions = extract_regions(gray, landmarks, face.box)
         return Analysis(faces, face, landmarks, regions, None, rgb, gray)
