@@ -4,19 +4,23 @@ Routes (docs/service.md has the full table):
 
     GET  /                    the console page (static/index.html)
     GET  /api/state           JSON the page polls: prompt, state, verdict, forensics, camera
+    GET  /api/messages        the applicant prompts per language (the page's language switch)
     GET  /preview.mjpg        live preview, multipart/x-mixed-replace JPEG, boxes drawn on it  [T]
     GET  /api/review.jpg      the full-resolution photo under review (downscaled to 1280 px)  [T]
     POST /api/accept          store the photo under review ({"session": n} optional)          [T]
-    POST /api/retake          discard it                                                      [T]
+    POST /api/retake          discard it ({"session": n, "reason": "..."} optional)           [T]
+    POST /api/resume          after a retake: arm the next photo                              [T]
     POST /api/reload          reload the model bundle; a failing bundle is not swapped in     [T]
     GET  /api/captures        stored captures (metadata)                                      [T]
     GET  /api/captures/{id}   one stored capture, decrypted JPEG                              [T]
     GET  /login?token=...     starts an operator session (cookie) and redirects to /
+                              (&operator=<name>: the name filed with the captures accepted)
     GET  /health              {"status", "models", "bundle", "camera", "state"}; 503: checks cannot run
 
 [T]: needs the console token when one is configured — `Authorization: Bearer <token>` or the
 `kiosk_session` cookie that /login sets (a random session id that expires server-side, never the
-token). Without a token the console must bind to a loopback address (the [console] rules of
+token; `Secure` when the console serves HTTPS) — unless `trust_loopback` lets the kiosk's own
+screen (a request from 127.0.0.1/::1) in without one, so its sign-in survives browser restarts. Without a token the console must bind to a loopback address (the [console] rules of
 kiosk/config.py).
 
 Every request must name an allowed host (loopback names, the bind address, `allowed_hosts`) or
@@ -66,13 +70,15 @@ from kiosk.config import (
     WILDCARD_HOSTS,
     ConsoleConfig,
     console_problem,
+    is_loopback,
 )
 from kiosk.config import token_bits as token_bits  # moved to the schema; tests import it here
 from kiosk.contract.errors import ConfigError
+from kiosk.contract.reasons import LANGUAGE_NAMES, MESSAGES
 from kiosk.runtime.cameras.base import downscale
 from kiosk.service.loop import KioskService
 from kiosk.service.overlay import Overlay
-from kiosk.service.state import Accept, Retake
+from kiosk.service.state import Accept, Resume, Retake
 from kiosk.service.store import StoreError
 
 log = logging.getLogger(__name__)
@@ -86,6 +92,13 @@ COMMAND_TIMEOUT_S = 30.0
 REVIEW_WIDTH = 1280
 GREEN, RED, AMBER = (40, 200, 40), (230, 50, 50), (255, 190, 0)
 _LIMIT = re.compile(r"[0-9]{1,4}")
+MAX_TEXT = 64  # case reference, retake reason, operator name
+WAIT_S = 0.25  # a preview stream notices the service stopping within this
+FAVICON = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
+    b'<rect width="16" height="16" rx="3" fill="#0b5d1e"/><circle cx="8" cy="7" r="3" fill="#fff"/>'
+    b'<rect x="3" y="11" width="10" height="3" rx="1.5" fill="#fff"/></svg>'
+)
 # An absolute path's directories ("/var/lib/kiosk/"), not preceded by a word or URL character.
 _PATH_DIRS = re.compile(r"(?<![\w.~:/-])/(?:[^\s/'\"]+/)+")
 
@@ -113,16 +126,23 @@ class Sessions:
     def __init__(self, lifetime_s: float) -> None:
         self.lifetime_s = lifetime_s
         self._expiry: OrderedDict[str, float] = OrderedDict()
+        self._operators: dict[str, str] = {}  # the name given at /login, filed with captures
 
-    def start(self) -> str:
+    def start(self, operator: str = "") -> str:
         now = time.monotonic()
         for sid in [sid for sid, until in self._expiry.items() if until <= now]:
             del self._expiry[sid]
+            self._operators.pop(sid, None)
         while len(self._expiry) >= MAX_SESSIONS:
-            self._expiry.popitem(last=False)
+            self._operators.pop(self._expiry.popitem(last=False)[0], None)
         sid = secrets.token_urlsafe(32)
         self._expiry[sid] = now + self.lifetime_s
+        if operator:
+            self._operators[sid] = operator
         return sid
+
+    def operator(self, sid: str) -> str:
+        return self._operators.get(sid, "") if self.valid(sid) else ""
 
     def valid(self, sid: str) -> bool:
         until = self._expiry.get(sid)
@@ -273,6 +293,7 @@ def create_app(service: KioskService, console: ConsoleConfig) -> Starlette:
     hosts = [f"[{name}]" if ":" in name else name for name in names]
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False)
     app.state.console = console  # the server's connection limits (kiosk.service.console.server)
+    app.state.closing = handlers.closing  # set by the server when it stops: streams end
     return app
 
 
@@ -281,12 +302,13 @@ class Gate:
 
     def __init__(self, console: ConsoleConfig, names: list[str]) -> None:
         self.token, self.names = console.token, names
+        self.trust_loopback = console.trust_loopback
         self.sessions = Sessions(console.session_s)
         self.failures = FailureLimiter(console.max_token_failures)
 
     def authorized(self, request: Request) -> bool:
         """A right bearer token or a live session; a wrong bearer token counts as a failure."""
-        if not self.token:
+        if not self.token or (self.trust_loopback and _from_loopback(request)):
             return True
         offered = _bearer(request)
         if not offered:
@@ -324,6 +346,12 @@ class Gate:
         log.warning("403: %s %s from %s from a page of another origin", *_where(request))
         raise HTTPException(403, "cross-origin request refused")
 
+    def operator(self, request: Request) -> str:
+        """Who is deciding: the session's name, "token" for a bearer, "" on an open console."""
+        if self.token and _bearer(request):
+            return "token"
+        return self.sessions.operator(request.cookies.get(COOKIE, ""))
+
 
 class ConsoleHandlers:
     """One method per route, over one service; `routes()` lists them."""
@@ -332,17 +360,21 @@ class ConsoleHandlers:
         self.service, self.console, self.gate = service, console, gate
         self.encoder = PreviewEncoder()
         self.viewers = ViewerSlots(console.max_preview_viewers)
+        self.closing = threading.Event()  # set by the server on shutdown: streams end at once
 
     def routes(self) -> list[Route | Mount]:
         return [
             Route("/", self.index),
             Route("/api/state", self.state),
+            Route("/api/messages", self.messages),
+            Route("/favicon.ico", self.favicon),
             Route("/health", self.health),
             Route("/login", self.login),
             Route("/preview.mjpg", self.preview),
             Route("/api/review.jpg", self.review_still),
             Route("/api/accept", self.accept, methods=["POST"]),
             Route("/api/retake", self.retake, methods=["POST"]),
+            Route("/api/resume", self.resume, methods=["POST"]),
             Route("/api/reload", self.reload, methods=["POST"]),
             Route("/api/captures", self.captures),
             Route("/api/captures/{capture_id}", self.capture_image),
@@ -356,7 +388,24 @@ class ConsoleHandlers:
         snapshot = self.service.snapshot()
         snapshot["token_required"] = bool(self.gate.token)
         snapshot["authorized"] = self.gate.authorized(request)
+        snapshot["operator"] = self.gate.operator(request)
+        snapshot["console"] = {
+            "language": self.console.language,
+            "mirror_preview": self.console.mirror_preview,
+            "countdown_sound": self.console.countdown_sound,
+        }
         return JSONResponse(redact_paths(snapshot), headers={"Cache-Control": "no-store"})
+
+    async def messages(self, request: Request) -> Response:
+        return JSONResponse(
+            {"default": self.console.language, "names": LANGUAGE_NAMES, "messages": MESSAGES},
+            headers={"Cache-Control": "max-age=300"},
+        )
+
+    async def favicon(self, request: Request) -> Response:
+        return Response(
+            FAVICON, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"}
+        )
 
     async def health(self, request: Request) -> Response:
         status, body = self.service.health()
@@ -368,13 +417,15 @@ class ConsoleHandlers:
             raise HTTPException(404, "this console has no token: nothing to sign in to")
         if not offered or not self.gate.check_token(request, offered):
             raise HTTPException(401, "wrong token")
+        operator = request.query_params.get("operator", "").strip()[:MAX_TEXT]
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(
             COOKIE,
-            self.gate.sessions.start(),
+            self.gate.sessions.start(operator),
             max_age=math.ceil(self.console.session_s),
             httponly=True,
             samesite="strict",
+            secure=bool(self.console.ssl_certfile),
         )
         return response
 
@@ -384,14 +435,23 @@ class ConsoleHandlers:
     async def retake(self, request: Request) -> Response:
         return await self._command(request, Retake())
 
+    async def resume(self, request: Request) -> Response:
+        return await self._command(request, Resume())
+
     async def reload(self, request: Request) -> Response:
         return await self._command(request, None)
 
-    async def _command(self, request: Request, event: Accept | Retake | None) -> Response:
+    async def _command(self, request: Request, event: Accept | Retake | Resume | None) -> Response:
         self.gate.require_token(request)
         self.gate.same_origin(request)
-        session = await _session_of(request)
-        future = self.service.request(event, session)
+        extra = {Accept: "case_ref", Retake: "reason"}.get(type(event))
+        body = await _body_of(request, extra)
+        office = None
+        if isinstance(event, Accept):
+            office = {"case_ref": body.get(extra, ""), "operator": self.gate.operator(request)}
+        elif isinstance(event, Retake) and body.get(extra):
+            event = Retake(reason=body[extra])
+        future = self.service.request(event, body.get("session"), office)
         try:
             result = await anyio.to_thread.run_sync(lambda: future.result(COMMAND_TIMEOUT_S))
         except TimeoutError:
@@ -444,9 +504,9 @@ class ConsoleHandlers:
     async def _parts(self) -> AsyncIterator[bytes]:
         """The MJPEG stream: each new preview frame, at most `preview_fps` a second."""
         period, last = 1.0 / self.console.preview_fps, -1
-        while not self.service.stopped:
+        while not self.service.stopped and not self.closing.is_set():
             started = time.monotonic()
-            got = await anyio.to_thread.run_sync(self.service.wait_preview, last, 1.0)
+            got = await anyio.to_thread.run_sync(self.service.wait_preview, last, WAIT_S)
             if got is None:
                 continue
             frame, overlay = got
@@ -504,6 +564,11 @@ def _bearer(request: Request) -> str:
     return header[7:] if header.lower().startswith("bearer ") else ""
 
 
+def _from_loopback(request: Request) -> bool:
+    """The request came from this machine (the socket's peer, not a header a proxy could set)."""
+    return is_loopback(_client(request))
+
+
 def _client(request: Request) -> str:
     return request.client.host if request.client else "?"
 
@@ -526,21 +591,29 @@ def _origin_allowed(origin: str, host_header: str, names: Iterable[str]) -> bool
         return False
 
 
-async def _session_of(request: Request) -> int | None:
-    """The optional `{"session": n}` body: the photo the operator saw (a stale click is refused)."""
+async def _body_of(request: Request, extra: str | None = None) -> dict[str, Any]:
+    """The optional `{"session": n}` body (the photo the operator saw: a stale click is
+    refused), with Accept's `case_ref` or Retake's `reason` (short text) where `extra` names it."""
     body = await request.body()
     if not body.strip():
-        return None
+        return {}
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):  # (bad JSON or UTF-8; nesting deeper than Python's stack)
         raise HTTPException(400, "request body is not valid JSON") from None
-    if not isinstance(data, dict) or set(data) - {"session"}:
-        raise HTTPException(422, 'body must be {"session": <number>} or empty')
+    allowed = {"session", extra} - {None}
+    if not isinstance(data, dict) or set(data) - allowed:
+        shown = ", ".join(f'"{key}"' for key in sorted(allowed))
+        raise HTTPException(422, f"body must be an object with {shown} or empty")
     session = data.get("session")
     if session is not None and (not isinstance(session, int) or isinstance(session, bool)):
         raise HTTPException(422, "session must be a whole number")
-    return session
+    text = data.get(extra) if extra else None
+    if text is not None and (not isinstance(text, str) or len(text) > MAX_TEXT):
+        raise HTTPException(422, f"{extra} must be text of at most {MAX_TEXT} characters")
+    if text is not None:
+        data[extra] = text.strip()
+    return data
 
 
 def _store(service: KioskService) -> Any:

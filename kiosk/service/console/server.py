@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -173,7 +174,9 @@ class GuardedH11Protocol(H11Protocol):
 
 
 class ConsoleServer(uvicorn.Server):
-    """uvicorn.Server whose floods of identical log lines are collapsed while it serves."""
+    """uvicorn.Server whose floods of identical log lines are collapsed while it serves, and
+    whose open MJPEG streams end as soon as it is told to stop: uvicorn waits for running
+    responses (then cancels them with an ERROR traceback), and a preview never ends by itself."""
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         undo = quiet_floods()
@@ -181,6 +184,15 @@ class ConsoleServer(uvicorn.Server):
             await super().serve(sockets)
         finally:
             undo()
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.end_streams()
+        super().handle_exit(sig, frame)
+
+    def end_streams(self) -> None:
+        closing = getattr(self.config.app.state, "closing", None)
+        if closing is not None:
+            closing.set()
 
 
 def uvicorn_server(app: Starlette) -> ConsoleServer:
@@ -206,6 +218,9 @@ def uvicorn_server(app: Starlette) -> ConsoleServer:
         # uvicorn's 2048 would run a 128-file process out of descriptors in one burst.
         backlog=max(4, cap // 2),
         h11_max_incomplete_event_size=console.max_header_bytes,
+        # HTTPS for off-loopback operators (the session cookie is then Secure).
+        ssl_certfile=console.ssl_certfile or None,
+        ssl_keyfile=console.ssl_keyfile or None,
     )
     return ConsoleServer(config)
 
@@ -225,7 +240,8 @@ class ThreadedServer:
     def __init__(self, app: Starlette, host: str = "127.0.0.1", port: int = 0) -> None:
         self.socket = bind(host, port)
         self.port = self.socket.getsockname()[1]
-        self.url = f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+        scheme = "https" if getattr(app.state, "console", ConsoleConfig()).ssl_certfile else "http"
+        self.url = f"{scheme}://{f'[{host}]' if ':' in host else host}:{self.port}"
         self.server = uvicorn_server(app)
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True
@@ -239,6 +255,7 @@ class ThreadedServer:
             time.sleep(0.01)
 
     def stop(self) -> None:
+        self.server.end_streams()
         self.server.should_exit = True
         self.thread.join(timeout=10)
         self.socket.close()
