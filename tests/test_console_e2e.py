@@ -95,6 +95,7 @@ def test_console_follows_the_replay_and_accept_stores_retake_does_not(
             replay_fps=FPS,
             smoothing_frames=3,
             ready_frames=2,
+            countdown_s=0.0,  # a scene lasts 2 s (the countdown is tested in test_service_state)
         ),
         store=dataclasses.replace(
             base.store, dir=str(tmp_path / "store"), key_file=str(tmp_path / "key"), min_free_mb=0
@@ -144,8 +145,12 @@ def test_console_follows_the_replay_and_accept_stores_retake_does_not(
         expect(prompt).to_have_text(re.compile("^Photo taken"), timeout=15_000)
         session = service.snapshot()["session"]
         page.keyboard.press("r")
-        # Retake leaves the review (a good face may be photographed again at once: a new session).
-        wait_for(lambda: (s := service.snapshot())["state"] != "review" or s["session"] > session)
+        # Retake leaves the review and holds for the operator (no new photo until Go).
+        wait_for(lambda: service.snapshot()["state"] == "hold")
+        expect(page.locator("#resume")).to_be_visible()
+        assert service.snapshot()["session"] == session
+        page.keyboard.press("g")
+        wait_for(lambda: service.snapshot()["state"] != "hold")
         assert len(service.store.list()) == 1
     finally:
         server.stop()

@@ -294,6 +294,7 @@ def create_app(service: KioskService, console: ConsoleConfig) -> Starlette:
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False)
     app.state.console = console  # the server's connection limits (kiosk.service.console.server)
     app.state.closing = handlers.closing  # set by the server when it stops: streams end
+    app.state.viewers = handlers.viewers  # open preview streams (tests: a page reconnected)
     return app
 
 
@@ -543,6 +544,10 @@ class ViewerSlots:
     def release(self) -> None:
         with self._lock:
             self._taken -= 1
+
+    @property
+    def taken(self) -> int:
+        return self._taken
 
 
 class ViewerStream(StreamingResponse):
