@@ -17,6 +17,7 @@ import argparse
 import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -29,6 +30,7 @@ import numpy as np  # noqa: E402
 from bench_pipeline import kiosk_frames  # noqa: E402
 
 from kiosk.config import load_config  # noqa: E402
+from kiosk.contract.reasons import HEAD_PITCHED, HEAD_TILTED, HEAD_TURNED  # noqa: E402
 from kiosk.runtime.pipeline import CompliancePipeline, TrackingPipeline  # noqa: E402
 
 
@@ -115,9 +117,20 @@ def main() -> None:
         f"{1 - agreement(reference[1:], reference[:-1]):.2%}, tracking "
         f"{1 - agreement(tracked[1:], tracked[:-1]):.2%} (cuts included)"
     )
-    for i, (a, b) in enumerate(zip(reference, tracked, strict=True)):
-        if a.decision != b.decision or a.reasons != b.reasons:
-            print(f"  frame {i}: {a.decision} {a.reasons} vs tracked {b.decision} {b.reasons}")
+    flips: Counter[str] = Counter()
+    for a, b in zip(reference, tracked, strict=True):
+        flips.update(set(a.reasons) ^ set(b.reasons))
+    print(
+        "frames where a reason is on one path only: "
+        + ", ".join(f"{reason} {count}" for reason, count in flips.most_common())
+    )
+    pose = {HEAD_TURNED, HEAD_PITCHED, HEAD_TILTED}
+    same = sum(
+        a.decision == b.decision
+        and [r for r in a.reasons if r not in pose] == [r for r in b.reasons if r not in pose]
+        for a, b in zip(reference, tracked, strict=True)
+    )
+    print(f"verdict agreement leaving head pose out: {same / len(frames):.2%}")
 
 
 if __name__ == "__main__":

@@ -87,6 +87,25 @@ def test_tracking_redetects_when_the_face_leaves(pipeline, portrait, no_face):
     assert tracking.check(portrait)[0].faces == 1
 
 
+def test_a_changed_eye_reruns_dlib_and_the_eye_check(pipeline, portrait):
+    """The fit is reused while its crops hold; covering an eye changes the eye crop, so dlib and
+    eyes_closed run again and score about what the stateless path scores."""
+    tracking = TrackingPipeline(pipeline)
+    tracking.check(portrait)
+    moved = shifted(portrait, 1.0, 0.0)
+    before = tracking.check(moved)[0].checks["eyes_closed"].score
+    assert tracking.stats.landmarks_reused == 1
+    eye = pipeline.check(moved)[1].landmarks.group("right_eye").mean(axis=0).astype(int)
+    covered = moved.copy()
+    cv2.circle(covered, (int(eye[0]), int(eye[1])), 14, (40, 30, 30), -1)
+    verdict = tracking.check(covered)[0]
+    assert tracking.stats.landmarks_reused == 1
+    score = verdict.checks["eyes_closed"].score
+    assert score != before  # not the reused result
+    # the tracked box is not the detector's box on this frame: close, not equal
+    assert score == pytest.approx(pipeline.check(covered)[0].checks["eyes_closed"].score, abs=0.05)
+
+
 def test_every_frame_settings_reproduce_the_stateless_path(pipeline, portrait):
     """redetect_every = rescore_every = 1 is the per-frame pipeline, record for record."""
     every = TrackingConfig(redetect_every=1, rescore_every=1)

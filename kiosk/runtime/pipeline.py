@@ -25,6 +25,7 @@ from kiosk.runtime.vision.analysis import Analysis, FaceAnalyzer
 from kiosk.runtime.vision.detectors import DEFAULT_BACKEND, make_detector
 from kiosk.runtime.vision.landmarks import LandmarkPredictor, find_model
 from kiosk.runtime.vision.tracker import FaceTracker, TrackerSettings, small_copy
+from kiosk.runtime.vision.types import Face
 
 ACCEPT, REJECT, ERROR = "accept", "reject", "error"
 
@@ -135,6 +136,7 @@ class TrackingStats:
     tracked: int = 0
     reused_gate: int = 0
     detections: Counter[str] = field(default_factory=Counter)
+    landmarks_reused: int = 0
     check_runs: int = 0
     check_reuses: int = 0
 
@@ -221,6 +223,7 @@ class TrackingPipeline:
         self.stats = TrackingStats()
         self.thumbnail: np.ndarray | None = None
         self._last: Analysis | None = None
+        self._fit: Analysis | None = None  # dlib's last landmarks and crops on this stream
         self._still_scale = 1.0
 
     def reset(self) -> None:
@@ -229,7 +232,7 @@ class TrackingPipeline:
         self._forget()
 
     def _forget(self) -> None:
-        self._last = None
+        self._last = self._fit = None
         for check in self._wrapped:
             check.forget()
 
@@ -254,7 +257,7 @@ class TrackingPipeline:
             if face is None:
                 due = "correlation"
             else:
-                analysis = analyzer.analyze_faces(rgb, [face], gray)
+                analysis = self._follow(rgb, gray, face)
                 if analysis.reason:  # the tracked face shrank: let the detector judge
                     due = "gate"
                 else:
@@ -263,7 +266,23 @@ class TrackingPipeline:
             self.stats.detections[due] += 1
             analysis = analyzer.analyze_faces(rgb, analyzer.detector.detect(rgb), gray)
             self.tracker.start(None if analysis.reason else analysis.face, small)
+            self._fit = None if analysis.reason else analysis
             if analysis.reason:
                 self._forget()
                 self._last = analysis
         return judge(analysis, self.checks, still_scale)
+
+    def _follow(self, rgb: np.ndarray, gray: np.ndarray, face: Face) -> Analysis:
+        """Landmarks for a tracked face: dlib's last fit moved with the face while its crops
+        hold, else dlib again (which becomes the fit)."""
+        if self._fit is None:
+            analysis = self.pipeline.analyzer.analyze_faces(rgb, [face], gray)
+        else:
+            analysis, held = self.pipeline.analyzer.follow(
+                rgb, gray, face, self._fit, self.settings.max_crop_change
+            )
+            if held:
+                self.stats.landmarks_reused += 1
+                return analysis
+        self._fit = None if analysis.reason else analysis
+        return analysis

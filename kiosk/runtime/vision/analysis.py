@@ -81,3 +81,27 @@ class FaceAnalyzer:
         landmarks = self.landmarks.predict(gray, face.box)
         regions = extract_regions(gray, landmarks, face.box)
         return Analysis(faces, face, landmarks, regions, None, rgb, gray)
+
+    def follow(
+        self,
+        rgb: np.ndarray,
+        gray: np.ndarray,
+        face: Face,
+        fit: Analysis,
+        max_crop_change: float,
+    ) -> tuple[Analysis, bool]:
+        """The analysis of a tracked `face`, reusing dlib's last `fit` when it still holds: its
+        landmarks moved with the box, kept if every crop they cut differs from the fit's crops
+        by at most `max_crop_change` mean grey levels (a blink, an opening mouth or a turn
+        changes a crop, and dlib runs again). Returns the analysis and whether the fit held."""
+        shift = np.subtract(face.box[:2], fit.face.box[:2]).astype(np.float32)
+        landmarks = Landmarks(points=fit.landmarks.points + shift)
+        regions = extract_regions(gray, landmarks, face.box)
+        held = all(
+            float(cv2.absdiff(getattr(regions, name), getattr(fit.regions, name)).mean())
+            <= max_crop_change
+            for name in ("right_eye", "left_eye", "mouth", "face")
+        )
+        if not held:
+            return self.analyze_faces(rgb, [face], gray), False
+        return Analysis([face], face, landmarks, regions, None, rgb, gray), True
