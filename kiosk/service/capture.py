@@ -22,6 +22,7 @@ import numpy as np
 
 from kiosk.contract.errors import KioskError
 from kiosk.runtime.cameras.base import Still
+from kiosk.runtime.forensics.jpeg import to_gray
 from kiosk.runtime.forensics.suite import Capture, ForensicSuite
 from kiosk.runtime.pipeline import ACCEPT, Verdict
 from kiosk.runtime.token.photo import TokenCutter, TokenPhoto
@@ -44,9 +45,18 @@ class HeldStill:
 
 
 def examine(
-    still: Still, verdict: Verdict, frame_index: int, suite: ForensicSuite
+    still: Still,
+    verdict: Verdict,
+    frame_index: int,
+    suite: ForensicSuite,
+    work_pixels: int | None = None,
 ) -> tuple[HeldStill, Event]:
-    """Map the preview verdict onto the still and run forensics on it (seconds on a Pi)."""
+    """Map the preview verdict onto the still and run forensics on it.
+
+    With `work_pixels` the checks get a copy of at most that many pixels, as `kiosk forensics`
+    does ([input] work_megapixels): ELA and SR on a 12 MP still took seconds and ~0.8 GB; the
+    JPEG-history check, which is not scale-safe, still reads its patches from the full-resolution
+    luma (`Capture.luma`)."""
     box = None
     if verdict.face_box is not None:
         box = still.geometry.to_still(tuple(verdict.face_box))
@@ -55,9 +65,22 @@ def examine(
     if not suite.checks:
         return held, StillTaken(dict(FORENSICS_NOT_INSTALLED))
     started = time.monotonic()
-    report = suite.run(Capture(still.image, box))
+    report = suite.run(_work_copy(still.image, box, work_pixels))
     log.info("forensics took %.2f s", time.monotonic() - started)
     return held, StillTaken(report)
+
+
+def _work_copy(
+    image: np.ndarray, box: tuple[float, ...] | None, work_pixels: int | None
+) -> Capture:
+    height, width = image.shape[:2]
+    if not work_pixels or height * width <= work_pixels:
+        return Capture(image, box)
+    scale = (height * width / work_pixels) ** 0.5  # still px per work px
+    size = (max(1, round(width / scale)), max(1, round(height / scale)))
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    small_box = None if box is None else tuple(v / scale for v in box)
+    return Capture(small, small_box, scale, luma=lambda: to_gray(image))
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes | None:

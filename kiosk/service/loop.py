@@ -378,10 +378,11 @@ class KioskService:
         except CameraUnavailable as exc:
             return StillFailed(str(exc))
         session, suite = self.machine.state.session, self.checks.forensics
+        work_pixels = int(self.config.input.work_megapixels * 1e6)
 
         def work() -> None:
             try:
-                held, event = examine(still, verdict, frame_index, suite)
+                held, event = examine(still, verdict, frame_index, suite, work_pixels)
             except Exception as exc:  # a forensic bug must not leave the machine in capture
                 log.exception("the still could not be examined")
                 self._results.put(_Result(session, StillFailed(f"{type(exc).__name__}: {exc}")))
