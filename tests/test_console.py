@@ -191,3 +191,73 @@ def test_console_over_a_real_socket(service):
         assert preview.shape == (24, 32, 3)  # the low-resolution stream
     finally:
         server.stop()
+
+
+# ---- issue 14: prompts table, retake/resume, records, loopback trust, TLS cookie -----------------
+def test_messages_and_favicon(client):
+    from kiosk.config import ConsoleConfig as Console
+    from kiosk.contract.reasons import LANGUAGES
+
+    table = client.get("/api/messages").json()
+    assert table["default"] == "en" and set(table["messages"]) == set(LANGUAGES) >= {"en", "de"}
+    assert set(table["messages"]["de"]) == set(table["messages"]["en"])
+    # The config's choice is exactly the languages the table has.
+    assert set(Console.__pydantic_fields__["language"].annotation.__args__) == set(LANGUAGES)
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg")
+
+
+def test_retake_reason_resume_and_accept_with_case_reference(client, service):
+    wait_for(state_is(service, "review"))
+    assert client.post("/api/resume", headers=AUTH).status_code == 409  # nothing to resume
+    response = client.post("/api/retake", json={"reason": "expression"}, headers=AUTH)
+    assert response.json()["state"] == "hold"
+    assert client.get("/api/state").json()["hold"] == {
+        "waiting": True,
+        "for_operator": True,
+        "left_s": None,
+    }
+    assert client.post("/api/resume", headers=AUTH).json()["state"] == "present"
+    wait_for(state_is(service, "review"))
+    long_ref = {"case_ref": "x" * 65}
+    assert client.post("/api/accept", json=long_ref, headers=AUTH).status_code == 422
+    assert client.post("/api/retake", json={"case_ref": "A-1"}, headers=AUTH).status_code == 422
+    response = client.post("/api/accept", json={"case_ref": " A-2024-17 "}, headers=AUTH)
+    assert response.status_code == 200, response.text
+    [record] = client.get("/api/captures", headers=AUTH).json()["captures"]
+    office = record["office"]
+    assert (office["case_ref"], office["operator"], office["retakes"]) == (
+        "A-2024-17",
+        "token",
+        ["expression"],
+    )
+
+
+def test_trust_loopback_lets_the_kiosk_screen_in_without_a_token(service):
+    from starlette.testclient import TestClient
+
+    config = ConsoleConfig(token=TOKEN, trust_loopback=True)
+    server = ThreadedServer(create_app(service, config))
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as local:  # from 127.0.0.1
+            assert local.get("/api/captures").status_code == 200
+            assert local.get("/api/state").json()["authorized"] is True
+    finally:
+        server.stop()
+    remote = TestClient(create_app(service, config), base_url="http://localhost")  # "testclient"
+    assert remote.get("/api/captures").status_code == 401
+
+
+def test_session_cookie_is_secure_under_tls_and_names_the_operator(service):
+    from starlette.testclient import TestClient
+
+    config = ConsoleConfig(token=TOKEN, ssl_certfile="cert.pem", ssl_keyfile="key.pem")
+    app = create_app(service, config)
+    browser = TestClient(app, base_url="https://localhost")
+    response = browser.get(
+        "/login", params={"token": TOKEN, "operator": "desk 2"}, follow_redirects=False
+    )
+    assert "Secure" in response.headers["set-cookie"]
+    assert browser.get("/api/state").json()["operator"] == "desk 2"
+    with pytest.raises(ConfigError, match="ssl_keyfile"):
+        ConsoleConfig(ssl_certfile="cert.pem")
