@@ -23,16 +23,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from kiosk.config import load_config  # noqa: E402
+from kiosk.config import TrackingConfig, load_config  # noqa: E402
 from kiosk.runtime.models.registry import ModelRegistry  # noqa: E402
-from kiosk.runtime.pipeline import CompliancePipeline  # noqa: E402
+from kiosk.runtime.pipeline import CompliancePipeline, TrackingPipeline  # noqa: E402
 from kiosk.runtime.vision.analysis import Analysis  # noqa: E402
 from kiosk.runtime.vision.detectors import DETECTORS  # noqa: E402
 from kiosk.runtime.vision.regions import extract_regions  # noqa: E402
+from kiosk.runtime.vision.tracker import FaceTracker, small_copy  # noqa: E402
 from training.paths import data_root  # noqa: E402
 
 
@@ -75,8 +77,13 @@ def stage_times(
             "crops",
             *(check.name for check in checks.checks),
             "end to end (check)",
+            "tracked: follow the face (NCC on a quarter-size copy)",
+            "tracked: landmarks followed (dlib's fit moved, crops compared)",
         )
     }
+    from bench_video import drift  # bench_video imports this module's frames
+
+    tracker = FaceTracker()
     for i in range(count):
         frame = frames[i % len(frames)]
         t, faces = timed(analyzer.detector.detect, frame)
@@ -90,7 +97,36 @@ def stage_times(
         for check in checks.checks:  # eyes_closed scores both eyes
             times[check.name].append(timed(check, analysis)[0])
         times["end to end (check)"].append(timed(pipeline.check, frame)[0])
+        # The tracked path's own stages on the next frame of a slow drift (bench_video.py).
+        tracker.start(faces[0], small_copy(gray))
+        moved = drift(frame, 1.0)
+        moved_gray = cv2.cvtColor(moved, cv2.COLOR_RGB2GRAY)
+        t, face = timed(follow_face, tracker, moved_gray)
+        times["tracked: follow the face (NCC on a quarter-size copy)"].append(t)
+        t, _ = timed(analyzer.follow, moved, moved_gray, face or faces[0], analysis, 4.0)
+        times["tracked: landmarks followed (dlib's fit moved, crops compared)"].append(t)
     return times
+
+
+def follow_face(tracker: FaceTracker, gray: np.ndarray):
+    return tracker.track(small_copy(gray))
+
+
+def tracked_stream(pipeline: CompliancePipeline, frames: list[np.ndarray], count: int) -> dict:
+    """Per-frame times of a drifting clip with and without tracking: mean, since the tracked
+    stream's cost is its re-detections averaged over the frames between them."""
+    from bench_video import clip
+
+    clip_frames = clip(frames, max(count // len(frames), 10), empty=0)
+    per_frame = [timed(pipeline.check, f)[0] for f in clip_frames]
+    tracking = TrackingPipeline(pipeline, TrackingConfig())
+    tracked = [timed(tracking.check, f)[0] for f in clip_frames]
+    return {
+        "frames": len(clip_frames),
+        "per_frame": per_frame,
+        "tracked": tracked,
+        "stats": tracking.stats,
+    }
 
 
 OURS = "detection, min_face_size 20 (MTCNN, ours, LiteRT)"
@@ -160,7 +196,7 @@ def peak_rss_mb(frames: list[np.ndarray]) -> float:
 
 def with_backend(config, backend: str):
     """The config with [detector] backend set: read by the pipeline until the schema has it."""
-    detector = SimpleNamespace(**vars(config.detector), backend=backend)
+    detector = SimpleNamespace(**{**vars(config.detector), "backend": backend})
     return SimpleNamespace(**{**vars(config), "detector": detector})
 
 
@@ -176,6 +212,8 @@ def main() -> None:
         pipeline = CompliancePipeline(with_backend(config, backend), registry)
         pipeline.check(frames[0])  # warm-up: interpreter caches per pyramid shape
         per_backend[backend] = stage_times(pipeline, frames, args.frames)
+    registry = ModelRegistry(config.models_dir, config.models.public_key_path)
+    stream = tracked_stream(CompliancePipeline(config, registry), frames, args.frames)
     comparison = detector_comparison(frames, max(args.frames // 4, 5))
     print(
         f"640x480 frames, 1 thread, {args.frames} frames, min_face_size "
@@ -192,6 +230,26 @@ def main() -> None:
     print("\n| detector alone | median ms | p90 ms |\n|---|---|---|")
     for name, values in comparison.items():
         print(f"| {name} | {np.median(values):.2f} | {np.percentile(values, 90):.2f} |")
+    print(
+        "\nMediaPipe face detection + mesh (the peer a user would pick): not run. Its wheel "
+        "(mediapipe 0.10.18, cp311) requires numpy<2 and opencv-contrib-python, which would "
+        "replace this environment's numpy 2 and headless OpenCV (reports/detectors/README.md); "
+        "the issue quotes 7-9 ms per frame for detect + 468-point mesh on this host."
+    )
+    stats = stream["stats"]
+    print(
+        f"\n| video, {stream['frames']} drifting 640x480 frames, [detector] backend = mtcnn | "
+        "mean ms / frame | fps |\n|---|---|---|"
+    )
+    for name, key in (("detection every frame", "per_frame"), ("tracking", "tracked")):
+        mean = float(np.mean(stream[key]))
+        print(f"| {name} | {mean:.2f} | {1000 / mean:.0f} |")
+    print(
+        f"\ntracking re-detected on {stats.detection_rate:.1%} of frames "
+        f"({dict(stats.detections)}); dlib fit reused on {stats.landmarks_reused}, check results "
+        f"reused {stats.check_reuses} of {stats.check_runs + stats.check_reuses}; verdict "
+        "agreement: bench/bench_video.py"
+    )
     if PACKAGE in comparison:
         ours, reference = np.median(comparison[OURS]), np.median(comparison[PACKAGE])
         print(f"\nLiteRT cascade speed-up at min_face_size 20: {reference / ours:.1f}x")
