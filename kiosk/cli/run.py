@@ -56,8 +56,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     # uvicorn shuts down gracefully on SIGTERM, then re-raises it: end with exit code 0 after
     # service.stop() (STOPPING=1, camera and store closed) instead of dying by the signal.
     signal.signal(signal.SIGTERM, _exit_cleanly)
+    scheme = "https" if config.console.ssl_certfile else "http"
     print(
-        f"kiosk: console on http://{config.console.host}:{sock.getsockname()[1]}/ "
+        f"kiosk: console on {scheme}://{config.console.host}:{sock.getsockname()[1]}/ "
         f"(source {config.service.source})",
         file=sys.stderr,
         flush=True,
