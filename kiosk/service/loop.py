@@ -40,7 +40,11 @@ from kiosk.config import Config
 from kiosk.contract.errors import KioskError
 from kiosk.runtime.cameras.base import Camera, CameraUnavailable
 from kiosk.runtime.cameras.live import make_camera
-from kiosk.runtime.pipeline import Verdict
+from kiosk.runtime.pipeline import (  # CompliancePipeline, TrackingPipeline: issue 16
+    CompliancePipeline,
+    TrackingPipeline,
+    Verdict,
+)
 from kiosk.service.bundle import Checks, load_checks
 from kiosk.service.capture import HeldStill, StoreSlot, examine
 from kiosk.service.feed import CameraFeed, PreviewFrame
@@ -328,9 +332,15 @@ class KioskService:
 
     def _check(self, frame: PreviewFrame) -> None:
         try:
-            verdict, analysis = self.checks.pipeline.check(
-                frame.image, still_scale=frame.still_scale
-            )
+            # issue 16 (tracking helper): the camera stream is tracked between detections, one
+            # TrackingPipeline per loaded bundle (a reload starts afresh); docs/performance.md.
+            # Stand-in pipelines (tests) are called as they are.
+            pipeline, tracking = self.checks.pipeline, getattr(self, "_tracking", None)
+            if isinstance(pipeline, CompliancePipeline):
+                if tracking is None or tracking.pipeline is not pipeline:
+                    tracking = self._tracking = TrackingPipeline(pipeline, self.config.tracking)
+                pipeline = tracking
+            verdict, analysis = pipeline.check(frame.image, still_scale=frame.still_scale)
         except (KioskError, ValueError) as exc:
             log.warning("frame %d could not be checked: %s", frame.index, exc)
             with self._lock:
