@@ -90,7 +90,7 @@ MAX_SESSIONS = 64
 BOUNDARY = "frame"
 COMMAND_TIMEOUT_S = 30.0
 REVIEW_WIDTH = 1280
-GREEN, RED, AMBER = (40, 200, 40), (230, 50, 50), (255, 190, 0)
+GREEN, RED, AMBER, WHITE = (40, 200, 40), (230, 50, 50), (255, 190, 0), (255, 255, 255)
 _LIMIT = re.compile(r"[0-9]{1,4}")
 MAX_TEXT = 64  # case reference, retake reason, operator name
 WAIT_S = 0.25  # a preview stream notices the service stopping within this
@@ -270,7 +270,8 @@ def _jpeg(rgb: np.ndarray, quality: int) -> bytes:
 
 
 def draw_overlay(image: np.ndarray, overlay: Overlay | None) -> np.ndarray:
-    """Face boxes (green: every check passed, red: not) and the eye/mouth regions (amber)."""
+    """Face boxes (green: every check passed, red: not), the eye/mouth regions (amber) and the
+    framing guide (white: the passport crop and the head oval)."""
     if overlay is None:
         return image
     canvas = image.copy()
@@ -280,6 +281,13 @@ def draw_overlay(image: np.ndarray, overlay: Overlay | None) -> np.ndarray:
         cv2.rectangle(canvas, (round(x0), round(y0)), (round(x1), round(y1)), colour, thickness)
     for _, (x0, y0, x1, y1) in overlay.regions:
         cv2.rectangle(canvas, (round(x0), round(y0)), (round(x1), round(y1)), AMBER, 1)
+    if overlay.guide is not None:  # where the passport photo will be cut, and the head to fill it
+        guide = overlay.guide
+        crop = np.array(guide.crop, np.float32).round().astype(np.int32)
+        cv2.polylines(canvas, [crop], True, WHITE, thickness)
+        centre = tuple(round(v) for v in guide.oval_centre)
+        axes = tuple(max(1, round(v)) for v in guide.oval_axes)
+        cv2.ellipse(canvas, centre, axes, guide.oval_angle_deg, 0, 360, WHITE, 1)
     return canvas
 
 
