@@ -296,6 +296,17 @@ class ForensicsConfig:
         description="the tamper_ela model's own (manifest entry `ela_quality`); may only be "
         "repeated here, a different value is refused",
     )
+    jpeg_calibration: Str = Field(
+        "data/jpeg_calibration.json",
+        validate_default=True,
+        description="this camera's JPEG-history threshold, written by `kiosk calibrate`; used "
+        "instead of the manifest's while it names the same model file",
+    )
+
+    @field_validator("jpeg_calibration")
+    @classmethod
+    def _calibration_path(cls, value: str, info: ValidationInfo) -> str:
+        return _absolute(value, info)
 
 
 @section("store")

@@ -37,6 +37,7 @@ COMMANDS = {
     "vsi": ("privacy", "visual security index of an encrypted image (higher = less secure)"),
     "diag": ("privacy", "privacy-safe diagnostic frames (encrypted, VSI-gated)"),
     "forensics": ("forensics", "JPEG history, tamper and super-resolution checks"),
+    "calibrate": ("calibrate", "measure this camera's JPEG-history scores and store its threshold"),
     "run": ("run", "the capture service and its operator console"),
     "export": ("store", "decrypt stored captures, with JSON/CSV records, into a folder"),
     "store": ("store", "check or repair the capture store"),

@@ -21,7 +21,9 @@ validation DET curve at 2 % false alarms on uncompressed patches).
 
 from __future__ import annotations
 
+import logging
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import cv2
@@ -29,12 +31,15 @@ import numpy as np
 
 from kiosk.config import Config
 from kiosk.contract.errors import InputError, ModelError
+from kiosk.runtime.forensics.calibration import Calibration
 from kiosk.runtime.imageio import Luma
 from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.models.tflite_io import BinaryClassifier
 
 if TYPE_CHECKING:  # suite.py imports this module for its FACTORIES
     from kiosk.runtime.forensics.suite import Artifacts, Capture
+
+log = logging.getLogger(__name__)
 
 MODEL_NAME = "jpeg_history"
 MAX_PATCHES = 400
@@ -75,10 +80,17 @@ class JpegHistoryCheck:
     key = "jpeg"
     needs_face = False
 
-    def __init__(self, content: bytes, threshold: float, num_threads: int = 1) -> None:
+    def __init__(
+        self,
+        content: bytes,
+        threshold: float,
+        num_threads: int = 1,
+        threshold_source: str = "manifest",
+    ) -> None:
         self.classifier = BinaryClassifier(content, num_threads=num_threads)
         self.patch = self.classifier.input_size[0]
         self.threshold = threshold
+        self.threshold_source = threshold_source
 
     def patch_scores(self, gray: np.ndarray | Luma) -> np.ndarray:
         """Scores of the patch grid of a grayscale uint8 image (see patch_corners); a `Luma`
@@ -101,6 +113,7 @@ class JpegHistoryCheck:
             "flagged": score >= self.threshold,
             "patches": len(scores),
             "max_patch_score": round(float(scores.max()), 6),
+            "threshold_source": self.threshold_source,
         }
 
 
@@ -112,4 +125,14 @@ def make_jpeg_check(registry: ModelRegistry, config: Config) -> JpegHistoryCheck
     if entry.threshold is None:
         raise ModelError(f"manifest entry {MODEL_NAME!r} has no threshold; re-run the export")
     content = registry.verified_bytes(MODEL_NAME)
-    return JpegHistoryCheck(content, entry.threshold, config.models.num_threads)
+    threshold, source = entry.threshold, "manifest"
+    calibration = Calibration.load(Path(config.forensics.jpeg_calibration))
+    if calibration is not None and calibration.model_sha256 == entry.sha256:
+        threshold, source = calibration.threshold, f"camera calibration {calibration.created}"
+    elif calibration is not None:
+        log.warning(
+            "camera calibration %s was made for another jpeg_history model: using the "
+            "manifest threshold; run `kiosk calibrate` again",
+            config.forensics.jpeg_calibration,
+        )
+    return JpegHistoryCheck(content, threshold, config.models.num_threads, source)
