@@ -45,6 +45,7 @@ from kiosk.runtime.pipeline import (  # CompliancePipeline, TrackingPipeline: is
     TrackingPipeline,
     Verdict,
 )
+from kiosk.runtime.token.geometry import pick_format
 from kiosk.service.bundle import Checks, load_checks
 from kiosk.service.capture import HeldStill, StoreSlot, examine
 from kiosk.service.feed import CameraFeed, PreviewFrame
@@ -157,6 +158,7 @@ class KioskService:
         self._pending: Future[dict[str, Any]] | None = None  # the Accept waiting for the store
         self._threads: list[threading.Thread] = []
         self._overlay: Overlay | None = None
+        self._guide_format = pick_format(config.token)[1]  # the framing guide's crop
         self._verdict: dict[str, Any] | None = None
         self._held: HeldStill | None = None
         self._last_verdict: tuple[Verdict, int] | None = None  # goes with the next still
@@ -351,7 +353,7 @@ class KioskService:
             self._failing_frames = 0
             self.counters["checked"] += 1
             self._times.append(time.monotonic())
-            self._overlay = overlay_of(verdict, analysis)
+            self._overlay = overlay_of(verdict, analysis, self._guide_format)
             self._verdict = verdict.as_record(self.camera_name, frame.index)
             self._last_verdict = (verdict, frame.index)
         self._step(FrameChecked(tuple(verdict.reasons), time.monotonic()))
