@@ -30,6 +30,34 @@ def test_collect_writes_crops_and_drop_log(crops):
     assert (crops / "drops.csv").read_text().startswith("dataset,path,reason")
 
 
+def test_eye_crops_come_from_closed_and_open_whole_faces(crops, tmp_path):
+    """CEW faces give closed pipeline crops, mask/without_mask open ones, YTF none (held out);
+    `--tasks eyes` collects them without the mouth and veil analyses."""
+    from training import collect
+
+    eyes = np.load(crops / "eyes.npz")
+    cew = eyes["sources"] == "eyes_closed_faces/pipeline_eye"
+    assert cew.any() and set(eyes["labels"][cew]) == {1}
+    only = tmp_path / "eyes_only"
+    collect.main(
+        [
+            "--data-root",
+            str(data_root_or_skip()),
+            "--out",
+            str(only),
+            "--limit",
+            "6",
+            "--tasks",
+            "eyes",
+        ]
+    )
+    alone = np.load(only / "eyes.npz")
+    mask = alone["sources"] == "mask/pipeline_eye"
+    assert mask.any() and set(alone["labels"][mask]) == {0}
+    assert not any("ytf" in str(s) for s in alone["sources"])
+    assert not (only / "veil.npz").exists() and (only / "drops_eyes.csv").exists()
+
+
 def test_crops_carry_the_persisted_split_of_their_photo(crops):
     from training import splits
 

@@ -6,9 +6,11 @@ Outputs one `.npz` per task in the work dir (crops, labels, split, group, source
 landmark-geometry baseline feature of every crop) and `drops.csv`.
 
 Labels:
-- eyes: `eyes/` close-ups as they are (resized to 56x56), plus eye crops cut from `faces68/` faces,
-  labelled from the *manual* 300-W landmarks: eye aspect ratio <= 0.10 closed, >= 0.22 open,
-  in between left out as ambiguous;
+- eyes: crops the pipeline cuts from whole faces - `faces68/` labelled from the *manual* 300-W
+  landmarks (eye aspect ratio <= 0.10 closed, >= 0.22 open, in between left out as ambiguous),
+  `eyes_closed_faces/` (CEW: both eyes closed) and `mask/without_mask` (both eyes open) - plus
+  the `eyes/` close-ups (resized to 56x56) as extra. `faces68_ytf/` is left out on purpose: the
+  verdict report (training/verdicts.py) tests on all of it, a source the model never saw;
 - mouth: `mouth/` face crops with their hand-made mouth_open labels, plus mouth crops from
   `faces68/` labelled from the manual landmarks (inner-lip gap over eye-to-chin distance <= 0.02
   closed, >= 0.10 open, in between left out); reports keep the two sources apart;
@@ -44,6 +46,7 @@ from training import masks, splits
 from training.geometry import eye_aspect_ratio, mouth_opening
 from training.paths import MODELS, WORK, data_root
 
+TASK_NAMES = ("eyes", "mouth", "veil")
 PAD_FRACTION = 0.25  # face crops on disk are tight; a grey border gives MTCNN the context it needs
 COLLECT_MIN_FACE_PX = 40  # dataset faces are smaller than a kiosk's; crops are rescaled anyway
 EAR_CLOSED, EAR_OPEN = 0.10, 0.22
@@ -90,9 +93,12 @@ def read_pts(path: Path) -> np.ndarray:
 
 
 class Collector:
-    def __init__(self, root: Path, limit: int | None, seed: int) -> None:
+    def __init__(
+        self, root: Path, limit: int | None, seed: int, wanted: tuple[str, ...] = TASK_NAMES
+    ) -> None:
         self.root = root
         self.limit = limit
+        self.wanted = set(wanted)
         self.rng = np.random.default_rng(seed)
         self.analyzer = FaceAnalyzer(
             MtcnnLite.from_models_dir(MODELS),
@@ -100,7 +106,7 @@ class Collector:
             min_face_px=COLLECT_MIN_FACE_PX,
         )
         self.overlays = masks.load_overlays(root / "mask_overlays")
-        self.tasks = {name: TaskData() for name in ("eyes", "mouth", "veil")}
+        self.tasks = {name: TaskData() for name in TASK_NAMES if name in self.wanted}
         self.drops: list[tuple[str, str, str]] = []
         self.seen: Counter[str] = Counter()
 
@@ -158,6 +164,8 @@ class Collector:
         path: Path,
     ) -> None:
         """The clean face as a negative and a synthetic occluder on it as a positive."""
+        if "veil" not in self.wanted:
+            return
         veil = self.tasks["veil"]
         veil.add(regions.face, 0, where, f"{dataset}/clean", np.nan)
         if self.rng.random() < 0.7:
@@ -168,6 +176,25 @@ class Collector:
         analysis = self._analyze(occluded, dataset, path, variant=f"+synthetic_{kind}")
         if analysis is not None:
             veil.add(analysis.regions.face, 1, where, f"{dataset}/synthetic_{kind}", np.nan)
+
+    def steps(self) -> list[Callable[[], None]]:
+        """The collection steps the wanted tasks need, in a fixed order."""
+        needs = {
+            self.eye_closeups: {"eyes"},
+            self.faces68: {"eyes", "mouth", "veil"},
+            self.closed_faces: {"eyes"},
+            self.mouth: {"mouth", "veil"},
+            self.mask: {"eyes", "veil"},
+        }
+        return [step for step, tasks in needs.items() if tasks & self.wanted]
+
+    def _both_eyes(
+        self, analysis: Analysis, label: int, where: tuple[str, str], source: str
+    ) -> None:
+        """Both pipeline eye crops of a face whose eye state is known for the whole face."""
+        for name, eye_slice in (("right_eye", slice(36, 42)), ("left_eye", slice(42, 48))):
+            baseline = -eye_aspect_ratio(analysis.landmarks.points[eye_slice])
+            self.tasks["eyes"].add(getattr(analysis.regions, name), label, where, source, baseline)
 
     def eye_closeups(self) -> None:
         for path in self._files("eyes/*/*.png"):
@@ -182,7 +209,7 @@ class Collector:
             where = self._where("faces68", path)
             for name, eye_slice in (("right_eye", slice(36, 42)), ("left_eye", slice(42, 48))):
                 ear_true = eye_aspect_ratio(truth[eye_slice])
-                if EAR_CLOSED < ear_true < EAR_OPEN:
+                if "eyes" not in self.wanted or EAR_CLOSED < ear_true < EAR_OPEN:
                     continue
                 baseline = -eye_aspect_ratio(analysis.landmarks.points[eye_slice])
                 self.tasks["eyes"].add(
@@ -193,7 +220,7 @@ class Collector:
                     baseline,
                 )
             gap_true = mouth_opening(Landmarks(truth))
-            if not GAP_CLOSED < gap_true < GAP_OPEN:
+            if "mouth" in self.wanted and not GAP_CLOSED < gap_true < GAP_OPEN:
                 self.tasks["mouth"].add(
                     analysis.regions.mouth,
                     int(gap_true >= GAP_OPEN),
@@ -202,6 +229,13 @@ class Collector:
                     mouth_opening(analysis.landmarks),
                 )
             self._veil_pair(rgb, truth, analysis.regions, where, "faces68", path)
+
+    def closed_faces(self) -> None:
+        """CEW: real faces with both eyes closed (the only closed-eye faces in numbers)."""
+        photos = self._analysed_photos("eyes_closed_faces/closed/*.jpg", "eyes_closed_faces")
+        for path, _, _, analysis in photos:
+            where = self._where("eyes_closed_faces", path)
+            self._both_eyes(analysis, 1, where, "eyes_closed_faces/pipeline_eye")
 
     def mouth(self) -> None:
         with open(self.root / "mouth" / "annotations.csv") as handle:
@@ -219,14 +253,18 @@ class Collector:
             self._veil_pair(rgb, analysis.landmarks.points, analysis.regions, where, "mouth", path)
 
     def mask(self) -> None:
+        # Eyes alone need only the open faces: a mask says nothing about the eyes.
+        pattern = "mask/*/*/*" if "veil" in self.wanted else "mask/*/without_mask/*"
         images = self._analysed_photos(
-            "mask/*/*/*", "mask", lambda p: p.suffix.lower() in (".jpg", ".jpeg", ".png")
+            pattern, "mask", lambda p: p.suffix.lower() in (".jpg", ".jpeg", ".png")
         )
         for path, rgb, _, analysis in images:
             where = self._where("mask", path)
             if path.parent.name == "with_mask":
                 self.tasks["veil"].add(analysis.regions.face, 1, where, "mask/real_mask", np.nan)
             else:
+                if "eyes" in self.wanted:  # eyes open: no closed-eye photo in without_mask
+                    self._both_eyes(analysis, 0, where, "mask/pipeline_eye")
                 self._veil_pair(
                     rgb, analysis.landmarks.points, analysis.regions, where, "mask", path
                 )
@@ -238,11 +276,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=WORK / "crops")
     parser.add_argument("--limit", type=int, default=None, help="files per dataset (for tests)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--tasks", nargs="+", choices=TASK_NAMES, default=list(TASK_NAMES),
+        help="collect only these tasks' crops (skips the photos and analyses they do not need)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     root = data_root(args.data_root)
     args.out.mkdir(parents=True, exist_ok=True)
-    collector = Collector(root, args.limit, args.seed)
-    for step in (collector.eye_closeups, collector.faces68, collector.mouth, collector.mask):
+    collector = Collector(root, args.limit, args.seed, tuple(args.tasks))
+    for step in collector.steps():
         start = time.perf_counter()
         step()
         print(f"{step.__name__}: {time.perf_counter() - start:.0f} s", flush=True)
@@ -253,7 +295,10 @@ def main(argv: list[str] | None = None) -> None:
             f"{name}: {len(task.labels)} crops "
             + ", ".join(f"{source}[{label}]={n}" for (source, label), n in sorted(counts.items()))
         )
-    with open(args.out / "drops.csv", "w", newline="") as handle:
+    drops = (
+        "drops.csv" if set(args.tasks) == set(TASK_NAMES) else f"drops_{'_'.join(args.tasks)}.csv"
+    )
+    with open(args.out / drops, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["dataset", "path", "reason"])
         writer.writerows(collector.drops)

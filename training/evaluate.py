@@ -198,9 +198,11 @@ def evaluate(
 
 
 DATA_PROVENANCE = {
-    "eyes": "eyes/ close-ups (purnenduvashistha/Eye-State-Detection, no licence stated) + eye crops "
-    "cut by the kiosk pipeline from faces68/ (300-W AFW + HELEN, non-commercial research), "
-    "labelled from the manual landmarks' eye aspect ratio",
+    "eyes": "eye crops cut by the kiosk pipeline from whole faces: faces68/ (300-W AFW + HELEN, "
+    "non-commercial research; labelled from the manual landmarks' eye aspect ratio), "
+    "eyes_closed_faces/ (CEW ClosedFace, research use; closed) and mask/without_mask "
+    "(chandrikadeb7/Face-Mask-Detection, MIT; open), train splits; + eyes/ close-ups "
+    "(purnenduvashistha/Eye-State-Detection, no licence stated); faces68_ytf/ held out",
     "mouth": "mouth/ (fantopop/smile-detection, MIT; HELEN pictures) hand labels + mouth crops cut "
     "from faces68/ (300-W, non-commercial research) labelled from the manual landmarks",
     "veil": "mask/ (chandrikadeb7/Face-Mask-Detection, MIT; third-party pictures) real masks + "

@@ -204,9 +204,23 @@ def padded(path: Path) -> tuple[np.ndarray, int]:
     return border, pad
 
 
-def collect(root: Path, detector: str, out: Path, limit: int | None) -> Path:
-    """Run every photo (at most `limit` per source) and write one row each to `out`."""
-    runner = Runner(detector, MODELS, masks.load_overlays(root / "mask_overlays"))
+def collect(
+    root: Path,
+    detector: str,
+    out: Path,
+    limit: int | None,
+    models_dir: Path = MODELS,
+    reuse: Path | None = None,
+) -> Path:
+    """Run every photo (at most `limit` per source) and write one row each to `out`;
+    `models_dir` = the bundle to judge (a candidate bundle before it ships). With `reuse` (rows of
+    the same detector and the same other models) only photos with an eye label are run again:
+    the rows no eye figure reads (no eye label, synthetic twins) are copied from it - half the
+    time when only the eye model changed."""
+    runner = Runner(detector, models_dir, masks.load_overlays(root / "mask_overlays"))
+    kept: dict[tuple[str, str], list[dict[str, str]]] = {}
+    for old in _csv(reuse) if reuse else []:
+        kept.setdefault((old["path"], old["variant"]), []).append(old)
     rows: list[dict[str, object]] = []
     seen: dict[str, int] = {}
     start = time.perf_counter()
@@ -225,6 +239,9 @@ def collect(root: Path, detector: str, out: Path, limit: int | None) -> Path:
             "mouth": photo.mouth,
             "veil": photo.veil,
         }
+        if reuse and photo.eyes is None:
+            rows += kept.get((base["path"], "real"), []) + kept.get((base["path"], "synthetic"), [])
+            continue
         try:
             rgb, pad = padded(photo.path)
         except InputError as exc:
@@ -233,7 +250,9 @@ def collect(root: Path, detector: str, out: Path, limit: int | None) -> Path:
         result = runner.row(rgb)
         points = result.pop("_points", None)
         rows.append({**base, **result})
-        if photo.synthetic and split in TRAINED_SPLITS:
+        if reuse:
+            rows += kept.get((base["path"], "synthetic"), [])
+        elif photo.synthetic and split in TRAINED_SPLITS:
             if photo.pts is not None:
                 points = read_pts(photo.pts) + pad
             if points is not None:
@@ -265,11 +284,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--detector", choices=sorted(DETECTORS), default=DEFAULT_BACKEND)
     parser.add_argument("--limit", type=int, default=None, help="photos per source (tests)")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--models-dir", type=Path, default=MODELS, help="bundle to evaluate")
+    parser.add_argument(
+        "--reuse", type=Path, default=None,
+        help="run only photos with an eye label again; copy the other rows from this file",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    collect(
-        data_root(args.data_root), args.detector, args.out or faces_file(args.detector), args.limit
-    )
+    out = args.out or faces_file(args.detector)
+    collect(data_root(args.data_root), args.detector, out, args.limit, args.models_dir, args.reuse)
 
 
 if __name__ == "__main__":

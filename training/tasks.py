@@ -15,6 +15,9 @@ class Task:
     epochs: int
     batch_size: int
     learning_rate: float
+    # Share of training crops sent through a low-resolution round trip: the eye model sees
+    # faces from 40 px up (YTF, CEW), whose eye crops are upscaled from ~15-25 px.
+    lowres_probability: float = 0.3
 
     @property
     def model_name(self) -> str:
@@ -35,7 +38,7 @@ class Task:
 
 
 TASKS = {
-    "eyes": Task("eyes", COMPLIANCE["eyes_closed"], 16, 64, 2e-3),
+    "eyes": Task("eyes", COMPLIANCE["eyes_closed"], 16, 64, 2e-3, lowres_probability=0.5),
     "mouth": Task("mouth", COMPLIANCE["mouth_open"], 20, 32, 2e-3),
     "veil": Task("veil", COMPLIANCE["veil"], 5, 32, 2e-3),
 }

@@ -70,16 +70,17 @@ def make_augmenter(size: int, seed: int) -> keras.Sequential:
     )
 
 
-def _degrade(image: tf.Tensor, label: tf.Tensor, weight: tf.Tensor, size: int):
-    """Per image: sometimes JPEG re-compression, sometimes a low-resolution round trip."""
+def _degrade(image: tf.Tensor, label: tf.Tensor, weight: tf.Tensor, size: int, lowres: float = 0.3):
+    """Per image: sometimes JPEG re-compression, sometimes (`lowres`) a low-resolution round
+    trip down to a quarter of the side."""
     image = tf.cond(
         tf.random.uniform([]) < 0.3,
         lambda: tf.image.random_jpeg_quality(image, 30, 95),
         lambda: image,
     )
-    small = tf.cast(tf.random.uniform([], 0.35, 0.8) * size, tf.int32)
+    small = tf.cast(tf.random.uniform([], 0.25, 0.8) * size, tf.int32)
     image = tf.cond(
-        tf.random.uniform([]) < 0.3,
+        tf.random.uniform([]) < lowres,
         lambda: tf.cast(
             tf.image.resize(tf.image.resize(image, [small, small]), [size, size]), tf.uint8
         ),
@@ -104,7 +105,10 @@ def make_dataset(
         augmenter = make_augmenter(task.size, seed)
         dataset = (
             dataset.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-            .map(lambda i, y, w: _degrade(i, y, w, task.size), num_parallel_calls=tf.data.AUTOTUNE)
+            .map(
+                lambda i, y, w: _degrade(i, y, w, task.size, task.lowres_probability),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
             .batch(batch)
             .map(
                 lambda i, y, w: (_augment_batch(augmenter, i, seed), y, w),

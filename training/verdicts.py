@@ -75,12 +75,15 @@ class Verdict:
 VERDICTS = {
     v.model: v
     for v in (
+        # The eye CNN trains on the train split of faces68, CEW and mask/without_mask (pipeline
+        # crops); faces68_ytf is the source it never saw, and CEW is the only closed-eye source.
         Verdict(
-            "eyes_closed", "eyes", "eyes_cnn", "ear_min", -1.0, ("faces68",), (),
+            "eyes_closed", "eyes", "eyes_cnn", "ear_min", -1.0,
+            ("faces68", "eyes_closed_faces", "mask"), (),
             (
-                EvalSet("CEW closed vs YTF open", ("eyes_closed_faces",), ("faces68_ytf",), True, 0.03),
-                EvalSet("CEW closed vs mask/without_mask open", ("eyes_closed_faces",), ("mask/without_mask",), True, 0.03),
-                EvalSet("CEW closed vs all held-out open", ("eyes_closed_faces",), ("faces68_ytf", "mask/without_mask"), True, 0.03),
+                EvalSet("CEW test closed vs YTF open (YTF never trained on)", ("eyes_closed_faces",), ("faces68_ytf",), True, 0.03),
+                EvalSet("CEW test closed vs mask/without_mask test open", ("eyes_closed_faces",), ("mask/without_mask",), False, 0.03),
+                EvalSet("CEW test closed vs all open (YTF, mask test)", ("eyes_closed_faces",), ("faces68_ytf", "mask/without_mask"), False, 0.03),
                 EvalSet("faces68 test (hand EAR labels)", ("faces68",), ("faces68",), False, 0.03),
             ),
         ),
@@ -243,9 +246,15 @@ def _r(value: float) -> float | None:
     return None if value is None or math.isnan(value) else round(float(value), 5)
 
 
+def reported(faces: Faces, v: Verdict) -> np.ndarray:
+    """Rows a verdict may be reported on: neither validation nor its model's training rows."""
+    trained = np.isin(faces.dataset, v.trained_on) & (faces.split == "train")
+    return (faces.split != "val") & ~trained
+
+
 def evaluate(faces: Faces, v: Verdict, previous: float) -> dict:
     val = faces.split == "val"
-    test = ~val
+    test = reported(faces, v)
     methods = ["cnn"] + (["geometry", "fused"] if v.geometry else [])
     fusion = fit_fusion(faces, v, val) if v.geometry else None
     result: dict = {"model": v.model, "methods": {}}
@@ -303,6 +312,87 @@ def fused_wins(result: dict) -> bool:
         )
 
     return mean_eer("fused") < mean_eer("cnn") and worst("fused") < worst("cnn")
+
+
+def shipped_method(result: dict) -> str:
+    return "fused" if result.get("ship_fusion") else "cnn"
+
+
+def retrained_wins(new: dict, old: dict) -> bool:
+    """A retrained model replaces the shipped one only if, each with its own validation choices
+    (threshold, fusion), its mean EER on the held-out sets and its worst per-source error at its
+    threshold (sources of at least MIN_COMPARED faces) are both lower. Looks at test rows (‡)."""
+    held = [s.name for s in VERDICTS[new["model"]].sets if s.held_out]
+
+    def figures(result: dict) -> tuple[float, float]:
+        chosen = result["methods"][shipped_method(result)]
+        mean = float(np.nanmean([chosen["eer"][name]["eer"] for name in held]))
+        worst = max(
+            r["chosen"]["error"] or 0.0
+            for r in chosen["sources"]
+            if not r["weak"] and r["n"] >= MIN_COMPARED
+        )
+        return mean, worst
+
+    (new_eer, new_worst), (old_eer, old_worst) = figures(new), figures(old)
+    return new_eer < old_eer and new_worst < old_worst
+
+
+def render_comparison(model: str, new: dict, old: dict) -> str:
+    """Retrained vs shipped model on the same rows, each with its own validation choices."""
+    v = VERDICTS[model]
+    lines = [
+        f"### {model}: retrained vs shipped before (same rows; each with its own validation "
+        "threshold and fusion)",
+        "",
+        f"Retrained model wins (mean held-out EER and worst source error both lower) ‡: "
+        f"**{'yes' if retrained_wins(new, old) else 'no'}**.",
+        "",
+        "| evaluation set | held-out | method | EER shipped before | EER retrained |",
+        "|---|---|---|---|---|",
+    ]
+    for s in v.sets:
+        for m in new["methods"]:
+            lines.append(
+                f"| {s.name} | {'yes' if s.held_out else 'no'} | {m} | "
+                f"{_pct(old['methods'][m]['eer'][s.name]['eer'])} | "
+                f"{_pct(new['methods'][m]['eer'][s.name]['eer'])} |"
+            )
+    old_m, new_m = shipped_method(old), shipped_method(new)
+    lines += [
+        "",
+        f"Per source at the chosen threshold: before {old_m} "
+        f"{old['methods'][old_m]['threshold']:.4g}, retrained {new_m} "
+        f"{new['methods'][new_m]['threshold']:.4g} (error / e2e):",
+        "",
+        "| source | class | n | shipped before | retrained |",
+        "|---|---|---|---|---|",
+    ]
+    before = {(r["source"], r["class"]): r for r in old["methods"][old_m]["sources"]}
+    for row in new["methods"][new_m]["sources"]:
+        was = before.get((row["source"], row["class"]))
+        cell = lambda r: f"{_pct(r['chosen']['error'])} / {_pct(r['chosen']['end_to_end'])}"  # noqa: E731
+        lines.append(
+            f"| {row['source']} | {row['class']} | {row['n']} | "
+            f"{cell(was) if was else '—'} | {cell(row)} |"
+        )
+    lines += [
+        "",
+        "Leave one source out (choices made without any row of it; all its rows):",
+        "",
+        "| left out | model | method | threshold | class | n | error | e2e |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for label, result in (("shipped before", old), ("retrained", new)):
+        for m in result["methods"]:
+            for block in result["methods"][m]["loso"]:
+                for row in block["sources"]:
+                    lines.append(
+                        f"| {block['left_out']} | {label} | {m} | {block['threshold']:.4g} | "
+                        f"{row['class']} | {row['n']} | {_pct(row['loso']['error'])} | "
+                        f"{_pct(row['loso']['end_to_end'])} |"
+                    )
+    return "\n".join([*lines, ""])
 
 
 def _pct(value: float | None) -> str:
@@ -440,13 +530,41 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reports", type=Path, default=REPORTS / "verdicts")
     parser.add_argument("--ship", action="store_true", help="write thresholds/fusion to models/")
     parser.add_argument("--models-dir", type=Path, default=MODELS)
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="per-face rows of the shipped bundle: compare the retrained models against it",
+    )
+    parser.add_argument(
+        "--retrained",
+        nargs="*",
+        default=["eyes_closed"],
+        choices=sorted(VERDICTS),
+        help="models whose CNN differs between --faces and --before",
+    )
+    parser.add_argument(
+        "--require-win", action="store_true",
+        help="exit 1 unless every --retrained model beats its --before figures",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     faces = Faces.read(args.faces or faces_file(args.detector))
     results = {m: evaluate(faces, v, BEFORE[m]) for m, v in VERDICTS.items()}
+    text = render(results, args.detector)
+    if args.before:
+        old_faces = Faces.read(args.before)
+        text += "\n## Retrained vs shipped\n\n"
+        for model in args.retrained:
+            old = evaluate(old_faces, VERDICTS[model], BEFORE[model])
+            results[model]["retrained_wins"] = retrained_wins(results[model], old)
+            results[model]["before_retraining"] = old
+            text += render_comparison(model, results[model], old) + "\n"
     args.reports.mkdir(parents=True, exist_ok=True)
     (args.reports / f"{args.detector}.json").write_text(json.dumps(results, indent=1))
-    (args.reports / f"{args.detector}.md").write_text(render(results, args.detector))
+    (args.reports / f"{args.detector}.md").write_text(text)
+    if args.require_win and not all(results[m].get("retrained_wins") for m in args.retrained):
+        raise SystemExit(f"{args.retrained}: the retrained model does not beat the shipped one")
     if args.ship:
         for model, r in results.items():
             ship(args.models_dir, model, r)
