@@ -148,7 +148,7 @@ OTHER: dict[str, ModelSpec] = {
             (),
             positive="32-px tile pasted with another compression history (splice, copy-move)",
             input="uint8 luma plane; features per 32-px tile (kiosk/runtime/forensics/splice.py)",
-            output="P(spliced) per tile; image score = max of the 3x3-tile mean",
+            output="P(spliced) per tile; image score = the highest tile's",
             threshold_source="5 % false alarms on validation authentic images",
         ),
         ModelSpec("sr_x4", "forensic", "x4 super-resolution generator", (1, 128, 128, 1)),
