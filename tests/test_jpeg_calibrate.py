@@ -15,6 +15,8 @@ from kiosk.config import load_config
 from kiosk.contract.errors import InputError
 from kiosk.runtime.forensics.calibration import threshold_for
 from kiosk.runtime.forensics.jpeg import make_jpeg_check
+from kiosk.runtime.forensics.jpeg_grid import JpegCombCheck
+from kiosk.runtime.forensics.suite import Artifacts, Capture
 from kiosk.runtime.models.registry import ModelRegistry
 from tests.conftest import REPO
 
@@ -82,3 +84,20 @@ def test_jpeg_sources_are_refused(tmp_path, astronaut, capsys, monkeypatch) -> N
     monkeypatch.setattr(calibrate_cli, "usb_fourcc", lambda index: "MJPG")
     with pytest.raises(InputError, match="JPEG check not meaningful: camera:1 delivers MJPEG"):
         calibrate_cli.refuse_jpeg_sources("camera:1")
+
+
+def test_dc_comb_finds_a_jpeg_past_on_any_grid(astronaut: np.ndarray) -> None:
+    """A never-JPEG frame (the astronaut halved and given sensor noise, which erases any past
+    comb) is not flagged; its quality-90 JPEG is, with DC step 3, also when cropped off the
+    8-px grid."""
+    gray = cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY)
+    small = cv2.resize(gray, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA).astype(float)
+    noisy = np.clip(small + np.random.default_rng(1).normal(0, 2, small.shape), 0, 255)
+    frame = noisy.round().astype(np.uint8)
+    check = JpegCombCheck()
+    assert not check.run(Capture(frame), Artifacts())["flagged"]
+    _, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    decoded = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
+    for image, offset in ((decoded, [0, 0]), (decoded[3:, 5:], [3, 5])):
+        record = check.run(Capture(np.ascontiguousarray(image)), Artifacts())
+        assert record["flagged"] and record["step"] == 3 and record["offset"] == offset
