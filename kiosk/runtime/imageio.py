@@ -113,9 +113,11 @@ class Luma:
         return self._image.height, self._image.width
 
     def __getitem__(self, window: tuple[slice, slice]) -> np.ndarray:
-        rows, cols = window
-        box = (cols.start or 0, rows.start or 0, cols.stop, rows.stop)
-        return np.asarray(self._image.crop(box))
+        rows, cols = window  # clipped to the plane, as numpy slices are (Pillow would pad)
+        height, width = self.shape
+        x0, x1, _ = cols.indices(width)
+        y0, y1, _ = rows.indices(height)
+        return np.asarray(self._image.crop((x0, y0, max(x0, x1), max(y0, y1))))
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         """The whole plane (a copy): for tests and small images."""

@@ -43,34 +43,65 @@ MAX_SHIFTED_BLOCKS = 4000
 Z_THRESHOLD = 35.0
 
 
-def _dc_of_offset(plane: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """DC (orthonormal DCT: block sum / 8) of the usable blocks on the grid at (dy, dx)."""
-    sub = plane[dy:, dx:]
-    rows, cols = sub.shape[0] // 8, sub.shape[1] // 8
-    blocks = sub[: rows * 8, : cols * 8].reshape(rows, 8, cols, 8).transpose(0, 2, 1, 3)
-    blocks = blocks.reshape(-1, 64)
-    limit = MAX_BLOCKS if (dy, dx) == (0, 0) else MAX_SHIFTED_BLOCKS
-    if len(blocks) > limit:
-        blocks = blocks[:: math.ceil(len(blocks) / limit)]
+STRIP_BLOCKS = 64  # block rows read at a time from a full-resolution plane (512 px)
+
+
+def _usable_dc(blocks: np.ndarray) -> np.ndarray:
+    """DC (orthonormal DCT: block sum / 8) of the usable ones of (n, 64) blocks."""
+    blocks = blocks.astype(np.float64)
     usable = (
         (blocks.std(axis=1) >= FLAT_STD) & (blocks.min(axis=1) > 0) & (blocks.max(axis=1) < 255)
     )
     return blocks[usable].sum(axis=1) / 8.0
 
 
-def comb_statistic(gray: np.ndarray, offsets: bool = True) -> dict[str, float | int]:
-    """Largest Rayleigh z over DC steps (and grid offsets) of a uint8 luma plane, with the step,
-    offset and block count where it was found and its Bonferroni p-value bound."""
-    plane = np.asarray(gray, dtype=np.float64)
-    height, width = plane.shape
+def _thinned(count: int, limit: int) -> np.ndarray:
+    """Indices of the blocks kept, in raster order: every k-th when there are more than `limit`."""
+    return np.arange(0, count, max(1, math.ceil(count / limit)))
+
+
+def _dc_of_offset(plane: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """DC of the usable blocks on the grid at (dy, dx) of a small plane (the shifted window)."""
+    sub = plane[dy:, dx:]
+    rows, cols = sub.shape[0] // 8, sub.shape[1] // 8
+    if rows == 0 or cols == 0:
+        return np.empty(0)
+    index = _thinned(rows * cols, MAX_SHIFTED_BLOCKS)
+    windows = np.lib.stride_tricks.sliding_window_view(sub, (8, 8))
+    return _usable_dc(windows[(index // cols) * 8, (index % cols) * 8].reshape(-1, 64))
+
+
+def _aligned_dc(gray: Any) -> np.ndarray:
+    """DC of the usable blocks on the frame's own 8x8 grid, read strip by strip: `gray` may be a
+    full-resolution `Luma` (a 50 MP plane is never copied, let alone as float64)."""
+    height, width = gray.shape
+    rows, cols = height // 8, width // 8
+    index = _thinned(rows * cols, MAX_BLOCKS)
+    parts = []
+    for first in range(0, rows, STRIP_BLOCKS):
+        last = min(rows, first + STRIP_BLOCKS)
+        chosen = index[(index >= first * cols) & (index < last * cols)] - first * cols
+        if not len(chosen):
+            continue
+        strip = np.asarray(gray[first * 8 : last * 8, 0 : cols * 8])
+        windows = np.lib.stride_tricks.sliding_window_view(strip, (8, 8))
+        parts.append(_usable_dc(windows[(chosen // cols) * 8, (chosen % cols) * 8].reshape(-1, 64)))
+    return np.concatenate(parts) if parts else np.empty(0)
+
+
+def comb_statistic(gray: Any, offsets: bool = True) -> dict[str, float | int]:
+    """Largest Rayleigh z over DC steps (and grid offsets) of a uint8 luma plane (an array or a
+    `Luma`), with the step, offset and block count where it was found and its Bonferroni
+    p-value bound."""
+    height, width = gray.shape
     top = max(0, (height - SHIFTED_SIDE) // 2) // 8 * 8
     left = max(0, (width - SHIFTED_SIDE) // 2) // 8 * 8
-    window = plane[top : top + SHIFTED_SIDE + 8, left : left + SHIFTED_SIDE + 8]
+    window = np.asarray(gray[top : top + SHIFTED_SIDE + 8, left : left + SHIFTED_SIDE + 8])
     steps = np.array(STEPS, np.float64)
     best: dict = {"z": 0.0, "step": 0, "offset": [0, 0], "blocks": 0}
     grid = [(dy, dx) for dy in range(8) for dx in range(8)] if offsets else [(0, 0)]
     for dy, dx in grid:
-        dc = _dc_of_offset(plane if (dy, dx) == (0, 0) else window, dy, dx)
+        dc = _aligned_dc(gray) if (dy, dx) == (0, 0) else _dc_of_offset(window, dy, dx)
         if len(dc) < MIN_BLOCKS:
             continue
         phases = np.exp(2j * np.pi * dc[:, None] / steps[None, :])
@@ -97,9 +128,7 @@ class JpegCombCheck:
     def run(self, capture: Capture, artifacts: Artifacts) -> dict[str, Any]:
         del artifacts  # nothing drawn
         if capture.luma is not None:  # full resolution: resampling would blur the comb away
-            luma = capture.luma()
-            height, width = luma.shape
-            gray = np.asarray(luma[0:height, 0:width])
+            gray: Any = capture.luma()
         else:
             gray = (
                 capture.rgb
