@@ -61,6 +61,7 @@ landmarks-export:  ## retrain dlib's shape predictor on MTCNN boxes; ships (file
 # the candidate wins on the held-out sources, then exports into models/ and ships thresholds +
 # fusion (docs/verdicts.md).
 CANDIDATE := $(WORK)/candidate
+DETECTOR ?= mtcnn
 .PHONY: eyes-ship
 eyes-candidate: $(WORK)/runs/eyes/best.keras  ## retrained eyes in a copy of models/ -> $(CANDIDATE)/verdicts/
 	rm -rf $(CANDIDATE)/models && mkdir -p $(CANDIDATE) && cp -r models $(CANDIDATE)/models
