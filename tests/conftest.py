@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 
 import cv2
@@ -84,3 +86,14 @@ def data_root_or_skip() -> Path:
     if not DATA_ROOT.is_dir():
         pytest.skip(f"shared datasets not found at {DATA_ROOT}")
     return DATA_ROOT
+
+
+def bundle_without(folder: Path, *names: str) -> Path:
+    """A copy of the shipped bundle in `folder` minus the models `names` (an empty manifest is no
+    longer valid, so tests that need "model not installed" drop just that one)."""
+    manifest = json.loads((REPO / "models" / "manifest.json").read_text())
+    kept = {k: v for k, v in manifest["models"].items() if k not in names}
+    for entry in kept.values():
+        shutil.copy(REPO / "models" / entry["file"], folder / entry["file"])
+    (folder / "manifest.json").write_text(json.dumps({**manifest, "models": kept}))
+    return folder

@@ -2,7 +2,6 @@
 
 import io
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from kiosk.config import load_config
 from kiosk.contract.errors import InputError
 from kiosk.runtime.forensics.jpeg import make_jpeg_check, patch_corners, pool
 from kiosk.runtime.models.registry import ModelRegistry
-from tests.conftest import REPO, data_root_or_skip
+from tests.conftest import bundle_without, data_root_or_skip
 
 # A held-out (test-split) never-JPEG picture; the detector never saw it or its group.
 HELD_OUT = "uncompressed/kodak/kodim05.png"
@@ -60,7 +59,7 @@ def test_too_small_and_corrupt_give_error_records(tmp_path, capsys):
 def test_factory_follows_the_manifest(tmp_path):
     config = load_config()
     assert make_jpeg_check(ModelRegistry(config.models_dir), config) is not None
-    assert make_jpeg_check(ModelRegistry(_bundle_without(tmp_path, "jpeg_history")), config) is None
+    assert make_jpeg_check(ModelRegistry(bundle_without(tmp_path, "jpeg_history")), config) is None
 
 
 def test_patch_grid_and_pooling():
@@ -71,13 +70,3 @@ def test_patch_grid_and_pooling():
         patch_corners(63, 500, 64)
     assert pool(np.array([0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0])) == pytest.approx(1.0)
     assert pool(np.array([0.2])) == pytest.approx(0.2)
-
-
-def _bundle_without(tmp_path, *names):
-    """A copy of the shipped bundle minus `names` (an empty manifest is no longer valid)."""
-    manifest = json.loads((REPO / "models" / "manifest.json").read_text())
-    kept = {k: v for k, v in manifest["models"].items() if k not in names}
-    for entry in kept.values():
-        shutil.copy(REPO / "models" / entry["file"], tmp_path / entry["file"])
-    (tmp_path / "manifest.json").write_text(json.dumps({**manifest, "models": kept}))
-    return tmp_path

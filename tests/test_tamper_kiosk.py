@@ -2,7 +2,6 @@
 
 import dataclasses
 import json
-import shutil
 
 import cv2
 import numpy as np
@@ -16,7 +15,7 @@ from kiosk.runtime.forensics.ela import make_ela_check
 from kiosk.runtime.forensics.sr import face_square, make_sr_check
 from kiosk.runtime.forensics.suite import Artifacts, Capture
 from kiosk.runtime.models.registry import ModelRegistry
-from tests.conftest import REPO, save_rgb
+from tests.conftest import bundle_without, save_rgb
 
 
 def forensics_json(capsys, out, *paths) -> tuple[int, list[dict]]:
@@ -74,7 +73,7 @@ def test_bad_inputs_give_error_records(tmp_path, capsys, small_face):
 
 def test_factories_follow_the_manifest_and_the_ela_quality(tmp_path):
     config = load_config()
-    bundle = _bundle_without(tmp_path, "tamper_ela", "sr_x4")
+    bundle = bundle_without(tmp_path, "tamper_ela", "sr_x4")
     assert make_ela_check(ModelRegistry(bundle), config) is None
     assert make_sr_check(ModelRegistry(bundle), config) is None
     other = dataclasses.replace(
@@ -82,13 +81,3 @@ def test_factories_follow_the_manifest_and_the_ela_quality(tmp_path):
     )
     with pytest.raises(ModelError, match="ELA quality"):
         make_ela_check(ModelRegistry(config.models_dir), other)
-
-
-def _bundle_without(tmp_path, *names):
-    """A copy of the shipped bundle minus `names` (an empty manifest is no longer valid)."""
-    manifest = json.loads((REPO / "models" / "manifest.json").read_text())
-    kept = {k: v for k, v in manifest["models"].items() if k not in names}
-    for entry in kept.values():
-        shutil.copy(REPO / "models" / entry["file"], tmp_path / entry["file"])
-    (tmp_path / "manifest.json").write_text(json.dumps({**manifest, "models": kept}))
-    return tmp_path
