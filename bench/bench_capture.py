@@ -86,7 +86,9 @@ def main() -> int:
         forensics_s, keep_s = [], []
         for _ in range(args.runs):
             started = time.perf_counter()
-            held, event = examine(Still(image, geometry), verdict, 0, checks.forensics, work)
+            held, event = examine(
+                Still(image, geometry), verdict, 0, checks.forensics, work, config.forensics.workers
+            )
             forensics_s.append(time.perf_counter() - started)
             started = time.perf_counter()
             stored = slot.keep(

@@ -289,6 +289,13 @@ class ForensicsConfig:
     sr_token_px: Int = Field(
         256, ge=16, le=4096, description="faces smaller than this (box side, px) are super-resolved"
     )
+    workers: Int = Field(
+        2,
+        ge=1,
+        le=8,
+        description="forensic checks run at once on a capture in `kiosk run` (each may hold the "
+        "still's full-resolution luma: ~12 MB at 12 MP); `kiosk forensics` runs one at a time",
+    )
     ela_quality: Int | None = Field(
         None,
         ge=50,

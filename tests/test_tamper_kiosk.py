@@ -81,3 +81,14 @@ def test_factories_follow_the_manifest_and_the_ela_quality(tmp_path):
     )
     with pytest.raises(ModelError, match="ELA quality"):
         make_ela_check(ModelRegistry(config.models_dir), other)
+
+
+def test_checks_run_at_once_give_the_same_report(portrait):
+    """The service runs the forensic checks on threads ([forensics] workers): same records."""
+    from kiosk.runtime.forensics.suite import ForensicSuite
+
+    suite = ForensicSuite.from_config(load_config())
+    capture = Capture(portrait, (200.0, 60.0, 330.0, 240.0))
+    one_at_a_time = suite.run(capture)
+    assert len(one_at_a_time) >= 4 and all("error" not in r for r in one_at_a_time.values())
+    assert suite.run(capture, workers=3) == one_at_a_time

@@ -50,6 +50,7 @@ def examine(
     frame_index: int,
     suite: ForensicSuite,
     work_pixels: int | None = None,
+    workers: int = 1,
 ) -> tuple[HeldStill, Event]:
     """Map the preview verdict onto the still and run forensics on it.
 
@@ -65,7 +66,7 @@ def examine(
     if not suite.checks:
         return held, StillTaken(dict(FORENSICS_NOT_INSTALLED))
     started = time.monotonic()
-    report = suite.run(_work_copy(still.image, box, work_pixels))
+    report = suite.run(_work_copy(still.image, box, work_pixels), workers=workers)
     log.info("forensics took %.2f s", time.monotonic() - started)
     return held, StillTaken(report)
 

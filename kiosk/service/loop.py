@@ -391,10 +391,11 @@ class KioskService:
             return StillFailed(str(exc))
         session, suite = self.machine.state.session, self.checks.forensics
         work_pixels = int(self.config.input.work_megapixels * 1e6)
+        workers = self.config.forensics.workers
 
         def work() -> None:
             try:
-                held, event = examine(still, verdict, frame_index, suite, work_pixels)
+                held, event = examine(still, verdict, frame_index, suite, work_pixels, workers)
             except Exception as exc:  # a forensic bug must not leave the machine in capture
                 log.exception("the still could not be examined")
                 self._results.put(_Result(session, StillFailed(f"{type(exc).__name__}: {exc}")))

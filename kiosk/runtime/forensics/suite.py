@@ -8,6 +8,7 @@ the whole report (or the service) down.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -85,12 +86,22 @@ class ForensicSuite:
     def needs_face(self) -> bool:
         return any(check.needs_face for check in self.checks)
 
-    def run(self, capture: Capture, artifacts: Artifacts | None = None) -> dict[str, Any]:
+    def run(
+        self, capture: Capture, artifacts: Artifacts | None = None, workers: int = 1
+    ) -> dict[str, Any]:
+        """Every check's record by key, in check order. `workers` > 1 runs checks at once on
+        threads (numpy, OpenCV and LiteRT release the GIL): a 12 MP capture's pass takes about
+        half as long on 2 cores, at the cost of holding several checks' buffers together."""
         artifacts = artifacts or Artifacts()
-        report: dict[str, Any] = {}
-        for check in self.checks:
+
+        def one(check: ForensicCheck) -> dict[str, Any]:
             try:
-                report[check.key] = check.run(capture, artifacts)
+                return check.run(capture, artifacts)
             except (KioskError, ValueError) as exc:
-                report[check.key] = {"error": str(exc)}
-        return report
+                return {"error": str(exc)}
+
+        if workers <= 1 or len(self.checks) <= 1:
+            return {check.key: one(check) for check in self.checks}
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="forensics") as pool:
+            records = list(pool.map(one, self.checks))
+        return {check.key: record for check, record in zip(self.checks, records, strict=True)}
