@@ -11,13 +11,13 @@ Frames: the astronaut test face (scikit-image) and five faces68/ photos, each pl
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -195,9 +195,10 @@ def peak_rss_mb(frames: list[np.ndarray]) -> float:
 
 
 def with_backend(config, backend: str):
-    """The config with [detector] backend set: read by the pipeline until the schema has it."""
-    detector = SimpleNamespace(**{**vars(config.detector), "backend": backend})
-    return SimpleNamespace(**{**vars(config), "detector": detector})
+    """The config with [detector] backend set."""
+    return dataclasses.replace(
+        config, detector=dataclasses.replace(config.detector, backend=backend)
+    )
 
 
 def main() -> None:

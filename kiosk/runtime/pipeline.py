@@ -16,13 +16,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from kiosk.config import Config, TrackingConfig
+from kiosk.config import Config, TrackingConfig, model_box_scale
 from kiosk.contract.reasons import ERROR_PROMPT, prompt_for
 from kiosk.runtime.checks import ComplianceChecks
 from kiosk.runtime.checks.base import Check, CheckResult
 from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.vision.analysis import Analysis, FaceAnalyzer
-from kiosk.runtime.vision.detectors import DEFAULT_BACKEND, make_detector
+from kiosk.runtime.vision.detectors import make_detector
 from kiosk.runtime.vision.landmarks import LandmarkPredictor, find_model
 from kiosk.runtime.vision.tracker import FaceTracker, TrackerSettings, small_copy
 from kiosk.runtime.vision.types import Face
@@ -74,22 +74,22 @@ class CompliancePipeline:
     def __init__(self, config: Config, registry: ModelRegistry | None = None) -> None:
         registry = registry or ModelRegistry(config.models_dir, config.models.public_key_path)
         self.registry = registry
-        # [detector] backend and [gates] background_face_ratio are read with defaults until the
-        # config schema declares them.
         detector = make_detector(
-            getattr(config.detector, "backend", DEFAULT_BACKEND),
+            config.detector.backend,
             registry,
             config.detector,
             num_threads=config.models.num_threads,
         )
         landmark_model = find_model(config.landmarks.model or None)
         _verify_if_listed(registry, landmark_model)
-        landmarks = LandmarkPredictor(landmark_model, box_scale=config.landmarks.box_scale)
+        # The box scale the landmark model was fit with (its manifest entry), never a user's.
+        box_scale = config.landmarks.box_scale or model_box_scale(registry.entries, config)
+        landmarks = LandmarkPredictor(landmark_model, box_scale=box_scale)
         self.analyzer = FaceAnalyzer(
             detector,
             landmarks,
             config.gates.min_face_px,
-            background_face_ratio=getattr(config.gates, "background_face_ratio", 0.5),
+            background_face_ratio=config.gates.background_face_ratio,
         )
         self.checks = ComplianceChecks(
             registry, config.models.num_threads, limits=config.icao, token=config.token
