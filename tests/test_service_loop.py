@@ -178,8 +178,10 @@ class FlakyCamera:
         self.left -= 1
         return frame(NOBODY)
 
+    geometry = StreamGeometry((64, 48), (64, 48))
+
     def capture_still(self) -> Still:
-        return Still(frame(NOBODY), StreamGeometry((64, 48), (64, 48)))
+        return Still(frame(NOBODY), self.geometry)
 
     def close(self) -> None:
         pass

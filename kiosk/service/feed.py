@@ -62,7 +62,7 @@ class CameraFeed:
                     with self._camera_lock:
                         image = self.camera.preview()
                     index += 1
-                    geometry = getattr(self.camera, "geometry", None)
+                    geometry = self.camera.geometry
                     scale = geometry.scale if geometry is not None else 1.0
                     self._deliver(PreviewFrame(index, time.monotonic(), image, scale))
                     backoff = self.retry_min_s
