@@ -135,8 +135,6 @@ def translate(key: str, language: str = "en") -> str:
     return MESSAGES.get(language, {}).get(key) or MESSAGES["en"].get(key, key)
 
 
-# The reasons decided before any classifier runs (detection and the size gate).
-GATE_REASONS = (NO_FACE, SEVERAL_FACES, FACE_TOO_SMALL)
 # Image-quality reasons: while one holds, the classifiers' reasons are not raised.
 QUALITY_REASONS = (TOO_DARK, OVEREXPOSED, LOW_CONTRAST, BLURRED, MOTION_BLUR)
 
