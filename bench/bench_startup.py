@@ -1,61 +1,102 @@
 """Start-up of `kiosk check` on one photo, hyperfine-style: repeated fresh processes, one table.
 
-    .venv/bin/python bench/bench_startup.py [--runs 10]
+    .venv/bin/python bench/bench_startup.py [--runs 10] [--config FILE] [--reference DIR]
 
-Rows: `kiosk --help` (the parser alone), `import kiosk.cli`, and `kiosk check --json` on one
-640x480 test photo (tests/data/face_open.jpg on grey), each a new `python -m kiosk` process with
-one thread. Columns: wall time (median, min) and CPU time (user + sys of the child, median):
-on this shared 2-core host wall time waits for other sessions, CPU time does not. Also the
-seconds of the heaviest imports, from `python -X importtime`.
+Rows: `kiosk --help` (the parser), the imports `kiosk check` makes before it reads a photo, and
+`kiosk check --json` on a 640x480 photo and on a camera-sized 1920x1080 photo (the test face,
+tests/data/face_open.jpg, 5/6 of the frame height on grey: every check runs). Each run is a new
+`python -m kiosk` process with one thread. Columns: wall time (median, min), CPU time (user +
+sys of the child, median) and the child's peak RSS (ru_maxrss from os.wait4, largest run): on
+this shared 2-core host wall time waits for other sessions, CPU time does not.
+
+`--reference DIR` runs the same rows from another checkout in the same run, e.g. the previous
+release: `git worktree add /tmp/prev COMMIT` (remove it with `git worktree remove /tmp/prev`).
+`--config FILE` is passed to every `kiosk check`, ours and the reference's (default: each
+checkout's own firmware_config/kiosk.toml).
+
+Bytecode is cached as an installed package has it (pip compiles it at install): this host sets
+PYTHONDONTWRITEBYTECODE=1, which would make every start compile the kiosk's modules again
+(~0.1 s), so the children write their .pyc files to a temporary PYTHONPYCACHEPREFIX and each
+case is run once unmeasured first. The bench process itself imports neither numpy nor OpenCV:
+Linux carries a parent's RSS into a forked child's ru_maxrss, so the photos are made in a
+separate process.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+SIZES = {"640x480": (640, 480), "1920x1080": (1920, 1080)}
+# What `kiosk check` imports before it reads a photo (kiosk/cli/__init__.py: cmd_check).
+CHECK_IMPORTS = (
+    "import kiosk.cli, kiosk.config, kiosk.runtime.annotate, kiosk.runtime.cameras.sources, "
+    "kiosk.runtime.pipeline"
+)
 
 
-def timed_run(args: list[str]) -> tuple[float, float]:
-    """Wall and CPU seconds of one child process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    subprocess.run(args, cwd=REPO, env=ENV, capture_output=True, check=False)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu
-
-
-def photo(folder: Path) -> Path:
+def make_photo(path: Path, size: tuple[int, int]) -> None:
+    """The test face at 5/6 of the frame height, centred on grey (run in its own process)."""
     import cv2
+    import numpy as np
 
+    width, height = size
     face = cv2.imread(str(REPO / "tests" / "data" / "face_open.jpg"))
-    canvas = np.full((480, 640, 3), 128, np.uint8)
-    scale = 400 / face.shape[0]
-    face = cv2.resize(face, None, fx=scale, fy=scale)[:480, :640]
-    y, x = (480 - face.shape[0]) // 2, (640 - face.shape[1]) // 2
+    scale = height * 5 / 6 / face.shape[0]
+    face = cv2.resize(face, None, fx=scale, fy=scale)[:height, :width]
+    canvas = np.full((height, width, 3), 128, np.uint8)
+    y, x = (height - face.shape[0]) // 2, (width - face.shape[1]) // 2
     canvas[y : y + face.shape[0], x : x + face.shape[1]] = face
-    path = folder / "photo.jpg"
     cv2.imwrite(str(path), canvas)
-    return path
 
 
-def heaviest_imports(count: int = 6) -> list[tuple[str, float]]:
+def child_env(root: Path, pycache: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {
+        **env,
+        "OMP_NUM_THREADS": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONPATH": str(root),
+        "PYTHONPYCACHEPREFIX": str(pycache),
+    }
+
+
+def timed_run(argv: list[str], root: Path, env: dict[str, str]) -> tuple[float, float, float, int]:
+    """(wall s, CPU s, peak RSS MiB, exit code) of one child process."""
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        argv, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, process.returncode
+
+
+def cases(photos: dict[str, Path], config: Path | None) -> dict[str, list[str]]:
+    kiosk = [sys.executable, "-m", "kiosk", *(["--config", str(config)] if config else [])]
+    rows = {
+        "`kiosk --help`": [*kiosk, "--help"],
+        "imports of `kiosk check`": [sys.executable, "-c", CHECK_IMPORTS],
+    }
+    for label, path in photos.items():
+        rows[f"`kiosk check --json` {label}"] = [*kiosk, "check", "--json", str(path)]
+    return rows
+
+
+def heaviest_imports(root: Path, env: dict[str, str], count: int = 8) -> list[tuple[str, float]]:
+    """The modules with the largest self time among the imports of `kiosk check`."""
     result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", "import kiosk.cli"],
-        cwd=REPO,
-        env=ENV,
+        [sys.executable, "-X", "importtime", "-c", CHECK_IMPORTS],
+        cwd=root,
+        env=env,
         capture_output=True,
         text=True,
         check=False,
@@ -63,39 +104,52 @@ def heaviest_imports(count: int = 6) -> list[tuple[str, float]]:
     rows = []
     for line in result.stderr.splitlines():
         parts = line.split("|")
-        if len(parts) == 3 and parts[1].strip().isdigit():
-            rows.append((parts[2].rstrip(), int(parts[1]) / 1e6))
+        if len(parts) == 3 and parts[0].split(":")[-1].strip().isdigit():
+            rows.append((parts[2].strip(), int(parts[0].split(":")[-1]) / 1e6))
     return sorted(rows, key=lambda row: -row[1])[:count]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--config", type=Path, help="config for every `kiosk check` run")
+    parser.add_argument("--reference", type=Path, help="another checkout, measured beside ours")
+    parser.add_argument("--make", nargs=3, metavar=("PATH", "W", "H"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    kiosk = [sys.executable, "-m", "kiosk"]
+    if args.make:
+        make_photo(Path(args.make[0]), (int(args.make[1]), int(args.make[2])))
+        return
+    roots = {"ours": REPO} | ({"reference": args.reference.resolve()} if args.reference else {})
+    config = args.config.resolve() if args.config else None
     with tempfile.TemporaryDirectory() as tmp:
-        cases = {
-            "`kiosk --help`": [*kiosk, "--help"],
-            "`import kiosk.cli`": [sys.executable, "-c", "import kiosk.cli"],
-            "`kiosk check --json photo.jpg` (640x480)": [
-                *kiosk,
-                "check",
-                "--json",
-                str(photo(Path(tmp))),
-            ],
-        }
-        print(f"{args.runs} runs each, load average {os.getloadavg()[0]:.1f}\n")
-        print("| command | wall median s | wall min s | CPU median s |\n|---|---|---|---|")
-        for name, command in cases.items():
-            timed_run(command)  # warm the page cache
-            runs = np.array([timed_run(command) for _ in range(args.runs)])
-            print(
-                f"| {name} | {np.median(runs[:, 0]):.3f} | {runs[:, 0].min():.3f} | "
-                f"{np.median(runs[:, 1]):.3f} |"
-            )
-    print("\nheaviest imports of `import kiosk.cli` (cumulative s):")
-    for name, seconds in heaviest_imports():
-        print(f"  {seconds:.3f} {name}")
+        photos = {}
+        for label, (width, height) in SIZES.items():
+            photos[label] = Path(tmp) / f"photo_{label}.jpg"
+            make = [sys.executable, __file__, "--make", str(photos[label]), str(width), str(height)]
+            subprocess.run(make, check=True)
+        print(
+            f"{args.runs} runs each, load average {os.getloadavg()[0]:.1f}, config "
+            f"{config or 'each checkout own firmware_config/kiosk.toml'}\n"
+        )
+        print(
+            "| command | tree | wall median s | wall min s | CPU median s | peak RSS MiB | exit |"
+        )
+        print("|---|---|---:|---:|---:|---:|---:|")
+        envs = {name: child_env(root, Path(tmp) / f"pyc_{name}") for name, root in roots.items()}
+        for name, command in cases(photos, config).items():
+            for tree, root in roots.items():
+                timed_run(command, root, envs[tree])  # compiles the bytecode, warms the cache
+                runs = [timed_run(command, root, envs[tree]) for _ in range(args.runs)]
+                walls = [run[0] for run in runs]
+                print(
+                    f"| {name} | {tree} | {statistics.median(walls):.3f} | {min(walls):.3f} | "
+                    f"{statistics.median(run[1] for run in runs):.3f} | "
+                    f"{max(run[2] for run in runs):.0f} | {runs[-1][3]} |"
+                )
+                sys.stdout.flush()
+        print("\nlargest self times among the imports of `kiosk check` (ours, s):")
+        for module, seconds in heaviest_imports(REPO, envs["ours"]):
+            print(f"  {seconds:.3f} {module}")
 
 
 if __name__ == "__main__":

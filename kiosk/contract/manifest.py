@@ -25,14 +25,11 @@ import logging
 import os
 import stat
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -45,6 +42,15 @@ from pydantic import (
 
 from kiosk.contract.errors import ModelError
 from kiosk.contract.fileio import write_atomically
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
+
+# cryptography (~25 ms to import) is imported by the functions that sign or verify, so a bundle
+# loaded without a public key (`kiosk check` in a checkout) never pays for it (issue 16).
 
 log = logging.getLogger(__name__)
 
@@ -321,20 +327,18 @@ def _read_regular(path: Path, limit: int, what: str, missing: str = "") -> bytes
 def read_model(bundle_dir: Path, name: str, entry: ModelEntry) -> bytes:
     """The model file's bytes, checked against the entry (the bytes returned are those hashed,
     so a file swapped after the check can never be the one that runs)."""
-    chunks: list[bytes] = []
-    _check_file(Path(bundle_dir), name, entry, chunks.append)
-    return b"".join(chunks)
+    return _check_file(Path(bundle_dir), name, entry, keep=True)
 
 
 def verify_files(bundle_dir: Path, manifest: Manifest) -> None:
     """Check every listed file: inside the bundle, regular, the entry's size and sha256."""
     for name, entry in manifest.models.items():
-        _check_file(Path(bundle_dir), name, entry, lambda chunk: None)
+        _check_file(Path(bundle_dir), name, entry, keep=False)
 
 
-def _check_file(
-    bundle_dir: Path, name: str, entry: ModelEntry, sink: Callable[[bytes], None]
-) -> None:
+def _check_file(bundle_dir: Path, name: str, entry: ModelEntry, keep: bool) -> bytes:
+    """Check one file against its entry; its bytes when `keep`, else b"". At most
+    `entry.bytes + 1` bytes are read, so a longer file is refused without reading it all."""
     root = bundle_dir.resolve()
     path = root / entry.file
     try:
@@ -346,14 +350,14 @@ def _check_file(
             f"model file {path} for {name!r} resolves outside the bundle {root} (a symlink?): "
             "redeploy the model bundle"
         )
-    digest = hashlib.sha256()
-    size = 0
     what = f"model file {path} for {name!r}"
+    content = b""
     with _open_regular(path, what, advice="; redeploy the model bundle") as handle:
-        while size <= entry.bytes and (chunk := handle.read(min(_CHUNK, entry.bytes + 1 - size))):
-            digest.update(chunk)
-            sink(chunk)
-            size += len(chunk)
+        if keep:  # one buffer, read once (chunks joined were a second copy: 2x the RSS, slower)
+            content = handle.read(entry.bytes + 1)
+            digest, size = hashlib.sha256(content), len(content)
+        else:  # only hashed: 1 MiB at a time through one reused buffer
+            digest, size = _digest(handle, entry.bytes + 1)
     if size != entry.bytes:
         raise ManifestError(
             f"{what} does not match the manifest ("
@@ -367,6 +371,18 @@ def _check_file(
             f"(sha256 {digest.hexdigest()[:12]}..., expected {entry.sha256[:12]}...): it was "
             "altered or belongs to another bundle; redeploy the model bundle"
         )
+    return content
+
+
+def _digest(handle: BinaryIO, limit: int) -> tuple[Any, int]:
+    """(sha256 object, bytes read) of at most `limit` bytes of `handle`."""
+    digest = hashlib.sha256()
+    buffer = memoryview(bytearray(_CHUNK))
+    size = 0
+    while size < limit and (count := handle.readinto(buffer[: min(_CHUNK, limit - size)])):
+        digest.update(buffer[:count])
+        size += count
+    return digest, size
 
 
 def sha256_file(path: Path) -> str:
@@ -442,6 +458,9 @@ def generate_key(prefix: Path) -> tuple[Path, Path]:
                 f"{existing} already exists: refusing to replace a signing key (kiosks trust "
                 "the old one); choose another --out"
             )
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = Ed25519PrivateKey.generate()
     private_pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -459,6 +478,8 @@ def generate_key(prefix: Path) -> tuple[Path, Path]:
 
 def key_fingerprint(key: Ed25519PublicKey) -> str:
     """SHA-256 (hex) of the raw 32-byte public key: how messages name a key."""
+    from cryptography.hazmat.primitives import serialization
+
     raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()
 
@@ -487,6 +508,8 @@ def verify_signature(
 ) -> str:
     """Check `manifest.sig` against the manifest bytes (those of `manifest` when given, so the
     bytes verified are the bytes used); returns the key's fingerprint, raises ManifestError."""
+    from cryptography.exceptions import InvalidSignature
+
     bundle_dir = Path(bundle_dir)
     key = _load_public_key(public_key_path)
     manifest = manifest or load_manifest(bundle_dir)
@@ -523,6 +546,9 @@ def verify_signature(
 
 
 def _load_private_key(path: Path) -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     data = _read_regular(
         Path(path),
         _MAX_KEY_BYTES,
@@ -539,6 +565,9 @@ def _load_private_key(path: Path) -> Ed25519PrivateKey:
 
 
 def _load_public_key(path: Path) -> Ed25519PublicKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     data = _read_regular(
         Path(path),
         _MAX_KEY_BYTES,
