@@ -68,8 +68,11 @@ def _boxes(faces) -> list[Box]:
     return [tuple(float(v) for v in face.box) for face in faces]
 
 
-def make_detectors(names: list[str], registry: ModelRegistry) -> dict[str, Detect]:
-    """name -> detect(rgb) -> boxes; the slow and optional ones are imported only if asked for."""
+def make_detectors(
+    names: list[str], registry: ModelRegistry, yunet_scores: tuple[float, ...] = ()
+) -> dict[str, Detect]:
+    """name -> detect(rgb) -> boxes; the slow and optional ones are imported only if asked for.
+    `yunet_scores`: extra kiosk YuNet columns at these score thresholds (default 0.6)."""
     cv2.setNumThreads(1)
     detectors: dict[str, Detect] = {}
     if "mtcnn" in names:
@@ -89,6 +92,11 @@ def make_detectors(names: list[str], registry: ModelRegistry) -> dict[str, Detec
         detectors["YuNet"] = lambda rgb: _boxes(yunet.detect(rgb))
         kiosk = Yunet(registry, YunetSettings(min_face_size=MIN_FACE))
         detectors["YuNet (kiosk: 320 px wide)"] = lambda rgb: _boxes(kiosk.detect(rgb))
+        for score in yunet_scores:
+            other = Yunet(registry, YunetSettings(min_face_size=MIN_FACE, score_threshold=score))
+            detectors[f"YuNet (kiosk, score >= {score})"] = lambda rgb, d=other: _boxes(
+                d.detect(rgb)
+            )
     if "hog" in names or "mmod" in names:
         import dlib
         import face_recognition_models
@@ -364,13 +372,16 @@ def main() -> None:
     )
     parser.add_argument("--skip-landmarks", action="store_true")
     parser.add_argument("--only-landmarks", action="store_true")
+    parser.add_argument(
+        "--yunet-scores", nargs="*", type=float, default=[], help="extra YuNet score thresholds"
+    )
     args = parser.parse_args()
     root = data_root(args.data_root)
     registry = ModelRegistry(REPO / "models")
     if args.only_landmarks:
         print("\n".join(landmark_shift(root, registry, None)))
         return
-    detectors = make_detectors(args.detectors, registry)
+    detectors = make_detectors(args.detectors, registry, tuple(args.yunet_scores))
     table = face_miss(root, detectors, args.limit, args.mmod_limit)
     times = latency(detectors, args.frames)
 

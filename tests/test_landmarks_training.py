@@ -49,14 +49,20 @@ def test_a_shipped_model_gets_its_manifest_entry_with_the_new_hash(tmp_path: Pat
     models = tmp_path / "models"
     models.mkdir()
     result = {key: 0.05 for key in landmarks.MANIFEST_METRICS}
-    metrics = {"normalization": "outer eye corners", "results": {"retrained": result}}
+    metrics = {
+        "normalization": "outer eye corners",
+        "results": {"retrained": result},
+        "detector": "yunet",
+    }
+    name = landmarks.model_name("yunet")
     for content in (b"first model", b"retrained model"):
-        (models / landmarks.MODEL_NAME).write_bytes(content)
+        (models / name).write_bytes(content)
         landmarks.register(models, metrics, tmp_path / "reports")
-        entry = load_manifest(models).models["shape_predictor_mtcnn"]
-        assert entry.sha256 == sha256_file(models / landmarks.MODEL_NAME)
+        entry = load_manifest(models).models["shape_predictor_yunet"]
+        assert entry.sha256 == sha256_file(models / name)
         assert entry.bytes == len(content)
     assert entry.extra["metrics"]["held_out_test"]["retrained"]["nme_mean"] == 0.05
+    assert entry.extra["detector"] == "yunet"
 
 
 @pytest.mark.slow
@@ -84,7 +90,7 @@ def test_training_on_a_few_faces_gives_a_model_that_lands_on_faces(tmp_path: Pat
             "1",
         ]
     )
-    model = out / landmarks.MODEL_NAME
+    model = out / landmarks.model_name("mtcnn")
     assert model.stat().st_size > 0
     metrics = json.loads((reports / "metrics.json").read_text())
     assert set(metrics["results"]) >= {"stock, raw MTCNN box", "retrained on MTCNN boxes"}

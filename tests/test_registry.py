@@ -128,3 +128,43 @@ def test_listed_landmark_model_is_hash_checked(bundle, tmp_path, capsys):
     (bundle / "shape_predictor_mtcnn.dat").write_bytes(bytes(data))
     assert main(["--config", str(config), "check", str(frames)]) == 2
     assert "does not match the manifest" in capsys.readouterr().err
+
+
+def _config(tmp_path: Path, bundle: Path, extra: str = "") -> Path:
+    path = tmp_path / "kiosk.toml"
+    path.write_text(f'[models]\ndir = "{bundle}"\n{extra}')
+    return path
+
+
+@pytest.mark.parametrize("backend", ["mtcnn", "yunet"])
+def test_each_detector_gets_the_landmark_model_trained_on_its_boxes(bundle, tmp_path, backend):
+    from kiosk.runtime.vision.landmarks import landmark_predictor
+
+    config = load_config(_config(tmp_path, bundle, f'[detector]\nbackend = "{backend}"\n'))
+    registry = ModelRegistry(bundle)
+    if f"shape_predictor_{backend}" not in registry.entries:
+        pytest.skip(f"this bundle ships no landmark model for {backend}")
+    predictor = landmark_predictor(config, registry)
+    assert predictor.model_path.name == f"shape_predictor_{backend}.dat"
+
+
+def test_stock_landmark_model_when_the_bundle_has_none_for_the_detector(bundle, tmp_path):
+    from kiosk.contract.manifest import load_manifest
+    from kiosk.runtime.vision.landmarks import STOCK_MODEL, landmark_predictor
+
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    for name in [n for n in manifest["models"] if n.startswith("shape_predictor_")]:
+        (bundle / manifest["models"].pop(name)["file"]).unlink()
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    assert not any(n.startswith("shape_predictor_") for n in load_manifest(bundle).models)
+    predictor = landmark_predictor(load_config(_config(tmp_path, bundle)), ModelRegistry(bundle))
+    assert predictor.model_path.name == STOCK_MODEL
+
+
+def test_a_configured_landmark_model_wins_over_the_paired_one(bundle, tmp_path):
+    from kiosk.runtime.vision.landmarks import landmark_predictor
+
+    extra = f'[detector]\nbackend = "yunet"\n[landmarks]\nmodel = "{bundle}/shape_predictor_mtcnn.dat"\n'
+    config = load_config(_config(tmp_path, bundle, extra))
+    predictor = landmark_predictor(config, ModelRegistry(bundle))
+    assert predictor.model_path.name == "shape_predictor_mtcnn.dat"

@@ -1,7 +1,7 @@
 """Data collection: the kiosk pipeline reading photos from disk, minus the checks.
 
-Each photo goes through `kiosk.runtime.vision.analysis.FaceAnalyzer` (MTCNN on LiteRT, dlib landmarks, region
-crops). Photos the pipeline rejects are dropped and logged with the reason, as the kiosk would.
+Each photo goes through `kiosk.runtime.vision.analysis.FaceAnalyzer` (the kiosk's detector, `--detector`,
+with the landmark model the kiosk pairs with it, region crops). Photos the pipeline rejects are dropped and logged with the reason, as the kiosk would.
 Outputs one `.npz` per task in the work dir (crops, labels, split, group, source, and the
 landmark-geometry baseline feature of every crop) and `drops.csv`.
 
@@ -34,12 +34,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from kiosk.config import load_config
 from kiosk.contract.errors import InputError
 from kiosk.contract.models import EYE
 from kiosk.runtime.imageio import load_rgb
+from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.vision.analysis import Analysis, FaceAnalyzer
-from kiosk.runtime.vision.landmarks import LandmarkPredictor
-from kiosk.runtime.vision.mtcnn_lite import MtcnnLite
+from kiosk.runtime.vision.detectors import DEFAULT_BACKEND, DETECTORS, make_detector
+from kiosk.runtime.vision.landmarks import landmark_predictor
 from kiosk.runtime.vision.regions import Regions
 from kiosk.runtime.vision.types import Landmarks
 from training import masks, splits
@@ -94,15 +96,21 @@ def read_pts(path: Path) -> np.ndarray:
 
 class Collector:
     def __init__(
-        self, root: Path, limit: int | None, seed: int, wanted: tuple[str, ...] = TASK_NAMES
+        self,
+        root: Path,
+        limit: int | None,
+        seed: int,
+        wanted: tuple[str, ...] = TASK_NAMES,
+        detector: str = DEFAULT_BACKEND,
     ) -> None:
         self.root = root
         self.limit = limit
         self.wanted = set(wanted)
         self.rng = np.random.default_rng(seed)
+        config, registry = load_config(), ModelRegistry(MODELS)
         self.analyzer = FaceAnalyzer(
-            MtcnnLite.from_models_dir(MODELS),
-            LandmarkPredictor.default(),
+            make_detector(detector, registry, config.detector),
+            landmark_predictor(config, registry, detector),
             min_face_px=COLLECT_MIN_FACE_PX,
         )
         self.overlays = masks.load_overlays(root / "mask_overlays")
@@ -276,6 +284,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=WORK / "crops")
     parser.add_argument("--limit", type=int, default=None, help="files per dataset (for tests)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--detector", choices=sorted(DETECTORS), default=DEFAULT_BACKEND)
     parser.add_argument(
         "--tasks", nargs="+", choices=TASK_NAMES, default=list(TASK_NAMES),
         help="collect only these tasks' crops (skips the photos and analyses they do not need)",
@@ -283,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     root = data_root(args.data_root)
     args.out.mkdir(parents=True, exist_ok=True)
-    collector = Collector(root, args.limit, args.seed, tuple(args.tasks))
+    collector = Collector(root, args.limit, args.seed, tuple(args.tasks), args.detector)
     for step in collector.steps():
         start = time.perf_counter()
         step()

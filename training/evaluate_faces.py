@@ -48,7 +48,7 @@ from kiosk.runtime.imageio import load_rgb
 from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.vision.analysis import FaceAnalyzer
 from kiosk.runtime.vision.detectors import DEFAULT_BACKEND, DETECTORS, make_detector
-from kiosk.runtime.vision.landmarks import LandmarkPredictor, find_model
+from kiosk.runtime.vision.landmarks import landmark_predictor
 from training import masks, splits
 from training.collect import COLLECT_MIN_FACE_PX, PAD_FRACTION, read_pts
 from training.geometry import inner_lip_gap
@@ -154,9 +154,7 @@ class Runner:
     def __init__(self, detector: str, models_dir: Path, overlays: list[np.ndarray]) -> None:
         config = load_config()
         registry = ModelRegistry(models_dir)
-        landmarks = LandmarkPredictor(
-            find_model(config.landmarks.model or None), box_scale=config.landmarks.box_scale
-        )
+        landmarks = landmark_predictor(config, registry, detector)
         self.analyzer = FaceAnalyzer(
             make_detector(detector, registry, config.detector),
             landmarks,

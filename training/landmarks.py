@@ -1,4 +1,4 @@
-"""Retrain dlib's 68-point shape predictor on MTCNN boxes and compare it with the stock model.
+"""Retrain dlib's 68-point shape predictor on a detector's boxes and compare it with the stock model.
 
 Why: the paper (Mazandarani et al.) retrains dlib's shape predictor on the MTCNN detector's boxes,
 because the stock model was trained on boxes from dlib's own HOG detector, whose size and position
@@ -6,6 +6,8 @@ relative to the face differ from MTCNN's. A predictor started from a box of the 
 starts from a misplaced mean shape. Two fixes are compared on the same held-out photos:
 rescaling the MTCNN box for the stock model (`[landmarks] box_scale` in the kiosk config), and a
 predictor retrained on MTCNN boxes, which may also be much smaller than the stock 99 MB file.
+`--detector yunet` does the same on YuNet's boxes (`shape_predictor_yunet.dat`): the kiosk pairs
+each detector with the landmark model trained on its boxes (kiosk.runtime.vision.landmarks).
 
 Steps: faces68 photos (300-W AFW + HELEN train, tight crops) are padded with grey, run through
 the kiosk's MTCNN, and kept when it finds exactly one face overlapping the annotation; training
@@ -37,22 +39,34 @@ import cv2
 import dlib
 import numpy as np
 
-from kiosk.config import GatesConfig
+from kiosk.config import DetectorConfig, GatesConfig
 from kiosk.contract.errors import InputError
 from kiosk.contract.manifest import sha256_file
 from kiosk.contract.manifest import write_entry as write_manifest_entry
 from kiosk.runtime.imageio import load_rgb
+from kiosk.runtime.models.registry import ModelRegistry
+from kiosk.runtime.vision.detectors import DETECTORS, FaceDetector, make_detector
 from kiosk.runtime.vision.landmarks import LandmarkPredictor, find_model
-from kiosk.runtime.vision.mtcnn_lite import MtcnnLite
 from kiosk.runtime.vision.types import Box
 from training import splits
 from training.collect import PAD_FRACTION, read_pts
 from training.paths import MODELS, REPO, REPORTS, WORK, data_root
 from training.timing import median_ms
 
-MODEL_NAME = "shape_predictor_mtcnn.dat"
-STOCK_RAW, RETRAINED = "stock, raw MTCNN box", "retrained on MTCNN boxes"
-MIN_IOU = 0.3  # MTCNN box vs annotated landmark box; below it the detector found another face
+DISPLAY = {"mtcnn": "MTCNN", "yunet": "YuNet"}
+
+
+def model_name(detector: str) -> str:
+    """The file the kiosk pairs with `detector` ([landmarks] model empty)."""
+    return f"shape_predictor_{detector}.dat"
+
+
+def labels(detector: str) -> tuple[str, str]:
+    """Result labels: the stock model on the raw box, and the retrained model."""
+    return f"stock, raw {DISPLAY[detector]} box", f"retrained on {DISPLAY[detector]} boxes"
+
+
+MIN_IOU = 0.3  # detector box vs annotated landmark box; below it the detector found another face
 BOX_SCALES = tuple(round(0.90 + 0.05 * i, 2) for i in range(9))  # 0.90 .. 1.30
 MAX_NME_RATIO = 1.10  # ship only within 10 % of the stock model's error ...
 MAX_SIZE_RATIO = 0.20  # ... and at most a fifth of its size ("much smaller")
@@ -115,7 +129,7 @@ OPTION_SETS: dict[str, dict[str, Any]] = {
 
 @dataclass(frozen=True)
 class Sample:
-    """One annotated face as the kiosk sees it: grey padded photo, MTCNN box, 0-based truth."""
+    """One annotated face as the kiosk sees it: grey padded photo, detector box, 0-based truth."""
 
     name: str
     split: str
@@ -132,8 +146,8 @@ def iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def detect_one(detector: MtcnnLite, rgb: np.ndarray, truth: np.ndarray) -> Box | str:
-    """The MTCNN box of the annotated face, or the reason the face is dropped."""
+def detect_one(detector: FaceDetector, rgb: np.ndarray, truth: np.ndarray) -> Box | str:
+    """The detector's box of the annotated face, or the reason the face is dropped."""
     faces = detector.detect(rgb)
     if not faces:
         return "no_face"
@@ -156,7 +170,7 @@ def _load_padded(path: Path) -> tuple[np.ndarray, int] | None:
 
 
 def load_samples(
-    root: Path, detector: MtcnnLite, limit: int | None
+    root: Path, detector: FaceDetector, limit: int | None
 ) -> tuple[list[Sample], Counter[str]]:
     """Detected faces of faces68 (at most `limit` photos per split) and the drop counts."""
     files = sorted((root / "faces68").glob("*/*.jpg"))
@@ -181,13 +195,15 @@ def load_samples(
             drops[found] += 1
             continue
         name = f"{path.parent.name}/{path.stem}"
-        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)  # what kiosk.runtime.vision.analysis gives the predictor
+        gray = cv2.cvtColor(
+            rgb, cv2.COLOR_RGB2GRAY
+        )  # what kiosk.runtime.vision.analysis gives the predictor
         samples.append(Sample(name, split, gray, found, truth))
     return samples, drops
 
 
-def mirrored(sample: Sample, detector: MtcnnLite) -> Sample | None:
-    """The face flipped left-right and re-detected, so the box is a real MTCNN box."""
+def mirrored(sample: Sample, detector: FaceDetector) -> Sample | None:
+    """The face flipped left-right and re-detected, so the box is a real detector box."""
     gray = np.ascontiguousarray(sample.gray[:, ::-1])
     truth = sample.truth[MIRROR].copy()
     truth[:, 0] = gray.shape[1] - 1 - truth[:, 0]
@@ -199,7 +215,7 @@ def mirrored(sample: Sample, detector: MtcnnLite) -> Sample | None:
 
 @dataclass(frozen=True)
 class MirrorPair:
-    """An unannotated face and the MTCNN boxes found on it and on its mirror image."""
+    """An unannotated face and the detector boxes found on it and on its mirror image."""
 
     gray: np.ndarray
     box: Box
@@ -207,7 +223,7 @@ class MirrorPair:
 
 
 def load_mirror_pairs(
-    root: Path, detector: MtcnnLite, count: int, min_face_px: int
+    root: Path, detector: FaceDetector, count: int, min_face_px: int
 ) -> list[MirrorPair]:
     """Faces from `mask/*/without_mask` (not in 300-W) found alone, at kiosk size, both ways."""
     files = sorted((root / "mask").glob("*/without_mask/*"))
@@ -386,14 +402,18 @@ MANIFEST_METRICS = (
 
 
 def register(models_dir: Path, metrics: dict[str, Any], reports: Path) -> None:
-    """The `shape_predictor_mtcnn` manifest entry of the copied model (sha256 and size computed by
-    the manifest writer), so a retrained .dat never ships under the old hash."""
+    """The `shape_predictor_<detector>` manifest entry of the copied model (sha256 and size
+    computed by the manifest writer), so a retrained .dat never ships under the old hash."""
     report = reports.resolve() / "README.md"
+    detector = metrics["detector"]
+    name = model_name(detector)
     write_manifest_entry(
         models_dir,
-        MODEL_NAME.removesuffix(".dat"),
-        models_dir / MODEL_NAME,
-        architecture="dlib ensemble of regression trees, 68 points, trained on MTCNN boxes",
+        name.removesuffix(".dat"),
+        models_dir / name,
+        architecture="dlib ensemble of regression trees, 68 points, trained on "
+        f"{DISPLAY[detector]} boxes",
+        detector=detector,
         input_shape=[],
         quantization="none (dlib .dat)",
         metrics={
@@ -408,7 +428,8 @@ def register(models_dir: Path, metrics: dict[str, Any], reports: Path) -> None:
         },
         provenance={
             "training_data": "faces68/ (300-W AFW + HELEN train, non-commercial research) "
-            "train+val split with mirrored copies; boxes from the kiosk's LiteRT MTCNN"
+            "train+val split with mirrored copies; boxes from the kiosk's "
+            + {"mtcnn": "LiteRT MTCNN", "yunet": "YuNet (OpenCV, 320 px wide copy)"}[detector]
         },
         threshold=None,
     )
@@ -439,12 +460,14 @@ def write_report(metrics: dict[str, Any], path: Path) -> None:
     sweep = ", ".join(f"{k}: {v:.4f}" for k, v in metrics["box_scale_sweep"].items())
     drops = ", ".join(f"{reason} {n}" for reason, n in metrics["drops"].items())
     options = ", ".join(f"{k}={v}" for k, v in metrics["training"]["options"].items())
-    stock, retrained = results[STOCK_RAW], results[RETRAINED]
+    stock_raw, retrained_label = labels(metrics["detector"])
+    stock, retrained = results[stock_raw], results[retrained_label]
+    box = DISPLAY[metrics["detector"]]
 
     def pair(key: str) -> str:
         return f"{stock[key]:.4f} vs {retrained[key]:.4f}"
 
-    text = f"""# Landmarks: dlib shape predictor retrained on MTCNN boxes vs the stock 68-point model
+    text = f"""# Landmarks: dlib shape predictor retrained on {box} boxes vs the stock 68-point model
 
 Generated by `{metrics["command"]}` (training/landmarks.py); numbers in `metrics.json`,
 cumulative error curves of the test faces in `ced.png`.
@@ -460,7 +483,7 @@ cumulative error curves of the test faces in `ced.png`.
   normalizer); > 0.08 = faces over 0.08. Near-frontal: annotated nose tip within the middle
   40 % of the outer eye corners.
 * Mirror disagreement: {metrics["mirror_faces"]} unannotated faces from `mask/*/without_mask`
-  (web photos, not 300-W; MTCNN box at least {metrics["mirror_min_face_px"]} px, the kiosk's
+  (web photos, not 300-W; {box} box at least {metrics["mirror_min_face_px"]} px, the kiosk's
   gate): distance between the points found on the photo and on its mirror image, mapped back,
   over the outer-eye distance. No annotation needed, so neither model has seen these faces;
   agreement is not accuracy, but failures show up as disagreement.
@@ -483,24 +506,24 @@ annotated kiosk captures) would settle what the in-sample advantage is worth.
 
 Stock `box_scale` sweep (mean NME on train+val, {faces["train"] + faces["val"]} faces): {sweep}.
 Best: **{metrics["stock_box_scale"]}**, the value for `[landmarks] box_scale` with the stock
-model; the retrained model wants 1.0 (it was trained on the raw MTCNN box).
+model; the retrained model wants 1.0 (it was trained on the raw {box} box).
 
 ## Data and split
 
 * `faces68/`: 300-W 68-point annotations of AFW and HELEN train, face-centred crops (~208 px),
-  padded by 25 % of the longer side with grey 127 before MTCNN (as `training/collect.py` does).
+  padded by 25 % of the longer side with grey 127 before {box} (as `training/collect.py` does).
 * Faces kept: {faces["train"]} train, {faces["val"]} val, {faces["test"]} test; dropped: {drops}
-  (no face, several faces, or IoU of the MTCNN box vs the annotated landmark box < {MIN_IOU}).
+  (no face, several faces, or IoU of the {box} box vs the annotated landmark box < {MIN_IOU}).
 * Split: the persisted faces68 split (`training/splits/faces68.csv`, by photo key `helen:<id>` /
   `afw:<id>`, 70/15/15), so these test photos are held out by every model in the project. The predictor trains on
   train+val plus their mirror images ({metrics["training"]["faces"]} faces; mirrors re-detected
-  by MTCNN and their points re-ordered); the options were chosen by training on train alone and
+  by {box} and their points re-ordered); the options were chosen by training on train alone and
   scoring val (the runs are listed above `OPTION_SETS` in training/landmarks.py); the stock
   box_scale is chosen on train+val; test is scored once.
 
 ## Training
 
-`dlib.train_shape_predictor`, the MTCNN box as the face rectangle, grey images as
+`dlib.train_shape_predictor`, the {box} box as the face rectangle, grey images as
 `kiosk.runtime.vision.analysis` gives them, one thread, seed {metrics["training"]["seed"]},
 {metrics["training"]["seconds"]:.0f} s. Options: {options}, landmark_relative_padding_mode=True.
 Model sha256: `{metrics["sha256"]}`.
@@ -518,17 +541,26 @@ def main(argv: list[str] | None = None) -> None:
         help="photos per split, and mirror-check photos (for tests)",
     )
     parser.add_argument("--out-dir", type=Path, default=WORK / "landmarks", help="trained model")
-    parser.add_argument("--reports", type=Path, default=REPORTS / "landmarks")
+    parser.add_argument(
+        "--reports", type=Path, default=None, help="default reports/landmarks[/<detector>]"
+    )
     parser.add_argument(
         "--models-dir", type=Path, default=MODELS, help="where a qualifying model is copied"
     )
     parser.add_argument("--options", choices=sorted(OPTION_SETS), default="kiosk")
+    parser.add_argument(
+        "--detector", choices=sorted(DETECTORS), default="mtcnn", help="whose boxes to train on"
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--latency-rounds", type=int, default=3)
     args = parser.parse_args(argv)
     root = data_root(args.data_root)
 
-    detector = MtcnnLite.from_models_dir(MODELS)
+    detector = make_detector(args.detector, ModelRegistry(MODELS), DetectorConfig())
+    stock_raw, retrained_label = labels(args.detector)
+    reports = args.reports or REPORTS / "landmarks" / (
+        "" if args.detector == "mtcnn" else args.detector
+    )
     samples, drops = load_samples(root, detector, args.limit)
     by_split = {name: [s for s in samples if s.split == name] for name in ("train", "val", "test")}
     if not by_split["test"] or not by_split["train"]:
@@ -543,27 +575,29 @@ def main(argv: list[str] | None = None) -> None:
         flush=True,
     )
 
-    model_path = args.out_dir / MODEL_NAME
+    model_path = args.out_dir / model_name(args.detector)
     seconds = train(augmented, OPTION_SETS[args.options], model_path, args.seed)
     print(f"trained in {seconds:.0f} s: {model_path}", flush=True)
 
     stock = LandmarkPredictor(find_model())
     scale, sweep = best_box_scale(stock, fit)
     test, rounds = by_split["test"], args.latency_rounds
-    results = {STOCK_RAW: score(stock, test, pairs, rounds)}
+    results = {stock_raw: score(stock, test, pairs, rounds)}
     stock.box_scale = scale
     results[f"stock, box_scale {scale} (best on train+val)"] = score(stock, test, pairs, rounds)
-    results[RETRAINED] = score(LandmarkPredictor(model_path), test, pairs, rounds)
+    results[retrained_label] = score(LandmarkPredictor(model_path), test, pairs, rounds)
     stock_best = min(list(results.values())[:2], key=lambda r: r["nme_mean"])
-    ships, why = qualifies(results[RETRAINED], stock_best)
+    ships, why = qualifies(results[retrained_label], stock_best)
 
     command = " ".join(
         ["python -m training.landmarks"]
+        + ([f"--detector {args.detector}"] if args.detector != "mtcnn" else [])
         + ([f"--options {args.options}"] if args.options != "kiosk" else [])
         + ([f"--limit {args.limit}"] if args.limit else [])
     )
     metrics = {
         "command": command,
+        "detector": args.detector,
         "normalization": "outer eye corners (points 36, 45) of the annotation",
         "faces": {name: len(group) for name, group in by_split.items()},
         "frontal_test_faces": int(near_frontal(np.stack([s.truth for s in test])).sum()),
@@ -584,10 +618,10 @@ def main(argv: list[str] | None = None) -> None:
         "decision": why,
         "sha256": sha256_file(model_path),
     }
-    args.reports.mkdir(parents=True, exist_ok=True)
-    (args.reports / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
-    plot_ced(results, args.reports / "ced.png")
-    write_report(metrics, args.reports / "README.md")
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    plot_ced(results, reports / "ced.png")
+    write_report(metrics, reports / "README.md")
     for label, r in results.items():
         print(
             f"{label}: NME {r['nme_mean']:.4f} (eyes {r['nme_eyes']:.4f}, mouth "
@@ -597,8 +631,8 @@ def main(argv: list[str] | None = None) -> None:
         )
     if ships:
         args.models_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(model_path, args.models_dir / MODEL_NAME)
-        register(args.models_dir, metrics, args.reports)
+        shutil.copyfile(model_path, args.models_dir / model_name(args.detector))
+        register(args.models_dir, metrics, reports)
     print(f"{'ships' if ships else 'does not ship'}: {why}; sha256 {metrics['sha256']}")
 
 

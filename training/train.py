@@ -143,8 +143,11 @@ def train(
     strategy_name: str,
     seed: int,
     limit: int | None = None,
+    init: Path | None = None,
 ) -> Path:
-    """Train and return the path of the best checkpoint (lowest validation loss)."""
+    """Train and return the path of the best checkpoint (lowest validation loss). `init`: start
+    from these weights (a .keras checkpoint of the same task), e.g. to continue a run on crops
+    cut by another detector instead of starting from scratch."""
     seed_everything(seed)
     crops = crops_dir / f"{task.name}.npz"
     train_split, val_split = load_split(crops, "train"), load_split(crops, "val")
@@ -168,6 +171,8 @@ def train(
                 keras.metrics.BinaryAccuracy(name="acc"),
             ],
         )
+        if init is not None:
+            model.load_weights(init)
     run_dir.mkdir(parents=True, exist_ok=True)
     best = run_dir / "best.keras"
     callbacks = [
@@ -203,6 +208,7 @@ def train(
                 "val_crops": len(val_split["labels"]),
                 "parameters": int(model.count_params()),
                 "strategy": strategy_name,
+                "init": None if init is None else str(init),
             },
             indent=2,
         )
@@ -223,10 +229,18 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--limit", type=int, default=None, help="crops per split (for tests)")
+    parser.add_argument("--init", type=Path, default=None, help="start from this .keras checkpoint")
     args = parser.parse_args(argv)
     task = TASKS[args.task]
     best = train(
-        task, args.crops, args.runs / task.name, args.epochs, args.strategy, args.seed, args.limit
+        task,
+        args.crops,
+        args.runs / task.name,
+        args.epochs,
+        args.strategy,
+        args.seed,
+        args.limit,
+        args.init,
     )
     print(f"best checkpoint: {best}")
 

@@ -153,10 +153,17 @@ OTHER: dict[str, ModelSpec] = {
         ),
         ModelSpec("sr_x4", "forensic", "x4 super-resolution generator", (1, 128, 128, 1)),
         ModelSpec("shape_predictor_mtcnn", "landmarks", "dlib 68-point shape predictor", ()),
+        ModelSpec("shape_predictor_yunet", "landmarks", "dlib 68-point shape predictor", ()),
     )
 }
 
 SPECS: dict[str, ModelSpec] = {**COMPLIANCE, **OTHER}
+
+
+def landmark_model_name(backend: str) -> str:
+    """The landmark model trained on the boxes of detector `backend` (training/landmarks.py
+    --detector): the paper pairs a shape predictor with the detector whose boxes it starts from."""
+    return f"shape_predictor_{backend}"
 
 
 def spec(name: str) -> ModelSpec:

@@ -10,20 +10,19 @@ import copy
 import dataclasses
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from kiosk.config import Config, TrackingConfig, model_box_scale
+from kiosk.config import Config, TrackingConfig
 from kiosk.contract.reasons import ERROR_PROMPT, prompt_for
 from kiosk.runtime.checks import ComplianceChecks
 from kiosk.runtime.checks.base import Check, CheckResult
 from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.vision.analysis import Analysis, FaceAnalyzer
 from kiosk.runtime.vision.detectors import make_detector
-from kiosk.runtime.vision.landmarks import LandmarkPredictor, find_model
+from kiosk.runtime.vision.landmarks import landmark_predictor
 from kiosk.runtime.vision.tracker import FaceTracker, TrackerSettings, small_copy
 from kiosk.runtime.vision.types import Face
 
@@ -60,13 +59,6 @@ def error_verdict(message: str) -> Verdict:
     return Verdict(ERROR, [], 0, None, {}, message)
 
 
-def _verify_if_listed(registry: ModelRegistry, path: Path) -> None:
-    """A landmark model shipped in the bundle is hash-checked like every other model file."""
-    for name, entry in registry.entries.items():
-        if (registry.models_dir / entry.file).resolve() == path.resolve():
-            registry.verified_bytes(name)
-
-
 class CompliancePipeline:
     """Verifies the bundle once (or takes a registry the caller already verified), builds every
     interpreter once; `check()` is the per-frame path."""
@@ -80,11 +72,7 @@ class CompliancePipeline:
             config.detector,
             num_threads=config.models.num_threads,
         )
-        landmark_model = find_model(config.landmarks.model or None)
-        _verify_if_listed(registry, landmark_model)
-        # The box scale the landmark model was fit with (its manifest entry), never a user's.
-        box_scale = config.landmarks.box_scale or model_box_scale(registry.entries, config)
-        landmarks = LandmarkPredictor(landmark_model, box_scale=box_scale)
+        landmarks = landmark_predictor(config, registry)
         self.analyzer = FaceAnalyzer(
             detector,
             landmarks,

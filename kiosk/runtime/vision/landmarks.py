@@ -1,7 +1,9 @@
-"""dlib 68-point landmarks predicted inside the MTCNN box.
+"""dlib 68-point landmarks predicted inside the detector's box.
 
-The model file comes from the config, else from the `face-recognition-models` package, else from
-Debian/Raspberry Pi OS's `libdlib-data` (/usr/share/dlib). dlib objects stay private here.
+The model file comes from the config, else the bundle's model trained on the configured
+detector's boxes (`shape_predictor_<backend>`), else the stock model from the
+`face-recognition-models` package, else Debian/Raspberry Pi OS's `libdlib-data`
+(/usr/share/dlib). dlib objects stay private here.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from kiosk.config import DEFAULT_BOX_SCALE
+from kiosk.config import DEFAULT_BOX_SCALE, Config, model_box_scale
 from kiosk.contract.errors import ModelError
+from kiosk.contract.models import landmark_model_name
+from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.vision.types import Box, Landmarks
 
 STOCK_MODEL = "shape_predictor_68_face_landmarks.dat"
@@ -74,3 +78,24 @@ class LandmarkPredictor:
         shape = self._predictor(np.ascontiguousarray(image), rect)
         points = np.array([(p.x, p.y) for p in shape.parts()], np.float32)
         return Landmarks(points=points)
+
+
+def landmark_predictor(
+    config: Config, registry: ModelRegistry, backend: str | None = None
+) -> LandmarkPredictor:
+    """The predictor the kiosk uses with detector `backend` (default: the configured one):
+    [landmarks] model when set, else the bundle's model trained on that detector's boxes, else
+    the stock model. A model listed in the bundle is hash-checked like every other model file;
+    its box scale is its manifest entry's, never a user's."""
+    if config.landmarks.model:
+        path = find_model(config.landmarks.model)
+        scale = config.landmarks.box_scale or model_box_scale(registry.entries, config)
+    else:
+        name = landmark_model_name(backend or config.detector.backend)
+        entry = registry.entries.get(name)
+        path = registry.models_dir / entry.file if entry else find_model()
+        scale = float(entry.extra.get("box_scale", DEFAULT_BOX_SCALE)) if entry else None
+    for name, entry in registry.entries.items():
+        if (registry.models_dir / entry.file).resolve() == path.resolve():
+            registry.verified_bytes(name)
+    return LandmarkPredictor(path, box_scale=scale)
