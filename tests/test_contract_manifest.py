@@ -12,6 +12,7 @@ import pytest
 
 from kiosk.cli import main
 from kiosk.config import load_config
+from kiosk.contract import manifest as manifest_module
 from kiosk.contract.errors import ModelError
 from kiosk.contract.manifest import (
     MANIFEST,
@@ -209,6 +210,27 @@ def test_model_files_must_be_regular_files_inside_the_bundle(bundle: Path, tmp_p
     model.unlink()
     model.symlink_to("inner/real.tflite")  # a link that stays inside is fine
     verify_files(bundle, manifest)
+
+
+@pytest.mark.parametrize("chunk", [7, 1 << 20])  # several reads per file, or one
+def test_read_model_refuses_what_verify_files_refuses(bundle: Path, chunk: int, monkeypatch):
+    """read_model reads a file into one buffer, verify_files hashes it chunk by chunk: both
+    refuse the same altered files."""
+    monkeypatch.setattr(manifest_module, "_CHUNK", chunk)
+    manifest = load_manifest(bundle)
+    entry = manifest.models["veil"]
+    verify_files(bundle, manifest)
+    model = bundle / "veil.tflite"
+    for content, message in (
+        (MODEL + b"x", "more than 136 bytes"),
+        (MODEL[:-1], "135 bytes, 136 bytes expected"),
+        (MODEL[:-1] + b"!", "sha256"),
+    ):
+        model.write_bytes(content)
+        with pytest.raises(ManifestError, match=message):
+            read_model(bundle, "veil", entry)
+        with pytest.raises(ManifestError, match=message):
+            verify_files(bundle, manifest)
 
 
 def test_signed_bundle_verifies_and_tampering_is_refused(bundle: Path, keys, tmp_path: Path):
