@@ -13,7 +13,7 @@ import pytest
 
 from kiosk.config import TrackingConfig
 from kiosk.contract.errors import ConfigError
-from kiosk.contract.reasons import HEAD_PITCHED, HEAD_TILTED, HEAD_TURNED, NO_FACE
+from kiosk.contract.reasons import NO_FACE
 from kiosk.runtime.pipeline import TrackingPipeline
 from kiosk.runtime.vision.tracker import FaceTracker, small_copy
 
@@ -55,21 +55,20 @@ def test_tracker_asks_for_detection_on_interval_and_scene_change(pipeline, portr
 
 
 def test_tracked_verdicts_agree_with_per_frame_detection(pipeline, portrait):
-    """Decisions, and every reason but head pose, agree on >= 99 % of frames. Pose is left out
-    (and the issue's 99 % on all reasons is not met, docs/performance.md): the astronaut's head
-    pitch sits at its limit, so head_pitched/head_turned flip with dlib's sub-pixel noise on
-    either path; per-frame detection flips its own reasons between consecutive frames too."""
+    """Decisions and every reason, head pose included, agree on >= 99 % of frames of a slow
+    drift (the default YuNet boxes with the landmark model trained on them). Per-frame
+    detection repeats its own verdicts on these frames moved by one pixel, so the reference is
+    not noise here; on the bench clip it is not repeatable on ~10 % of frames, which bounds
+    the agreement there (docs/performance.md, bench/bench_video.py)."""
     frames = slow_clip(portrait, 24)
     reference = [pipeline.check(frame)[0] for frame in frames]
+    repeat = [pipeline.check(shifted(frame, 1, 0))[0] for frame in frames]
+    assert all(a.reasons == b.reasons for a, b in zip(reference, repeat, strict=True))
     tracking = TrackingPipeline(pipeline, TrackingConfig())
     tracked = [tracking.check(frame)[0] for frame in frames]
     pairs = list(zip(reference, tracked, strict=True))
     assert all(a.decision == b.decision and a.faces == b.faces for a, b in pairs)
-    pose = {HEAD_TURNED, HEAD_PITCHED, HEAD_TILTED}
-    same = sum(
-        [r for r in a.reasons if r not in pose] == [r for r in b.reasons if r not in pose]
-        for a, b in pairs
-    )
+    same = sum(a.reasons == b.reasons for a, b in pairs)
     assert same / len(pairs) >= 0.99, [(i, a.reasons, b.reasons) for i, (a, b) in enumerate(pairs)]
     stats = tracking.stats
     assert sum(stats.detections.values()) <= len(frames) // 2  # the point of tracking

@@ -1,11 +1,11 @@
 """Follow the applicant's face between frames so the detector runs on a few frames only.
 
-A face barely moves between two camera frames, yet MTCNN costs two thirds of a frame. The
+A face barely moves between two camera frames, yet detection is redone from scratch on each. The
 tracker keeps the last *detected* face's patch (a keyframe template, on a quarter-size grayscale
 copy of the frame) and finds it again in the next frames with normalised cross-correlation in a
 window around the last box, refined to sub-pixel by a parabola through the peak. The tracked box
 is the detected box moved by that shift, so its geometry stays the detector's (the landmark model
-and the classifiers were trained on MTCNN boxes). The template is never replaced by a tracked
+was trained on that detector's boxes). The template is never replaced by a tracked
 patch, so the box cannot drift; `due()` says when to run the detector again instead: every
 `redetect_every` frames, when the correlation drops under `min_correlation` (the face turned,
 left, or something covers it), or when the whole frame changed more than `max_scene_change`.
