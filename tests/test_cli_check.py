@@ -37,8 +37,15 @@ def test_face_photo_gets_scored_verdict(tmp_path, capsys, portrait):
         assert 0.0 <= check["score"] <= 1.0
         assert check["failed"] == (check["score"] >= check["threshold"]), name
     # ...and the 512 px astronaut, scaled up, has 55 px between the eyes (ICAO: 90) in front of a
-    # busy background.
-    assert record["reasons"] == ["low_resolution", "mouth_open", "background_not_plain"]
+    # busy background. Her head measures ~10 deg pitched with the landmark model trained on YuNet's
+    # boxes (the stock model said ~4 deg; landmark pitch scatters by ~6 deg s.d. against hand
+    # landmarks on faces68: docs/compliance.md), so the pose is refused as well.
+    assert record["reasons"] == [
+        "low_resolution",
+        "head_pitched",
+        "mouth_open",
+        "background_not_plain",
+    ]
     assert (
         record["checks"]["mouth_open"]["failed"] and not record["checks"]["eyes_closed"]["failed"]
     )

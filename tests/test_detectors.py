@@ -153,9 +153,12 @@ def test_the_pipeline_builds_the_configured_backend(registry) -> None:
     from kiosk.runtime.pipeline import CompliancePipeline
 
     config = load_config()
-    assert type(CompliancePipeline(config, registry).analyzer.detector).__name__ == "MtcnnLite"
-    yunet = dataclasses.replace(
-        config, detector=dataclasses.replace(config.detector, backend="yunet")
-    )
-    pipeline = CompliancePipeline(yunet, registry)
+    pipeline = CompliancePipeline(config, registry)
     assert isinstance(pipeline.analyzer.detector, Yunet)
+    assert pipeline.analyzer.landmarks.model_path.name == "shape_predictor_yunet.dat"
+    mtcnn = dataclasses.replace(
+        config, detector=dataclasses.replace(config.detector, backend="mtcnn")
+    )
+    pipeline = CompliancePipeline(mtcnn, registry)
+    assert type(pipeline.analyzer.detector).__name__ == "MtcnnLite"
+    assert pipeline.analyzer.landmarks.model_path.name == "shape_predictor_mtcnn.dat"

@@ -148,7 +148,7 @@ def test_print_sheet_holds_four_copies_at_300_dpi(pipeline, face):
         ({"left": 940}, MOVE_RIGHT),
         ({"top": 0}, MOVE_DOWN),  # too high
         ({"top": 560}, MOVE_UP),
-        ({"side": 900, "left": 190, "top": 30}, MOVE_BACK),  # too close
+        ({"side": 960, "left": 160, "top": 0}, MOVE_BACK),  # too close: crop past top and bottom
     ],
 )
 def test_framing_prompts(pipeline, face, placement, reason):
