@@ -6,8 +6,8 @@ RSS of one `kiosk check` over a long stream of camera frames.
                                                       # older commit, for before/after tables
     .venv/bin/python bench/bench_memory.py --stream 10000 [--config FILE]
 
-`--stream N`: one `kiosk check --json` process reads N camera-sized (1920x1080) video frames:
-a 500-frame clip of the test face drifting and swaying (as an applicant settles), passed
+`--stream N`: one `kiosk check --json` process reads N video frames (`--stream-size`, default
+camera-sized 1920x1080): a 500-frame clip of the test face drifting and swaying (as an applicant settles), passed
 N/500 times, so every pass re-detects from scratch and then tracks. Its RSS (VmRSS from
 /proc) is read when the 100th and the Nth frame's record arrive; the peak is VmHWM.
 
@@ -42,17 +42,18 @@ FORMATS = ("jpg", "png")
 COMMANDS = ("check", "forensics")
 
 
-def make_input(path: Path, size: tuple[int, int]) -> None:
-    """The test face, about a third of the frame height, on grey with noise (sigma 3)."""
+def make_input(path: Path, size: tuple[int, int], share: float = 1 / 3) -> None:
+    """The test face, `share` of the frame height (a third: the tables), on grey with noise
+    (sigma 3)."""
     import cv2  # here, not at the top: the measuring process must stay small
     import numpy as np
 
     width, height = size
     face = cv2.imread(str(REPO / "tests" / "data" / "face_open.jpg"))
-    side = height // 3
+    side = round(height * share)
     frame = np.full((height, width, 3), 128, np.uint8)
     face = cv2.resize(face, (side * face.shape[1] // face.shape[0], side))
-    top, left = height // 3, (width - face.shape[1]) // 2
+    top, left = (height - side) // 2, (width - face.shape[1]) // 2
     frame[top : top + face.shape[0], left : left + face.shape[1]] = face
     noise = np.empty_like(frame)
     cv2.randn(noise, 0, 3)
@@ -62,13 +63,14 @@ def make_input(path: Path, size: tuple[int, int]) -> None:
 
 
 def make_clip(path: Path, frames: int, size: tuple[int, int]) -> None:
-    """`frames` frames of make_input's photo, drifting a few px and swaying 2 % in scale."""
+    """`frames` frames of make_input's photo, the face half the frame height (at 640x480 a
+    third would be under [gates] min_face_px), drifting a few px and swaying 2 % in scale."""
     import cv2
     import numpy as np
 
     width, height = size
     still = path.with_suffix(".png")
-    make_input(still, size)
+    make_input(still, size, share=1 / 2)
     frame = cv2.imread(str(still))
     still.unlink()
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, size)
@@ -89,8 +91,10 @@ def _status_mib(pid: int, key: str) -> float:
     raise KeyError(key)
 
 
-def stream_rss(root: Path, frames: int, config: Path | None, clip_frames: int = 500) -> None:
-    """RSS of one `kiosk check` after 100 and after `frames` frames of a camera-sized clip."""
+def stream_rss(
+    root: Path, frames: int, size: str, config: Path | None, clip_frames: int = 500
+) -> None:
+    """RSS of one `kiosk check` after 100 and after `frames` frames of a `size` clip."""
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "clip.mp4"
         make = [
@@ -99,8 +103,7 @@ def stream_rss(root: Path, frames: int, config: Path | None, clip_frames: int = 
             "--make-clip",
             str(clip),
             str(clip_frames),
-            "1920",
-            "1080",
+            *map(str, SIZES[size]),
         ]
         subprocess.run(make, check=True)
         passes = -(-frames // clip_frames)
@@ -112,13 +115,14 @@ def stream_rss(root: Path, frames: int, config: Path | None, clip_frames: int = 
             argv, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
         )
         assert process.stdout is not None
-        seen, rss, peak, decisions = 0, {}, 0.0, Counter()
+        seen, rss, peak, decisions, reasons = 0, {}, 0.0, Counter(), Counter()
         for line in process.stdout:
             record = json.loads(line)
             if "summary" in record:
                 break
             seen += 1
             decisions[record["decision"]] += 1
+            reasons.update(record["reasons"])
             current, peak = _status_mib(process.pid, "VmRSS"), _status_mib(process.pid, "VmHWM")
             if seen in (100, 1000, 5000):
                 rss[seen] = current
@@ -128,13 +132,14 @@ def stream_rss(root: Path, frames: int, config: Path | None, clip_frames: int = 
         process.kill()
         process.wait()
         seconds = time.perf_counter() - start
-    print(f"root {root}; one `kiosk check --json` over {seen} 1920x1080 video frames")
+    print(f"root {root}; one `kiosk check --json` over {seen} {size} video frames")
     print("| frames read | RSS MiB |\n|---:|---:|")
     for count, mib in rss.items():
         print(f"| {count} | {mib:.1f} |")
     print(
         f"\ngrowth from frame 100 to {seen}: {rss[seen] - rss[100]:+.1f} MiB; peak (VmHWM) "
-        f"{peak:.0f} MiB; {seen / seconds:.0f} frames/s wall; decisions {dict(decisions)}"
+        f"{peak:.0f} MiB; {seen / seconds:.0f} frames/s wall; decisions {dict(decisions)}; "
+        f"reasons {dict(reasons.most_common(4))}"
     )
 
 
@@ -167,6 +172,7 @@ def main() -> None:
     parser.add_argument("--commands", nargs="+", default=list(COMMANDS), choices=COMMANDS)
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per case")
     parser.add_argument("--stream", type=int, metavar="N", help="RSS over N video frames")
+    parser.add_argument("--stream-size", default="1920x1080", choices=list(SIZES))
     parser.add_argument("--config", type=Path, help="config for the --stream run")
     parser.add_argument("--make", nargs=3, metavar=("PATH", "W", "H"), help=argparse.SUPPRESS)
     parser.add_argument("--make-clip", nargs=4, help=argparse.SUPPRESS)
@@ -180,7 +186,8 @@ def main() -> None:
         return
     root = args.root.resolve()
     if args.stream:
-        stream_rss(root, args.stream, args.config.resolve() if args.config else None)
+        config = args.config.resolve() if args.config else None
+        stream_rss(root, args.stream, args.stream_size, config)
         return
     print(f"root {root}; peak RSS (MiB), exit code, seconds per case")
     print("| input | format | command | peak RSS MiB | exit | s |")

@@ -82,6 +82,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     counts: Counter[str] = Counter()
     limits = Limits.from_config(config.input)
     work_pixels = int(config.input.work_megapixels * 1e6)
+    # Video and camera frames are a stream: tracked between detections (docs/performance.md).
+    # One tracker for the run, reset at each new stream (a tracker per PATH left its predecessor
+    # for the cycle collector: RSS grew ~0.5 MiB per video, bench_memory.py --stream).
+    tracking = TrackingPipeline(pipeline, config.tracking)
     for spec in args.paths:
         source = open_source(  # `picamera` is configured as `kiosk run` configures it
             spec,
@@ -90,8 +94,6 @@ def cmd_check(args: argparse.Namespace) -> int:
             work_pixels=work_pixels,
             preview_width=config.service.preview_width,
         )
-        # Video and camera frames are a stream: tracked between detections (docs/performance.md).
-        tracking = TrackingPipeline(pipeline, config.tracking)
         stream = None
         try:
             for frame in source.frames():
