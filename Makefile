@@ -183,3 +183,11 @@ sr-eval: sr-export
 forensics-models: tamper-data tamper-train sr-train sr-export tamper-export tamper-evaluate  ## all of the above
 bench-forensics:  ## latency of each forensic model and of the whole pass on a 640x480 capture
 	$(PY) bench/bench_forensics.py
+
+# Morph attack detection (docs/tamper_sr.md#morph-detection): SYNTHETIC morphs of real faces,
+# trees on face-crop texture features; crops ~20-35 min, features + training ~5 min on the shared CPU.
+.PHONY: morph
+morph: $(WORK)/morph/crops.npz  ## morph check: data + train + evaluate -> reports/morph, models/morph.npz + manifest
+	$(PY) -m training.morph.train
+$(WORK)/morph/crops.npz: $(wildcard training/splits/faces68*.csv) training/morph/data.py kiosk/runtime/forensics/morph.py
+	$(PY) -m training.morph.data

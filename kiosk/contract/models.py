@@ -151,6 +151,17 @@ OTHER: dict[str, ModelSpec] = {
             output="P(spliced) per tile; image score = the highest tile's",
             threshold_source="5 % false alarms on validation authentic images",
         ),
+        ModelSpec(
+            "morph",
+            "forensic",
+            "gradient-boosted trees on noise-residual, LBP, spectrum and colour-noise features "
+            "of the face crop, training/morph/train.py",
+            (),
+            positive="the face is a morph of two people (synthetic landmark morphs in training)",
+            input="RGB face crop from the detector box, 128x128 (kiosk/runtime/forensics/morph.py)",
+            output="P(morph) of the face",
+            threshold_source="10 % BPCER on validation bona fide faces",
+        ),
         ModelSpec("sr_x4", "forensic", "x4 super-resolution generator", (1, 128, 128, 1)),
         ModelSpec("shape_predictor_mtcnn", "landmarks", "dlib 68-point shape predictor", ()),
         ModelSpec("shape_predictor_yunet", "landmarks", "dlib 68-point shape predictor", ()),

@@ -1,7 +1,7 @@
 """The forensic pass: every check whose model is in the manifest runs on the capture.
 
 Checks are independent; each returns its own JSON-ready dict under its own key ("jpeg", "ela",
-"sr", "splice", "jpeg_comb"). A check that fails on one image reports `{"error": ...}` under its key instead of taking
+"sr", "splice", "jpeg_comb", "morph"). A check that fails on one image reports `{"error": ...}` under its key instead of taking
 the whole report (or the service) down.
 """
 
@@ -20,6 +20,7 @@ from kiosk.contract.errors import KioskError
 from kiosk.runtime.forensics.ela import make_ela_check
 from kiosk.runtime.forensics.jpeg import make_jpeg_check
 from kiosk.runtime.forensics.jpeg_grid import make_jpeg_comb_check
+from kiosk.runtime.forensics.morph import make_morph_check
 from kiosk.runtime.forensics.splice import make_splice_check
 from kiosk.runtime.forensics.sr import make_sr_check
 from kiosk.runtime.imageio import Luma
@@ -69,6 +70,7 @@ FACTORIES: list[Factory] = [
     make_sr_check,
     make_splice_check,
     make_jpeg_comb_check,
+    make_morph_check,
 ]
 
 

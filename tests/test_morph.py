@@ -1,0 +1,121 @@
+"""The morph check: features, bad input, the shipped model on held-out faces, the JSON key."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from kiosk.cli import main
+from kiosk.contract.errors import InputError, ModelError
+from kiosk.runtime.forensics.morph import (
+    CROP,
+    MODEL_NAME,
+    N_FEATURES,
+    MorphCheck,
+    face_crop,
+    features,
+)
+from kiosk.runtime.forensics.splice import Trees
+from kiosk.runtime.forensics.suite import Artifacts, Capture
+from kiosk.runtime.models.registry import ModelRegistry
+from kiosk.runtime.vision.mtcnn_lite import MtcnnLite
+from tests.conftest import data_root_or_skip, save_rgb
+
+MODELS = Path(__file__).resolve().parent.parent / "models"
+ASTRONAUT_FACE = (170.0, 40.0, 270.0, 160.0)
+
+
+@pytest.fixture(scope="module")
+def check() -> MorphCheck:
+    registry = ModelRegistry(MODELS)
+    if MODEL_NAME not in registry.entries:
+        pytest.skip("morph is not in models/manifest.json")
+    trees = Trees.from_bytes(registry.verified_bytes(MODEL_NAME))
+    return MorphCheck(trees, registry.entry(MODEL_NAME).threshold)
+
+
+def test_features_are_finite_and_see_smoothing(astronaut: np.ndarray) -> None:
+    crop = face_crop(astronaut, ASTRONAUT_FACE)
+    assert crop.shape == (CROP, CROP, 3)
+    sharp = features(crop)
+    assert sharp.shape == (N_FEATURES,) and np.isfinite(sharp).all()
+    # a smoothed centre (what averaging two faces does) lowers the centre cells' residual
+    smoothed = crop.copy()
+    smoothed[32:96, 32:96] = cv2.GaussianBlur(crop, (0, 0), 1.5)[32:96, 32:96]
+    cells = slice(0, 16)  # median-residual cells, relative to the crop's median cell
+    centre = [5, 6, 9, 10]
+    assert (features(smoothed)[cells][centre] < sharp[cells][centre] - 0.3).all()
+
+
+def test_bad_input_errors_clearly(astronaut: np.ndarray) -> None:
+    with pytest.raises(InputError, match="too small for morph detection"):
+        face_crop(astronaut, (10.0, 10.0, 30.0, 30.0))
+    with pytest.raises(InputError, match="RGB uint8"):
+        face_crop(astronaut.astype(np.float32), ASTRONAUT_FACE)
+    with pytest.raises(InputError, match="crop"):
+        features(np.zeros((64, 64, 3), np.uint8))
+
+
+def test_a_model_of_another_feature_count_is_refused(check: MorphCheck) -> None:
+    arrays = {
+        "feature": check.trees.feature,
+        "threshold": check.trees.threshold,
+        "left": check.trees.left,
+        "right": check.trees.right,
+        "value": check.trees.value,
+        "bias": np.array(check.trees.bias),
+        "rate": np.array(check.trees.rate),
+        "depth": np.array(check.trees.depth),
+        "n_features": np.array(N_FEATURES - 1),
+    }
+    with pytest.raises(ModelError, match="different versions"):
+        MorphCheck(Trees(arrays), 0.5)
+
+
+def test_no_face_is_not_applied(check: MorphCheck, astronaut: np.ndarray) -> None:
+    assert check.run(Capture(astronaut), Artifacts()) == {"applied": False, "face_px": None}
+
+
+def test_morphs_of_held_out_faces_score_above_their_bona_fide_faces(check: MorphCheck) -> None:
+    """Six HELEN faces of the *test* split (never seen in training): each morphed with the next
+    (feathered, Poisson and full-image, weight 0.5 drawn from a fixed seed), saved as JPEG q85
+    like their bona fide images. Morphs must score higher on average, and most pairs must order
+    right."""
+    from training.morph.data import METHODS, faces, load_rgb, morph
+    from training.tamper.manipulate import jpeg_roundtrip
+
+    root = data_root_or_skip()
+    held_out = [f for f in faces(root) if f.split == "test" and "helen" in f.path.parts[-2]][:6]
+    detector = MtcnnLite.from_models_dir(MODELS)
+    rng = np.random.default_rng(0)
+
+    def score(rgb: np.ndarray) -> float:
+        rgb = jpeg_roundtrip(rgb, 85)
+        (face,) = detector.detect(rgb)
+        return check.score(rgb, face.box)
+
+    bona, morphs = [], []
+    for a, b in zip(held_out, held_out[1:] + held_out[:1], strict=True):
+        image_a = load_rgb(a.path)
+        bona.append(score(image_a))
+        for method in METHODS:
+            morphed, _ = morph(image_a, a.points, load_rgb(b.path), b.points, method, rng)
+            morphs.append(score(morphed))
+    pairs = np.array(morphs).reshape(len(bona), len(METHODS)) > np.array(bona)[:, None]
+    assert np.mean(morphs) > np.mean(bona) + 0.2
+    assert pairs.mean() >= 0.75
+
+
+def test_forensics_json_has_the_morph_key(tmp_path: Path, capsys, portrait: np.ndarray) -> None:
+    if MODEL_NAME not in ModelRegistry(MODELS).entries:
+        pytest.skip("morph is not in models/manifest.json")
+    path = save_rgb(tmp_path / "portrait.png", portrait)
+    assert main(["forensics", "--json", str(path)]) in (0, 1)
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    morph = record["morph"]
+    assert morph["applied"] and 0.0 <= morph["score"] <= 1.0
+    assert morph["flagged"] == (morph["score"] >= morph["threshold"])

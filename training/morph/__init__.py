@@ -1,0 +1,1 @@
+"""Morph attack detection (S-MAD): synthetic landmark morphs of real faces, trees on texture features."""
