@@ -209,12 +209,13 @@ def collect(
     limit: int | None,
     models_dir: Path = MODELS,
     reuse: Path | None = None,
+    rerun: tuple[str, ...] = ("eyes",),
 ) -> Path:
     """Run every photo (at most `limit` per source) and write one row each to `out`;
     `models_dir` = the bundle to judge (a candidate bundle before it ships). With `reuse` (rows of
-    the same detector and the same other models) only photos with an eye label are run again:
-    the rows no eye figure reads (no eye label, synthetic twins) are copied from it - half the
-    time when only the eye model changed."""
+    the same detector and the same other models) only photos with a label in `rerun` (eyes,
+    mouth) are run again: the rows no figure of the retrained models reads (no such label,
+    synthetic twins) are copied from it - half the time when only the eye model changed."""
     runner = Runner(detector, models_dir, masks.load_overlays(root / "mask_overlays"))
     kept: dict[tuple[str, str], list[dict[str, str]]] = {}
     for old in _csv(reuse) if reuse else []:
@@ -237,7 +238,7 @@ def collect(
             "mouth": photo.mouth,
             "veil": photo.veil,
         }
-        if reuse and photo.eyes is None:
+        if reuse and all(getattr(photo, label) is None for label in rerun):
             rows += kept.get((base["path"], "real"), []) + kept.get((base["path"], "synthetic"), [])
             continue
         try:
@@ -285,12 +286,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models-dir", type=Path, default=MODELS, help="bundle to evaluate")
     parser.add_argument(
         "--reuse", type=Path, default=None,
-        help="run only photos with an eye label again; copy the other rows from this file",
+        help="run only photos with a --rerun label again; copy the other rows from this file",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rerun", nargs="+", choices=["eyes", "mouth"], default=["eyes"],
+        help="with --reuse: the labels whose photos run again (the retrained models')",
     )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     out = args.out or faces_file(args.detector)
-    collect(data_root(args.data_root), args.detector, out, args.limit, args.models_dir, args.reuse)
+    collect(
+        data_root(args.data_root),
+        args.detector,
+        out,
+        args.limit,
+        args.models_dir,
+        args.reuse,
+        tuple(args.rerun),
+    )
 
 
 if __name__ == "__main__":
