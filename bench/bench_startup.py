@@ -139,7 +139,12 @@ def main() -> None:
         for name, command in cases(photos, config).items():
             for tree, root in roots.items():
                 timed_run(command, root, envs[tree])  # compiles the bytecode, warms the cache
-                runs = [timed_run(command, root, envs[tree]) for _ in range(args.runs)]
+            # The trees take turns, run by run, so that both see the same changes of load.
+            results: dict[str, list[tuple[float, float, float, int]]] = {tree: [] for tree in roots}
+            for _ in range(args.runs):
+                for tree, root in roots.items():
+                    results[tree].append(timed_run(command, root, envs[tree]))
+            for tree, runs in results.items():
                 walls = [run[0] for run in runs]
                 print(
                     f"| {name} | {tree} | {statistics.median(walls):.3f} | {min(walls):.3f} | "
