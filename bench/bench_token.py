@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 from kiosk.config import load_config  # noqa: E402
 from kiosk.runtime.forensics.sr import make_sr_check  # noqa: E402
 from kiosk.runtime.models.registry import ModelRegistry  # noqa: E402
-from kiosk.runtime.token import make_token  # noqa: E402
+from kiosk.runtime.token.photo import make_token  # noqa: E402
 from kiosk.runtime.vision.landmarks import LandmarkPredictor, find_model  # noqa: E402
 from kiosk.runtime.vision.mtcnn_lite import MtcnnLite  # noqa: E402
 from training.timing import median_ms  # noqa: E402

@@ -23,8 +23,9 @@ from kiosk.contract.reasons import (
 )
 from kiosk.runtime.checks.framing import Framing
 from kiosk.runtime.forensics.sr import make_sr_check
-from kiosk.runtime.token import make_token, print_sheet
 from kiosk.runtime.token.geometry import TOKEN_EYE_X, TOKEN_EYE_Y, measure_head, target_eye_line
+from kiosk.runtime.token.photo import make_token
+from kiosk.runtime.token.render import print_sheet
 
 FACE = Path(__file__).parent / "data" / "face_open.jpg"
 TOKEN = TokenConfig()

@@ -22,8 +22,8 @@ from typing import Any
 from kiosk.config import TokenConfig, load_config
 from kiosk.contract.errors import ConfigError
 from kiosk.contract.fileio import write_atomically
-from kiosk.runtime.token import print_sheet
 from kiosk.runtime.token.geometry import pick_format
+from kiosk.runtime.token.render import print_sheet
 from kiosk.service.store import (
     TOKEN,
     TOKEN_FRONTAL,
