@@ -185,9 +185,11 @@ bench-forensics:  ## latency of each forensic model and of the whole pass on a 6
 	$(PY) bench/bench_forensics.py
 
 # Morph attack detection (docs/tamper_sr.md#morph-detection): SYNTHETIC morphs of real faces,
-# trees on face-crop texture features; crops ~20-35 min, features + training ~5 min on the shared CPU.
+# trees on face-crop texture features; crops 15-35 min, features + training ~5 min on the shared
+# CPU. MORPH_LIMIT=N draws N of the 2361 faces (seeded) for a quicker try.
+MORPH_LIMIT ?=
 .PHONY: morph
 morph: $(WORK)/morph/crops.npz  ## morph check: data + train + evaluate -> reports/morph, models/morph.npz + manifest
-	$(PY) -m training.morph.train
+	OMP_NUM_THREADS=1 $(PY) -m training.morph.train
 $(WORK)/morph/crops.npz: $(wildcard training/splits/faces68*.csv) training/morph/data.py kiosk/runtime/forensics/morph.py
-	$(PY) -m training.morph.data
+	$(PY) -m training.morph.data $(if $(MORPH_LIMIT),--limit $(MORPH_LIMIT))
