@@ -18,7 +18,8 @@ const LABELS = {
 const FORENSIC_LABELS = {
   jpeg: "earlier JPEG compression (re-photographed or injected image?)",
   ela: "edited regions (error level analysis)",
-  splice: "spliced or morphed face",
+  splice: "spliced region",
+  morph: "morphed face (two people blended)",
   sr: "super-resolution reference",
 };
 let current = null;
