@@ -32,16 +32,18 @@ splits:  ## rewrite training/splits/<dataset>.csv (persisted by-person/photo spl
 mtcnn-export:  ## the mtcnn package's P/R/O-Nets -> float32 TFLite + manifest entries
 	$(PY) -m training.export_mtcnn
 
+# Every crop, landmark model and threshold belongs to one detector (the kiosk's default: YuNet).
+DETECTOR ?= yunet
 compliance-data: $(WORK)/crops/drops.csv  ## crops of eyes/mouth/veil: the kiosk pipeline over the datasets
 $(WORK)/crops/drops.csv: $(wildcard training/splits/*.csv)
-	$(PY) -m training.collect
+	$(PY) -m training.collect --detector $(DETECTOR)
 
 # The eye model alone (issue 12): pipeline eye crops of faces68, CEW closed faces and
 # mask/without_mask open faces + the close-ups; faces68_ytf stays out (reported as unseen).
-.PHONY: eyes-data eyes-candidate
+.PHONY: eyes-data eyes-candidate mouth-candidate eyes-ship mouth-ship
 eyes-data: $(WORK)/crops/eyes.npz  ## eye crops only (no mouth/veil analyses)
 $(WORK)/crops/eyes.npz: $(wildcard training/splits/*.csv)
-	$(PY) -m training.collect --tasks eyes
+	$(PY) -m training.collect --detector $(DETECTOR) --tasks eyes
 
 $(addsuffix -train,$(TASKS)): %-train: $(WORK)/runs/%/best.keras
 $(WORK)/runs/eyes/best.keras: $(WORK)/crops/eyes.npz
@@ -52,34 +54,35 @@ $(WORK)/runs/%/best.keras: $(WORK)/crops/drops.csv
 $(addsuffix -export,$(TASKS)): %-export: $(WORK)/runs/%/best.keras  ## int8 -> models/<check>.tflite
 	$(PY) -m training.evaluate $*
 
-landmarks-export:  ## retrain dlib's shape predictor on MTCNN boxes; ships (file + manifest) if it qualifies
-	$(PY) -m training.landmarks
+# The stock model's points on CEW and web faces teach the small model eyelids 300-W lacks
+# (reports/landmarks/yunet; the shipped shape_predictor_mtcnn predates --distill).
+landmarks-export:  ## retrain dlib's shape predictor on $(DETECTOR) boxes; ships (file + manifest) if it qualifies
+	$(PY) -m training.landmarks --detector $(DETECTOR) --distill
 
-# The retrained eye model is judged per face against the shipped one before anything ships:
-# eyes-candidate exports it into a copy of models/ and runs the per-face evaluation on that copy
-# (writes nothing to models/; only photos with an eye label run again); eyes-ship exits unless
-# the candidate wins on the held-out sources, then exports into models/ and ships thresholds +
-# fusion (docs/verdicts.md).
+# A retrained eye or mouth model is judged per face against the shipped one before anything
+# ships: <task>-candidate exports it into a copy of models/ and runs the per-face evaluation on
+# that copy (writes nothing to models/; only photos with that task's label run again);
+# <task>-ship exits unless the candidate wins on the held-out sources, then exports into models/
+# and ships thresholds + fusion (docs/verdicts.md).
 CANDIDATE := $(WORK)/candidate
-DETECTOR ?= mtcnn
-.PHONY: eyes-ship
-eyes-candidate: $(WORK)/runs/eyes/best.keras  ## retrained eyes in a copy of models/ -> $(CANDIDATE)/verdicts/
+MODEL_eyes := eyes_closed
+MODEL_mouth := mouth_open
+eyes-candidate mouth-candidate: %-candidate: $(WORK)/runs/%/best.keras  ## retrained eyes/mouth in a copy of models/ -> $(CANDIDATE)/verdicts/
 	rm -rf $(CANDIDATE)/models && mkdir -p $(CANDIDATE) && cp -r models $(CANDIDATE)/models
-	$(PY) -m training.evaluate eyes --models-dir $(CANDIDATE)/models --reports $(CANDIDATE)/reports --latency-runs 100
-	$(PY) -m training.evaluate_faces --detector $(DETECTOR) --models-dir $(CANDIDATE)/models --out $(CANDIDATE)/faces_$(DETECTOR).csv --reuse $(WORK)/verdicts/faces_$(DETECTOR).csv
-	$(PY) -m training.verdicts --detector $(DETECTOR) --faces $(CANDIDATE)/faces_$(DETECTOR).csv --before $(WORK)/verdicts/faces_$(DETECTOR).csv --reports $(CANDIDATE)/verdicts
-eyes-ship: $(WORK)/verdicts/faces_$(DETECTOR).csv  ## after eyes-candidate: only if it wins, models/eyes_closed.tflite + manifest + reports
-	$(PY) -m training.verdicts --detector $(DETECTOR) --faces $(CANDIDATE)/faces_$(DETECTOR).csv --before $< --reports $(CANDIDATE)/verdicts --require-win
-	$(PY) -m training.evaluate eyes
-	cp $< $(WORK)/verdicts/faces_$(DETECTOR)_before_eyes.csv
+	$(PY) -m training.evaluate $* --models-dir $(CANDIDATE)/models --reports $(CANDIDATE)/reports --latency-runs 100
+	$(PY) -m training.evaluate_faces --detector $(DETECTOR) --models-dir $(CANDIDATE)/models --out $(CANDIDATE)/faces_$(DETECTOR).csv --reuse $(WORK)/verdicts/faces_$(DETECTOR).csv --rerun $*
+	$(PY) -m training.verdicts --detector $(DETECTOR) --faces $(CANDIDATE)/faces_$(DETECTOR).csv --before $(WORK)/verdicts/faces_$(DETECTOR).csv --retrained $(MODEL_$*) --reports $(CANDIDATE)/verdicts
+eyes-ship mouth-ship: %-ship: $(WORK)/verdicts/faces_$(DETECTOR).csv  ## after <task>-candidate: only if it wins, models/<check>.tflite + manifest + reports
+	$(PY) -m training.verdicts --detector $(DETECTOR) --faces $(CANDIDATE)/faces_$(DETECTOR).csv --before $< --retrained $(MODEL_$*) --reports $(CANDIDATE)/verdicts --require-win
+	$(PY) -m training.evaluate $*
+	cp $< $(WORK)/verdicts/faces_$(DETECTOR)_before_$*.csv
 	cp $(CANDIDATE)/faces_$(DETECTOR).csv $<
-	$(PY) -m training.verdicts --detector $(DETECTOR) --before $(WORK)/verdicts/faces_$(DETECTOR)_before_eyes.csv --ship
+	$(PY) -m training.verdicts --detector $(DETECTOR) --before $(WORK)/verdicts/faces_$(DETECTOR)_before_$*.csv --retrained $(MODEL_$*) --ship
 
 # Per-face, whole-pipeline evaluation of the three verdicts (docs/verdicts.md): every photo of
 # every source through the kiosk's detector, landmarks, crops and checks, then thresholds that
 # hold across sources, geometry fusion and per-source tables. ~20 min on 2 busy CPU cores;
 # VERDICT_LIMIT=N takes N photos per source.
-DETECTOR ?= mtcnn
 VERDICT_LIMIT ?=
 .PHONY: verdicts verdicts-ship
 verdicts:  ## per-face tables -> reports/verdicts/$(DETECTOR).md (writes nothing to models/)
