@@ -19,8 +19,9 @@ both are warped triangle by triangle to the weighted mean shape, then:
 Then *every* image, bona fide or morph, goes through the same randomly drawn post-processing:
 resampling (none / down / down then up), mild Gaussian blur (sigma 0.4-1.0) or none, and a
 final save that is lossless or JPEG at quality 95/85/75/60; so "was processed" says nothing.
-The kiosk's face detector (MTCNN, as `kiosk forensics` runs it) finds the face box on the
-final image; images where it finds not exactly one face are counted and dropped.
+The kiosk's default face detector (YuNet with the kiosk's settings, as `kiosk forensics` and
+the capture path run it) finds the face box on the final image; images where it finds not
+exactly one face are counted and dropped.
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ import cv2
 import numpy as np
 from scipy.spatial import Delaunay
 
+from kiosk.config import DetectorConfig
 from kiosk.runtime.forensics.morph import MIN_FACE_PX, face_crop
-from kiosk.runtime.vision.mtcnn_lite import MtcnnLite
+from kiosk.runtime.models.registry import ModelRegistry
+from kiosk.runtime.vision.detectors import DEFAULT_BACKEND, make_detector
 from training.paths import MODELS, WORK, data_root
 from training.splits import lookup
 from training.tamper.manipulate import _warp_triangles, composite, jpeg_roundtrip
@@ -158,7 +161,7 @@ def post_process(rgb: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray,
 def build(root: Path, limit: int | None, seed: int) -> dict[str, np.ndarray]:
     """The kiosk's face crop of every bona fide and morph image, labels and provenance (crops,
     not features: a feature change then costs a minute in train.py, not a rebuild)."""
-    detector = MtcnnLite.from_models_dir(MODELS)
+    detector = make_detector(DEFAULT_BACKEND, ModelRegistry(MODELS), DetectorConfig())
     everyone = faces(root)
     rng = np.random.default_rng(seed)
     if limit:
