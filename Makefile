@@ -40,7 +40,7 @@ $(WORK)/crops/drops.csv: $(wildcard training/splits/*.csv)
 
 # The eye model alone (issue 12): pipeline eye crops of faces68, CEW closed faces and
 # mask/without_mask open faces + the close-ups; faces68_ytf stays out (reported as unseen).
-.PHONY: eyes-data eyes-candidate mouth-candidate eyes-ship mouth-ship
+.PHONY: eyes-data eyes-candidate mouth-candidate veil-candidate eyes-ship mouth-ship
 eyes-data: $(WORK)/crops/eyes.npz  ## eye crops only (no mouth/veil analyses)
 $(WORK)/crops/eyes.npz: $(wildcard training/splits/*.csv)
 	$(PY) -m training.collect --detector $(DETECTOR) --tasks eyes
@@ -72,6 +72,11 @@ eyes-candidate mouth-candidate: %-candidate: $(WORK)/runs/%/best.keras  ## retra
 	$(PY) -m training.evaluate $* --models-dir $(CANDIDATE)/models --reports $(CANDIDATE)/reports --latency-runs 100
 	$(PY) -m training.evaluate_faces --detector $(DETECTOR) --models-dir $(CANDIDATE)/models --out $(CANDIDATE)/faces_$(DETECTOR).csv --reuse $(WORK)/verdicts/faces_$(DETECTOR).csv --rerun $*
 	$(PY) -m training.verdicts --detector $(DETECTOR) --faces $(CANDIDATE)/faces_$(DETECTOR).csv --before $(WORK)/verdicts/faces_$(DETECTOR).csv --retrained $(MODEL_$*) --reports $(CANDIDATE)/verdicts
+veil-candidate: $(WORK)/runs/veil/best.keras  ## retrained veil in a copy of models/ (every photo runs again) -> $(CANDIDATE)/verdicts/
+	rm -rf $(CANDIDATE)/models && mkdir -p $(CANDIDATE) && cp -r models $(CANDIDATE)/models
+	$(PY) -m training.evaluate veil --models-dir $(CANDIDATE)/models --reports $(CANDIDATE)/reports --latency-runs 100
+	$(PY) -m training.evaluate_faces --detector $(DETECTOR) --models-dir $(CANDIDATE)/models --out $(CANDIDATE)/faces_$(DETECTOR).csv
+	$(PY) -m training.verdicts --detector $(DETECTOR) --faces $(CANDIDATE)/faces_$(DETECTOR).csv --before $(WORK)/verdicts/faces_$(DETECTOR).csv --retrained veil --reports $(CANDIDATE)/verdicts
 eyes-ship mouth-ship: %-ship: $(WORK)/verdicts/faces_$(DETECTOR).csv  ## after <task>-candidate: only if it wins, models/<check>.tflite + manifest + reports
 	$(PY) -m training.verdicts --detector $(DETECTOR) --faces $(CANDIDATE)/faces_$(DETECTOR).csv --before $< --retrained $(MODEL_$*) --reports $(CANDIDATE)/verdicts --require-win
 	$(PY) -m training.evaluate $*
