@@ -259,10 +259,17 @@ class MirrorPair:
 
 
 def load_mirror_pairs(
-    root: Path, detector: FaceDetector, count: int, min_face_px: int
+    root: Path, detector: FaceDetector, count: int, min_face_px: int, test_only: bool = False
 ) -> list[MirrorPair]:
-    """Faces from `mask/*/without_mask` (not in 300-W) found alone, at kiosk size, both ways."""
+    """Faces from `mask/*/without_mask` (not in 300-W) found alone, at kiosk size, both ways;
+    `test_only` (with --distill, which trains on the others): only that folder's test split."""
     files = sorted((root / "mask").glob("*/without_mask/*"))
+    if test_only:
+        files = [
+            f
+            for f in files
+            if splits.split_of("mask", f.relative_to(root / "mask").as_posix()) == "test"
+        ]
     pairs = []
     for path in files[:: max(1, len(files) // count)][:count]:
         loaded = _load_padded(path)
@@ -594,8 +601,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--distill",
         action="store_true",
-        help="also train on the stock model's points on CEW closed-eye and mask/without_mask "
-        "train/val faces (model <out-dir>/shape_predictor_<detector>.dat as well)",
+        help="also train on the stock model's points (pseudo-labels) on CEW closed-eye and "
+        "mask/without_mask train/val faces; the mirror check then uses test faces only",
     )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--latency-rounds", type=int, default=3)
@@ -617,7 +624,9 @@ def main(argv: list[str] | None = None) -> None:
     augmented = [*fit, *pseudo]
     augmented += [m for m in (mirrored(s, detector) for s in augmented) if m is not None]
     min_face_px = GatesConfig().min_face_px
-    pairs = load_mirror_pairs(root, detector, args.limit or MIRROR_PHOTOS, min_face_px)
+    pairs = load_mirror_pairs(
+        root, detector, args.limit or MIRROR_PHOTOS, min_face_px, test_only=args.distill
+    )
     print(
         f"faces: {Counter(s.split for s in samples)}, dropped {dict(drops)}, "
         f"training on {len(augmented)} with mirrors; {len(pairs)} mirror-check faces",
