@@ -55,7 +55,7 @@ $(addsuffix -export,$(TASKS)): %-export: $(WORK)/runs/%/best.keras  ## int8 -> m
 	$(PY) -m training.evaluate $*
 
 # The stock model's points on CEW and web faces teach the small model eyelids 300-W lacks
-# (reports/landmarks/yunet; the shipped shape_predictor_mtcnn predates --distill).
+# (reports/landmarks/yunet, reports/landmarks).
 landmarks-export:  ## retrain dlib's shape predictor on $(DETECTOR) boxes; ships (file + manifest) if it qualifies
 	$(PY) -m training.landmarks --detector $(DETECTOR) --distill
 
