@@ -1,7 +1,8 @@
 """Data collection: the kiosk pipeline reading photos from disk, minus the checks.
 
-Each photo goes through `kiosk.runtime.vision.analysis.FaceAnalyzer` (the kiosk's detector, `--detector`,
-with the landmark model the kiosk pairs with it, region crops). Photos the pipeline rejects are dropped and logged with the reason, as the kiosk would.
+Each photo goes through `kiosk.runtime.vision.analysis.FaceAnalyzer` (the kiosk's detector,
+`--detector`, with the landmark model the kiosk pairs with it, region crops). Photos the pipeline
+rejects are dropped and logged with the reason, as the kiosk would.
 Outputs one `.npz` per task in the work dir (crops, labels, split, group, source, and the
 landmark-geometry baseline feature of every crop) and `drops.csv`.
 

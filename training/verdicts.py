@@ -525,7 +525,9 @@ def ship(models_dir: Path, model: str, r: dict) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Thresholds, fusion and tables per face.")
-    parser.add_argument("--detector", default="yunet", help="whose per-face rows (the kiosk default)")
+    parser.add_argument(
+        "--detector", default="yunet", help="whose per-face rows (the kiosk default)"
+    )
     parser.add_argument("--faces", type=Path, default=None)
     parser.add_argument("--reports", type=Path, default=REPORTS / "verdicts")
     parser.add_argument("--ship", action="store_true", help="write thresholds/fusion to models/")
