@@ -42,7 +42,7 @@ from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.vision.detectors import DEFAULT_BACKEND, make_detector
 from training.paths import MODELS, WORK, data_root
 from training.splits import lookup
-from training.tamper.manipulate import _warp_triangles, composite, jpeg_roundtrip
+from training.tamper.manipulate import _warp_triangles, align_to, composite, jpeg_roundtrip
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +103,7 @@ def morph(
 ) -> tuple[np.ndarray, float]:
     """A morph of A and B in A's frame by `method` (see the module); returns it and B's weight."""
     height, width = image_a.shape[:2]
-    similarity, _ = cv2.estimateAffinePartial2D(points_b, points_a)
-    if similarity is None:
-        raise ValueError("faces could not be aligned")
-    aligned_b = cv2.warpAffine(image_b, similarity, (width, height), borderMode=cv2.BORDER_REFLECT)
-    points_b = points_b @ similarity[:, :2].T + similarity[:, 2]
+    aligned_b, points_b = align_to(points_a, image_b, points_b, (width, height))
     weight = float(rng.uniform(0.3, 0.7))  # B's share
     limit = np.array([width - 1, height - 1], np.float32)
     points_a, points_b = np.clip(points_a, 0, limit), np.clip(points_b, 0, limit)

@@ -115,6 +115,18 @@ def _warp_triangles(
     return out
 
 
+def align_to(
+    points_a: np.ndarray, image_b: np.ndarray, points_b: np.ndarray, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """B's image and points moved onto A's by a similarity transform (`size` = A's width,
+    height); ValueError when the point sets cannot be aligned."""
+    similarity, _ = cv2.estimateAffinePartial2D(points_b, points_a)
+    if similarity is None:
+        raise ValueError("faces could not be aligned")
+    aligned = cv2.warpAffine(image_b, similarity, size, borderMode=cv2.BORDER_REFLECT)
+    return aligned, points_b @ similarity[:, :2].T + similarity[:, 2]
+
+
 def face_morph(
     face_a: np.ndarray,
     points_a: np.ndarray,
@@ -129,11 +141,7 @@ def face_morph(
     matched to A inside the face hull, and the hull (feathered) is pasted into A.
     """
     height, width = face_a.shape[:2]
-    similarity, _ = cv2.estimateAffinePartial2D(points_b, points_a)
-    if similarity is None:
-        raise ValueError("faces could not be aligned")
-    aligned_b = cv2.warpAffine(face_b, similarity, (width, height), borderMode=cv2.BORDER_REFLECT)
-    points_b = points_b @ similarity[:, :2].T + similarity[:, 2]
+    aligned_b, points_b = align_to(points_a, face_b, points_b, (width, height))
     weight = rng.uniform(0.4, 0.6)
     limit = np.array([width - 1, height - 1], np.float32)
     mean_shape = np.clip(weight * points_a + (1 - weight) * points_b, 0, limit)

@@ -30,7 +30,7 @@ import numpy as np
 
 from kiosk.config import Config
 from kiosk.contract.errors import InputError, ModelError
-from kiosk.runtime.forensics.splice import Trees
+from kiosk.runtime.forensics.splice import Trees, listed_trees
 from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.vision.types import Box
 
@@ -203,9 +203,5 @@ class MorphCheck:
 def make_morph_check(registry: ModelRegistry, config: Config) -> MorphCheck | None:
     """The check for the manifest's `morph` model, or None when it is not listed."""
     del config  # nothing configurable: the crop and features are the model's
-    if MODEL_NAME not in registry.entries:
-        return None
-    entry = registry.entry(MODEL_NAME)
-    if entry.threshold is None:
-        raise ModelError(f"manifest entry {MODEL_NAME!r} has no threshold; re-run make morph")
-    return MorphCheck(Trees.from_bytes(registry.verified_bytes(MODEL_NAME)), entry.threshold)
+    listed = listed_trees(registry, MODEL_NAME, "re-run make morph")
+    return None if listed is None else MorphCheck(*listed)

@@ -173,6 +173,18 @@ class Trees:
             raise ModelError(f"splice model file is not a valid tree bundle: {exc}") from None
 
 
+def listed_trees(registry: ModelRegistry, name: str, remedy: str) -> tuple[Trees, float] | None:
+    """The tree model `name` and its threshold from the verified bundle, or None when the
+    manifest does not list it; a listed model without a threshold is refused (`remedy` says how
+    to make one)."""
+    if name not in registry.entries:
+        return None
+    threshold = registry.entry(name).threshold
+    if threshold is None:
+        raise ModelError(f"manifest entry {name!r} has no threshold; {remedy}")
+    return Trees.from_bytes(registry.verified_bytes(name)), threshold
+
+
 def window(height: int, width: int, limit: int = MAX_SIDE) -> tuple[slice, slice]:
     """A centred window of at most `limit` px a side, its corner on the 8-px JPEG grid."""
 
@@ -242,9 +254,5 @@ class SpliceCheck:
 def make_splice_check(registry: ModelRegistry, config: Config) -> SpliceCheck | None:
     """The check for the manifest's `splice_jpeg` model, or None when it is not listed."""
     del config  # nothing configurable: the features are the model's
-    if MODEL_NAME not in registry.entries:
-        return None
-    entry = registry.entry(MODEL_NAME)
-    if entry.threshold is None:
-        raise ModelError(f"manifest entry {MODEL_NAME!r} has no threshold; re-run the export")
-    return SpliceCheck(Trees.from_bytes(registry.verified_bytes(MODEL_NAME)), entry.threshold)
+    listed = listed_trees(registry, MODEL_NAME, "re-run the export")
+    return None if listed is None else SpliceCheck(*listed)
