@@ -13,8 +13,9 @@ Sources and labels (a source is a dataset and, where it has several, a class):
   from `faces68_measures` (OFIQ's rule on the hand landmarks: open > 0.06, closed < 0.01); clean.
 - mouth (val + test): its hand mouth_open labels; clean.
 - mask (val + test): with_mask = covered (real); without_mask = clean, eyes assumed open.
-- faces68_ytf (all): eyes open unless the automatic points' smaller EAR < 0.15 (left out); mouth
-  by OFIQ's rule on the automatic points (weak labels); clean.
+- faces68_ytf (all): eyes only where reviewed by eye (`training/eye_review.py`: a seeded sample,
+  open / closed-or-lids-lowered / unclear; the automatic-EAR label was wrong or unsure on most of
+  the faces the model flagged); mouth by OFIQ's rule on the automatic points (weak labels); clean.
 - eyes_closed_faces (all): eyes closed (CEW); clean.
 - mask_kaggle_faces (all): with_mask covered, without_mask clean, mask_weared_incorrect kept as
   its own class (reported, not in the error rates).
@@ -49,7 +50,7 @@ from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.vision.analysis import FaceAnalyzer
 from kiosk.runtime.vision.detectors import DEFAULT_BACKEND, DETECTORS, make_detector
 from kiosk.runtime.vision.landmarks import landmark_predictor
-from training import masks, splits
+from training import eye_review, masks, splits
 from training.collect import COLLECT_MIN_FACE_PX, PAD_FRACTION, read_pts
 from training.geometry import inner_lip_gap
 from training.paths import MODELS, WORK, data_root
@@ -57,7 +58,6 @@ from training.paths import MODELS, WORK, data_root
 logger = logging.getLogger(__name__)
 
 EYE_CLOSED_MAX, EYE_OPEN_MIN = 0.10, 0.22  # hand-landmark EAR (training/collect.py's rule)
-YTF_EYE_AMBIGUOUS = 0.15  # automatic points under-close eyes: below this the label is unsure
 OFIQ_OPEN, OFIQ_CLOSED = 0.06, 0.01  # faces68_measures' rule (the hidden mouth_helen labels')
 TRAINED_SPLITS = ("val", "test")  # of the datasets the shipped models were trained on
 COLUMNS = (
@@ -94,6 +94,7 @@ def photos(root: Path) -> Iterator[tuple[Photo, str, str]]:
         return splits.lookup(dataset, path.relative_to(root / dataset).as_posix())
 
     measures = {r["image"]: r for r in _csv(root / "faces68_measures" / "measures.csv")}
+    ytf_eyes = eye_review.reviewed()
     for image, row in sorted(measures.items()):
         path = root / image
         group, split = where("faces68", path)
@@ -126,10 +127,9 @@ def photos(root: Path) -> Iterator[tuple[Photo, str, str]]:
         )
     for row in _csv(root / "faces68_ytf" / "index.csv"):
         path = root / "faces68_ytf" / row["path"]
-        ear = min(float(row["ear_left"]), float(row["ear_right"]))
         opening = float(row["mouth_open_ofiq"])
         mouth = 1 if opening > OFIQ_OPEN else 0 if opening < OFIQ_CLOSED else None
-        eyes = None if ear < YTF_EYE_AMBIGUOUS else 0
+        eyes = ytf_eyes.get(row["path"])
         yield Photo("faces68_ytf", path, "faces68_ytf", eyes, mouth, 0), *where("faces68_ytf", path)
     for path in sorted((root / "eyes_closed_faces" / "closed").glob("*.jpg")):
         photo = Photo("eyes_closed_faces", path, "eyes_closed_faces", 1, None, 0)

@@ -76,12 +76,14 @@ VERDICTS = {
     v.model: v
     for v in (
         # The eye CNN trains on the train split of faces68, CEW and mask/without_mask (pipeline
-        # crops); faces68_ytf is the source it never saw, and CEW is the only closed-eye source.
+        # crops); faces68_ytf is the source it never saw (eyes reviewed by eye on a sample:
+        # training/eye_review.py), and its reviewed closed faces the only unseen closed ones.
         Verdict(
             "eyes_closed", "eyes", "eyes_cnn", "ear_min", -1.0,
             ("faces68", "eyes_closed_faces", "mask"), (),
             (
-                EvalSet("CEW test closed vs YTF open (YTF never trained on)", ("eyes_closed_faces",), ("faces68_ytf",), True, 0.03),
+                EvalSet("CEW test closed vs YTF reviewed open (YTF never trained on)", ("eyes_closed_faces",), ("faces68_ytf",), True, 0.03),
+                EvalSet("YTF reviewed: closed vs open (never trained on)", ("faces68_ytf",), ("faces68_ytf",), True, 0.03),
                 EvalSet("CEW test closed vs mask/without_mask test open", ("eyes_closed_faces",), ("mask/without_mask",), False, 0.03),
                 EvalSet("CEW test closed vs all open (YTF, mask test)", ("eyes_closed_faces",), ("faces68_ytf", "mask/without_mask"), False, 0.03),
                 EvalSet("faces68 test (hand EAR labels)", ("faces68",), ("faces68",), False, 0.03),
