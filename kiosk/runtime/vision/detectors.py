@@ -6,10 +6,17 @@ registry: one factory per name, each building its backend once from the verified
 YuNet is the default: fewest misses on real faces, masked ones included, and the fastest
 (reports/detectors/README.md); each backend is paired with the landmark model trained on its
 boxes (kiosk.runtime.vision.landmarks.landmark_predictor).
+
+`[detector] fallback = "blazeface"` runs MediaPipe's BlazeFace (short range) only on frames where
+YuNet finds no face: it finds about half of the masked faces YuNet misses, and since frames where
+YuNet found a face are untouched, no verdict chosen on YuNet's rows changes. Its boxes are moved
+to YuNet's geometry (`YUNET_BOX_MAP`) so the landmark model paired with YuNet starts from the box
+shape it was trained on.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -17,11 +24,17 @@ import numpy as np
 
 from kiosk.contract.errors import ConfigError
 from kiosk.runtime.models.registry import ModelRegistry
+from kiosk.runtime.vision.blazeface import BLAZEFACE_SHORT, BlazeFace, BlazeFaceSettings
 from kiosk.runtime.vision.mtcnn_lite import MtcnnLite
 from kiosk.runtime.vision.types import Face
 from kiosk.runtime.vision.yunet import Yunet, YunetSettings
 
+log = logging.getLogger(__name__)
+
 DEFAULT_BACKEND = "yunet"
+# BlazeFace box -> YuNet box (dx, dy, sx, sy; BlazeFaceSettings.box_map): the median over faces
+# both detectors find on faces68's train split (`bench/face_miss.py --fit-box-map`).
+YUNET_BOX_MAP = (-0.01, -0.101, 0.949, 1.199)
 
 
 class FaceDetector(Protocol):
@@ -29,7 +42,38 @@ class FaceDetector(Protocol):
 
 
 def _mtcnn(registry: ModelRegistry, settings: Any, num_threads: int) -> FaceDetector:
+    if getattr(settings, "fallback", "none") != "none":
+        raise ConfigError(
+            f"[detector] fallback = {settings.fallback!r} maps its boxes to YuNet's: use it with "
+            'backend = "yunet", or set fallback = "none"'
+        )
     return MtcnnLite(registry, settings, num_threads=num_threads)
+
+
+class FallbackDetector:
+    """`first`'s faces; `second`'s only when `first` finds none, so a frame `first` handles is
+    never changed and the fallback costs time only on frames without a face."""
+
+    def __init__(self, first: FaceDetector, second: FaceDetector) -> None:
+        self.first = first
+        self.second = second
+
+    def detect(self, rgb: np.ndarray) -> list[Face]:
+        faces = self.first.detect(rgb)
+        if faces:
+            return faces
+        faces = self.second.detect(rgb)
+        if faces:
+            log.debug("fallback detector found %d face(s)", len(faces))
+        return faces
+
+
+def blazeface_fallback(
+    registry: ModelRegistry, min_face_size: int, num_threads: int = 1
+) -> BlazeFace:
+    """BlazeFace short range at MediaPipe's own thresholds, boxes in YuNet's geometry."""
+    settings = BlazeFaceSettings(min_face_size=min_face_size, box_map=YUNET_BOX_MAP)
+    return BlazeFace(registry.verified_bytes(BLAZEFACE_SHORT), settings, num_threads=num_threads)
 
 
 def _yunet(registry: ModelRegistry, settings: Any, num_threads: int) -> FaceDetector:
@@ -41,7 +85,11 @@ def _yunet(registry: ModelRegistry, settings: Any, num_threads: int) -> FaceDete
         min_face_size=settings.min_face_size,
         detect_width=settings.detect_width,
     )
-    return Yunet(registry, yunet, num_threads=num_threads)
+    detector = Yunet(registry, yunet, num_threads=num_threads)
+    if getattr(settings, "fallback", "none") == "blazeface":
+        fallback = blazeface_fallback(registry, settings.min_face_size, num_threads)
+        return FallbackDetector(detector, fallback)
+    return detector
 
 
 DETECTORS: dict[str, Callable[[ModelRegistry, Any, int], FaceDetector]] = {
