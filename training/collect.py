@@ -45,8 +45,8 @@ from kiosk.runtime.vision.detectors import DEFAULT_BACKEND, DETECTORS, make_dete
 from kiosk.runtime.vision.landmarks import landmark_predictor
 from kiosk.runtime.vision.regions import Regions
 from kiosk.runtime.vision.types import Landmarks
-from training import masks, splits
-from training.geometry import eye_aspect_ratio, mouth_opening
+from training import masks, review, splits
+from training.geometry import eye_aspect_ratio, mouth_opening, read_pts
 from training.paths import MODELS, WORK, data_root
 
 TASK_NAMES = ("eyes", "mouth", "veil")
@@ -88,11 +88,6 @@ class TaskData:
             sources=np.array(self.sources),
             baseline=np.array(self.baseline, np.float32),
         )
-
-
-def read_pts(path: Path) -> np.ndarray:
-    body = path.read_text().split("{")[1].split("}")[0]
-    return np.array(body.split(), np.float32).reshape(68, 2) - 1.0  # 300-W is 1-based
 
 
 class Collector:
@@ -191,7 +186,7 @@ class Collector:
         needs = {
             self.eye_closeups: {"eyes"},
             self.faces68: {"eyes", "mouth", "veil"},
-            self.closed_faces: {"eyes"},
+            self.closed_faces: {"eyes", "mouth"},
             self.mouth: {"mouth", "veil"},
             self.mask: {"eyes", "veil"},
         }
@@ -240,11 +235,23 @@ class Collector:
             self._veil_pair(rgb, truth, analysis.regions, where, "faces68", path)
 
     def closed_faces(self) -> None:
-        """CEW: real faces with both eyes closed (the only closed-eye faces in numbers)."""
+        """CEW: real faces with both eyes closed (the only closed-eye faces in numbers), and
+        their mouths where reviewed by eye (training/review.py: many smile with closed lips)."""
+        mouths = review.reviewed(review.REVIEWS["mouth"])
         photos = self._analysed_photos("eyes_closed_faces/closed/*.jpg", "eyes_closed_faces")
         for path, _, _, analysis in photos:
             where = self._where("eyes_closed_faces", path)
-            self._both_eyes(analysis, 1, where, "eyes_closed_faces/pipeline_eye")
+            if "eyes" in self.wanted:
+                self._both_eyes(analysis, 1, where, "eyes_closed_faces/pipeline_eye")
+            mouth = mouths.get(path.relative_to(self.root / "eyes_closed_faces").as_posix())
+            if "mouth" in self.wanted and mouth is not None:
+                self.tasks["mouth"].add(
+                    analysis.regions.mouth,
+                    mouth,
+                    where,
+                    "eyes_closed_faces/pipeline_mouth",
+                    mouth_opening(analysis.landmarks),
+                )
 
     def mouth(self) -> None:
         with open(self.root / "mouth" / "annotations.csv") as handle:

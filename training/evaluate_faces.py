@@ -13,10 +13,11 @@ Sources and labels (a source is a dataset and, where it has several, a class):
   from `faces68_measures` (OFIQ's rule on the hand landmarks: open > 0.06, closed < 0.01); clean.
 - mouth (val + test): its hand mouth_open labels; clean.
 - mask (val + test): with_mask = covered (real); without_mask = clean, eyes assumed open.
-- faces68_ytf (all): eyes only where reviewed by eye (`training/eye_review.py`: a seeded sample,
+- faces68_ytf (all): eyes only where reviewed by eye (`training/review.py`: a seeded sample,
   open / closed-or-lids-lowered / unclear; the automatic-EAR label was wrong or unsure on most of
   the faces the model flagged); mouth by OFIQ's rule on the automatic points (weak labels); clean.
-- eyes_closed_faces (all): eyes closed (CEW); clean.
+- eyes_closed_faces (all): eyes closed (CEW); mouth where reviewed by eye (training/review.py);
+  clean.
 - mask_kaggle_faces (all): with_mask covered, without_mask clean, mask_weared_incorrect kept as
   its own class (reported, not in the error rates).
 - mask_web_types (all): covered.
@@ -50,9 +51,9 @@ from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.vision.analysis import FaceAnalyzer
 from kiosk.runtime.vision.detectors import DEFAULT_BACKEND, DETECTORS, make_detector
 from kiosk.runtime.vision.landmarks import landmark_predictor
-from training import eye_review, masks, splits
-from training.collect import COLLECT_MIN_FACE_PX, PAD_FRACTION, read_pts
-from training.geometry import inner_lip_gap
+from training import masks, review, splits
+from training.collect import COLLECT_MIN_FACE_PX, PAD_FRACTION
+from training.geometry import inner_lip_gap, read_pts
 from training.paths import MODELS, WORK, data_root
 
 logger = logging.getLogger(__name__)
@@ -94,7 +95,8 @@ def photos(root: Path) -> Iterator[tuple[Photo, str, str]]:
         return splits.lookup(dataset, path.relative_to(root / dataset).as_posix())
 
     measures = {r["image"]: r for r in _csv(root / "faces68_measures" / "measures.csv")}
-    ytf_eyes = eye_review.reviewed()
+    ytf_eyes = review.reviewed(review.REVIEWS["eyes"])
+    cew_mouths = review.reviewed(review.REVIEWS["mouth"])
     for image, row in sorted(measures.items()):
         path = root / image
         group, split = where("faces68", path)
@@ -132,7 +134,8 @@ def photos(root: Path) -> Iterator[tuple[Photo, str, str]]:
         eyes = ytf_eyes.get(row["path"])
         yield Photo("faces68_ytf", path, "faces68_ytf", eyes, mouth, 0), *where("faces68_ytf", path)
     for path in sorted((root / "eyes_closed_faces" / "closed").glob("*.jpg")):
-        photo = Photo("eyes_closed_faces", path, "eyes_closed_faces", 1, None, 0)
+        mouth = cew_mouths.get(path.relative_to(root / "eyes_closed_faces").as_posix())
+        photo = Photo("eyes_closed_faces", path, "eyes_closed_faces", 1, mouth, 0)
         yield photo, *where("eyes_closed_faces", path)
     for row in _csv(root / "mask_kaggle_faces" / "index.csv"):
         path = root / "mask_kaggle_faces" / row["path"]

@@ -4,6 +4,8 @@ detectors use them). The eye aspect ratio and OFIQ's mouth opening are the kiosk
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from kiosk.runtime.checks.eyes_closed import eye_aspect_ratio
@@ -28,3 +30,9 @@ def inner_lip_gap(landmarks: Landmarks) -> float:
     p = landmarks.points
     gap = np.mean([np.linalg.norm(p[a] - p[b]) for a, b in INNER_LIP_PAIRS])
     return float(gap / max(np.linalg.norm(p[54] - p[48]), 1e-6))
+
+
+def read_pts(path: Path) -> np.ndarray:
+    """The 68 points of a 300-W `.pts` file, 0-based (the format is 1-based)."""
+    body = path.read_text().split("{")[1].split("}")[0]
+    return np.array(body.split(), np.float32).reshape(68, 2) - 1.0

@@ -49,7 +49,8 @@ from kiosk.runtime.vision.detectors import DETECTORS, FaceDetector, make_detecto
 from kiosk.runtime.vision.landmarks import LandmarkPredictor, find_model
 from kiosk.runtime.vision.types import Box
 from training import splits
-from training.collect import PAD_FRACTION, read_pts
+from training.collect import PAD_FRACTION
+from training.geometry import read_pts
 from training.paths import MODELS, REPO, REPORTS, WORK, data_root
 from training.timing import median_ms
 

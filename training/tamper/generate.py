@@ -22,7 +22,7 @@ import numpy as np
 
 from kiosk.runtime.imageio import load_rgb
 from training import splits
-from training.collect import read_pts
+from training.geometry import read_pts
 from training.paths import WORK, data_root
 from training.tamper.manipulate import copy_move, face_morph, jpeg_bytes, jpeg_roundtrip, splice
 

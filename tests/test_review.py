@@ -1,0 +1,54 @@
+"""Labels reviewed by eye: notes become labels for the right photos, and the shipped label files
+are the ones training and evaluation read."""
+
+import csv
+from pathlib import Path
+
+from training import review
+
+EYES, MOUTH = review.REVIEWS["eyes"], review.REVIEWS["mouth"]
+
+
+def _root(tmp_path: Path, dataset: str, n: int = 60) -> Path:
+    folder = tmp_path / dataset
+    folder.mkdir()
+    with open(folder / "index.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path"])
+        writer.writerows([f"x/face_{i:02d}.jpg"] for i in range(n))
+    return tmp_path
+
+
+def test_notes_become_labels_in_the_seeded_order(tmp_path):
+    root = _root(tmp_path, EYES.dataset)
+    order = review.order(root, EYES)
+    assert sorted(order) == sorted(f"x/face_{i:02d}.jpg" for i in range(60))
+    assert order != sorted(order)  # shuffled, the same way every time
+    assert order == review.order(root, EYES)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("s00 O:0,5 C:3\ns01 O: C:1\n")
+    out = tmp_path / "labels.csv"
+    review.record(root, EYES, notes, out)
+    labels = review.reviewed(EYES, out)
+    assert len(labels) == 60  # sheet 0 (48) + the 12 photos of sheet 1
+    assert labels[order[0]] == 0 and labels[order[5]] == 0  # open eyes pass
+    assert labels[order[3]] == 1 and labels[order[48 + 1]] == 1  # closed eyes fail
+    assert labels[order[1]] is None and labels[order[50]] is None
+
+
+def test_an_open_mouth_is_the_failure(tmp_path):
+    root = _root(tmp_path, MOUTH.dataset)
+    order = review.order(root, MOUTH)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("s00 O:2 C:7\n")
+    out = tmp_path / "labels.csv"
+    review.record(root, MOUTH, notes, out)
+    labels = review.reviewed(MOUTH, out)
+    assert labels[order[2]] == 1 and labels[order[7]] == 0 and labels[order[0]] is None
+
+
+def test_shipped_reviews():
+    eyes = list(review.reviewed(EYES).values())
+    assert (len(eyes), eyes.count(0), eyes.count(1)) == (576, 139, 50)
+    mouths = list(review.reviewed(MOUTH).values())
+    assert (len(mouths), mouths.count(1), mouths.count(0)) == (1192, 395, 453)

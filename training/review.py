@@ -1,0 +1,178 @@
+"""Labels reviewed by eye where a dataset has none or only automatic ones (issue 12).
+
+Why: two questions have no trustworthy label in `../shared/datasets`.
+- YouTube-Faces eyes (`faces68_ytf`): the one source of open eyes the eye model never trained
+  on; its label was automatic ("open unless the automatic points' EAR < 0.15"), and the faces the
+  model flagged mostly had shut eyes or lowered lids: the label, not the model, was wrong.
+- CEW mouths (`eyes_closed_faces`): 1,192 real faces, many smiling with closed lips or laughing,
+  exactly what the mouth model confuses, but with no mouth label at all.
+
+A reviewer looks at a seeded random order of the photos, blind to every score, in sheets of 48
+numbered tiles, and notes per sheet which tiles show the failure and which the compliant state;
+every other tile is unclear:
+- eyes: open = both irises clearly visible; closed = an eye shut or the lids lowered over the
+  pupil (blinking, looking down) - a passport photo fails either way; tiles = eye bands cut
+  around the dataset's own points 36-47 and enlarged;
+- mouth: open = lips apart (teeth or a dark gap between them); closed = lips touching, smiling
+  or not; tiles = the lower half of the (tight) face photo.
+
+    python -m training.review sheets eyes --count 12 --out /tmp/review   # sheets s00..s11.png
+    python -m training.review record eyes notes.txt                      # notes -> labels CSV
+
+A note line is `s03 O:4,6,8 C:2,7` (sheet, tiles open, tiles closed). The CSVs in
+`training/labels/` (path, sheet, tile, state) are what training and evaluation read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from training.geometry import read_pts
+from training.paths import data_root
+
+LABELS = Path(__file__).parent / "labels"
+SEED = 12
+
+
+@dataclass(frozen=True)
+class Review:
+    dataset: str
+    part: str
+    columns: int
+    rows: int
+    tile: tuple[int, int]  # width, height
+    failure: str  # the state that fails the check: "closed" eyes, an "open" mouth
+    index: str  # the dataset's list of photos
+    cut: Callable[[Path, str], np.ndarray]  # (dataset dir, index path) -> tile
+
+    @property
+    def per_sheet(self) -> int:
+        return self.columns * self.rows
+
+    @property
+    def labels(self) -> Path:
+        return LABELS / f"{self.dataset}_{self.part}.csv"
+
+
+def _eye_band(folder: Path, path: str) -> np.ndarray:
+    """Both eyes (points 36-47, 1.7 x their width, 3:1) enlarged to one tile."""
+    image = cv2.imread(str(folder / path))
+    points = read_pts(folder / Path(path).with_suffix(".pts"))[36:48]
+    width = (points[:, 0].max() - points[:, 0].min()) * 1.7
+    scale = 240 / width
+    corner = points.mean(0) - np.array([width / 2, width / 6])
+    warp = np.array([[scale, 0, -corner[0] * scale], [0, scale, -corner[1] * scale]])
+    return cv2.warpAffine(
+        image, warp, (240, 80), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
+    )
+
+
+def _lower_face(folder: Path, path: str) -> np.ndarray:
+    """The lower half of a tight face photo, central 70 % of its width."""
+    image = cv2.imread(str(folder / path))
+    h, w = image.shape[:2]
+    part = image[h // 2 :, int(w * 0.15) : int(w * 0.85)]
+    return cv2.resize(part, (168, 120), interpolation=cv2.INTER_AREA)
+
+
+REVIEWS = {
+    "eyes": Review("faces68_ytf", "eyes", 4, 12, (240, 80), "closed", "index.csv", _eye_band),
+    "mouth": Review(
+        "eyes_closed_faces", "mouth", 6, 8, (168, 120), "open", "index.csv", _lower_face
+    ),
+}
+
+
+def order(root: Path, review: Review) -> list[str]:
+    """Every photo of the dataset (its index path) in the review's seeded order."""
+    with open(root / review.dataset / review.index, newline="") as handle:
+        paths = [row["path"] for row in csv.DictReader(handle)]
+    random.Random(SEED).shuffle(paths)
+    return paths
+
+
+def sheets(root: Path, review: Review, count: int, out: Path, first: int = 0) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    paths, n = order(root, review), review.per_sheet
+    for sheet in range(first, first + count):
+        tiles = []
+        for tile, path in enumerate(paths[sheet * n : (sheet + 1) * n]):
+            image = review.cut(root / review.dataset, path)
+            cv2.putText(image, str(tile), (2, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 255, 255))
+            cv2.rectangle(image, (0, 0), (review.tile[0] - 1, review.tile[1] - 1), (0, 0, 0))
+            tiles.append(image)
+        if not tiles:
+            break
+        tiles += [np.zeros_like(tiles[0])] * (n - len(tiles))
+        grid = [
+            np.hstack(tiles[r * review.columns : (r + 1) * review.columns])
+            for r in range(review.rows)
+        ]
+        cv2.imwrite(str(out / f"s{sheet:02d}.png"), np.vstack(grid))
+
+
+def record(root: Path, review: Review, notes: Path, out: Path | None = None) -> None:
+    """Turn note lines into one row per reviewed photo (unlisted tiles: unclear)."""
+    paths, n = order(root, review), review.per_sheet
+    names = {"O": "open", "C": "closed"}
+    rows = []
+    for line in notes.read_text().splitlines():
+        name, *marks = line.split()
+        sheet = int(name.removeprefix("s"))
+        state = {}
+        for mark in marks:
+            kind, _, tiles = mark.partition(":")
+            state |= {int(t): names[kind] for t in tiles.split(",") if t}
+        for tile, path in enumerate(paths[sheet * n : (sheet + 1) * n]):
+            rows.append(
+                {"path": path, "sheet": sheet, "tile": tile, "state": state.get(tile, "unclear")}
+            )
+    out = out or review.labels
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, ["path", "sheet", "tile", "state"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(sorted(rows, key=lambda r: r["path"]))
+
+
+def reviewed(review: Review, path: Path | None = None) -> dict[str, int | None]:
+    """index path -> 1 the failure (closed eyes, open mouth), 0 compliant, None unclear."""
+    compliant = "closed" if review.failure == "open" else "open"
+    with open(path or review.labels, newline="") as handle:
+        return {
+            row["path"]: {review.failure: 1, compliant: 0}.get(row["state"])
+            for row in csv.DictReader(handle)
+        }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", default=None)
+    commands = parser.add_subparsers(dest="command", required=True)
+    draw = commands.add_parser("sheets", help="draw review sheets")
+    draw.add_argument("review", choices=sorted(REVIEWS))
+    draw.add_argument("--count", type=int, default=12)
+    draw.add_argument("--first", type=int, default=0)
+    draw.add_argument("--out", type=Path, required=True)
+    note = commands.add_parser("record", help="notes -> labels CSV")
+    note.add_argument("review", choices=sorted(REVIEWS))
+    note.add_argument("notes", type=Path)
+    note.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    root, review = data_root(args.data_root), REVIEWS[args.review]
+    if args.command == "sheets":
+        sheets(root, review, args.count, args.out, args.first)
+    else:
+        record(root, review, args.notes, args.out)
+
+
+if __name__ == "__main__":
+    main()
