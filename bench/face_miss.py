@@ -56,7 +56,8 @@ from kiosk.runtime.vision.landmarks import LandmarkPredictor, find_model  # noqa
 from kiosk.runtime.vision.mtcnn_lite import MtcnnLite, MtcnnSettings  # noqa: E402
 from kiosk.runtime.vision.yunet import Yunet, YunetSettings  # noqa: E402
 from training import splits  # noqa: E402
-from training.collect import PAD_FRACTION, read_pts  # noqa: E402
+from training.collect import PAD_FRACTION  # noqa: E402
+from training.geometry import read_pts  # noqa: E402
 from training.paths import data_root  # noqa: E402
 
 Box = tuple[float, float, float, float]
