@@ -198,6 +198,15 @@ class DetectorConfig(MtcnnSettings):
         "masked faces YuNet misses (reports/detectors); yunet backend only",
     )
 
+    @model_validator(mode="after")
+    def _fallback_needs_yunet(self) -> DetectorConfig:
+        if self.fallback != "none" and self.backend != "yunet":
+            raise ValueError(
+                f"detector.fallback = {self.fallback!r} maps its boxes to YuNet's: use it with "
+                'backend = "yunet", or set fallback = "none"'
+            )
+        return self
+
 
 @section("landmarks")
 class LandmarksConfig:

@@ -144,7 +144,9 @@ def test_config_builds_yunet_with_the_blazeface_fallback(registry, astronaut, no
 
 def test_fallback_needs_yunet_and_its_model(registry, tmp_path) -> None:
     with pytest.raises(ConfigError, match='backend = "yunet"'):
-        make_detector("mtcnn", registry, DetectorConfig(backend="mtcnn", fallback="blazeface"))
+        DetectorConfig(backend="mtcnn", fallback="blazeface")
+    overridden = make_detector("mtcnn", registry, DetectorConfig(fallback="blazeface"))
+    assert not isinstance(overridden, FallbackDetector)  # MTCNN asked for explicitly: alone
     if BLAZEFACE_SHORT not in registry.entries:
         with pytest.raises(ModelError, match=BLAZEFACE_SHORT):
             make_detector("yunet", registry, DetectorConfig(fallback="blazeface"))

@@ -70,6 +70,7 @@ def test_bad_config_names_the_key(raw, message):
         ({"forensics": {"ela_quality": 75}}, "differs from 90, the quality the tamper_ela"),
         ({"landmarks": {"box_scale": 1.2}}, "box_scale = 1.2 differs from 1.0"),
         ({"token": {"default_format": "a4"}}, "token.default_format = 'a4' is not one of"),
+        ({"detector": {"backend": "mtcnn", "fallback": "blazeface"}}, 'backend = "yunet"'),
     ],
 )
 def test_cross_field_rules(raw, message):

@@ -218,7 +218,8 @@ def collect(
     `models_dir` = the bundle to judge (a candidate bundle before it ships). With `reuse` (rows of
     the same detector and the same other models) only photos with a label in `rerun` (eyes,
     mouth) are run again: the rows no figure of the retrained models reads (no such label,
-    synthetic twins) are copied from it - half the time when only the eye model changed."""
+    synthetic twins) are copied from it - half the time when only the eye model changed;
+    "missed" in `rerun` also runs the photos where no face was found (a detector fallback)."""
     runner = Runner(detector, models_dir, masks.load_overlays(root / "mask_overlays"))
     kept: dict[tuple[str, str], list[dict[str, str]]] = {}
     for old in _csv(reuse) if reuse else []:
@@ -241,8 +242,11 @@ def collect(
             "mouth": photo.mouth,
             "veil": photo.veil,
         }
-        if reuse and all(getattr(photo, label) is None for label in rerun):
-            rows += kept.get((base["path"], "real"), []) + kept.get((base["path"], "synthetic"), [])
+        old = kept.get((base["path"], "real"), [])
+        missed = "missed" in rerun and any(r["outcome"] == "no_face" for r in old)
+        labelled = any(getattr(photo, label, None) is not None for label in rerun)
+        if reuse and not (labelled or missed):
+            rows += old + kept.get((base["path"], "synthetic"), [])
             continue
         try:
             rgb, pad = padded(photo.path)
@@ -292,8 +296,9 @@ def main(argv: list[str] | None = None) -> None:
         help="run only photos with a --rerun label again; copy the other rows from this file",
     )  # fmt: skip
     parser.add_argument(
-        "--rerun", nargs="+", choices=["eyes", "mouth"], default=["eyes"],
-        help="with --reuse: the labels whose photos run again (the retrained models')",
+        "--rerun", nargs="+", choices=["eyes", "mouth", "missed"], default=["eyes"],
+        help="with --reuse: the labels whose photos run again (the retrained models'); missed: "
+        "the photos where no face was found",
     )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -82,6 +82,7 @@ KNOWN_ARCHITECTURES = (
     "MTCNN RNET",
     "MTCNN ONET",
     "YuNet",  # OpenCV Zoo ONNX run by cv2.FaceDetectorYN (kiosk/runtime/vision/yunet.py)
+    "BlazeFace",  # MediaPipe TFLite on LiteRT (kiosk/runtime/vision/blazeface.py): fallback
     "SRCNN-style residual generator",  # training/sr/nets.py: sr_x4
     "dlib ensemble of regression trees",  # training/landmarks.py: shape_predictor_mtcnn
     "gradient-boosted trees",  # training/tamper/splice.py: splice_jpeg (numpy at run time)

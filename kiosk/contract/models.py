@@ -121,6 +121,15 @@ OTHER: dict[str, ModelSpec] = {
             output="per face: box x, y, w, h, 5 keypoints, score",
         ),
         ModelSpec(
+            "blazeface_short",
+            "detector",
+            "BlazeFace (Bazarevsky et al. 2019), MediaPipe face_detection_short_range",
+            (1, 128, 128, 3),
+            input="RGB frame letterboxed to 128x128, float32 in [-1, 1]",
+            output="896 anchors: box centre/size + 6 keypoints, 1 logit "
+            "(kiosk/runtime/vision/blazeface.py)",
+        ),
+        ModelSpec(
             "jpeg_history",
             "forensic",
             "kv JPEG detector (hardened), training/jpeg/nets.py",

@@ -42,11 +42,8 @@ class FaceDetector(Protocol):
 
 
 def _mtcnn(registry: ModelRegistry, settings: Any, num_threads: int) -> FaceDetector:
-    if getattr(settings, "fallback", "none") != "none":
-        raise ConfigError(
-            f"[detector] fallback = {settings.fallback!r} maps its boxes to YuNet's: use it with "
-            'backend = "yunet", or set fallback = "none"'
-        )
+    # The fallback is a YuNet option (its boxes are mapped to YuNet's; the config refuses it with
+    # backend = "mtcnn"): a caller that asks for MTCNN over a YuNet config gets MTCNN alone.
     return MtcnnLite(registry, settings, num_threads=num_threads)
 
 
