@@ -77,7 +77,7 @@ VERDICTS = {
     for v in (
         # The eye CNN trains on the train split of faces68, CEW and mask/without_mask (pipeline
         # crops); faces68_ytf is the source it never saw (eyes reviewed by eye on a sample:
-        # training/eye_review.py), and its reviewed closed faces the only unseen closed ones.
+        # training/review.py), and its reviewed closed faces the only unseen closed ones.
         Verdict(
             "eyes_closed", "eyes", "eyes_cnn", "ear_min", -1.0,
             ("faces68", "eyes_closed_faces", "mask"), (),
