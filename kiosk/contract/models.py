@@ -152,12 +152,13 @@ OTHER: dict[str, ModelSpec] = {
         ModelSpec(
             "splice_jpeg",
             "forensic",
-            "gradient-boosted trees on JPEG-ghost, grid-phase blocking and noise tile features, "
-            "training/tamper/splice.py",
+            "gradient-boosted trees on JPEG-ghost, grid-phase blocking, quantisation-comb and "
+            "noise tile features, then logistic regression on pooled region features of the tile "
+            "map, training/tamper/splice.py",
             (),
             positive="32-px tile pasted with another compression history (splice, copy-move)",
             input="uint8 luma plane; features per 32-px tile (kiosk/runtime/forensics/splice.py)",
-            output="P(spliced) per tile; image score = the highest tile's",
+            output="P(spliced) per tile; image score: a second stage over the tile map's regions",
             threshold_source="5 % false alarms on validation authentic images",
         ),
         ModelSpec(
