@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from kiosk.contract.manifest import load_manifest, write_entry
+from kiosk.contract.manifest import ModelEntry, load_manifest, write_entry
 from kiosk.runtime.checks.fusion import CNN_LOGIT, Fusion, logit
 from training.evaluate_faces import faces_file
 from training.metrics import eer_point
@@ -255,7 +255,9 @@ def reported(faces: Faces, v: Verdict) -> np.ndarray:
     return (faces.split != "val") & ~trained
 
 
-def evaluate(faces: Faces, v: Verdict, previous: float) -> dict:
+def evaluate(faces: Faces, v: Verdict, previous: float, shipped: ModelEntry | None = None) -> dict:
+    """Choices on validation and figures on the reported rows; with `shipped` (the bundle's
+    manifest entry) also every source at the operating point the kiosk applies now."""
     val = faces.split == "val"
     test = reported(faces, v)
     methods = ["cnn"] + (["geometry", "fused"] if v.geometry else [])
@@ -276,6 +278,15 @@ def evaluate(faces: Faces, v: Verdict, previous: float) -> dict:
     if fusion is not None:
         result["fusion"] = fusion.as_dict()
         result["ship_fusion"] = fused_wins(result)
+    if shipped is not None and shipped.threshold is not None:
+        known = {v.feature} if v.geometry else set()
+        used = Fusion.from_entry(shipped.extra, v.model, known)
+        score = scores(faces, v, "fused" if used else "cnn", used)
+        result["shipped"] = {
+            "method": "fused" if used else "cnn",
+            "threshold": shipped.threshold,
+            "sources": source_rows(faces, v, score, test, {"shipped": shipped.threshold}),
+        }
     return result
 
 
@@ -447,18 +458,28 @@ def render(results: dict[str, dict], detector: str) -> str:
                 "",
             ]
         thr = " · ".join(f"{m} {r['methods'][m]['threshold']:.4g}" for m in r["methods"])
+        shipped = r.get("shipped")
+        now = (
+            f"; **shipped** (what the kiosk applies): {shipped['method']} {shipped['threshold']:.4g}"
+            if shipped
+            else ""
+        )
         lines += [
             f"Thresholds chosen on validation (worst source smallest): {thr}; before issue 12: "
-            f"{BEFORE[model]:.4g} (CNN).",
+            f"{BEFORE[model]:.4g} (CNN){now}.",
             "",
             "| source | class | n | face missed | too small | CNN @ before: error / e2e | "
+            + ("shipped: error / e2e | " if shipped else "")
             + " | ".join(f"{m} @ chosen: error / e2e" for m in r["methods"])
             + " |",
-            "|---|---|---|---|---|---|" + "---|" * len(r["methods"]),
+            "|---|---|---|---|---|---|" + ("---|" if shipped else "") + "---|" * len(r["methods"]),
         ]
         for i, row in enumerate(cnn["sources"]):
             mark = " (weak labels)" if row["weak"] else " †"
             cells = [f"{_pct(row['before']['error'])} / {_pct(row['before']['end_to_end'])}"]
+            if shipped:
+                now_row = shipped["sources"][i]["shipped"]
+                cells.append(f"{_pct(now_row['error'])} / {_pct(now_row['end_to_end'])}")
             for m in r["methods"]:
                 other = r["methods"][m]["sources"][i]["chosen"]
                 cells.append(f"{_pct(other['error'])} / {_pct(other['end_to_end'])}")
@@ -533,7 +554,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--faces", type=Path, default=None)
     parser.add_argument("--reports", type=Path, default=REPORTS / "verdicts")
-    parser.add_argument("--ship", action="store_true", help="write thresholds/fusion to models/")
+    parser.add_argument(
+        "--ship", nargs="*", choices=sorted(VERDICTS), default=None,
+        help="write the chosen thresholds/fusion to models/ (no name: every model)",
+    )  # fmt: skip
     parser.add_argument("--models-dir", type=Path, default=MODELS)
     parser.add_argument(
         "--before",
@@ -555,7 +579,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     faces = Faces.read(args.faces or faces_file(args.detector))
-    results = {m: evaluate(faces, v, BEFORE[m]) for m, v in VERDICTS.items()}
+    entries = load_manifest(args.models_dir).models
+    results = {m: evaluate(faces, v, BEFORE[m], entries.get(m)) for m, v in VERDICTS.items()}
     text = render(results, args.detector)
     if args.before:
         old_faces = Faces.read(args.before)
@@ -570,9 +595,10 @@ def main(argv: list[str] | None = None) -> None:
     (args.reports / f"{args.detector}.md").write_text(text)
     if args.require_win and not all(results[m].get("retrained_wins") for m in args.retrained):
         raise SystemExit(f"{args.retrained}: the retrained model does not beat the shipped one")
-    if args.ship:
+    if args.ship is not None:
         for model, r in results.items():
-            ship(args.models_dir, model, r)
+            if not args.ship or model in args.ship:
+                ship(args.models_dir, model, r)
 
 
 if __name__ == "__main__":
