@@ -148,7 +148,8 @@ def test_evaluation_photos_keep_trained_splits_out_and_label_every_source() -> N
         if photo.dataset in verdicts.VERDICTS["veil"].trained_on:
             assert split in ("val", "test")  # their train split trained the models
         seen.setdefault(photo.source, set()).add((photo.eyes, photo.mouth, photo.veil))
-    assert seen["eyes_closed_faces"] == {(1, None, 0)}
+    assert seen["eyes_closed_faces"] == {(1, m, 0) for m in (0, 1, None)}  # mouths reviewed
+    assert {labels[0] for labels in seen["faces68_ytf"]} == {0, 1, None}  # eyes reviewed
     assert seen["mask_web_types"] == {(None, None, 1)}
     assert {labels[1] for labels in seen["faces68"]} == {0, 1, None}
     assert seen["mask_kaggle_faces/mask_weared_incorrect"] == {(None, None, None)}
