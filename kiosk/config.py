@@ -101,6 +101,8 @@ def setting(
 
 
 class _Rule(NamedTuple):
+    """A rule of some fields, made by `rule` in a section's body."""
+
     fields: tuple[str, ...]
     check: Callable[[Any, Path], Any]
 
