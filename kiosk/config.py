@@ -1,10 +1,16 @@
-"""Kiosk configuration: one schema for `firmware_config/kiosk.toml` (pydantic dataclasses).
+"""Kiosk configuration: one schema for `firmware_config/kiosk.toml` (frozen dataclasses).
 
 Every section refuses unknown keys (a typo must not silently fall back to a default), bounds and
-a description live on each field, and every rule between fields is a validator, so
+a description live on each field, and every rule between fields is checked with them, so
 `kiosk --validate-config` applies exactly what `kiosk run` does. The sections are frozen
-pydantic dataclasses: `dataclasses.replace` re-validates, and building one with bad values raises
-ConfigError naming the key path, the value and the rule (one line per error).
+dataclasses that check themselves when built: from the file, in code or by
+`dataclasses.replace`, bad values raise ConfigError naming the key path, the value and the rule
+(one line per problem).
+
+The checks are the standard library's, not a schema library's: TOML gives only a few types, and
+pydantic's import and schema build were ~0.25 s of every `kiosk check` start (issue 16,
+docs/performance.md). Types are strict ("5" is not an int, true is not a number, NaN is refused;
+an int is a float).
 
 The file is found by `--config`, then `$KIOSK_CONFIG`, then /etc/kiosk/kiosk.toml, then the
 project's firmware_config/kiosk.toml; relative paths in it resolve against its own folder
@@ -13,30 +19,20 @@ Parameters a model was trained with (ELA quality, landmark box scale) come from 
 manifest: the config may only repeat them (docs/configuration.md).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: the checks read the fields' types, which are then
+# objects already (evaluating them from strings cost ~7 ms a start).
 import dataclasses
-import functools
 import ipaddress
 import logging
 import math
 import os
 import re
 import tomllib
+import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
-
-from pydantic import (
-    ConfigDict,
-    Field,
-    TypeAdapter,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
-from pydantic.dataclasses import dataclass
+from typing import Any, ClassVar, Literal, NamedTuple, TypeVar
 
 from kiosk.contract.errors import ConfigError, ModelError
 from kiosk.contract.manifest import load_manifest
@@ -63,42 +59,241 @@ _HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-
 DEFAULT_BOX_SCALE = 1.0
 ELA_MODEL = "tamper_ela"
 
-# TOML types, checked strictly ("5" is not an int, true is not a number); an int is a float.
-Int = Annotated[int, Field(strict=True)]
-Float = Annotated[float, Field(strict=True, allow_inf_nan=False)]
-Str = Annotated[str, Field(strict=True)]
-Bool = Annotated[bool, Field(strict=True)]
-
-_TYPE_NAMES = {
-    "int_type": "an int",
-    "float_type": "a float",
-    "bool_type": "a bool",
-    "string_type": "a str",
-    "list_type": "a list",
-    "dict_type": "a table",
-}
+_TYPE_NAMES = {int: "an int", float: "a float", bool: "a bool", str: "a str"}
 
 
-def section(name: str) -> Any:
-    """A frozen pydantic dataclass for the [name] table: unknown keys refused, and construction
-    in code (or `dataclasses.replace`) raising ConfigError like a bad file does."""
+class _Problem(NamedTuple):
+    """One line of a ConfigError: `head` + the key path + `tail` (an empty path: a rule's own
+    message, which names its keys itself)."""
 
-    def wrap(cls: type) -> type:
-        cls = dataclass(frozen=True, kw_only=True, config=ConfigDict(extra="forbid"))(cls)
-        init = cls.__init__
+    loc: tuple[str, ...]
+    head: str
+    tail: str = ""
 
-        @functools.wraps(init)
-        def checked(self: Any, *args: Any, **kwargs: Any) -> None:
+    def line(self) -> str:
+        return f"{self.head}{'.'.join(self.loc)}{self.tail}"
+
+
+class _Invalid(ConfigError):
+    """A ConfigError that keeps its problems, so the table around a bad one reports them all."""
+
+    def __init__(self, problems: list[_Problem]) -> None:
+        super().__init__("\n".join(problem.line() for problem in problems))
+        self.problems = problems
+
+
+def _bad(loc: tuple[str, ...], tail: str) -> _Invalid:
+    return _Invalid([_Problem(loc, "", tail)])
+
+
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    ge: float | None = None,
+    le: float | None = None,
+    max_length: int | None = None,
+    description: str = "",
+    default_factory: Any = dataclasses.MISSING,
+) -> Any:
+    """A field of a section: its default (none: required), inclusive bounds and what it is for."""
+    metadata = {"ge": ge, "le": le, "max_length": max_length, "description": description}
+    return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
+
+
+class _Rule(NamedTuple):
+    """A rule of some fields, made by `rule` in a section's body."""
+
+    fields: tuple[str, ...]
+    check: Callable[[Any, Path], Any]
+
+
+def rule(*fields: str) -> Callable[[Callable[[Any, Path], Any]], _Rule]:
+    """Make `check(value, base folder) -> value` the rule of these fields: it runs after their
+    type and bounds are checked, may normalise the value, and raises ValueError to refuse it."""
+    return lambda check: _Rule(fields, check)
+
+
+class _Setting(NamedTuple):
+    """A section field as checked: its type, bounds, default and rule."""
+
+    name: str
+    hint: Any
+    ge: float | None
+    le: float | None
+    max_length: int | None
+    default: Callable[[], Any] | None  # None: required
+    rule: Callable[[Any, Path], Any] | None
+
+    def check(self, value: Any, loc: tuple[str, ...], base: Path) -> Any:
+        value = _typed(value, self.hint, loc, base)
+        if value is not None:
+            too_low = self.ge is not None and value < self.ge
+            if too_low or (self.le is not None and value > self.le):
+                raise _bad(loc, f" = {value!r} is outside [{self.ge}, {self.le}]")
+            if self.max_length is not None and len(value) > self.max_length:
+                raise _bad(loc, f" = {value!r} must be at most {self.max_length} characters")
+        return self.rule(value, base) if self.rule else value
+
+
+class Section:
+    """A table of the file. Building one, from the file, in code or by `dataclasses.replace`,
+    checks every field (type, bounds, its rule; a required one missing, an unknown one) and
+    then `_check`, the rules between fields, and raises ConfigError listing every problem.
+
+    The subclasses are dataclasses (`section`) without generated methods: these generic ones
+    stand in for them (keyword-only, frozen, compared and hashed by value). The standard
+    library compiles a dataclass's methods anew at every start, ~1 ms a section."""
+
+    section_name: ClassVar[str] = ""
+    _settings: ClassVar[tuple[_Setting, ...]] = ()
+
+    def __init__(self, **values: Any) -> None:
+        self._fill(values, tuple(self.section_name.split(".")) if self.section_name else (), None)
+
+    def _fill(self, table: dict[str, Any], loc: tuple[str, ...], base: Path | None) -> None:
+        """Check `table` field by field in declaration order and set the fields; relative paths
+        resolve against `base` (the config file's folder; None: the project root)."""
+        values, problems = {}, []
+        for item in self._settings:
+            key = (*loc, item.name)
+            if item.name not in table and item.default is None:
+                problems.append(_Problem(key, "", " is required"))
+                continue
+            value = table[item.name] if item.name in table else item.default()
             try:
-                init(self, *args, **kwargs)
-            except ValidationError as exc:
-                raise ConfigError(_describe(exc, cls, name)) from None
+                values[item.name] = item.check(value, key, base or PROJECT_ROOT)
+            except _Invalid as exc:
+                problems.extend(exc.problems)
+            except ValueError as exc:  # the field's rule
+                problems.append(_Problem((), str(exc)))
+        names = [item.name for item in self._settings]
+        known = f"; known: {', '.join(names)}"
+        for name in table:
+            if name not in names:
+                unknown = ("unknown section [", "]" + known) if not loc else ("unknown key ", known)
+                problems.append(_Problem((*loc, name), *unknown))
+        if problems:
+            raise _Invalid(problems)
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+        try:
+            self._check()
+        except ValueError as exc:
+            raise _Invalid([_Problem((), str(exc))]) from None
 
-        cls.__init__ = checked  # type: ignore[method-assign]
-        cls.section_name = name  # type: ignore[attr-defined]
+    def _check(self) -> None:
+        """The rules between this section's fields: raise ValueError saying what to change."""
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, item.name) for item in self._settings)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{item.name}={getattr(self, item.name)!r}" for item in self._settings)
+        return f"{type(self).__qualname__}({fields})"
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
+
+
+S = TypeVar("S", bound=Section)
+
+
+@typing.dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(setting,))
+def section(name: str) -> Callable[[type[S]], type[S]]:
+    """The [name] table: a dataclass (so `dataclasses.fields` and `replace` work) whose methods
+    are Section's, each field's type, bounds, default and rule collected for them."""
+
+    def wrap(cls: type[S]) -> type[S]:
+        cls = dataclasses.dataclass(init=False, repr=False, eq=False)(cls)
+        rules = {
+            field: attribute.check
+            for klass in reversed(cls.__mro__)
+            for attribute in vars(klass).values()
+            if isinstance(attribute, _Rule)
+            for field in attribute.fields
+        }
+        settings = []
+        for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+            default: Callable[[], Any] | None = None
+            if field.default is not dataclasses.MISSING:
+                default = lambda value=field.default: value  # noqa: E731
+            elif field.default_factory is not dataclasses.MISSING:
+                default = field.default_factory
+            meta = field.metadata
+            settings.append(
+                _Setting(
+                    field.name,
+                    field.type,
+                    meta.get("ge"),
+                    meta.get("le"),
+                    meta.get("max_length"),
+                    default,
+                    rules.get(field.name),
+                )
+            )
+        cls.section_name = name
+        cls._settings = tuple(settings)
         return cls
 
     return wrap
+
+
+def _build(cls: type[S], table: Any, loc: tuple[str, ...], base: Path) -> S:
+    """A section from its table in the file (key path `loc`): missing keys take their
+    defaults, relative paths resolve against `base`."""
+    if not isinstance(table, dict):
+        raise _Invalid([_Problem(loc, "[", "] must be a table")])
+    built = cls.__new__(cls)
+    built._fill(table, loc, base)
+    return built
+
+
+def _typed(value: Any, hint: Any, loc: tuple[str, ...], base: Path) -> Any:
+    """`value` as the type `hint` (a TOML scalar, Literal, list, table or section)."""
+    if isinstance(hint, types.UnionType):  # `X | None`
+        if value is None:
+            return None
+        (hint,) = (arg for arg in typing.get_args(hint) if arg is not type(None))
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        if isinstance(value, str) and value in args:
+            return value
+        raise _bad(loc, f" = {value!r} must be {' or '.join(map(repr, args))}")
+    if origin is list or origin is dict:
+        if not isinstance(value, (list, tuple) if origin is list else dict):
+            raise _bad(loc, f" = {value!r} must be {'a list' if origin is list else 'a table'}")
+        items = enumerate(value) if origin is list else value.items()
+        result, problems = {}, []
+        for key, item in items:
+            try:
+                if origin is dict:
+                    _typed(key, args[0], (*loc, str(key)), base)
+                result[key] = _typed(item, args[-1], (*loc, str(key)), base)
+            except _Invalid as exc:
+                problems.extend(exc.problems)
+        if problems:
+            raise _Invalid(problems)
+        return list(result.values()) if origin is list else result
+    if isinstance(hint, type) and issubclass(hint, Section):
+        return value if isinstance(value, hint) else _build(hint, value, loc, base)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, hint) or (hint is not bool and isinstance(value, bool)):
+        raise _bad(loc, f" = {value!r} must be {_TYPE_NAMES[hint]}")
+    if hint is float and not math.isfinite(value):
+        raise _bad(loc, f" = {value!r} must be a finite number")
+    return value
 
 
 def resolve(path: str, base: Path | None = None) -> Path:
@@ -110,9 +305,8 @@ def resolve(path: str, base: Path | None = None) -> Path:
     return Path(os.path.normpath(candidate))
 
 
-def _absolute(value: str, info: ValidationInfo) -> str:
+def _absolute(value: str, base: Path) -> str:
     """A path setting as an absolute path: relative ones against the config file's folder."""
-    base = (info.context or {}).get("base")
     return str(resolve(value, base)) if value else value
 
 
@@ -122,24 +316,21 @@ def is_camera_spec(spec: str) -> bool:
 
 
 @section("models")
-class ModelsConfig:
-    dir: Str = Field(
+class ModelsConfig(Section):
+    """The model bundle the kiosk loads, and the key that must have signed it."""
+
+    dir: str = setting(
         "models",
-        validate_default=True,
         description="folder holding manifest.json and the model files it lists (the bundle)",
     )
-    num_threads: Int = Field(1, ge=1, le=64, description="threads per TFLite interpreter")
-    public_key: Str = Field(
+    num_threads: int = setting(1, ge=1, le=64, description="threads per TFLite interpreter")
+    public_key: str = setting(
         "",
-        validate_default=True,
         description="Ed25519 public key (PEM) that must have signed the bundle's manifest.sig; "
         "empty: bundles load unchecked with a warning (a developer checkout)",
     )
 
-    @field_validator("dir", "public_key")
-    @classmethod
-    def _paths(cls, value: str, info: ValidationInfo) -> str:
-        return _absolute(value, info)
+    _paths = rule("dir", "public_key")(_absolute)
 
     @property
     def public_key_path(self) -> Path | None:
@@ -147,75 +338,74 @@ class ModelsConfig:
 
 
 @section("detector")
-class MtcnnSettings:
+class MtcnnSettings(Section):
     """MTCNN cascade parameters; the defaults are the `mtcnn` package's. They live with the
     configuration because the kiosk's [detector] section is these settings."""
 
-    min_face_size: Int = Field(
+    min_face_size: int = setting(
         20, ge=12, le=2000, description="smallest face (px) the pyramid looks for"
     )
-    scale_factor: Float = Field(0.709, ge=0.3, le=0.95, description="pyramid step")
-    threshold_pnet: Float = Field(0.6, ge=0.0, le=1.0, description="P-Net confidence")
-    threshold_rnet: Float = Field(0.7, ge=0.0, le=1.0, description="R-Net confidence")
-    threshold_onet: Float = Field(0.8, ge=0.0, le=1.0, description="O-Net confidence")
-    nms_pnet_scale: Float = Field(0.5, ge=0.0, le=1.0, description="NMS IoU within a scale")
-    nms_pnet_all: Float = Field(0.7, ge=0.0, le=1.0, description="NMS IoU across scales")
-    nms_rnet: Float = Field(0.7, ge=0.0, le=1.0, description="NMS IoU after R-Net")
-    nms_onet: Float = Field(0.7, ge=0.0, le=1.0, description="NMS IoU after O-Net")
+    scale_factor: float = setting(0.709, ge=0.3, le=0.95, description="pyramid step")
+    threshold_pnet: float = setting(0.6, ge=0.0, le=1.0, description="P-Net confidence")
+    threshold_rnet: float = setting(0.7, ge=0.0, le=1.0, description="R-Net confidence")
+    threshold_onet: float = setting(0.8, ge=0.0, le=1.0, description="O-Net confidence")
+    nms_pnet_scale: float = setting(0.5, ge=0.0, le=1.0, description="NMS IoU within a scale")
+    nms_pnet_all: float = setting(0.7, ge=0.0, le=1.0, description="NMS IoU across scales")
+    nms_rnet: float = setting(0.7, ge=0.0, le=1.0, description="NMS IoU after R-Net")
+    nms_onet: float = setting(0.7, ge=0.0, le=1.0, description="NMS IoU after O-Net")
 
 
 @section("detector")
 class DetectorConfig(MtcnnSettings):
     """The MTCNN cascade's settings, with the kiosk's own default minimum face size."""
 
-    min_face_size: Int = Field(
+    min_face_size: int = setting(
         40,
         ge=12,
         le=2000,
         description="smallest face (px) the pyramid looks for; 40 halves "
         "the pyramid's work against the package's 20",
     )
-    backend: Literal["mtcnn", "yunet"] = Field(
+    backend: Literal["mtcnn", "yunet"] = setting(
         "yunet",
         description="face detector: OpenCV's YuNet (fewest misses, masked faces included, "
         "~6 ms; reports/detectors) or MTCNN on LiteRT (the paper's); each uses the landmark "
         "model trained on its boxes",
     )
-    yunet_score_threshold: Float = Field(
+    yunet_score_threshold: float = setting(
         0.4, ge=0.0, le=1.0, description="YuNet face score (OpenCV's 0.6 misses more masked faces)"
     )
-    yunet_nms_threshold: Float = Field(0.3, ge=0.0, le=1.0, description="YuNet NMS IoU limit")
-    detect_width: Int = Field(
+    yunet_nms_threshold: float = setting(0.3, ge=0.0, le=1.0, description="YuNet NMS IoU limit")
+    detect_width: int = setting(
         320,
         ge=0,
         le=4096,
         description="YuNet detects on a copy this wide (0: the whole frame); boxes are scaled back",
     )
-    fallback: Literal["none", "blazeface"] = Field(
+    fallback: Literal["none", "blazeface"] = setting(
         "none",
         description="a second detector run only on frames where YuNet finds no face: "
         '"blazeface" (MediaPipe short range, boxes mapped to YuNet\'s) finds about half of the '
         "masked faces YuNet misses (reports/detectors); yunet backend only",
     )
 
-    @model_validator(mode="after")
-    def _fallback_needs_yunet(self) -> DetectorConfig:
+    def _check(self) -> None:
         if self.fallback != "none" and self.backend != "yunet":
             raise ValueError(
                 f"detector.fallback = {self.fallback!r} maps its boxes to YuNet's: use it with "
                 'backend = "yunet", or set fallback = "none"'
             )
-        return self
 
 
 @section("landmarks")
-class LandmarksConfig:
-    model: Str = Field(
+class LandmarksConfig(Section):
+    """The 68-point landmark model (docs/architecture.md: detector and landmark model pair)."""
+
+    model: str = setting(
         "",
-        validate_default=True,
         description="dlib 68-point model file; empty: face-recognition-models, then /usr/share/dlib",
     )
-    box_scale: Float | None = Field(
+    box_scale: float | None = setting(
         None,
         ge=0.5,
         le=2.0,
@@ -223,18 +413,17 @@ class LandmarksConfig:
         "stock model); may only be repeated here, a different value is refused",
     )
 
-    @field_validator("model")
-    @classmethod
-    def _paths(cls, value: str, info: ValidationInfo) -> str:
-        return _absolute(value, info)
+    _paths = rule("model")(_absolute)
 
 
 @section("gates")
-class GatesConfig:
-    min_face_px: Int = Field(
+class GatesConfig(Section):
+    """Which faces in a frame are checked at all."""
+
+    min_face_px: int = setting(
         100, ge=1, le=10000, description="minimum face box side, px (ICAO capture guidance)"
     )
-    background_face_ratio: Float = Field(
+    background_face_ratio: float = setting(
         0.5,
         ge=0.0,
         le=1.0,
@@ -244,37 +433,37 @@ class GatesConfig:
 
 
 @section("tracking")
-class TrackingConfig:
+class TrackingConfig(Section):
     """Video and camera sources: the face is tracked between detections and a check's result is
     reused while its input is unchanged (kiosk/runtime/vision/tracker.py, docs/performance.md).
     Photos are always checked from scratch."""
 
-    redetect_every: Int = Field(
+    redetect_every: int = setting(
         10, ge=1, le=300, description="run the detector at least every N frames (1: every frame)"
     )
-    min_correlation: Float = Field(
+    min_correlation: float = setting(
         0.9,
         ge=0.0,
         le=1.0,
         description="re-detect when the face patch matches its keyframe worse than this (NCC)",
     )
-    max_scene_change: Float = Field(
+    max_scene_change: float = setting(
         12.0,
         ge=0.0,
         le=255.0,
         description="re-detect when a 32x24 thumbnail of the frame moved by more than this mean "
         "grey level since the keyframe",
     )
-    rescore_every: Int = Field(
+    rescore_every: int = setting(
         10, ge=1, le=300, description="rerun every check at least every N frames (1: every frame)"
     )
-    max_crop_change: Float = Field(
+    max_crop_change: float = setting(
         4.0,
         ge=0.0,
         le=255.0,
         description="rerun a check when its input crop changed by more than this mean grey level",
     )
-    max_landmark_motion_px: Float = Field(
+    max_landmark_motion_px: float = setting(
         3.0,
         ge=0.0,
         le=100.0,
@@ -284,75 +473,70 @@ class TrackingConfig:
 
 
 @section("input")
-class InputConfig:
+class InputConfig(Section):
     """What one input may cost; `kiosk check`/`forensics` stay under 300 MB (docs/input.md)."""
 
-    max_megapixels: Float = Field(
+    max_megapixels: float = setting(
         50.0, ge=0.1, le=1000.0, description="any format; JPEGs are decoded at reduced scale"
     )
-    max_full_decode_megapixels: Float = Field(
+    max_full_decode_megapixels: float = setting(
         16.0, ge=0.1, le=1000.0, description="PNG, BMP, TIFF, WebP: decoded whole"
     )
-    max_file_mb: Int = Field(
+    max_file_mb: int = setting(
         200, ge=1, le=100_000, description="file size, checked before anything is read"
     )
-    work_megapixels: Float = Field(
+    work_megapixels: float = setting(
         1.3, ge=0.1, le=100.0, description="checks run on a copy at most this large"
     )
 
 
 @section("forensics")
-class ForensicsConfig:
-    sr_token_px: Int = Field(
+class ForensicsConfig(Section):
+    """The forensic checks of a capture: JPEG history, ELA tampering, super-resolution."""
+
+    sr_token_px: int = setting(
         256, ge=16, le=4096, description="faces smaller than this (box side, px) are super-resolved"
     )
-    workers: Int = Field(
+    workers: int = setting(
         2,
         ge=1,
         le=8,
         description="forensic checks run at once on a capture in `kiosk run` (each may hold the "
         "still's full-resolution luma: ~12 MB at 12 MP); `kiosk forensics` runs one at a time",
     )
-    ela_quality: Int | None = Field(
+    ela_quality: int | None = setting(
         None,
         ge=50,
         le=100,
         description="the tamper_ela model's own (manifest entry `ela_quality`); may only be "
         "repeated here, a different value is refused",
     )
-    jpeg_calibration: Str = Field(
+    jpeg_calibration: str = setting(
         "data/jpeg_calibration.json",
-        validate_default=True,
         description="this camera's JPEG-history threshold, written by `kiosk calibrate`; used "
         "instead of the manifest's while it names the same model file",
     )
 
-    @field_validator("jpeg_calibration")
-    @classmethod
-    def _calibration_path(cls, value: str, info: ValidationInfo) -> str:
-        return _absolute(value, info)
+    _paths = rule("jpeg_calibration")(_absolute)
 
 
 @section("store")
-class StoreConfig:
-    dir: Str = Field(
+class StoreConfig(Section):
+    """Where the encrypted captures and their key live."""
+
+    dir: str = setting(
         "data/captures",
-        validate_default=True,
         description="capture store folder; on a Pi /var/lib/kiosk/captures (StateDirectory)",
     )
-    key_file: Str = Field(
+    key_file: str = setting(
         "data/captures.key",
-        validate_default=True,
         description="AES-256 key, created with mode 0600 on first run",
     )
-    min_free_mb: Int = Field(
+    min_free_mb: int = setting(
         200, ge=0, le=1_000_000, description="captures are refused below this free space"
     )
 
-    @field_validator("dir", "key_file")
-    @classmethod
-    def _paths(cls, value: str, info: ValidationInfo) -> str:
-        return _absolute(value, info)
+    _paths = rule("dir", "key_file")(_absolute)
 
     @property
     def path(self) -> Path:
@@ -364,58 +548,59 @@ class StoreConfig:
 
 
 @section("service")
-class ServiceConfig:
-    source: Str = Field(
+class ServiceConfig(Section):
+    """`kiosk run`: the camera, the prompts' smoothing and the capture."""
+
+    source: str = setting(
         "camera:0",
-        validate_default=True,
         description="camera, camera:N (USB through OpenCV), picamera, or an existing folder, "
         "image or video to replay",
     )
-    replay_fps: Float = Field(10.0, ge=0.1, le=1000.0, description="replay frame rate")
-    replay_loop: Bool = Field(True, description="replay: start again at the end")
-    preview_width: Int = Field(
+    replay_fps: float = setting(10.0, ge=0.1, le=1000.0, description="replay frame rate")
+    replay_loop: bool = setting(True, description="replay: start again at the end")
+    preview_width: int = setting(
         640, ge=160, le=4096, description="width (px) of the stream the checks run on"
     )
-    smoothing_frames: Int = Field(
+    smoothing_frames: int = setting(
         5, ge=1, le=100, description="N: prompts are smoothed over the last N frame verdicts"
     )
-    ready_frames: Int = Field(
+    ready_frames: int = setting(
         3, ge=1, le=100, description="K: consecutive passing frames before the still is taken"
     )
-    retry_min_s: Float = Field(
+    retry_min_s: float = setting(
         0.5, ge=0.01, le=60.0, description="camera reconnect backoff, doubling up to retry_max_s"
     )
-    retry_max_s: Float = Field(10.0, ge=0.01, le=3600.0, description="longest reconnect wait")
-    stall_s: Float = Field(
+    retry_max_s: float = setting(10.0, ge=0.01, le=3600.0, description="longest reconnect wait")
+    stall_s: float = setting(
         10.0, ge=1.0, le=3600.0, description="/health is 503 when the loop stalls this long"
     )
-    capture_quality: Int = Field(95, ge=50, le=100, description="JPEG quality of stored captures")
-    countdown_s: Float = Field(
+    capture_quality: int = setting(95, ge=50, le=100, description="JPEG quality of stored captures")
+    countdown_s: float = setting(
         3.0, ge=0.0, le=10.0, description="countdown shown before the photo is taken (0: none)"
     )
-    retake_waits_for_operator: Bool = Field(
+    retake_waits_for_operator: bool = setting(
         True, description="after Retake, arm the next photo only when the operator resumes"
     )
-    retake_pause_s: Float = Field(
+    retake_pause_s: float = setting(
         0.0,
         ge=0.0,
         le=600.0,
         description="after Retake, arm again after this pause (when not waiting for the operator)",
     )
-    kiosk_id: Str = Field(
+    kiosk_id: str = setting(
         "", max_length=64, description="this kiosk's name in every record (empty: the host name)"
     )
 
-    @field_validator("source")
-    @classmethod
-    def _camera_spec(cls, value: str, info: ValidationInfo) -> str:
+    @rule("source")
+    @staticmethod
+    def _camera_spec(value: str, base: Path) -> str:
         if value.startswith("camera:") and not value.partition(":")[2].isdigit():
             raise ValueError(
                 f"service.source = {value!r}: the camera index must be a number, e.g. camera:0"
             )
         if is_camera_spec(value):
             return value
-        path = resolve(value, (info.context or {}).get("base"))
+        path = resolve(value, base)
         if not path.exists():
             raise ValueError(
                 f"service.source = {value!r}: {path} does not exist; use camera, camera:N, "
@@ -423,69 +608,69 @@ class ServiceConfig:
             )
         return str(path)
 
-    @model_validator(mode="after")
-    def _backoff(self) -> ServiceConfig:
+    def _check(self) -> None:
         if self.retry_min_s > self.retry_max_s:
             raise ValueError(
                 f"service.retry_min_s = {self.retry_min_s} exceeds service.retry_max_s = "
                 f"{self.retry_max_s}: the backoff starts at the first and doubles up to the second"
             )
-        return self
 
 
 @section("console")
-class ConsoleConfig:
-    host: Str = Field(
+class ConsoleConfig(Section):
+    """The operator console: where it listens and who may use it (docs/service.md)."""
+
+    host: str = setting(
         "127.0.0.1", description="listen address; beyond loopback a strong token is required"
     )
-    port: Int = Field(8080, ge=0, le=65535, description="listen port")
-    token: Str = Field(
+    port: int = setting(8080, ge=0, le=65535, description="listen port")
+    token: str = setting(
         "",
         description=f"shared secret, at least {MIN_TOKEN_CHARS} characters and ~80 bits "
         f"({GENERATE}); empty: allowed only on loopback",
     )
-    preview_fps: Float = Field(10.0, ge=0.5, le=60.0, description="MJPEG preview frame rate cap")
-    max_body_bytes: Int = Field(
+    preview_fps: float = setting(10.0, ge=0.5, le=60.0, description="MJPEG preview frame rate cap")
+    max_body_bytes: int = setting(
         4096, ge=64, le=1_048_576, description="larger request bodies get 413"
     )
-    allowed_hosts: list[Str] = Field(
+    allowed_hosts: list[str] = setting(
         default_factory=list,
         description="Host names the console answers to besides loopback and `host` (required "
         "when host is 0.0.0.0 or ::)",
     )
-    idle_timeout_s: Float = Field(
+    idle_timeout_s: float = setting(
         5.0, ge=0.5, le=300.0, description="a connection without a complete request is closed"
     )
-    max_connections: Int = Field(
+    max_connections: int = setting(
         32, ge=4, le=4096, description="beyond this the oldest idle connection is closed"
     )
-    max_header_bytes: Int = Field(8192, ge=1024, le=65536, description="larger headers get 400")
-    max_preview_viewers: Int = Field(4, ge=1, le=64, description="concurrent MJPEG viewers")
-    session_s: Float = Field(
+    max_header_bytes: int = setting(8192, ge=1024, le=65536, description="larger headers get 400")
+    max_preview_viewers: int = setting(4, ge=1, le=64, description="concurrent MJPEG viewers")
+    session_s: float = setting(
         43200.0, ge=60.0, le=7 * 86400.0, description="operator sign-in (/login) lifetime"
     )
-    max_token_failures: Int = Field(
+    max_token_failures: int = setting(
         5, ge=1, le=1000, description="wrong tokens per client per minute before 429"
     )
-    language: Literal["en", "de"] = Field(
+    language: Literal["en", "de"] = setting(
         "en", description="applicant prompts' language (kiosk/contract/reasons.py MESSAGES)"
     )
-    mirror_preview: Bool = Field(
+    mirror_preview: bool = setting(
         True, description="show the live preview mirrored, as applicants expect a mirror"
     )
-    countdown_sound: Bool = Field(False, description="beep each second of the countdown")
-    trust_loopback: Bool = Field(
+    countdown_sound: bool = setting(False, description="beep each second of the countdown")
+    trust_loopback: bool = setting(
         False,
         description="requests from this machine (the kiosk's own screen) need no token; others do",
     )
-    ssl_certfile: Str = Field(
+    ssl_certfile: str = setting(
         "", description="PEM certificate: serve HTTPS (and a Secure session cookie)"
     )
-    ssl_keyfile: Str = Field("", description="PEM private key of ssl_certfile")
+    ssl_keyfile: str = setting("", description="PEM private key of ssl_certfile")
 
-    @field_validator("allowed_hosts")
-    @classmethod
-    def _host_names(cls, value: list[str]) -> list[str]:
+    @rule("allowed_hosts")
+    @staticmethod
+    def _host_names(value: list[str], base: Path) -> list[str]:
         for name in value:
             if not _valid_host_name(name):
                 raise ValueError(
@@ -494,11 +679,9 @@ class ConsoleConfig:
                 )
         return value
 
-    @model_validator(mode="after")
-    def _exposure(self) -> ConsoleConfig:
+    def _check(self) -> None:
         if problem := console_problem(self):
             raise ValueError(problem)
-        return self
 
 
 def console_problem(console: ConsoleConfig) -> str | None:
@@ -572,19 +755,19 @@ def is_loopback(host: str) -> bool:
 
 
 @section("icao")
-class IcaoConfig:
+class IcaoConfig(Section):
     """Pose and resolution limits of the ICAO checks (ISO/IEC 19794-5, ICAO Doc 9303 part 3)."""
 
-    max_yaw_deg: Float = Field(
+    max_yaw_deg: float = setting(
         5.0, ge=0.0, le=45.0, description="frontal pose: yaw within ±5° (ISO/IEC 19794-5)"
     )
-    max_pitch_deg: Float = Field(
+    max_pitch_deg: float = setting(
         5.0, ge=0.0, le=45.0, description="frontal pose: pitch within ±5° (ISO/IEC 19794-5)"
     )
-    max_roll_deg: Float = Field(
+    max_roll_deg: float = setting(
         8.0, ge=0.0, le=45.0, description="frontal pose: roll within ±8° (ISO/IEC 19794-5)"
     )
-    min_eye_distance_px: Int = Field(
+    min_eye_distance_px: int = setting(
         90,
         ge=0,
         le=10000,
@@ -593,62 +776,62 @@ class IcaoConfig:
     )
     # Image-measure limits (kiosk/runtime/checks/, docs/compliance.md: each with its source and
     # the share of ordinary portraits it flags, measured by bench/bench_icao.py).
-    max_dark_fraction: Float = Field(
+    max_dark_fraction: float = setting(
         0.30,
         ge=0.0,
         le=1.0,
         description="share of face pixels at luma 0-25 (OFIQ under-exposure range) above which "
         "the face is too dark",
     )
-    max_bright_fraction: Float = Field(
+    max_bright_fraction: float = setting(
         0.10,
         ge=0.0,
         le=1.0,
         description="share of face pixels at luma 247-255 (OFIQ over-exposure range) above which "
         "the face is over-exposed",
     )
-    min_dynamic_range_bits: Float = Field(
+    min_dynamic_range_bits: float = setting(
         5.0,
         ge=0.0,
         le=8.0,
         description="entropy of the face's luma histogram, bits (OFIQ dynamic range)",
     )
-    min_illumination_uniformity: Float = Field(
+    min_illumination_uniformity: float = setting(
         0.30,
         ge=0.0,
         le=1.0,
         description="histogram intersection of the left and right face halves (OFIQ "
         "illumination uniformity; ICAO 9303-3: no shadows across the face)",
     )
-    min_sharpness: Float = Field(
+    min_sharpness: float = setting(
         0.05,
         ge=0.0,
         le=10.0,
         description="Laplacian energy over intensity variance of the face at a fixed eye "
         "distance (ICAO 9303-3: in focus; limit measured)",
     )
-    max_motion_blur: Float = Field(
+    max_motion_blur: float = setting(
         0.72,
         ge=0.0,
         le=1.0,
         description="coherence of the face's gradient directions, 0 isotropic, 1 all one way "
         "(motion blur; limit measured)",
     )
-    max_background_edges: Float = Field(
+    max_background_edges: float = setting(
         0.06,
         ge=0.0,
         le=1.0,
         description="share of edge pixels in the ring around the head (ICAO 9303-3: plain "
         "background without pattern; limit measured)",
     )
-    max_background_colour_std: Float = Field(
+    max_background_colour_std: float = setting(
         28.0,
         ge=0.0,
         le=255.0,
         description="colour standard deviation around the head, 0-255 (ISO/IEC 19794-5: "
         "uniform background; limit measured)",
     )
-    max_forehead_non_skin: Float = Field(
+    max_forehead_non_skin: float = setting(
         0.80,
         ge=0.0,
         le=1.0,
@@ -658,24 +841,23 @@ class IcaoConfig:
 
 
 @section("token.formats")
-class TokenFormat:
+class TokenFormat(Section):
     """A printed photo's geometry; ratios are fractions of the photo's height."""
 
-    width_mm: Float = Field(ge=10.0, le=300.0, description="photo width, mm")
-    height_mm: Float = Field(ge=10.0, le=300.0, description="photo height, mm")
-    dpi: Int = Field(600, ge=150, le=2400, description="print resolution")
-    head_min_ratio: Float = Field(ge=0.1, le=1.0, description="chin-to-crown / height, least")
-    head_max_ratio: Float = Field(ge=0.1, le=1.0, description="chin-to-crown / height, most")
-    eye_line_from_bottom_min: Float = Field(
+    width_mm: float = setting(ge=10.0, le=300.0, description="photo width, mm")
+    height_mm: float = setting(ge=10.0, le=300.0, description="photo height, mm")
+    dpi: int = setting(600, ge=150, le=2400, description="print resolution")
+    head_min_ratio: float = setting(ge=0.1, le=1.0, description="chin-to-crown / height, least")
+    head_max_ratio: float = setting(ge=0.1, le=1.0, description="chin-to-crown / height, most")
+    eye_line_from_bottom_min: float = setting(
         ge=0.0, le=1.0, description="eye line above the bottom edge / height, least"
     )
-    eye_line_from_bottom_max: Float = Field(
+    eye_line_from_bottom_max: float = setting(
         ge=0.0, le=1.0, description="eye line above the bottom edge / height, most"
     )
-    background: Str = Field(description="what the background must be (checked and printed)")
+    background: str = setting(description="what the background must be (checked and printed)")
 
-    @model_validator(mode="after")
-    def _ranges(self) -> TokenFormat:
+    def _check(self) -> None:
         for low, high in (
             ("head_min_ratio", "head_max_ratio"),
             ("eye_line_from_bottom_min", "eye_line_from_bottom_max"),
@@ -685,14 +867,15 @@ class TokenFormat:
                     f"token format: {low} = {getattr(self, low)} exceeds {high} = "
                     f"{getattr(self, high)}"
                 )
-        return self
 
 
 @section("token.print_sheet")
-class PrintSheet:
-    width_mm: Float = Field(100.0, ge=50.0, le=1000.0, description="sheet width, mm")
-    height_mm: Float = Field(150.0, ge=50.0, le=1000.0, description="sheet height, mm")
-    dpi: Int = Field(300, ge=150, le=2400, description="print resolution")
+class PrintSheet(Section):
+    """The sheet token photos are printed on."""
+
+    width_mm: float = setting(100.0, ge=50.0, le=1000.0, description="sheet width, mm")
+    height_mm: float = setting(150.0, ge=50.0, le=1000.0, description="sheet height, mm")
+    dpi: int = setting(300, ge=150, le=2400, description="print resolution")
 
 
 # ICAO Doc 9303 part 3 / ISO/IEC 19794-5: 35x45 mm, head 32-36 mm of 45, eye line 50-70 % of
@@ -721,78 +904,77 @@ TOKEN_FORMATS = {
 
 
 @section("token")
-class TokenConfig:
-    default_format: Str = Field("icao_35x45", description="the format printed by default")
-    formats: dict[Str, TokenFormat] = Field(
+class TokenConfig(Section):
+    """Token photos (ISO Token Frontal) and the formats they are printed in."""
+
+    default_format: str = setting("icao_35x45", description="the format printed by default")
+    formats: dict[str, TokenFormat] = setting(
         default_factory=lambda: dict(TOKEN_FORMATS),
         description="named photo formats; the built-in ones are kept unless a same-named one "
         "replaces them",
     )
-    print_sheet: PrintSheet = Field(
+    print_sheet: PrintSheet = setting(
         default_factory=PrintSheet, description="the sheet photos are printed on (10x15 cm)"
     )
 
-    @field_validator("formats", mode="before")
-    @classmethod
-    def _keep_builtin(cls, value: Any) -> Any:
-        return {**TOKEN_FORMATS, **value} if isinstance(value, dict) else value
+    @rule("formats")
+    @staticmethod
+    def _keep_builtin(value: dict[str, TokenFormat], base: Path) -> dict[str, TokenFormat]:
+        return {**TOKEN_FORMATS, **value}
 
-    @model_validator(mode="after")
-    def _known_default(self) -> TokenConfig:
+    def _check(self) -> None:
         if self.default_format not in self.formats:
             raise ValueError(
                 f"token.default_format = {self.default_format!r} is not one of token.formats: "
                 f"{', '.join(sorted(self.formats))}"
             )
-        return self
 
 
 @section("")
-class Config:
-    models: ModelsConfig = Field(default_factory=ModelsConfig)
-    detector: DetectorConfig = Field(default_factory=DetectorConfig)
-    landmarks: LandmarksConfig = Field(default_factory=LandmarksConfig)
-    gates: GatesConfig = Field(default_factory=GatesConfig)
-    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
-    input: InputConfig = Field(default_factory=InputConfig)
-    forensics: ForensicsConfig = Field(default_factory=ForensicsConfig)
-    store: StoreConfig = Field(default_factory=StoreConfig)
-    service: ServiceConfig = Field(default_factory=ServiceConfig)
-    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
-    icao: IcaoConfig = Field(default_factory=IcaoConfig)
-    token: TokenConfig = Field(default_factory=TokenConfig)
+class Config(Section):
+    """The whole file: one field per [section]."""
+
+    models: ModelsConfig = setting(default_factory=ModelsConfig)
+    detector: DetectorConfig = setting(default_factory=DetectorConfig)
+    landmarks: LandmarksConfig = setting(default_factory=LandmarksConfig)
+    gates: GatesConfig = setting(default_factory=GatesConfig)
+    tracking: TrackingConfig = setting(default_factory=TrackingConfig)
+    input: InputConfig = setting(default_factory=InputConfig)
+    forensics: ForensicsConfig = setting(default_factory=ForensicsConfig)
+    store: StoreConfig = setting(default_factory=StoreConfig)
+    service: ServiceConfig = setting(default_factory=ServiceConfig)
+    console: ConsoleConfig = setting(default_factory=ConsoleConfig)
+    icao: IcaoConfig = setting(default_factory=IcaoConfig)
+    token: TokenConfig = setting(default_factory=TokenConfig)
 
     @property
     def models_dir(self) -> Path:
         return Path(self.models.dir)
 
-    @model_validator(mode="after")
-    def _model_parameters(self, info: ValidationInfo) -> Config:
-        """A loaded file may repeat a model's own parameters, not change them. Checked against
-        the bundle it names (an unreadable bundle is the runtime's to report); the runtime
-        checks again at every bundle (re)load."""
-        if not (info.context or {}).get("check_bundle"):
-            return self
-        try:
-            entries = load_manifest(self.models_dir).models
-        except ModelError:
-            return self
-        quality = self.forensics.ela_quality
-        if ELA_MODEL in entries and quality is not None:
-            trained = entries[ELA_MODEL].extra.get("ela_quality")
-            if quality != trained:
-                raise ValueError(
-                    f"forensics.ela_quality = {quality} differs from {trained}, the quality the "
-                    f"{ELA_MODEL} model in {self.models_dir} was trained with: delete the line "
-                    "(the model's own is used)"
-                )
-        scale = self.landmarks.box_scale
-        if scale is not None and scale != (own := model_box_scale(entries, self)):
+
+def _check_model_parameters(config: Config) -> None:
+    """A loaded file may repeat a model's own parameters, not change them. Checked against the
+    bundle it names (an unreadable bundle is the runtime's to report); the runtime checks again
+    at every bundle (re)load."""
+    try:
+        entries = load_manifest(config.models_dir).models
+    except ModelError:
+        return
+    quality = config.forensics.ela_quality
+    if ELA_MODEL in entries and quality is not None:
+        trained = entries[ELA_MODEL].extra.get("ela_quality")
+        if quality != trained:
             raise ValueError(
-                f"landmarks.box_scale = {scale} differs from {own}, the landmark model's own: "
-                "delete the line (the model's own is used)"
+                f"forensics.ela_quality = {quality} differs from {trained}, the quality the "
+                f"{ELA_MODEL} model in {config.models_dir} was trained with: delete the line "
+                "(the model's own is used)"
             )
-        return self
+    scale = config.landmarks.box_scale
+    if scale is not None and scale != (own := model_box_scale(entries, config)):
+        raise ValueError(
+            f"landmarks.box_scale = {scale} differs from {own}, the landmark model's own: "
+            "delete the line (the model's own is used)"
+        )
 
 
 def model_box_scale(entries: dict[str, Any], config: Config) -> float:
@@ -841,76 +1023,13 @@ def parse_config(raw: dict[str, Any], source: str = "config", base: Path | None 
     """Validate a parsed config; relative paths resolve against `base` (default: the project
     root). Raises ConfigError with one line per problem, each naming the key path."""
     # Missing sections are validated as empty tables so their path defaults resolve against base.
-    filled = {name: {} for name in Config.__pydantic_fields__} | raw
+    filled = {item.name: {} for item in Config._settings} | raw
     try:
-        return _ADAPTER.validate_python(
-            filled, context={"base": base or PROJECT_ROOT, "check_bundle": True}
-        )
-    except ValidationError as exc:
-        lines = _describe(exc, Config, "").splitlines()
+        config = _build(Config, filled, (), base or PROJECT_ROOT)
+        _check_model_parameters(config)
+    except _Invalid as exc:
+        lines = [problem.line() for problem in exc.problems]
         raise ConfigError("\n".join(f"{source}: {line}" for line in lines)) from None
-
-
-def _describe(exc: ValidationError, root: type, prefix: str) -> str:
-    """One line per error: the key path, the value and the rule."""
-    return "\n".join(_error_line(error, root, prefix) for error in exc.errors())
-
-
-def _error_line(error: Any, root: type, prefix: str) -> str:
-    loc = [str(part) for part in error["loc"]]
-    key = ".".join([prefix, *loc] if prefix else loc)
-    kind, value = error["type"], error.get("input")
-    owner, field = _field_of(root, loc)
-    if kind in ("unexpected_keyword_argument", "extra_forbidden"):
-        known = ", ".join(_known(owner)) if owner else ""
-        if owner is Config:
-            return f"unknown section [{key}]; known: {known}"
-        return f"unknown key {key}; known: {known}"
-    if kind == "dataclass_type":
-        return f"[{key}] must be a table"
-    if kind in ("greater_than_equal", "less_than_equal") and field is not None:
-        low, high = _bounds(field)
-        if float in (field.annotation, *typing.get_args(field.annotation)) and type(value) is int:
-            value = float(value)
-        return f"{key} = {value!r} is outside [{low}, {high}]"
-    if kind in _TYPE_NAMES:
-        return f"{key} = {value!r} must be {_TYPE_NAMES[kind]}"
-    if kind == "missing":
-        return f"{key} is required"
-    if kind == "value_error":
-        return str(error["ctx"]["error"])
-    return f"{key} = {value!r}: {error['msg']}"
-
-
-def _known(cls: type) -> list[str]:
-    return list(cls.__pydantic_fields__)  # type: ignore[attr-defined]
-
-
-def _field_of(root: type, loc: list[str]) -> tuple[type | None, Any]:
-    """(the section class owning the last key of `loc`, that key's FieldInfo or None)."""
-    owner: Any = root
-    field = None
-    for part in loc:
-        fields = getattr(owner, "__pydantic_fields__", None)
-        if fields is None:
-            if typing.get_origin(owner) is dict:  # a named entry, e.g. token.formats.NAME
-                owner = typing.get_args(owner)[1]
-                continue
-            return None, None
-        if part not in fields:
-            return owner, None
-        field = fields[part]
-        nested = field.annotation
-        if dataclasses.is_dataclass(nested) or typing.get_origin(nested) is dict:
-            owner = nested
-            field = None
-    return owner, field
-
-
-def _bounds(field: Any) -> tuple[Any, Any]:
-    low = next((m.ge for m in field.metadata if hasattr(m, "ge")), None)
-    high = next((m.le for m in field.metadata if hasattr(m, "le")), None)
-    return low, high
-
-
-_ADAPTER = TypeAdapter(Config)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return config

@@ -144,7 +144,7 @@ def test_human_output(tmp_path, capsys, no_face):
 # forensic suite, and cryptography while no public key is configured (the project config has
 # none: signatures are checked only with a key).
 NOT_FOR_CHECK = (
-    *("tensorflow", "keras", "mtcnn", "scipy", "sklearn", "skimage", "cryptography"),
+    *("tensorflow", "keras", "mtcnn", "scipy", "sklearn", "skimage", "cryptography", "pydantic"),
     *("kiosk.service", "kiosk.runtime.privacy", "kiosk.runtime.forensics.suite"),
     *("kiosk.runtime.forensics.jpeg", "kiosk.runtime.forensics.splice"),
     *(f"kiosk.cli.{name}" for name in ("run", "store", "forensics", "privacy", "bundle")),

@@ -1,4 +1,7 @@
 import dataclasses
+import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -8,6 +11,7 @@ from kiosk.cli import main
 from kiosk.config import (
     ConsoleConfig,
     ServiceConfig,
+    TokenFormat,
     find_config,
     load_config,
     parse_config,
@@ -198,3 +202,60 @@ def test_validate_config_refuses_what_run_refuses(tmp_path, capsys, monkeypatch,
     validate = capsys.readouterr().err
     assert main(["--config", str(path), "run"]) == 2
     assert capsys.readouterr().err == validate and message in validate
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"service": {"replay_fps": float("nan")}}, r"service.replay_fps = nan must be a finite"),
+        ({"icao": {"max_yaw_deg": float("inf")}}, r"icao.max_yaw_deg = inf must be a finite"),
+        ({"detector": {"backend": "dlib"}}, r"detector.backend = 'dlib' must be 'mtcnn' or"),
+        ({"service": {"kiosk_id": "k" * 65}}, r"service.kiosk_id = 'k+' must be at most 64"),
+        ({"console": {"allowed_hosts": ["a", 7]}}, r"console.allowed_hosts.1 = 7 must be a str"),
+        ({"token": {"formats": {"lab": "x"}}}, r"\[token.formats.lab\] must be a table"),
+        ({"forensics": {"ela_quality": 90.0}}, r"forensics.ela_quality = 90.0 must be an int"),
+        ({"landmarks": {"box_scale": "1"}}, r"landmarks.box_scale = '1' must be a float"),
+    ],
+)
+def test_types_are_strict(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(raw)
+
+
+def test_every_problem_of_one_section_is_reported_in_field_order():
+    raw = {"gates": {"typo": 1, "background_face_ratio": 2, "min_face_px": 0}}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, source="k.toml")
+    assert str(caught.value).splitlines() == [
+        "k.toml: gates.min_face_px = 0 is outside [1, 10000]",
+        "k.toml: gates.background_face_ratio = 2.0 is outside [0.0, 1.0]",
+        "k.toml: unknown key gates.typo; known: min_face_px, background_face_ratio",
+    ]
+
+
+def test_sections_are_frozen_dataclasses_compared_by_value():
+    config = load_config()
+    assert [f.name for f in dataclasses.fields(config)][:2] == ["models", "detector"]
+    assert config == load_config() and hash(config.gates) == hash(load_config().gates)
+    assert config.gates != dataclasses.replace(config.gates, min_face_px=101)
+    assert repr(config.gates) == "GatesConfig(min_face_px=100, background_face_ratio=0.5)"
+    assert pickle.loads(pickle.dumps(config)) == config  # forensic workers get a copy
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        del config.gates.min_face_px
+    with pytest.raises(ConfigError, match=r"unknown key console\.prot; known: host, port"):
+        ConsoleConfig(prot=8080)
+    with pytest.raises(ConfigError, match=r"token\.formats\.background is required"):
+        TokenFormat(width_mm=35, height_mm=45, head_min_ratio=0.7, head_max_ratio=0.8)
+    # Values are stored as their declared type: an int given for a float is a float.
+    assert type(dataclasses.replace(config.service, replay_fps=5).replay_fps) is float
+
+
+def test_the_config_module_needs_no_schema_library():
+    """pydantic's import and schema build were ~0.25 s of every `kiosk check` (issue 16)."""
+    code = (
+        "import sys, kiosk.config; print([m for m in ('pydantic', 'msgspec') if m in sys.modules])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    assert result.stdout.strip() == "[]"

@@ -73,6 +73,22 @@ def test_shipped_manifest_validates_and_every_file_verifies() -> None:
     assert manifest.models["veil"].extra["metrics"]["test_int8"]["auc"] > 0.9
 
 
+def test_entries_keep_every_field_beyond_the_schema() -> None:
+    entry = load_manifest(REPO / "models").models["eyes_closed"]
+    core = {"file", "sha256", "bytes", "architecture", "input_shape", "quantization", "threshold"}
+    assert set(entry.model_extra) == set(shipped()["models"]["eyes_closed"]) - core
+    assert entry.extra == {
+        "bytes": entry.bytes,
+        "architecture": entry.architecture,
+        **entry.model_extra,
+    }
+    assert entry.input_shape == (1, 56, 56, 1) and isinstance(entry.threshold, float)
+    entry.extra["metrics"].clear()  # a copy: the loaded entry cannot be changed through it
+    assert entry.extra["metrics"]
+    again = load_manifest(REPO / "models").models["eyes_closed"]
+    assert again == entry and hash(again) == hash(entry)
+
+
 def entry_edit(name: str, **changes: object):
     def edit(data: dict) -> dict:
         data["models"][name].update(changes)
@@ -121,6 +137,13 @@ BAD_MANIFESTS = {
     "bytes huge": (entry_edit("veil", bytes=1 << 40), "veil.bytes"),
     "bad name": (lambda d: {"models": {"Veil Model": d["models"]["veil"]}}, "model name"),
     "missing fields": (lambda d: {"models": {"x": {"file": "x"}}}, "models.x.sha256: Field"),
+    "entry not an object": (lambda d: {"models": {"x": [1]}}, "models.x: Input should be a valid"),
+    "seven problems": (
+        lambda d: {"models": {"x": {"file": "/x", "input_shape": "1"}}},
+        "models.x.file: must be a relative path inside the bundle (no leading /, no ..) (got '/x')"
+        "; models.x.sha256: Field required; models.x.bytes: Field required; models.x.architecture"
+        ": Field required; models.x.input_shape: Input should be a valid tuple (got '1'); and 1 more",
+    ),
 }
 
 
@@ -343,10 +366,11 @@ def test_bundle_cli_keygen_sign_verify(bundle: Path, tmp_path: Path, capsys) -> 
 
 
 def test_contract_is_a_leaf() -> None:
-    """Training, deploy and every kiosk layer import it: no OpenCV, numpy or TensorFlow."""
+    """Training, deploy and every kiosk layer import it: no OpenCV, numpy or TensorFlow (nor
+    pydantic: ~0.25 s of every start, issue 16)."""
     code = (
         "import sys, kiosk.contract.manifest; "
-        "print(sorted(m for m in ('cv2', 'numpy', 'tensorflow') if m in sys.modules))"
+        "print(sorted(m for m in ('cv2', 'numpy', 'tensorflow', 'pydantic') if m in sys.modules))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO

@@ -11,7 +11,6 @@ import dataclasses
 import importlib
 import json
 import logging
-import os
 import re
 import sys
 from collections import Counter
@@ -218,10 +217,6 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # The kiosk uses no pydantic plugins; looking for them scans every installed package's entry
-    # points when the first schema is built (~12 ms of each start). Set before kiosk.config is
-    # imported; PYDANTIC_DISABLE_PLUGINS="" in the environment turns the search back on.
-    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv)
     args = parser.parse_args(argv)

@@ -17,28 +17,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import datetime as dt
 import functools
 import hashlib
 import json
 import logging
+import math
 import os
 import stat
 import subprocess
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO
-
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictInt,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
 
 from kiosk.contract.errors import ModelError
 from kiosk.contract.fileio import write_atomically
@@ -96,94 +88,182 @@ class ManifestError(ModelError):
     """A bundle whose manifest, files or signature cannot be trusted; the message says why."""
 
 
-class ModelEntry(BaseModel):
-    """One model of the manifest. Fields beyond these (metrics, provenance...) are kept as-is."""
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model of the manifest, as `_entry` checked it. Fields beyond these (metrics,
+    provenance...) are kept as-is in `model_extra`."""
 
-    model_config = ConfigDict(frozen=True, extra="allow")
-
-    file: str = Field(description="path of the model file, relative to the bundle")
-    sha256: str = Field(description="64 lowercase hex digits of the file's SHA-256")
-    bytes: StrictInt = Field(ge=1, le=MAX_MODEL_BYTES, description="the file's exact size")
-    architecture: str = Field(description="one of KNOWN_ARCHITECTURES, optionally with details")
-    input_shape: tuple[StrictInt, ...] = Field(
-        description="the input tensor's shape: positive sizes, -1 for a size the model accepts "
-        "at any value (fully convolutional); empty for a model without a tensor input (dlib)"
-    )
-    quantization: str = Field(min_length=1)
-    threshold: float | None = Field(
-        default=None,
-        allow_inf_nan=False,
-        strict=True,
-        description=f"score >= threshold flags the face; in [{THRESHOLD_MIN}, {THRESHOLD_MAX}]",
-    )
-
-    @field_validator("file")
-    @classmethod
-    def _inside_bundle(cls, value: str) -> str:
-        path = PurePosixPath(value)
-        if not value or "\\" in value or "\0" in value or path.name in ("", ".", ".."):
-            raise ValueError("must be a file name inside the bundle")
-        if path.is_absolute() or ".." in path.parts:
-            raise ValueError("must be a relative path inside the bundle (no leading /, no ..)")
-        return value
-
-    @field_validator("sha256")
-    @classmethod
-    def _hex_digest(cls, value: str) -> str:
-        if len(value) != 64 or not set(value) <= _HEX:
-            raise ValueError("must be 64 lowercase hex digits")
-        return value
-
-    @field_validator("architecture")
-    @classmethod
-    def _known_architecture(cls, value: str) -> str:
-        if not any(
-            value == known or value.startswith((f"{known} ", f"{known},"))
-            for known in KNOWN_ARCHITECTURES
-        ):
-            raise ValueError(
-                f"unknown architecture; known: {', '.join(KNOWN_ARCHITECTURES)} (add a new one "
-                "to KNOWN_ARCHITECTURES in kiosk/contract/manifest.py with the code that runs it)"
-            )
-        return value
-
-    @field_validator("input_shape")
-    @classmethod
-    def _shape(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if any(size < 1 and size != -1 for size in value):
-            raise ValueError("sizes must be positive (or -1 for any size)")
-        return value
-
-    @field_validator("threshold")
-    @classmethod
-    def _threshold_band(cls, value: float | None) -> float | None:
-        if value is not None and not THRESHOLD_MIN <= value <= THRESHOLD_MAX:
-            raise ValueError(
-                f"must lie in [{THRESHOLD_MIN}, {THRESHOLD_MAX}]: a threshold near 1 turns the "
-                "check off, near 0 it rejects every face"
-            )
-        return value
-
-    @model_validator(mode="after")
-    def _consistent(self) -> ModelEntry:
-        if self.file.endswith(".tflite") and not self.input_shape:
-            raise ValueError("input_shape: a TFLite model must state its input shape")
-        if self.threshold is not None:
-            metrics = (self.model_extra or {}).get("metrics")
-            for where, recorded in _recorded_thresholds(metrics, "metrics"):
-                if abs(recorded - self.threshold) > THRESHOLD_TOLERANCE:
-                    raise ValueError(
-                        f"threshold {self.threshold} differs from {where} = {recorded}, the "
-                        "threshold its metrics were measured at: re-run the export instead of "
-                        "editing the threshold by hand"
-                    )
-        return self
+    file: str  # path of the model file, relative to the bundle
+    sha256: str  # 64 lowercase hex digits of the file's SHA-256
+    bytes: int  # the file's exact size
+    architecture: str  # one of KNOWN_ARCHITECTURES, optionally with details
+    # The input tensor's shape: positive sizes, -1 for a size the model accepts at any value
+    # (fully convolutional); empty for a model without a tensor input (dlib).
+    input_shape: tuple[int, ...]
+    quantization: str
+    threshold: float | None = None  # score >= threshold flags the face
+    model_extra: dict[str, Any] = field(default_factory=dict, hash=False)
 
     @property
     def extra(self) -> dict[str, Any]:
-        """Every field except file, sha256, input_shape, quantization and threshold."""
-        core = {"file", "sha256", "input_shape", "quantization", "threshold"}
-        return {key: value for key, value in self.model_dump().items() if key not in core}
+        """Every field except file, sha256, input_shape, quantization and threshold (a copy)."""
+        return copy.deepcopy(
+            {"bytes": self.bytes, "architecture": self.architecture, **self.model_extra}
+        )
+
+
+class _Refused(ValueError):
+    """A field's value refused: the message, and the part of it at fault when not all of it."""
+
+    def __init__(self, message: str, part: str = "", value: Any = None) -> None:
+        super().__init__(message)
+        self.part, self.value = part, value
+
+
+_NO_VALUE = object()
+
+
+def _problem(where: str, message: str, value: Any = _NO_VALUE) -> str:
+    """`models.veil.threshold: Input should be a finite number (got nan)`."""
+    if value is _NO_VALUE:
+        return f"{where}: {message}"
+    got = repr(value)
+    return f"{where}: {message} (got {got if len(got) <= 60 else got[:57] + '...'})"
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _Refused("Input should be a valid string")
+    return value
+
+
+def _integer(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _Refused("Input should be a valid integer")
+    return value
+
+
+def _file(value: Any) -> str:
+    value = _string(value)
+    path = PurePosixPath(value)
+    if not value or "\\" in value or "\0" in value or path.name in ("", ".", ".."):
+        raise _Refused("must be a file name inside the bundle")
+    if path.is_absolute() or ".." in path.parts:
+        raise _Refused("must be a relative path inside the bundle (no leading /, no ..)")
+    return value
+
+
+def _sha256(value: Any) -> str:
+    value = _string(value)
+    if len(value) != 64 or not set(value) <= _HEX:
+        raise _Refused("must be 64 lowercase hex digits")
+    return value
+
+
+def _size(value: Any) -> int:
+    if _integer(value) < 1:
+        raise _Refused("Input should be greater than or equal to 1")
+    if value > MAX_MODEL_BYTES:
+        raise _Refused(f"Input should be less than or equal to {MAX_MODEL_BYTES}")
+    return value
+
+
+def _architecture(value: Any) -> str:
+    value = _string(value)
+    if not any(
+        value == known or value.startswith((f"{known} ", f"{known},"))
+        for known in KNOWN_ARCHITECTURES
+    ):
+        raise _Refused(
+            f"unknown architecture; known: {', '.join(KNOWN_ARCHITECTURES)} (add a new one "
+            "to KNOWN_ARCHITECTURES in kiosk/contract/manifest.py with the code that runs it)"
+        )
+    return value
+
+
+def _shape(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise _Refused("Input should be a valid tuple")
+    for index, size in enumerate(value):
+        try:
+            _integer(size)
+        except _Refused as exc:
+            raise _Refused(str(exc), str(index), size) from None
+    if any(size < 1 and size != -1 for size in value):
+        raise _Refused("sizes must be positive (or -1 for any size)")
+    return tuple(value)
+
+
+def _quantization(value: Any) -> str:
+    if not _string(value):
+        raise _Refused("String should have at least 1 character")
+    return value
+
+
+def _threshold(value: Any) -> float | None:
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise _Refused("Input should be a valid number")
+    if not math.isfinite(value):
+        raise _Refused("Input should be a finite number")
+    if not THRESHOLD_MIN <= value <= THRESHOLD_MAX:
+        raise _Refused(
+            f"must lie in [{THRESHOLD_MIN}, {THRESHOLD_MAX}]: a threshold near 1 turns the "
+            "check off, near 0 it rejects every face"
+        )
+    return float(value)
+
+
+# ModelEntry's fields in order, each with its check; only the threshold may be left out.
+_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "file": _file,
+    "sha256": _sha256,
+    "bytes": _size,
+    "architecture": _architecture,
+    "input_shape": _shape,
+    "quantization": _quantization,
+    "threshold": _threshold,
+}
+
+
+def _entry(where: str, raw: Any, problems: list[str]) -> ModelEntry | None:
+    """The entry `raw` checked field by field, then as a whole; None when it has problems (each
+    added to `problems`)."""
+    if not isinstance(raw, dict):
+        problems.append(_problem(where, "Input should be a valid dictionary", raw))
+        return None
+    values: dict[str, Any] = {}
+    found = len(problems)
+    for name, check in _FIELDS.items():
+        if name not in raw:
+            if name != "threshold":
+                problems.append(_problem(f"{where}.{name}", "Field required"))
+            continue
+        try:
+            values[name] = check(raw[name])
+        except _Refused as exc:
+            key = f"{where}.{name}" + (f".{exc.part}" if exc.part else "")
+            problems.append(_problem(key, str(exc), exc.value if exc.part else raw[name]))
+    if len(problems) > found:
+        return None
+    entry = ModelEntry(**values, model_extra={k: v for k, v in raw.items() if k not in _FIELDS})
+    if entry.file.endswith(".tflite") and not entry.input_shape:
+        problems.append(_problem(where, "input_shape: a TFLite model must state its input shape"))
+        return None
+    if entry.threshold is not None:
+        for key, recorded in _recorded_thresholds(entry.model_extra.get("metrics"), "metrics"):
+            if abs(recorded - entry.threshold) > THRESHOLD_TOLERANCE:
+                problems.append(
+                    _problem(
+                        where,
+                        f"threshold {entry.threshold} differs from {key} = {recorded}, the "
+                        "threshold its metrics were measured at: re-run the export instead of "
+                        "editing the threshold by hand",
+                    )
+                )
+                return None
+    return entry
 
 
 def _recorded_thresholds(metrics: Any, where: str) -> Iterator[tuple[str, float]]:
@@ -198,23 +278,24 @@ def _recorded_thresholds(metrics: Any, where: str) -> Iterator[tuple[str, float]
             yield path, float(value)
 
 
-class _Schema(BaseModel):
-    """The whole file: a non-empty `models` object; other top-level keys are kept."""
-
-    model_config = ConfigDict(extra="allow")
-
-    models: dict[str, ModelEntry] = Field(min_length=1)
-
-    @field_validator("models", mode="before")
-    @classmethod
-    def _names(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            for name in value:
-                if not 1 <= len(name) <= 64 or not set(name) <= _NAME_CHARS:
-                    raise ValueError(
-                        f"model name {name!r} must be 1-64 characters of a-z, 0-9 and _"
-                    )
-        return value
+def _models(data: dict[str, Any]) -> tuple[dict[str, ModelEntry], list[str]]:
+    """The whole file: a non-empty `models` object of valid entries (other top-level keys are
+    allowed); (the entries, the problems found)."""
+    if "models" not in data:
+        return {}, [_problem("models", "Field required")]
+    models = data["models"]
+    if not isinstance(models, dict):
+        return {}, [_problem("models", "Input should be a valid dictionary", models)]
+    for name in models:
+        if not 1 <= len(name) <= 64 or not set(name) <= _NAME_CHARS:
+            return {}, [
+                _problem("models", f"model name {name!r} must be 1-64 characters of a-z, 0-9 and _")
+            ]
+    if not models:
+        return {}, [_problem("models", "must list at least 1 item (a model)")]
+    problems: list[str] = []
+    entries = {name: _entry(f"models.{name}", raw, problems) for name, raw in models.items()}
+    return {name: entry for name, entry in entries.items() if entry is not None}, problems
 
 
 @dataclass(frozen=True)
@@ -244,11 +325,10 @@ def _parse(path: Path, raw: bytes) -> Manifest:
     data = _decode(path, raw)
     if not isinstance(data, dict):
         raise ManifestError(f"model manifest {path}: must be a JSON object with a `models` key")
-    try:
-        schema = _Schema.model_validate(data)
-    except ValidationError as exc:
-        raise ManifestError(f"model manifest {path}: {_describe(exc)}") from None
-    return Manifest(path, raw, hashlib.sha256(raw).hexdigest(), schema.models)
+    models, problems = _models(data)
+    if problems:
+        raise ManifestError(f"model manifest {path}: {_describe(problems)}")
+    return Manifest(path, raw, hashlib.sha256(raw).hexdigest(), models)
 
 
 def _decode(path: Path, raw: bytes) -> Any:
@@ -281,20 +361,11 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _describe(exc: ValidationError, limit: int = 5) -> str:
-    """`models.veil.threshold: Input should be a finite number (got nan)`, a few per message."""
-    parts = []
-    for error in exc.errors()[:limit]:
-        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        message = error["msg"].removeprefix("Value error, ")
-        value = error.get("input")
-        if error["type"] != "missing" and not isinstance(value, dict):  # an entry: too long
-            got = repr(value)
-            message += f" (got {got if len(got) <= 60 else got[:57] + '...'})"
-        parts.append(f"{where}: {message}")
-    more = exc.error_count() - limit
+def _describe(problems: list[str], limit: int = 5) -> str:
+    """A few of the problems, and what to do."""
+    more = len(problems) - limit
     return (
-        "; ".join(parts)
+        "; ".join(problems[:limit])
         + (f"; and {more} more" if more > 0 else "")
         + "; fix the manifest (or re-run the export that writes it) and rebuild the bundle"
     )
