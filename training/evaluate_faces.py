@@ -13,9 +13,9 @@ Sources and labels (a source is a dataset and, where it has several, a class):
   from `faces68_measures` (OFIQ's rule on the hand landmarks: open > 0.06, closed < 0.01); clean.
 - mouth (val + test): its hand mouth_open labels; clean.
 - mask (val + test): with_mask = covered (real); without_mask = clean, eyes assumed open.
-- faces68_ytf (all): eyes only where reviewed by eye (`training/review.py`: a seeded sample,
-  open / closed-or-lids-lowered / unclear; the automatic-EAR label was wrong or unsure on most of
-  the faces the model flagged); mouth by OFIQ's rule on the automatic points (weak labels); clean.
+- faces68_ytf (all): eyes as reviewed by eye (`training/review.py`: open / closed or lids
+  lowered / unclear = no label; the automatic-EAR label was wrong or unsure on most of the faces
+  the model flagged); mouth by OFIQ's rule on the automatic points (weak labels); clean.
 - eyes_closed_faces (all): eyes closed (CEW); mouth where reviewed by eye (training/review.py);
   clean.
 - mask_kaggle_faces (all): with_mask covered, without_mask clean, mask_weared_incorrect kept as
