@@ -63,7 +63,8 @@ def test_crops_carry_the_persisted_split_of_their_photo(crops):
 
     mouth = np.load(crops / "mouth.npz")
     persisted = {group: split for group, split in splits.load("mouth").values()}
-    persisted |= {group: split for group, split in splits.load("faces68").values()}
+    for dataset in ("faces68", "eyes_closed_faces"):  # CEW: its mouths reviewed by eye
+        persisted |= {group: split for group, split in splits.load(dataset).values()}
     assert len(mouth["groups"]) > 0
     for group, split in zip(mouth["groups"], mouth["splits"], strict=True):
         assert persisted[str(group)] == split
