@@ -174,11 +174,8 @@ def comb_features(gray: np.ndarray) -> np.ndarray:
     Whole-image statistics choose the combs, so this runs on the whole window, not in bands."""
     rows, cols = gray.shape[0] // TILE, gray.shape[1] // TILE
     plane = gray[: rows * TILE, : cols * TILE].astype(np.float32)
-    blocks = plane.reshape(rows * BLOCKS, 8, cols * BLOCKS, 8).transpose(0, 2, 1, 3) - 128.0
-    coefficients = DCT @ blocks @ DCT.T  # (block rows, block cols, 8, 8)
     fits = []
-    for u, v in COMB_FREQUENCIES:
-        coefficient = coefficients[..., u, v]
+    for coefficient in _dct_coefficients(plane):
         values = coefficient[np.abs(coefficient) > 1.0]
         if len(values) < 32:  # a flat picture: no comb to measure
             fits.append(np.zeros((rows, cols, 2), np.float32))
@@ -203,18 +200,26 @@ def comb_features(gray: np.ndarray) -> np.ndarray:
     )
 
 
+def _dct_coefficients(plane: np.ndarray) -> np.ndarray:
+    """(COMB_FREQUENCIES, block rows, block cols): the 8x8 DCT of every block at the comb
+    frequencies only, a band of tile rows at a time (the whole 64-coefficient array and its
+    temporaries were ~60 MB on a 2048 px window)."""
+    block_rows, block_cols = plane.shape[0] // 8, plane.shape[1] // 8
+    out = np.empty((len(COMB_FREQUENCIES), block_rows, block_cols), np.float32)
+    u, v = np.array(COMB_FREQUENCIES).T
+    step = BAND_TILES * BLOCKS
+    for top in range(0, block_rows, step):
+        part = plane[top * 8 : (top + step) * 8]
+        blocks = part.reshape(-1, 8, block_cols, 8).transpose(0, 2, 1, 3) - 128.0
+        coefficients = DCT @ blocks @ DCT.T  # (band block rows, block cols, 8, 8)
+        out[:, top : top + step] = coefficients[..., u, v].transpose(2, 0, 1)
+    return out
+
+
 def _shifted_dc_comb(plane: np.ndarray, rows: int, cols: int) -> np.ndarray:
     """(rows, cols, 1) log1p of each tile's DC-comb Rayleigh z on the shifted grid and step where
     the image's tiles show the strongest comb (their 90th percentile): a paste's own JPEG grid."""
-    wide = plane.astype(np.float64)  # as trained: the variance test is exact near its limit
-    box = cv2.boxFilter(
-        wide, -1, (8, 8), normalize=False, anchor=(0, 0), borderType=cv2.BORDER_CONSTANT
-    )
-    squares = cv2.boxFilter(
-        wide**2, -1, (8, 8), normalize=False, anchor=(0, 0), borderType=cv2.BORDER_CONSTANT
-    )
-    textured = squares / 64 - (box / 64) ** 2 >= jpeg_grid.FLAT_STD**2  # flat blocks comb at 8
-    sums = np.rint(box).astype(np.int32)  # 8 x DC, an integer: the phases come from a table
+    sums, textured = _block_sums(plane)
     angles = 2 * np.pi * np.arange(255 * 64 + 1)[None] / (8 * DC_STEPS[:, None])
     cosines, sines = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
     height, width = rows * BLOCKS - 1, cols * BLOCKS - 1  # whole blocks at every offset
@@ -235,6 +240,29 @@ def _shifted_dc_comb(plane: np.ndarray, rows: int, cols: int) -> np.ndarray:
             if level[step] > best:
                 best, best_z = float(level[step]), z[..., step]
     return np.log1p(best_z)[..., None]
+
+
+def _block_sums(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 8x8 block starting at every pixel: its sum (8 x DC, an integer: the phases come from a
+    table) and whether it is textured (flat blocks comb at every step). In float64 as trained (the
+    variance test is exact near its limit), a band of rows at a time: four full-window float64
+    copies were ~130 MB on a 2048 px window."""
+    height = plane.shape[0]
+    sums = np.empty(plane.shape, np.int32)
+    textured = np.empty(plane.shape, bool)
+    band = BAND_TILES * TILE
+    for top in range(0, height, band):
+        stop = min(top + band, height)
+        part = plane[top : min(stop + 7, height)].astype(np.float64)  # the blocks' 7 rows below
+        box, squares = (
+            cv2.boxFilter(
+                values, -1, (8, 8), normalize=False, anchor=(0, 0), borderType=cv2.BORDER_CONSTANT
+            )[: stop - top]
+            for values in (part, part**2)
+        )
+        textured[top:stop] = squares / 64 - (box / 64) ** 2 >= jpeg_grid.FLAT_STD**2
+        sums[top:stop] = np.rint(box)
+    return sums, textured
 
 
 def _noise(plane: np.ndarray, rows: int, cols: int) -> np.ndarray:
