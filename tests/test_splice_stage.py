@@ -75,3 +75,38 @@ def test_host_groups_follow_the_build_order() -> None:
     kinds = ["authentic", "splice", "copy_move", "authentic", "splice"] * 2
     groups = host_groups([{"kind": kind} for kind in kinds], n_pictures=2)
     assert groups.tolist() == [0, 0, 0, 1, 1, 0, 0, 0, 1, 1]
+
+
+def test_banded_block_statistics_equal_the_whole_window_ones() -> None:
+    """The comb features' block sums and DCT coefficients are computed a band of tile rows at a
+    time to bound memory; every band edge (and a last, partial band) must give what one pass
+    over the whole window gives."""
+    from kiosk.runtime.forensics import jpeg_grid
+    from kiosk.runtime.forensics.splice import (
+        BAND_TILES,
+        COMB_FREQUENCIES,
+        DCT,
+        TILE,
+        _block_sums,
+        _dct_coefficients,
+    )
+
+    rows = 2 * BAND_TILES + 3  # two whole bands and a partial one
+    plane = np.random.default_rng(5).integers(0, 256, (rows * TILE, 3 * TILE)).astype(np.float32)
+    plane[: TILE * 2] = 100.0  # flat blocks, not textured
+    sums, textured = _block_sums(plane)
+    box = cv2.boxFilter(
+        plane.astype(np.float64), -1, (8, 8), normalize=False, anchor=(0, 0),
+        borderType=cv2.BORDER_CONSTANT,
+    )  # fmt: skip
+    squares = cv2.boxFilter(
+        plane.astype(np.float64) ** 2, -1, (8, 8), normalize=False, anchor=(0, 0),
+        borderType=cv2.BORDER_CONSTANT,
+    )  # fmt: skip
+    assert np.array_equal(sums, np.rint(box).astype(np.int32))
+    assert np.array_equal(textured, squares / 64 - (box / 64) ** 2 >= jpeg_grid.FLAT_STD**2)
+    assert not textured[: TILE * 2 - 8, :-7].any() and textured[TILE * 3 :].all()
+    blocks = plane.reshape(rows * 4, 8, 12, 8).transpose(0, 2, 1, 3) - 128.0
+    whole = DCT @ blocks @ DCT.T
+    u, v = np.array(COMB_FREQUENCIES).T
+    assert np.array_equal(_dct_coefficients(plane), whole[..., u, v].transpose(2, 0, 1))
