@@ -1,4 +1,5 @@
-"""The morph check: features, bad input, the shipped model on held-out faces, the JSON key."""
+"""The morph check: features, bad input, the tree evaluator and the CNN fusion, the shipped
+models on held-out faces, the JSON key."""
 
 from __future__ import annotations
 
@@ -10,14 +11,19 @@ import numpy as np
 import pytest
 
 from kiosk.cli import main
+from kiosk.config import Config
 from kiosk.contract.errors import InputError, ModelError
 from kiosk.runtime.forensics.morph import (
+    CNN_MODEL_NAME,
     CROP,
     MODEL_NAME,
     N_FEATURES,
+    Fusion,
     MorphCheck,
     face_crop,
     features,
+    make_morph_check,
+    tree_logits,
 )
 from kiosk.runtime.forensics.splice import Trees
 from kiosk.runtime.forensics.suite import Artifacts, Capture
@@ -31,11 +37,11 @@ ASTRONAUT_FACE = (170.0, 40.0, 270.0, 160.0)
 
 @pytest.fixture(scope="module")
 def check() -> MorphCheck:
-    registry = ModelRegistry(MODELS)
-    if MODEL_NAME not in registry.entries:
+    """The shipped check: the trees, fused with the CNN when the manifest lists it."""
+    check = make_morph_check(ModelRegistry(MODELS), Config())
+    if check is None:
         pytest.skip("morph is not in models/manifest.json")
-    trees = Trees.from_bytes(registry.verified_bytes(MODEL_NAME))
-    return MorphCheck(trees, registry.entry(MODEL_NAME).threshold)
+    return check
 
 
 def test_features_are_finite_and_see_smoothing(astronaut: np.ndarray) -> None:
@@ -74,6 +80,39 @@ def test_a_model_of_another_feature_count_is_refused(check: MorphCheck) -> None:
     }
     with pytest.raises(ModelError, match="different versions"):
         MorphCheck(Trees(arrays), 0.5)
+
+
+def test_tree_logits_match_the_tree_walk(check: MorphCheck) -> None:
+    """All trees at once per level (the kiosk's path) = splice.py's walk, tree by tree."""
+    x = np.random.default_rng(0).normal(0, 1.5, (40, N_FEATURES)).astype(np.float32)
+    walked = check.trees.predict(x)
+    assert walked.std() > 0.01  # the random rows reach different leaves
+    np.testing.assert_allclose(1 / (1 + np.exp(-tree_logits(check.trees, x))), walked, atol=1e-9)
+    with pytest.raises(ModelError, match="different versions"):
+        tree_logits(check.trees, x[:, 1:])
+
+
+def test_fusion_weights_come_from_the_manifest_entry() -> None:
+    fusion = Fusion.from_extra({"fusion": {"cnn": 0.8, "trees": 0.5, "bias": -1.0}})
+    assert fusion.logit(2.0, -1.0) == pytest.approx(0.8 * 2.0 - 0.5 - 1.0)
+    for extra in ({}, {"fusion": {"cnn": 1.0, "trees": 0.0}}, {"fusion": "0.5"}):
+        with pytest.raises(ModelError, match="needs `fusion` weights"):
+            Fusion.from_extra(extra)
+
+
+def test_the_cnn_sees_the_crop_and_the_fusion_uses_it(
+    check: MorphCheck, astronaut: np.ndarray
+) -> None:
+    if check.cnn is None or check.fusion is None:
+        pytest.skip(f"{CNN_MODEL_NAME} is not in models/manifest.json")
+    crop = face_crop(astronaut, ASTRONAUT_FACE)
+    smoothed = cv2.GaussianBlur(crop, (0, 0), 2.0)
+    assert abs(check.cnn.logit(crop) - check.cnn.logit(smoothed)) > 0.05
+    record = check.run(Capture(astronaut, ASTRONAUT_FACE), Artifacts())
+    cnn, trees = (np.log(record[k] / (1 - record[k])) for k in ("cnn_score", "trees_score"))
+    fused = 1 / (1 + np.exp(-check.fusion.logit(cnn, trees)))
+    assert record["score"] == pytest.approx(fused, abs=1e-4)
+    assert record["model"] == "trees+cnn"
 
 
 def test_no_face_is_not_applied(check: MorphCheck, astronaut: np.ndarray) -> None:
@@ -119,3 +158,6 @@ def test_forensics_json_has_the_morph_key(tmp_path: Path, capsys, portrait: np.n
     morph = record["morph"]
     assert morph["applied"] and 0.0 <= morph["score"] <= 1.0
     assert morph["flagged"] == (morph["score"] >= morph["threshold"])
+    assert 0.0 <= morph["trees_score"] <= 1.0
+    if CNN_MODEL_NAME in ModelRegistry(MODELS).entries:
+        assert 0.0 <= morph["cnn_score"] <= 1.0 and morph["model"] == "trees+cnn"

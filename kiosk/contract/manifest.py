@@ -78,6 +78,7 @@ KNOWN_ARCHITECTURES = (
     "SRCNN-style residual generator",  # training/sr/nets.py: sr_x4
     "dlib ensemble of regression trees",  # training/landmarks.py: shape_predictor_mtcnn
     "gradient-boosted trees",  # training/tamper/splice.py: splice_jpeg (numpy at run time)
+    "MorphCNN",  # training/morph/cnn.py: morph_cnn (fused with the morph trees)
 )
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 _HEX = frozenset("0123456789abcdef")

@@ -172,6 +172,19 @@ OTHER: dict[str, ModelSpec] = {
             output="P(morph) of the face",
             threshold_source="10 % BPCER on validation bona fide faces",
         ),
+        ModelSpec(
+            "morph_cnn",
+            "forensic",
+            "MorphCNN (fixed Laplacian residual beside RGB, 2x2 space-to-depth, 5 conv-BN-ReLU "
+            "layers 32-48-64-64-96 with max-pools, 1x1 conv head, global average pool; one "
+            "logit), training/morph/cnn.py",
+            (1, 128, 128, 3),
+            positive="the face is a morph of two people (synthetic landmark morphs in training)",
+            input="uint8 RGB face crop from the detector box, 128x128 (the morph trees' crop)",
+            output="int8 logit; fused with the morph trees' logit by the entry's `fusion` "
+            "weights into P(morph) (kiosk/runtime/forensics/morph.py)",
+            threshold_source="10 % BPCER of the fused score on validation bona fide faces",
+        ),
         ModelSpec("sr_x4", "forensic", "x4 super-resolution generator", (1, 128, 128, 1)),
         ModelSpec("shape_predictor_mtcnn", "landmarks", "dlib 68-point shape predictor", ()),
         ModelSpec("shape_predictor_yunet", "landmarks", "dlib 68-point shape predictor", ()),

@@ -10,6 +10,14 @@ never seen in training, as bona fide faces or as either contributor of a morph) 
 reported numbers in ISO/IEC 30107-3 terms: APCER (morphs passed) at the validation thresholds
 for BPCER 10 % and 1 %, and, marked as test-informed, APCER at the test's own BPCER points.
 Writes reports/morph/ and, unless --no-export, models/morph.npz with its manifest entry.
+
+With the CNN of training/morph/cnn.py exported (models/morph_cnn.tflite), its int8 logits (by
+LiteRT, as the kiosk runs it) are compared on validation with the trees and with their fusion
+(a logistic regression of both logits, scored on validation by 5-fold cross-fitting with folds
+by person). Validation AUC picks what ships; the fusion's final weights are fitted on all of
+validation, and the shipped score's threshold is again validation BPCER 10 %. Test is scored
+once, after the choice. A winning CNN or fusion gets the `morph_cnn` manifest entry (its
+threshold and `fusion` weights; CNN alone = weights 1, 0, 0); the trees' own entry keeps theirs.
 """
 
 from __future__ import annotations
@@ -24,12 +32,22 @@ import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from kiosk.contract.manifest import write_entry
 from kiosk.contract.models import spec
-from kiosk.runtime.forensics.morph import MODEL_NAME, N_FEATURES, features
+from kiosk.runtime.forensics.morph import (
+    CNN_MODEL_NAME,
+    MODEL_NAME,
+    N_FEATURES,
+    CnnScorer,
+    Fusion,
+    face_crop,
+    features,
+    tree_logits,
+)
 from kiosk.runtime.forensics.splice import Trees
 from training.morph.data import METHODS, OUT
 from training.paths import MODELS, REPORTS
@@ -172,17 +190,94 @@ def featurize(crops_path: Path) -> dict[str, np.ndarray]:
     return data
 
 
+def sigmoid(logit: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-logit))
+
+
+def cnn_logits(model_path: Path, crops_path: Path) -> np.ndarray:
+    """The exported CNN's logit of every stored crop, through LiteRT as the kiosk runs it."""
+    scorer = CnnScorer(model_path.read_bytes())
+    with np.load(crops_path) as stored:
+        return np.array([scorer.logit(crop) for crop in stored["crop"]], np.float64)
+
+
+def fit_fusion(z: np.ndarray, y: np.ndarray) -> Fusion:
+    """Logistic regression of the (CNN, trees) logits; nearly unregularised (3 weights)."""
+    model = LogisticRegression(C=100.0, max_iter=1000).fit(z, y)
+    (cnn, trees), bias = model.coef_[0], model.intercept_[0]
+    return Fusion(round(float(cnn), 6), round(float(trees), 6), round(float(bias), 6))
+
+
+def fused(fusion: Fusion, z: np.ndarray) -> np.ndarray:
+    return fusion.cnn * z[:, 0] + fusion.trees * z[:, 1] + fusion.bias
+
+
+def cross_fitted(z: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int = 5) -> np.ndarray:
+    """Out-of-fold fused logits: each fold scored by weights fitted on the others."""
+    out = np.zeros(len(y))
+    for fit_rows, score_rows in GroupKFold(folds).split(z, y, groups):
+        out[score_rows] = fused(fit_fusion(z[fit_rows], y[fit_rows]), z[score_rows])
+    return out
+
+
+def val_summary(scores: np.ndarray, y: np.ndarray) -> dict:
+    """AUC, EER and APCER/BPCER at this set's own BPCER 10 % and 1 % thresholds."""
+    bona = scores[y == 0]
+    return {
+        "auc": round(float(roc_auc_score(y, scores)), 4),
+        "eer": eer(scores, y),
+        "at_bpcer10": rates(scores, y, threshold_at_bpcer(bona, 0.10)),
+        "at_bpcer1": rates(scores, y, threshold_at_bpcer(bona, 0.01)),
+    }
+
+
 def write_markdown(metrics: dict) -> None:
     test, val = metrics["test"], metrics["val"]
+    shipped = metrics["shipped"]
+    what = {
+        "trees": f"the trees alone ({metrics['trees']} trees, depth {metrics['depth']})",
+        "cnn": "the CNN alone (int8, models/morph_cnn.tflite)",
+        "fusion": "the fusion of the CNN and the trees (logistic regression of their logits, "
+        f"weights {json.dumps(metrics.get('fusion'))})",
+    }[shipped]
     lines = [
         "# Morph attack detection (S-MAD) — measured",
         "",
-        "Written by `python -m training.morph.train` (`make morph`); numbers in `metrics.json`.",
+        "Written by `python -m training.morph.train` (`make morph`; the CNN first: "
+        "`python -m training.morph.cnn`); numbers in `metrics.json`.",
         "**All morphs are synthetic** (made here from real faces; no morph database is obtainable).",
         "Test = people never seen in training (bona fide faces and both contributors of every morph).",
-        f"Shipped threshold **{metrics['threshold']:.4f}** = validation BPCER 10 % (chosen on "
-        "validation only). Model size chosen on validation AUC: "
-        f"{metrics['trees']} trees, depth {metrics['depth']}.",
+        f"Shipped: **{what}**, chosen on validation AUC (below). Shipped threshold "
+        f"**{metrics['threshold']:.4f}** = validation BPCER 10 % (chosen on validation only). "
+        f"Tree model size chosen on validation AUC: {metrics['trees']} trees, depth "
+        f"{metrics['depth']}.",
+        "",
+    ]
+    comparison = metrics.get("comparison_val")
+    if comparison:
+        lines += [
+            "## The choice, on validation only",
+            "",
+            "| model (validation) | AUC | EER | APCER / BPCER at val BPCER 10 % | "
+            "APCER / BPCER at val BPCER 1 % |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for name, row in comparison.items():
+            b10, b1 = row["at_bpcer10"], row["at_bpcer1"]
+            lines.append(
+                f"| {name} | {row['auc']:.3f} | {row['eer']:.3f} | "
+                f"{b10['apcer']:.3f} / {b10['bpcer']:.3f} | {b1['apcer']:.3f} / {b1['bpcer']:.3f} |"
+            )
+        lines += [
+            "",
+            "Fusion on validation: out-of-fold scores (5 folds by person; weights fitted on the "
+            "other 4). The CNN's kept epoch was also chosen on validation AUC (slightly "
+            "optimistic for the CNN and the fusion alike). CNN training: "
+            f"{metrics.get('cnn_training', 'not run')}.",
+            "",
+        ]
+    lines += [
+        f"## Test, scored once after the choice: the shipped {shipped} score",
         "",
         "| test set | morphs | bona fide | AUC | EER | APCER / BPCER at val BPCER 10 % | "
         "APCER / BPCER at val BPCER 1 % | APCER at test BPCER 10 % † | APCER at test BPCER 1 % † |",
@@ -204,24 +299,82 @@ def write_markdown(metrics: dict) -> None:
         "† test-informed: the threshold is set on the test bona fide scores themselves (as "
         "FATE-MORPH-style APCER@BPCER figures are); not a figure the kiosk's threshold reaches.",
         f"Test AUC 95 % bootstrap interval (images resampled): {test['all']['auc_95ci_bootstrap']}.",
-        f"Validation: AUC {val['all']['auc']:.3f}, EER {val['all']['eer']:.3f}.",
-        f"Logistic-regression baseline on the same features: test AUC "
+        f"Validation (shipped score): AUC {val['all']['auc']:.3f}, EER {val['all']['eer']:.3f}.",
+        f"Logistic-regression baseline on the tree features: test AUC "
         f"{metrics['baseline_logistic_test_auc']:.3f} (not shipped).",
         "Per-method rows: that method's morphs against all bona fide test images. Per "
         "post-processing rows: morphs and bona fide images that got that step (like for like).",
+    ]
+    by_model = metrics.get("test_by_model")
+    if by_model:
+        lines += [
+            "",
+            "Every candidate on test (scored after the choice, each at its own validation BPCER "
+            "10 % threshold; informed nothing): "
+            + "; ".join(
+                f"{name} AUC {row['auc']:.3f}, APCER {row['at_val_bpcer10']['apcer']:.3f} at "
+                f"BPCER {row['at_val_bpcer10']['bpcer']:.3f}"
+                for name, row in by_model.items()
+            )
+            + ".",
+        ]
+    timing = ", ".join(f"{k} {v:.1f} ms" for k, v in metrics["timing_ms"].items())
+    lines += [
         "",
         f"Images: {json.dumps(metrics['images'])}; dropped (detector found not exactly one "
         f"face, or a face < 40 px): {json.dumps(metrics['dropped'])}.",
         f"Candidates (trees, depth) -> validation AUC: {json.dumps(metrics['candidates'])}.",
-        f"Time per face crop on this (shared, loaded) x86 CPU: features "
-        f"{metrics['feature_ms']:.1f} ms, features + trees {metrics['check_ms']:.1f} ms.",
+        f"Time per face crop on this (shared, loaded) x86 CPU, one thread: {timing}.",
     ]
     (REPORT / "README.md").write_text("\n".join(lines) + "\n")
+
+
+def compare(
+    data: dict, trees_logit: np.ndarray, cnn_logit: np.ndarray | None
+) -> tuple[str, Fusion | None, dict]:
+    """What ships, by validation AUC: trees, CNN or their fusion (cross-fitted on validation);
+    the fusion's final weights, fitted on all of validation (None for the trees)."""
+    val = data["split"] == "val"
+    y = data["y"][val]
+    comparison = {"trees": val_summary(trees_logit[val], y)}
+    if cnn_logit is None:
+        return "trees", None, comparison
+    z = np.column_stack([cnn_logit, trees_logit])
+    comparison["cnn"] = val_summary(cnn_logit[val], y)
+    comparison["fusion"] = val_summary(cross_fitted(z[val], y, data["a"][val]), y)
+    shipped = max(comparison, key=lambda name: comparison[name]["auc"])
+    fusions = {"trees": None, "cnn": Fusion(1.0, 0.0, 0.0), "fusion": fit_fusion(z[val], y)}
+    return shipped, fusions[shipped], comparison
+
+
+def timing(trees: Trees, cnn_path: Path | None) -> dict[str, float]:
+    """ms per face crop, one at a time as the kiosk scores it."""
+    crops = np.random.default_rng(0).integers(0, 256, (20, 128, 128, 3), dtype=np.uint8)
+
+    def ms(step) -> float:
+        step(crops[0])
+        tick = time.perf_counter()
+        for crop in crops:
+            step(crop)
+        return (time.perf_counter() - tick) / len(crops) * 1000
+
+    out = {
+        "crop": ms(lambda c: face_crop(c, (20.0, 20.0, 100.0, 100.0))),
+        "features": ms(features),
+        "features + trees": ms(lambda c: tree_logits(trees, features(c)[None])),
+    }
+    if cnn_path is not None:
+        scorer = CnnScorer(cnn_path.read_bytes())
+        out["CNN (int8, LiteRT)"] = ms(scorer.logit)
+        out["features + trees + CNN"] = out["features + trees"] + out["CNN (int8, LiteRT)"]
+    return {k: round(v, 2) for k, v in out.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--crops", dest="features", type=Path, default=OUT)
+    parser.add_argument("--cnn", type=Path, default=MODELS / f"{CNN_MODEL_NAME}.tflite")
+    parser.add_argument("--no-cnn", action="store_true", help="the trees only")
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--no-export", action="store_true")
     args = parser.parse_args(argv)
@@ -231,7 +384,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(
             f"{args.features} holds {x.shape[1]} features, the kiosk {N_FEATURES}: rebuild it"
         )
-    train, val = data["split"] == "train", data["split"] == "val"
+    train, val, test = (data["split"] == name for name in ("train", "val", "test"))
     started = time.time()
     candidates, best = {}, None
     for trees, depth in CANDIDATES:
@@ -243,36 +396,47 @@ def main(argv: list[str] | None = None) -> None:
             best = (auc, trees, depth, model)
     _, trees, depth, model = best
     arrays = to_arrays(model, N_FEATURES)
-    scores = Trees(arrays).predict(x.astype(np.float32))
-    assert np.allclose(scores, model.predict_proba(x)[:, 1], atol=1e-4), "tree export differs"
-    bona_val = scores[val & (y == 0)]
-    thresholds = {
-        "bpcer10": threshold_at_bpcer(bona_val, 0.10),
-        "bpcer1": threshold_at_bpcer(bona_val, 0.01),
+    trees_logit = tree_logits(Trees(arrays), x.astype(np.float32))
+    assert np.allclose(sigmoid(trees_logit), model.predict_proba(x)[:, 1], atol=1e-4), (
+        "tree export differs"
+    )
+    cnn_path = None if args.no_cnn or not args.cnn.exists() else args.cnn
+    cnn_logit = None if cnn_path is None else cnn_logits(cnn_path, args.features)
+    shipped, fusion, comparison = compare(data, trees_logit, cnn_logit)
+    print(f"validation: {json.dumps(comparison)}\nshipped: {shipped}")
+
+    def threshold_of(scores: np.ndarray, bpcer: float) -> float:
+        return threshold_at_bpcer(scores[val & (y == 0)], bpcer)
+
+    candidate_scores = {"trees": sigmoid(trees_logit)}
+    if cnn_logit is not None:
+        z = np.column_stack([cnn_logit, trees_logit])
+        candidate_scores["cnn"] = sigmoid(cnn_logit)
+        candidate_scores["fusion"] = sigmoid(fused(fit_fusion(z[val], y[val]), z))
+    scores = candidate_scores[shipped]
+    thresholds = {"bpcer10": threshold_of(scores, 0.10), "bpcer1": threshold_of(scores, 0.01)}
+    # Test from here on: the choice above is made.
+    test_by_model = {
+        name: block(s[test], y[test], {"bpcer10": threshold_of(s, 0.10)})
+        for name, s in candidate_scores.items()
     }
     baseline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))
     baseline.fit(x[train], y[train])
-    test = data["split"] == "test"
     baseline_auc = roc_auc_score(y[test], baseline.predict_proba(x[test])[:, 1])
-    # One face at a time, as the kiosk scores it: features, then the trees on one row.
-    shipped = Trees(arrays)
-    crops = np.random.default_rng(0).integers(0, 256, (20, 128, 128, 3), dtype=np.uint8)
-    tick = time.perf_counter()
-    for crop in crops:
-        features(crop)
-    feature_ms = (time.perf_counter() - tick) / len(crops) * 1000
-    tick = time.perf_counter()
-    for crop in crops:
-        shipped.predict(features(crop)[None])
-    check_ms = (time.perf_counter() - tick) / len(crops) * 1000
+    history = REPORT / "cnn_history.csv"
     metrics = {
+        "shipped": shipped,
         "threshold": round(thresholds["bpcer10"], 6),
         "thresholds_from_val": {k: round(v, 6) for k, v in thresholds.items()},
+        "fusion": None if fusion is None else fusion.__dict__,
         "trees": trees,
         "depth": depth,
         "candidates": candidates,
+        "comparison_val": comparison,
         "val": evaluate(data, scores, thresholds, "val"),
         "test": evaluate(data, scores, thresholds, "test"),
+        "test_by_model": test_by_model,
+        "trees_threshold": round(threshold_of(candidate_scores["trees"], 0.10), 6),
         "baseline_logistic_test_auc": round(float(baseline_auc), 4),
         "images": {
             split: {
@@ -282,21 +446,45 @@ def main(argv: list[str] | None = None) -> None:
             for split in ("train", "val", "test")
         },
         "dropped": {k[8:]: int(v) for k, v in data.items() if k.startswith("dropped_")},
-        "feature_ms": round(feature_ms, 2),
-        "check_ms": round(check_ms, 2),
+        "timing_ms": timing(Trees(arrays), cnn_path),
         "seed": args.seed,
         "synthetic_morphs": True,
     }
+    metrics["feature_ms"] = metrics["timing_ms"]["features"]
+    metrics["check_ms"] = metrics["timing_ms"].get(
+        "features + trees + CNN", metrics["timing_ms"]["features + trees"]
+    )
+    if cnn_path is not None and history.exists():
+        epochs = np.genfromtxt(history, delimiter=",", names=True)
+        metrics["cnn_training"] = (
+            f"{len(epochs)} epochs, best Keras (float) validation AUC "
+            f"{float(np.max(epochs['val_auc'])):.3f} at epoch {int(np.argmax(epochs['val_auc'])) + 1}"
+            f" (history: cnn_history.csv)"
+        )
     REPORT.mkdir(parents=True, exist_ok=True)
     (REPORT / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     write_markdown(metrics)
     print(json.dumps(metrics["test"]["all"], indent=1))
     if args.no_export:
         return
+    export(metrics, arrays, test_by_model, cnn_path, fusion)
+
+
+def export(
+    metrics: dict,
+    arrays: dict[str, np.ndarray],
+    test_by_model: dict,
+    cnn_path: Path | None,
+    fusion: Fusion | None,
+) -> None:
+    """models/morph.npz with its entry (the trees alone: their own threshold and test figures)
+    and, when the CNN or the fusion won, the `morph_cnn` entry with the shipped threshold."""
     path = MODELS / f"{MODEL_NAME}.npz"
     np.savez_compressed(path, **arrays)
     model_spec = spec(MODEL_NAME)
-    overall = metrics["test"]["all"]
+    trees_test = test_by_model["trees"]
+    digest = hashlib.sha256(json.dumps(metrics["images"]).encode()).hexdigest()[:16]
+    data_note = "synthetic morphs of faces68 + faces68_ytf, split by person/photo"
     write_entry(
         MODELS,
         MODEL_NAME,
@@ -304,17 +492,46 @@ def main(argv: list[str] | None = None) -> None:
         architecture=model_spec.architecture,
         input_shape=list(model_spec.input_shape),
         quantization="none (tree arrays: float64 split thresholds, float32 leaf values; numpy)",
+        threshold=metrics["trees_threshold"],
+        metrics={
+            "threshold": metrics["trees_threshold"],
+            "test_auc": trees_test["auc"],
+            "test_eer": trees_test["eer"],
+            "test_apcer_at_val_bpcer10": trees_test["at_val_bpcer10"]["apcer"],
+            "test_bpcer_at_val_bpcer10": trees_test["at_val_bpcer10"]["bpcer"],
+            "threshold_source": model_spec.threshold_source,
+            "data": data_note,
+        },
+        data_digest=digest,
+    )
+    if fusion is None or cnn_path is None:
+        return
+    cnn_spec = spec(CNN_MODEL_NAME)
+    overall = metrics["test"]["all"]
+    write_entry(
+        MODELS,
+        CNN_MODEL_NAME,
+        cnn_path,
+        architecture=cnn_spec.architecture,
+        input_shape=list(cnn_spec.input_shape),
+        input=cnn_spec.input,
+        output=cnn_spec.output,
+        positive=cnn_spec.positive,
+        quantization="int8 (full integer, representative dataset of 300 training crops)",
         threshold=metrics["threshold"],
+        fusion=fusion.__dict__,
+        shipped=metrics["shipped"],
         metrics={
             "threshold": metrics["threshold"],
+            "val_auc": metrics["comparison_val"][metrics["shipped"]]["auc"],
             "test_auc": overall["auc"],
             "test_eer": overall["eer"],
             "test_apcer_at_val_bpcer10": overall["at_val_bpcer10"]["apcer"],
             "test_bpcer_at_val_bpcer10": overall["at_val_bpcer10"]["bpcer"],
-            "threshold_source": model_spec.threshold_source,
-            "data": "synthetic morphs of faces68 + faces68_ytf, split by person/photo",
+            "threshold_source": cnn_spec.threshold_source,
+            "data": data_note,
         },
-        data_digest=hashlib.sha256(json.dumps(metrics["images"]).encode()).hexdigest()[:16],
+        data_digest=digest,
     )
 
 

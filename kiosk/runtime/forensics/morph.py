@@ -4,7 +4,7 @@ A morphed passport photo matches both contributors, so one ID serves two people.
 warped faces leaves traces on the face itself even after re-compression or resampling: the
 inner face is an average of two images, so its sensor noise is weaker and its fine texture
 flatter than the skin and hair around it; misaligned features leave doubled edges; a pasted
-morph has a seam where the blend ends. This module sees them without a CNN, on one face crop:
+morph has a seam where the blend ends. The trees see them without a CNN, on one face crop:
 
 - **noise residuals per cell**: three high-pass residuals (median, Laplacian, Gaussian) as log
   energy on a 4x4 grid relative to the crop's median cell (where is it smoother), the median
@@ -16,12 +16,17 @@ morph has a seam where the blend ends. This module sees them without a CNN, on o
   border) and chroma vs luma residual energy.
 
 Gradient-boosted trees (trained in training/morph/, shipped as arrays, evaluated in numpy with
-splice.py's `Trees`) give P(morph). The crop is cut from the detector box like sr.py's.
+`tree_logits`) give P(morph). The crop is cut from the detector box like sr.py's.
+
+When the manifest also lists `morph_cnn` (a small CNN on the same crop, int8 TFLite on LiteRT:
+training/morph/cnn.py), the score is a logistic regression of both models' logits (`Fusion`),
+and the record adds each model's own score (`trees_score`, `cnn_score`).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +36,9 @@ import numpy as np
 from kiosk.config import Config
 from kiosk.contract.errors import InputError, ModelError
 from kiosk.runtime.forensics.splice import Trees, listed_trees
+from kiosk.runtime.models.litert import make_interpreter
 from kiosk.runtime.models.registry import ModelRegistry
+from kiosk.runtime.models.tflite_io import Model
 from kiosk.runtime.vision.types import Box
 
 if TYPE_CHECKING:  # suite.py imports this module for its FACTORIES
@@ -40,6 +47,7 @@ if TYPE_CHECKING:  # suite.py imports this module for its FACTORIES
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "morph"
+CNN_MODEL_NAME = "morph_cnn"
 CROP = 128  # the crop's side: about the training faces' native size (a 60-200 px face box)
 FACE_MARGIN = 1.4  # crop side / detector box side: the whole face plus a ring of hair and skin
 MIN_FACE_PX = 40  # smaller faces hold too little texture to judge (and none was trained on)
@@ -164,25 +172,112 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum() + _EPS))
 
 
+class CnnScorer:
+    """The morph CNN (int8 TFLite on LiteRT): uint8 RGB face crop -> its logit."""
+
+    def __init__(self, content: bytes, num_threads: int = 1) -> None:
+        self.model = Model(make_interpreter(content, num_threads=num_threads))
+        if self.model.input_shape != (1, CROP, CROP, 3):
+            raise ModelError(
+                f"morph CNN takes input {list(self.model.input_shape)}, the kiosk's crop is "
+                f"{[1, CROP, CROP, 3]}: re-run make morph"
+            )
+
+    def logit(self, crop: np.ndarray) -> float:
+        return float(self.model(crop.astype(np.float32)[None]).reshape(-1)[0])
+
+
+def tree_logits(trees: Trees, x: np.ndarray) -> np.ndarray:
+    """(N,) logits of the trees (bias + rate x the leaves' sum) for (N, F) features, every tree
+    at once per level: one face's 300 trees in well under a millisecond, where `Trees.predict`
+    walks them one by one (~40 ms)."""
+    if x.shape[1] != trees.n_features:
+        raise ModelError(
+            f"morph model expects {trees.n_features} features, the kiosk computes "
+            f"{x.shape[1]}: the model and the kiosk's code are from different versions"
+        )
+    rows = np.arange(len(trees.feature))[:, None]  # (T, 1)
+    samples = np.arange(len(x))[None, :]  # (1, N)
+    node = np.zeros((len(trees.feature), len(x)), np.int64)
+    for _ in range(trees.depth):
+        feature = trees.feature[rows, node]
+        go_left = x[samples, np.maximum(feature, 0)] <= trees.threshold[rows, node]
+        step = np.where(go_left, trees.left[rows, node], trees.right[rows, node])
+        node = np.where(feature >= 0, step, node)
+    return trees.bias + trees.rate * trees.value[rows, node].sum(0, dtype=np.float64)
+
+
+def sigmoid(logit: float) -> float:
+    return float(1.0 / (1.0 + np.exp(-logit)))
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """P(morph) = sigmoid(cnn x CNN logit + trees x trees logit + bias): a logistic regression
+    of the two models' logits, fitted on validation faces (training/morph/train.py), stored in
+    the morph_cnn manifest entry as `fusion`."""
+
+    cnn: float
+    trees: float
+    bias: float
+
+    @classmethod
+    def from_extra(cls, extra: dict[str, Any]) -> Fusion:
+        fusion = extra.get("fusion")
+        try:
+            return cls(float(fusion["cnn"]), float(fusion["trees"]), float(fusion["bias"]))
+        except (TypeError, KeyError, ValueError):
+            raise ModelError(
+                f"manifest entry {CNN_MODEL_NAME!r} needs `fusion` weights (cnn, trees, bias); "
+                "re-run make morph"
+            ) from None
+
+    def logit(self, cnn_logit: float, trees_logit: float) -> float:
+        return self.cnn * cnn_logit + self.trees * trees_logit + self.bias
+
+
 class MorphCheck:
-    """Forensic check "morph": P(the detected face is a morph of two faces)."""
+    """Forensic check "morph": P(the detected face is a morph of two faces). With the CNN listed
+    the score is its fusion with the trees (and `threshold` the fusion's); else the trees'."""
 
     key = "morph"
     needs_face = True
 
-    def __init__(self, trees: Trees, threshold: float) -> None:
+    def __init__(
+        self,
+        trees: Trees,
+        threshold: float,
+        cnn: CnnScorer | None = None,
+        fusion: Fusion | None = None,
+    ) -> None:
         if trees.n_features != N_FEATURES:
             raise ModelError(
                 f"morph model expects {trees.n_features} features, the kiosk computes "
                 f"{N_FEATURES}: the model and the kiosk's code are from different versions"
             )
+        if (cnn is None) != (fusion is None):
+            raise ValueError("the morph CNN needs its fusion weights and the other way round")
         self.trees = trees
         self.threshold = threshold
+        self.cnn = cnn
+        self.fusion = fusion
+
+    def scores(self, rgb: np.ndarray, box: Box) -> dict[str, float]:
+        """The shipped `score` and each model's own of the face in `box` (rgb's pixels)."""
+        crop = face_crop(rgb, box)
+        trees_logit = float(tree_logits(self.trees, features(crop)[None])[0])
+        if self.cnn is None or self.fusion is None:
+            return {"score": sigmoid(trees_logit), "trees_score": sigmoid(trees_logit)}
+        cnn_logit = self.cnn.logit(crop)
+        return {
+            "score": sigmoid(self.fusion.logit(cnn_logit, trees_logit)),
+            "trees_score": sigmoid(trees_logit),
+            "cnn_score": sigmoid(cnn_logit),
+        }
 
     def score(self, rgb: np.ndarray, box: Box) -> float:
-        """P(morph) of the face in `box` (rgb's pixels)."""
-        vector = features(face_crop(rgb, box))
-        return float(self.trees.predict(vector[None])[0])
+        """P(morph) of the face in `box` (rgb's pixels), as the check flags it."""
+        return self.scores(rgb, box)["score"]
 
     def run(self, capture: Capture, artifacts: Artifacts) -> dict[str, Any]:
         del artifacts  # nothing to draw: the score is the face's as a whole
@@ -190,18 +285,30 @@ class MorphCheck:
             return {"applied": False, "face_px": None}
         x0, y0, x1, y1 = capture.face
         face_px = max(x1 - x0, y1 - y0) * capture.scale
-        score = self.score(capture.rgb, capture.face)
+        scores = self.scores(capture.rgb, capture.face)
         return {
             "applied": True,
-            "score": round(score, 6),
+            "score": round(scores["score"], 6),
             "threshold": self.threshold,
-            "flagged": score >= self.threshold,
+            "flagged": scores["score"] >= self.threshold,
             "face_px": round(face_px, 1),
+            "model": "trees" if self.cnn is None else "trees+cnn",
+            **{key: round(value, 6) for key, value in scores.items() if key != "score"},
         }
 
 
 def make_morph_check(registry: ModelRegistry, config: Config) -> MorphCheck | None:
-    """The check for the manifest's `morph` model, or None when it is not listed."""
-    del config  # nothing configurable: the crop and features are the model's
+    """The check for the manifest's `morph` trees, fused with the `morph_cnn` CNN when that is
+    listed too (its entry holds the fusion's weights and threshold); None without the trees."""
+    del config  # nothing configurable: the crop, features and fusion are the models'
     listed = listed_trees(registry, MODEL_NAME, "re-run make morph")
-    return None if listed is None else MorphCheck(*listed)
+    if listed is None:
+        return None
+    trees, threshold = listed
+    if CNN_MODEL_NAME not in registry.entries:
+        return MorphCheck(trees, threshold)
+    entry = registry.entry(CNN_MODEL_NAME)
+    if entry.threshold is None:
+        raise ModelError(f"manifest entry {CNN_MODEL_NAME!r} has no threshold; re-run make morph")
+    cnn = CnnScorer(registry.verified_bytes(CNN_MODEL_NAME))
+    return MorphCheck(trees, entry.threshold, cnn, Fusion.from_extra(entry.extra))
