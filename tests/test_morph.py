@@ -23,7 +23,6 @@ from kiosk.runtime.forensics.morph import (
     face_crop,
     features,
     make_morph_check,
-    tree_logits,
 )
 from kiosk.runtime.forensics.splice import Trees
 from kiosk.runtime.forensics.suite import Artifacts, Capture
@@ -82,14 +81,29 @@ def test_a_model_of_another_feature_count_is_refused(check: MorphCheck) -> None:
         MorphCheck(Trees(arrays), 0.5)
 
 
+def _walk(trees: Trees, x: np.ndarray) -> np.ndarray:
+    """The plain definition: each sample down each tree, root to leaf, leaves summed."""
+    total = np.zeros(len(x))
+    for t in range(len(trees.feature)):
+        for i, row in enumerate(x):
+            node = 0
+            while trees.feature[t, node] >= 0:
+                go_left = row[trees.feature[t, node]] <= trees.threshold[t, node]
+                node = trees.left[t, node] if go_left else trees.right[t, node]
+            total[i] += trees.value[t, node]
+    return trees.bias + trees.rate * total
+
+
 def test_tree_logits_match_the_tree_walk(check: MorphCheck) -> None:
-    """All trees at once per level (the kiosk's path) = splice.py's walk, tree by tree."""
+    """All trees at once per level (the kiosk's path) = walking each tree from its root."""
     x = np.random.default_rng(0).normal(0, 1.5, (40, N_FEATURES)).astype(np.float32)
-    walked = check.trees.predict(x)
-    assert walked.std() > 0.01  # the random rows reach different leaves
-    np.testing.assert_allclose(1 / (1 + np.exp(-tree_logits(check.trees, x))), walked, atol=1e-9)
+    logits = check.trees.logits(x)
+    assert logits.std() > 0.05  # the random rows reach different leaves
+    np.testing.assert_allclose(logits, _walk(check.trees, x), atol=1e-9)
+    np.testing.assert_array_equal(check.trees.logits(x, chunk=7), logits)  # chunk edges
+    np.testing.assert_allclose(check.trees.predict(x), 1 / (1 + np.exp(-logits)))
     with pytest.raises(ModelError, match="different versions"):
-        tree_logits(check.trees, x[:, 1:])
+        check.trees.logits(x[:, 1:])
 
 
 def test_fusion_weights_come_from_the_manifest_entry() -> None:

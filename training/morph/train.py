@@ -46,7 +46,6 @@ from kiosk.runtime.forensics.morph import (
     Fusion,
     face_crop,
     features,
-    tree_logits,
 )
 from kiosk.runtime.forensics.splice import Trees
 from training.morph.data import METHODS, OUT
@@ -361,7 +360,7 @@ def timing(trees: Trees, cnn_path: Path | None) -> dict[str, float]:
     out = {
         "crop": ms(lambda c: face_crop(c, (20.0, 20.0, 100.0, 100.0))),
         "features": ms(features),
-        "features + trees": ms(lambda c: tree_logits(trees, features(c)[None])),
+        "features + trees": ms(lambda c: trees.logits(features(c)[None])),
     }
     if cnn_path is not None:
         scorer = CnnScorer(cnn_path.read_bytes())
@@ -396,7 +395,7 @@ def main(argv: list[str] | None = None) -> None:
             best = (auc, trees, depth, model)
     _, trees, depth, model = best
     arrays = to_arrays(model, N_FEATURES)
-    trees_logit = tree_logits(Trees(arrays), x.astype(np.float32))
+    trees_logit = Trees(arrays).logits(x.astype(np.float32))
     assert np.allclose(sigmoid(trees_logit), model.predict_proba(x)[:, 1], atol=1e-4), (
         "tree export differs"
     )

@@ -16,7 +16,7 @@ morph has a seam where the blend ends. The trees see them without a CNN, on one 
   border) and chroma vs luma residual energy.
 
 Gradient-boosted trees (trained in training/morph/, shipped as arrays, evaluated in numpy with
-`tree_logits`) give P(morph). The crop is cut from the detector box like sr.py's.
+`Trees.logits`) give P(morph). The crop is cut from the detector box like sr.py's.
 
 When the manifest also lists `morph_cnn` (a small CNN on the same crop, int8 TFLite on LiteRT:
 training/morph/cnn.py), the score is a logistic regression of both models' logits (`Fusion`),
@@ -187,26 +187,6 @@ class CnnScorer:
         return float(self.model(crop.astype(np.float32)[None]).reshape(-1)[0])
 
 
-def tree_logits(trees: Trees, x: np.ndarray) -> np.ndarray:
-    """(N,) logits of the trees (bias + rate x the leaves' sum) for (N, F) features, every tree
-    at once per level: one face's 300 trees in well under a millisecond, where `Trees.predict`
-    walks them one by one (~40 ms)."""
-    if x.shape[1] != trees.n_features:
-        raise ModelError(
-            f"morph model expects {trees.n_features} features, the kiosk computes "
-            f"{x.shape[1]}: the model and the kiosk's code are from different versions"
-        )
-    rows = np.arange(len(trees.feature))[:, None]  # (T, 1)
-    samples = np.arange(len(x))[None, :]  # (1, N)
-    node = np.zeros((len(trees.feature), len(x)), np.int64)
-    for _ in range(trees.depth):
-        feature = trees.feature[rows, node]
-        go_left = x[samples, np.maximum(feature, 0)] <= trees.threshold[rows, node]
-        step = np.where(go_left, trees.left[rows, node], trees.right[rows, node])
-        node = np.where(feature >= 0, step, node)
-    return trees.bias + trees.rate * trees.value[rows, node].sum(0, dtype=np.float64)
-
-
 def sigmoid(logit: float) -> float:
     return float(1.0 / (1.0 + np.exp(-logit)))
 
@@ -265,7 +245,7 @@ class MorphCheck:
     def scores(self, rgb: np.ndarray, box: Box) -> dict[str, float]:
         """The shipped `score` and each model's own of the face in `box` (rgb's pixels)."""
         crop = face_crop(rgb, box)
-        trees_logit = float(tree_logits(self.trees, features(crop)[None])[0])
+        trees_logit = float(self.trees.logits(features(crop)[None])[0])
         if self.cnn is None or self.fusion is None:
             return {"score": sigmoid(trees_logit), "trees_score": sigmoid(trees_logit)}
         cnn_logit = self.cnn.logit(crop)

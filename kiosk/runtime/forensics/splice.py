@@ -289,24 +289,32 @@ class Trees:
         self.n_features = int(arrays["n_features"])
         self.arrays = arrays  # a bundle may hold more than one stage (see ImageStage)
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    def logits(self, x: np.ndarray, chunk: int = 256) -> np.ndarray:
+        """(N,) bias + rate x the leaves' sum for (N, F) features: every tree at once, one level
+        at a time, `chunk` samples at a time: a face's 300 trees in ~0.1 ms instead of ~13 ms
+        tree by tree, a 640x480 capture's 300 tiles in half the time; on a 2048-px window's
+        4,096 tiles it is no faster, and the chunks bound its (trees, samples) arrays."""
         if x.shape[1] != self.n_features:
             raise ModelError(
-                f"splice model expects {self.n_features} features, the kiosk computes "
+                f"tree model expects {self.n_features} features, the kiosk computes "
                 f"{x.shape[1]}: the model and the kiosk's code are from different versions"
             )
-        total = np.zeros(len(x), np.float64)
-        rows = np.arange(len(x))
-        for t in range(len(self.feature)):
-            node = np.zeros(len(x), np.int64)
+        trees = np.arange(len(self.feature))[:, None]  # (T, 1)
+        out = np.empty(len(x), np.float64)
+        for start in range(0, len(x), chunk):
+            part = x[start : start + chunk]
+            samples = np.arange(len(part))[None, :]  # (1, n)
+            node = np.zeros((len(self.feature), len(part)), np.int64)
             for _ in range(self.depth):
-                feature = self.feature[t, node]
-                inner = feature >= 0
-                go_left = x[rows, np.maximum(feature, 0)] <= self.threshold[t, node]
-                step = np.where(go_left, self.left[t, node], self.right[t, node])
-                node = np.where(inner, step, node)
-            total += self.value[t, node]
-        return 1.0 / (1.0 + np.exp(-(self.bias + self.rate * total)))
+                feature = self.feature[trees, node]
+                go_left = part[samples, np.maximum(feature, 0)] <= self.threshold[trees, node]
+                step = np.where(go_left, self.left[trees, node], self.right[trees, node])
+                node = np.where(feature >= 0, step, node)
+            out[start : start + len(part)] = self.value[trees, node].sum(0, dtype=np.float64)
+        return self.bias + self.rate * out
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-self.logits(x)))
 
     @classmethod
     def from_bytes(cls, content: bytes) -> Trees:
