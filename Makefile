@@ -193,11 +193,17 @@ bench-forensics:  ## latency of each forensic model and of the whole pass on a 6
 	$(PY) bench/bench_forensics.py
 
 # Morph attack detection (docs/tamper_sr.md#morph-detection): SYNTHETIC morphs of real faces,
-# trees on face-crop texture features; crops 15-35 min, features + training ~5 min on the shared
-# CPU. MORPH_LIMIT=N draws N of the 2361 faces (seeded) for a quicker try.
+# a small CNN fused with trees on face-crop texture features; crops 15-35 min, the CNN
+# MORPH_MINUTES, features + trees ~5 min on the shared CPU. MORPH_LIMIT=N draws N of the 2361
+# faces (seeded) for a quicker try.
 MORPH_LIMIT ?=
-.PHONY: morph
-morph: $(WORK)/morph/crops.npz  ## morph check: data + train + evaluate -> reports/morph, models/morph.npz + manifest
+# The CNN trains for MORPH_MINUTES (CPU budget, checkpoints in the work dir); train compares
+# trees, CNN and their fusion on validation, ships the best and scores test once.
+MORPH_MINUTES ?= 32
+.PHONY: morph morph-cnn
+morph: morph-cnn  ## morph check: data + CNN + trees + fusion -> reports/morph, models/morph.npz, morph_cnn.tflite + manifest
 	OMP_NUM_THREADS=1 $(PY) -m training.morph.train
-$(WORK)/morph/crops.npz: $(wildcard training/splits/faces68*.csv) training/morph/data.py kiosk/runtime/forensics/morph.py
+morph-cnn: $(WORK)/morph/crops.npz  ## the morph CNN alone (training/morph/cnn.py)
+	$(PY) -m training.morph.cnn --minutes $(MORPH_MINUTES)
+$(WORK)/morph/crops.npz: $(wildcard training/splits/faces68*.csv) training/morph/data.py
 	$(PY) -m training.morph.data $(if $(MORPH_LIMIT),--limit $(MORPH_LIMIT))
