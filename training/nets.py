@@ -26,14 +26,12 @@ SQUEEZE_MINI_VGG = ((32, 32), (64, 64), (128, 128))  # VGG7-like: 6 conv layers
 SQUEEZE_VGG = ((8, 8), (16, 16), (32, 32, 32), (64, 64, 64), (64, 64, 64))
 
 
-def _squeeze_vgg(
-    input_shape: tuple[int, int, int],
-    blocks: tuple[tuple[int, ...], ...],
-    dropout: float,
-    name: str,
+def vgg_with_squeeze_head(
+    x: tf.Tensor, blocks: tuple[tuple[int, ...], ...], dropout: float, name: str, inputs: tf.Tensor
 ) -> keras.Model:
-    inputs = keras.Input(shape=input_shape, name="pixels")
-    x = layers.Rescaling(1.0 / 255.0, name="normalize")(inputs)
+    """The model from `inputs`: VGG conv blocks (conv-BN-ReLU, 2x2 max-pool, light dropout) on
+    `x`, then SqueezeNet's head: 1x1 conv to one channel, global average pooling ("logit"),
+    sigmoid ("score"). Shared by the compliance CNNs and the morph CNN."""
     for b, filters_list in enumerate(blocks, start=1):
         for c, filters in enumerate(filters_list, start=1):
             x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{b}_conv{c}")(
@@ -48,6 +46,17 @@ def _squeeze_vgg(
     logit = layers.GlobalAveragePooling2D(name="logit")(x)
     outputs = layers.Activation("sigmoid", name="score")(logit)
     return keras.Model(inputs, outputs, name=name)
+
+
+def _squeeze_vgg(
+    input_shape: tuple[int, int, int],
+    blocks: tuple[tuple[int, ...], ...],
+    dropout: float,
+    name: str,
+) -> keras.Model:
+    inputs = keras.Input(shape=input_shape, name="pixels")
+    x = layers.Rescaling(1.0 / 255.0, name="normalize")(inputs)
+    return vgg_with_squeeze_head(x, blocks, dropout, name, inputs)
 
 
 def squeeze_mini_vgg(input_shape: tuple[int, int, int], dropout: float = 0.4) -> keras.Model:

@@ -31,7 +31,7 @@ from sklearn.metrics import roc_auc_score
 from kiosk.runtime.forensics.morph import CNN_MODEL_NAME, CROP, CnnScorer
 from training.export import convert
 from training.morph.data import OUT
-from training.nets import BLOCK_DROPOUT, BN_MOMENTUM, logit_model
+from training.nets import logit_model, vgg_with_squeeze_head
 from training.paths import MODELS, REPORTS, WORK
 from training.tf_setup import limit_threads, seed_everything, tf
 
@@ -60,20 +60,7 @@ def build(size: int = CROP) -> keras.Model:
     high_pass.set_weights([np.repeat(laplacian[:, :, None, None], 3, axis=2)])
     x = layers.Concatenate(name="with_residual")([x, residual])
     x = layers.Lambda(lambda t: tf.nn.space_to_depth(t, 2), name="space_to_depth")(x)
-    for b, filters_list in enumerate(BLOCKS, start=1):
-        for c, filters in enumerate(filters_list, start=1):
-            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{b}_conv{c}")(
-                x
-            )
-            x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"block{b}_bn{c}")(x)
-            x = layers.ReLU(name=f"block{b}_relu{c}")(x)
-        x = layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
-        x = layers.Dropout(BLOCK_DROPOUT, name=f"block{b}_dropout")(x)
-    x = layers.Dropout(0.3, name="head_dropout")(x)
-    x = layers.Conv2D(1, 1, name="head_conv1x1")(x)
-    logit = layers.GlobalAveragePooling2D(name="logit")(x)
-    outputs = layers.Activation("sigmoid", name="score")(logit)
-    return keras.Model(inputs, outputs, name="MorphCNN")
+    return vgg_with_squeeze_head(x, BLOCKS, 0.3, "MorphCNN", inputs)
 
 
 def _augment(image: tf.Tensor, label: tf.Tensor, weight: tf.Tensor):
