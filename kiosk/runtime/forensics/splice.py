@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import io
 import logging
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import cv2
@@ -171,7 +172,8 @@ def _per_tile(blocks: np.ndarray, rows: int, cols: int) -> np.ndarray:
 def comb_features(gray: np.ndarray) -> np.ndarray:
     """(rows, cols, 6): quantisation-comb fit on the grid (mean and worst over frequencies, for
     the image's strongest and second comb), the off-grid DC comb's z and the Haar noise level.
-    Whole-image statistics choose the combs, so this runs on the whole window, not in bands."""
+    Whole-window statistics choose the combs (the DCT and block sums below are computed in bands
+    of tile rows only to bound memory)."""
     rows, cols = gray.shape[0] // TILE, gray.shape[1] // TILE
     plane = gray[: rows * TILE, : cols * TILE].astype(np.float32)
     fits = []
@@ -220,8 +222,7 @@ def _shifted_dc_comb(plane: np.ndarray, rows: int, cols: int) -> np.ndarray:
     """(rows, cols, 1) log1p of each tile's DC-comb Rayleigh z on the shifted grid and step where
     the image's tiles show the strongest comb (their 90th percentile): a paste's own JPEG grid."""
     sums, textured = _block_sums(plane)
-    angles = 2 * np.pi * np.arange(255 * 64 + 1)[None] / (8 * DC_STEPS[:, None])
-    cosines, sines = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+    cosines, sines = _dc_phases()
     height, width = rows * BLOCKS - 1, cols * BLOCKS - 1  # whole blocks at every offset
     best, best_z = -1.0, np.zeros((rows, cols), np.float32)
     for dy in range(8):
@@ -240,6 +241,14 @@ def _shifted_dc_comb(plane: np.ndarray, rows: int, cols: int) -> np.ndarray:
             if level[step] > best:
                 best, best_z = float(level[step]), z[..., step]
     return np.log1p(best_z)[..., None]
+
+
+@cache
+def _dc_phases() -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin of 2 pi x (block sum / 8) / step for every possible block sum and DC step:
+    (DC_STEPS, 255 x 64 + 1) tables, the same for every capture, so made once."""
+    angles = 2 * np.pi * np.arange(255 * 64 + 1)[None] / (8 * DC_STEPS[:, None])
+    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
 
 
 def _block_sums(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
