@@ -1,0 +1,109 @@
+"""Eye and mouth verdicts through `kiosk check --json` itself, on faces the models never saw.
+
+    .venv/bin/python bench/cli_verdicts.py [--limit N]
+
+The per-face tables (`make verdicts`) run the kiosk's modules in one process; this runs the
+command an operator runs. Photos, with the labels reviewed by eye (training/review.py):
+- eyes: `faces68_ytf` reviewed open and closed (YouTube, never in eye training) and CEW test
+  closed (`eyes_closed_faces`, the eye model's test split);
+- mouth: CEW reviewed open and closed mouths (never in mouth training).
+Each photo gets evaluate_faces' grey border and is scaled x2 with Lanczos, so these small faces
+pass the kiosk's 100 px face gate; one `kiosk check --json` process reads the whole folder.
+A face the kiosk refuses (no face, too small, several) counts as missed, apart from errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import cv2
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from training import review, splits  # noqa: E402
+from training.evaluate_faces import padded  # noqa: E402
+from training.paths import data_root  # noqa: E402
+
+CHECKS = {"eyes": "eyes_closed", "mouth": "mouth_open"}
+
+
+def photos(root: Path, limit: int) -> list[tuple[str, str, int, Path]]:
+    """(check, source, label 1 = the failure, path), at most `limit` per source and label."""
+    out = []
+    eyes = review.reviewed(review.REVIEWS["eyes"])
+    for label in (0, 1):
+        paths = sorted(p for p, v in eyes.items() if v == label)
+        out += [("eyes", "faces68_ytf", label, root / "faces68_ytf" / p) for p in paths]
+    cew = sorted((root / "eyes_closed_faces" / "closed").glob("*.jpg"))
+    test = [p for p in cew if splits.lookup("eyes_closed_faces", f"closed/{p.name}")[1] == "test"]
+    out += [("eyes", "eyes_closed_faces test", 1, p) for p in test]
+    mouths = review.reviewed(review.REVIEWS["mouth"])
+    for label in (0, 1):
+        paths = sorted(p for p, v in mouths.items() if v == label)
+        out += [
+            ("mouth", "eyes_closed_faces", label, root / "eyes_closed_faces" / p) for p in paths
+        ]
+    groups: dict[tuple[str, str, int], list] = {}
+    for item in out:
+        groups.setdefault(item[:3], []).append(item)
+    rng = random.Random(7)
+    return [x for items in groups.values() for x in rng.sample(items, min(limit, len(items)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=int, default=120, help="photos per source and label")
+    parser.add_argument("--data-root", default=None)
+    args = parser.parse_args()
+    chosen = photos(data_root(args.data_root), args.limit)
+    with tempfile.TemporaryDirectory() as tmp:
+        names = {}
+        for i, (check, source, label, path) in enumerate(chosen):
+            rgb, _ = padded(path)
+            big = cv2.resize(rgb, None, fx=2, fy=2, interpolation=cv2.INTER_LANCZOS4)
+            name = f"{i:05d}.png"
+            cv2.imwrite(str(Path(tmp) / name), cv2.cvtColor(big, cv2.COLOR_RGB2BGR))
+            names[name] = (check, source, label)
+        done = subprocess.run(
+            [sys.executable, "-m", "kiosk", "check", "--json", tmp],
+            capture_output=True, text=True, cwd=REPO, check=False,
+        )  # fmt: skip
+    tally: Counter = Counter()
+    for line in done.stdout.splitlines():
+        record = json.loads(line)
+        if "source" not in record:  # the closing summary line
+            continue
+        check, source, label = names[Path(record["source"]).name]
+        result = record.get("checks", {}).get(CHECKS[check])
+        if result is None:
+            outcome = "missed"
+        else:
+            outcome = "wrong" if bool(result["failed"]) != bool(label) else "right"
+        tally[(check, source, label, outcome)] += 1
+    print(f"`kiosk check --json` on {len(names)} photos (exit {done.returncode})\n")
+    print("| check | source | class | n | missed | error on checked faces | error end to end |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    for check, source, label in sorted({key[:3] for key in tally}):
+        right, wrong, missed = (
+            tally[(check, source, label, o)] for o in ("right", "wrong", "missed")
+        )
+        n = right + wrong + missed
+        kind = {("eyes", 1): "closed", ("eyes", 0): "open", ("mouth", 1): "open"}.get(
+            (check, label), "closed"
+        )
+        print(
+            f"| {CHECKS[check]} | {source} | {kind} | {n} | {missed} | "
+            f"{100 * wrong / max(right + wrong, 1):.1f} % | {100 * (wrong + missed) / n:.1f} % |"
+        )
+
+
+if __name__ == "__main__":
+    main()
