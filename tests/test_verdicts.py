@@ -153,3 +153,37 @@ def test_evaluation_photos_keep_trained_splits_out_and_label_every_source() -> N
     assert seen["mask_web_types"] == {(None, None, 1)}
     assert {labels[1] for labels in seen["faces68"]} == {0, 1, None}
     assert seen["mask_kaggle_faces/mask_weared_incorrect"] == {(None, None, None)}
+
+
+def _write_rows(path, mouth_models: list[str]) -> None:
+    scores = ("eyes", "mouth", "veil", "eyes_cnn", "ear_min", "mouth_cnn", "mouth_opening")
+    columns = ("dataset", "split", "source", "outcome", *scores, "veil_cnn")
+    lines = [",".join((*columns, *verdicts.FINGERPRINT.values(), "face_models"))]
+    for model in mouth_models:
+        lines.append("mouth,test,mouth,ok,,1,,,,0.9,0.1,," + f"e1,{model},v1,f1")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_rows_scored_by_different_models_are_refused(tmp_path) -> None:
+    """The bug this guards against: rows kept by `--reuse` from an older bundle carried the
+    previous mouth model's scores under the shipped model's threshold."""
+    same, mixed = tmp_path / "same.csv", tmp_path / "mixed.csv"
+    _write_rows(same, ["m1", "m1"])
+    _write_rows(mixed, ["m1", "m0"])
+    assert verdicts.Faces.read(same).models["mouth_model"] == "m1"
+    with pytest.raises(SystemExit, match="mouth_model differs between rows"):
+        verdicts.Faces.read(mixed)
+
+
+def test_a_threshold_is_shipped_only_to_the_model_that_made_the_scores(tmp_path) -> None:
+    import shutil
+
+    from kiosk.contract.manifest import load_manifest
+
+    bundle = tmp_path / "models"
+    bundle.mkdir()
+    entry = load_manifest(MODELS).models["mouth_open"]
+    shutil.copy(MODELS / "manifest.json", bundle)
+    shutil.copy(MODELS / entry.file, bundle)
+    with pytest.raises(SystemExit, match="the rows were scored by model 000000000000"):
+        verdicts.ship(bundle, "mouth_open", {}, scored_by="000000000000")

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import logging
 import time
 from collections.abc import Iterator
@@ -64,8 +65,11 @@ TRAINED_SPLITS = ("val", "test")  # of the datasets the shipped models were trai
 COLUMNS = (
     "dataset", "path", "group", "split", "source", "variant", "eyes", "mouth", "veil",
     "outcome", "face_px", "eyes_cnn", "ear_min", "mouth_cnn", "mouth_opening", "lip_gap",
-    "veil_cnn",
+    "veil_cnn", "eyes_model", "mouth_model", "veil_model", "face_models",
 )  # fmt: skip
+# Which model made each row's scores (sha256 prefix from the bundle's manifest): rows copied by
+# --reuse keep theirs, and training/verdicts.py refuses to mix models in one verdict.
+FINGERPRINT = {"eyes_closed": "eyes_model", "mouth_open": "mouth_model", "veil": "veil_model"}
 
 
 @dataclass(frozen=True)
@@ -151,12 +155,24 @@ def photos(root: Path) -> Iterator[tuple[Photo, str, str]]:
         yield photo, *where("mask_web_types", path)
 
 
+class _Recording(ModelRegistry):
+    """A registry that remembers which models were read: the rows' fingerprints."""
+
+    def __init__(self, models_dir: Path) -> None:
+        super().__init__(models_dir)
+        self.read: set[str] = set()
+
+    def verified_bytes(self, name: str) -> bytes:
+        self.read.add(name)
+        return super().verified_bytes(name)
+
+
 class Runner:
     """The kiosk's analyzer and classifier checks, built once from the bundle."""
 
     def __init__(self, detector: str, models_dir: Path, overlays: list[np.ndarray]) -> None:
         config = load_config()
-        registry = ModelRegistry(models_dir)
+        registry = _Recording(models_dir)
         landmarks = landmark_predictor(config, registry, detector)
         self.analyzer = FaceAnalyzer(
             make_detector(detector, registry, config.detector),
@@ -167,16 +183,22 @@ class Runner:
         self.eyes, self.mouth, self.veil = EyesClosed(registry), MouthOpen(registry), Veil(registry)
         self.overlays = overlays
         self.rng = np.random.default_rng(7)
+        sha = {name: registry.entry(name).sha256 for name in registry.read}
+        self.fingerprint = {column: sha[name][:12] for name, column in FINGERPRINT.items()}
+        # the detector(s) and the landmark model: every face's crops depend on them
+        stack = ",".join(f"{name}:{sha[name]}" for name in sorted(set(sha) - set(FINGERPRINT)))
+        self.fingerprint["face_models"] = hashlib.sha256(stack.encode()).hexdigest()[:12]
 
     def row(self, rgb: np.ndarray) -> dict[str, object]:
         """Outcome and features of one (padded) photo."""
         analysis = self.analyzer.analyze(rgb)
         if analysis.reason:
             face_px = "" if analysis.face is None else round(max(analysis.face.width, 1), 1)
-            return {"outcome": analysis.reason, "face_px": face_px}
+            return {"outcome": analysis.reason, "face_px": face_px, **self.fingerprint}
         eyes, mouth = self.eyes.features(analysis), self.mouth.features(analysis)
         landmarks = analysis.landmarks
         return {
+            **self.fingerprint,
             "outcome": "ok",
             "face_px": round(max(analysis.face.width, analysis.face.height), 1),
             "eyes_cnn": round(eyes["cnn_score"], 6),

@@ -29,7 +29,7 @@ from sklearn.linear_model import LogisticRegression
 
 from kiosk.contract.manifest import ModelEntry, load_manifest, write_entry
 from kiosk.runtime.checks.fusion import CNN_LOGIT, Fusion, logit
-from training.evaluate_faces import faces_file
+from training.evaluate_faces import FINGERPRINT, faces_file
 from training.metrics import eer_point
 from training.paths import MODELS, REPORTS
 
@@ -128,11 +128,34 @@ class Faces:
         self.veil_cnn = num("veil_cnn")
         self.detected = self.outcome == "ok"
         self.missed = np.isin(self.outcome, MISS)
+        self.fingerprints = {
+            column: np.array([r.get(column) or "" for r in rows])
+            for column in (*FINGERPRINT.values(), "face_models")
+        }
 
     @classmethod
     def read(cls, path: Path) -> Faces:
         with open(path, newline="") as handle:
-            return cls(list(csv.DictReader(handle)))
+            faces = cls(list(csv.DictReader(handle)))
+        faces.models = faces.fingerprint(path)
+        return faces
+
+    def fingerprint(self, path: Path) -> dict[str, str]:
+        """Each model's sha256 prefix, the same on every row that ran; SystemExit when rows
+        were scored by different models (rows kept by `evaluate_faces --reuse` from an older
+        bundle): a threshold chosen on them would describe no model."""
+        ran = ~np.char.startswith(self.outcome.astype(str), "unreadable")
+        found = {}
+        for column, values in self.fingerprints.items():
+            seen = sorted(set(values[ran]))
+            if len(seen) != 1 or not seen[0]:
+                raise SystemExit(
+                    f"{path}: {column} differs between rows ({', '.join(s or 'none' for s in seen)})"
+                    ": the scores come from different models; run `python -m "
+                    "training.evaluate_faces` again without --reuse"
+                )
+            found[column] = seen[0]
+        return found
 
 
 def scores(faces: Faces, v: Verdict, method: str, fusion: Fusion | None = None) -> np.ndarray:
@@ -433,7 +456,7 @@ def render(results: dict[str, dict], detector: str) -> str:
     for model, r in results.items():
         v = VERDICTS[model]
         cnn = r["methods"]["cnn"]
-        lines += [f"## {model}", ""]
+        lines += [f"## {model}", "", f"Scores of model sha256 {r['scored_by']}….", ""]
         header = "| evaluation set | held-out | n fail / ok | target | " + " | ".join(
             f"EER {m}" for m in r["methods"]
         )
@@ -508,9 +531,15 @@ def render(results: dict[str, dict], detector: str) -> str:
     return "\n".join(lines)
 
 
-def ship(models_dir: Path, model: str, r: dict) -> None:
-    """Write the chosen threshold (and fusion when it won) into the model's manifest entry."""
+def ship(models_dir: Path, model: str, r: dict, scored_by: str) -> None:
+    """Write the chosen threshold (and fusion when it won) into the model's manifest entry;
+    `scored_by` = the sha256 prefix of the model that made the rows' scores."""
     entry = load_manifest(models_dir).models[model]
+    if not entry.sha256.startswith(scored_by):
+        raise SystemExit(
+            f"{model}: the rows were scored by model {scored_by}, {models_dir} holds "
+            f"{entry.sha256[:12]}: run `python -m training.evaluate_faces` on this bundle first"
+        )
     method = "fused" if r.get("ship_fusion") else "cnn"
     chosen = r["methods"][method]
     threshold = chosen["threshold"]
@@ -581,6 +610,8 @@ def main(argv: list[str] | None = None) -> None:
     faces = Faces.read(args.faces or faces_file(args.detector))
     entries = load_manifest(args.models_dir).models
     results = {m: evaluate(faces, v, BEFORE[m], entries.get(m)) for m, v in VERDICTS.items()}
+    for model, r in results.items():
+        r["scored_by"] = faces.models[FINGERPRINT[model]]
     text = render(results, args.detector)
     if args.before:
         old_faces = Faces.read(args.before)
@@ -598,7 +629,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.ship is not None:
         for model, r in results.items():
             if not args.ship or model in args.ship:
-                ship(args.models_dir, model, r)
+                ship(args.models_dir, model, r, faces.models[FINGERPRINT[model]])
 
 
 if __name__ == "__main__":
