@@ -1,7 +1,7 @@
 """Video rate with and without tracking, and how far tracking keeps the per-frame verdicts.
 
     .venv/bin/python bench/bench_video.py [--frames-per-face 60] [--faces 6] [--config FILE]
-        [--set KEY=VALUE ...] [--no-repeatability]
+        [--set KEY=VALUE ...] [--no-repeatability] [--one-fit]
 
 The clip: each test face (the astronaut, then faces68/ HELEN photos, as in bench_pipeline.py)
 placed on a 640x480 canvas and moved slowly (a 1-2 px per frame drift with a 2 % zoom sway, sub-
@@ -15,7 +15,9 @@ moved by one whole pixel (the same pixels, translated), and its agreement with i
 most any other method can be expected to reach. Tracked agreement is split into the frames
 where that repeat gives the reference's verdict ("repeatable") and the rest. `--set` overrides
 a [tracking] setting (e.g. `--set max_crop_change=0 --set rescore_every=1`: landmarks and every
-check recomputed on every tracked frame, only the detector skipped).
+check recomputed on every tracked frame, only the detector skipped). `--one-fit` makes every
+landmark fit one dlib fit from the box as it is (as before the fit became the mean of the
+`FIT_OFFSETS` fits, kiosk.runtime.vision.landmarks), to compare the verdicts' repeatability.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from bench_pipeline import kiosk_frames  # noqa: E402
 
 from kiosk.config import load_config  # noqa: E402
 from kiosk.runtime.pipeline import CompliancePipeline, TrackingPipeline, Verdict  # noqa: E402
+from kiosk.runtime.vision import landmarks  # noqa: E402
 from kiosk.service.state import Smoother  # noqa: E402
 
 # Whole-pixel moves: the frame's own pixels, translated (no interpolation).
@@ -134,12 +137,15 @@ def main() -> None:
     parser.add_argument("--config", help="kiosk.toml to use (default: the kiosk's own lookup)")
     parser.add_argument("--set", action="append", type=override, default=[], metavar="KEY=VALUE")
     parser.add_argument("--no-repeatability", action="store_true", help="skip the moved repeat")
+    parser.add_argument("--one-fit", action="store_true", help="one dlib fit per landmark fit")
     args = parser.parse_args()
     cv2.setNumThreads(1)
     config = load_config(args.config)
     settings = dataclasses.replace(config.tracking, **dict(args.set))
     base = CompliancePipeline(config)
     frames = clip(kiosk_frames()[: args.faces], args.frames_per_face)
+    if args.one_fit:
+        landmarks.FIT_OFFSETS = ((0.0, 0.0),)
     base.check(frames[0])
     tracking = TrackingPipeline(base, settings)
     load_before = os.getloadavg()[0]
@@ -149,7 +155,8 @@ def main() -> None:
     stats = tracking.stats
     print(
         f"{len(frames)} frames 640x480, 1 thread, detector {config.detector.backend}, landmarks "
-        f"{base.analyzer.landmarks.model_path.name}, load average {load_before:.1f} -> "
+        f"{base.analyzer.landmarks.model_path.name} (mean of {len(landmarks.FIT_OFFSETS)} dlib "
+        f"fits), load average {load_before:.1f} -> "
         f"{load_after:.1f}, tracking {settings}\n"
     )
     print("| path | ms / frame (mean) | fps |\n|---|---|---|")

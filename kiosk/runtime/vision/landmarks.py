@@ -1,4 +1,5 @@
-"""dlib 68-point landmarks predicted inside the detector's box.
+"""dlib 68-point landmarks predicted inside the detector's box (the mean of a few fits from the
+box moved by about a pixel, so the points do not follow the detector's jitter).
 
 The model file comes from the config, else the bundle's model trained on the configured
 detector's boxes (`shape_predictor_<backend>`), else the stock model from the
@@ -21,6 +22,13 @@ from kiosk.runtime.vision.types import Box, Landmarks
 
 STOCK_MODEL = "shape_predictor_68_face_landmarks.dat"
 SYSTEM_DIRS = (Path("/usr/share/dlib"),)
+# dlib's fit follows the box it starts from (and returns whole pixels): a detector box that
+# jitters by a pixel between two frames of a still face moves the points, and head pose and
+# framing near their limits with them. The fit is the mean of fits from the box moved by these
+# shares of its width and height (about a pixel at a kiosk's face size), which halves that
+# jitter (docs/performance.md, "Tracking between frames").
+FIT_JITTER = 0.005
+FIT_OFFSETS = tuple((sx * FIT_JITTER, sy * FIT_JITTER) for sx in (-1, 1) for sy in (-1, 1))
 
 
 def find_model(configured: str | Path | None = None) -> Path:
@@ -68,16 +76,22 @@ class LandmarkPredictor:
         return cls(find_model(configured), box_scale=box_scale)
 
     def predict(self, image: np.ndarray, box: Box) -> Landmarks:
-        """68 points for the face in `box`; `image` is grayscale or RGB uint8."""
+        """68 points for the face in `box`; `image` is grayscale or RGB uint8. The mean of the
+        fits started from the box moved by FIT_OFFSETS (see there)."""
         x0, y0, x1, y1 = box
-        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-        half_w, half_h = (x1 - x0) * self.box_scale / 2, (y1 - y0) * self.box_scale / 2
-        rect = self._dlib.rectangle(
-            round(cx - half_w), round(cy - half_h), round(cx + half_w), round(cy + half_h)
-        )
-        shape = self._predictor(np.ascontiguousarray(image), rect)
-        points = np.array([(p.x, p.y) for p in shape.parts()], np.float32)
-        return Landmarks(points=points)
+        width, height = (x1 - x0) * self.box_scale, (y1 - y0) * self.box_scale
+        image = np.ascontiguousarray(image)
+        fits = []
+        for dx, dy in FIT_OFFSETS:
+            cx, cy = (x0 + x1) / 2 + dx * width, (y0 + y1) / 2 + dy * height
+            rect = self._dlib.rectangle(
+                round(cx - width / 2),
+                round(cy - height / 2),
+                round(cx + width / 2),
+                round(cy + height / 2),
+            )
+            fits.append([(p.x, p.y) for p in self._predictor(image, rect).parts()])
+        return Landmarks(points=np.mean(fits, axis=0).astype(np.float32))
 
 
 def landmark_predictor(
