@@ -1,7 +1,7 @@
 """Video rate with and without tracking, and how far tracking keeps the per-frame verdicts.
 
     .venv/bin/python bench/bench_video.py [--frames-per-face 60] [--faces 6] [--config FILE]
-        [--set KEY=VALUE ...] [--no-repeatability] [--one-fit]
+        [--set KEY=VALUE ...] [--no-repeatability] [--one-fit] [--fits]
 
 The clip: each test face (the astronaut, then faces68/ HELEN photos, as in bench_pipeline.py)
 placed on a 640x480 canvas and moved slowly (a 1-2 px per frame drift with a 2 % zoom sway, sub-
@@ -17,7 +17,8 @@ where that repeat gives the reference's verdict ("repeatable") and the rest. `--
 a [tracking] setting (e.g. `--set max_crop_change=0 --set rescore_every=1`: landmarks and every
 check recomputed on every tracked frame, only the detector skipped). `--one-fit` makes every
 landmark fit one dlib fit from the box as it is (as before the fit became the mean of the
-`FIT_OFFSETS` fits, kiosk.runtime.vision.landmarks), to compare the verdicts' repeatability.
+`FIT_OFFSETS` fits, kiosk.runtime.vision.landmarks), to compare the verdicts' repeatability;
+`--fits` prints only how far one fit and the averaged fit follow the detector's jitter.
 """
 
 from __future__ import annotations
@@ -41,12 +42,15 @@ import numpy as np  # noqa: E402
 from bench_pipeline import kiosk_frames  # noqa: E402
 
 from kiosk.config import load_config  # noqa: E402
+from kiosk.runtime.checks.pose import head_pose  # noqa: E402
 from kiosk.runtime.pipeline import CompliancePipeline, TrackingPipeline, Verdict  # noqa: E402
 from kiosk.runtime.vision import landmarks  # noqa: E402
+from kiosk.runtime.vision.analysis import Analysis  # noqa: E402
 from kiosk.service.state import Smoother  # noqa: E402
 
 # Whole-pixel moves: the frame's own pixels, translated (no interpolation).
 REPEAT_MOVES = ((1, 0), (0, 1))
+RIGHT = np.array([1, 0], np.float32)  # the first move, as a vector
 
 
 def drift(frame: np.ndarray, t: float) -> np.ndarray:
@@ -125,6 +129,45 @@ def listed(counts: Counter[str]) -> str:
     return ", ".join(f"{reason} {count}" for reason, count in counts.most_common()) or "none"
 
 
+def fit_table(base: CompliancePipeline, frames: list[np.ndarray]) -> None:
+    """How far the landmark fit follows the detector's jitter: every third frame with one face
+    against itself moved one pixel right, each with its own detector box (the points should
+    move by that pixel, the pose not at all); one dlib fit vs the mean of FIT_OFFSETS fits."""
+    pairs = []
+    for frame in frames[::3]:
+        views = (frame, moved(frame, 1, 0))
+        faces = [base.analyzer.detector.detect(view) for view in views]
+        if all(len(found) == 1 for found in faces):
+            grays = [cv2.cvtColor(view, cv2.COLOR_RGB2GRAY) for view in views]
+            pairs.append([(g, found[0].box) for g, found in zip(grays, faces, strict=True)])
+    averaged = landmarks.FIT_OFFSETS
+    print(
+        f"\nlandmark fit on {len(pairs)} frames vs the same frames moved 1 px (mean |difference|)\n"
+    )
+    print("| fit | ms per fit | points (px) | yaw (deg) | pitch (deg) | roll (deg) |")
+    print("|---|---|---|---|---|---|")
+    for label, offsets in (("one dlib fit", ((0.0, 0.0),)), (f"mean of {len(averaged)}", averaged)):
+        landmarks.FIT_OFFSETS = offsets
+        errors, angles, spent = [], [], 0.0
+        for (gray, box), (gray_moved, box_moved) in pairs:
+            start = time.perf_counter()
+            fit = base.analyzer.landmarks.predict(gray, box)
+            spent += time.perf_counter() - start
+            fit_moved = base.analyzer.landmarks.predict(gray_moved, box_moved)
+            errors.append(np.linalg.norm(fit_moved.points - fit.points - RIGHT, axis=1).mean())
+            poses = [
+                head_pose(Analysis([], None, f, None, None, None, g))
+                for f, g in ((fit, gray), (fit_moved, gray_moved))
+            ]
+            angles.append(np.abs(np.subtract(*poses)))
+        yaw, pitch, roll = np.mean(angles, axis=0)
+        print(
+            f"| {label} | {spent / len(pairs) * 1000:.2f} | {np.mean(errors):.2f} | {yaw:.2f} | "
+            f"{pitch:.2f} | {roll:.2f} |"
+        )
+    landmarks.FIT_OFFSETS = averaged
+
+
 def override(text: str) -> tuple[str, object]:
     name, _, value = text.partition("=")
     return name.strip(), tomllib.loads(f"v = {value}")["v"]
@@ -138,12 +181,16 @@ def main() -> None:
     parser.add_argument("--set", action="append", type=override, default=[], metavar="KEY=VALUE")
     parser.add_argument("--no-repeatability", action="store_true", help="skip the moved repeat")
     parser.add_argument("--one-fit", action="store_true", help="one dlib fit per landmark fit")
+    parser.add_argument("--fits", action="store_true", help="only the landmark fit's table")
     args = parser.parse_args()
     cv2.setNumThreads(1)
     config = load_config(args.config)
     settings = dataclasses.replace(config.tracking, **dict(args.set))
     base = CompliancePipeline(config)
     frames = clip(kiosk_frames()[: args.faces], args.frames_per_face)
+    if args.fits:
+        fit_table(base, frames)
+        return
     if args.one_fit:
         landmarks.FIT_OFFSETS = ((0.0, 0.0),)
     base.check(frames[0])
