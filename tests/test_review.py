@@ -52,3 +52,17 @@ def test_shipped_reviews():
     assert (len(eyes), eyes.count(0), eyes.count(1)) == (1154, 253, 88)
     mouths = list(review.reviewed(MOUTH).values())
     assert (len(mouths), mouths.count(1), mouths.count(0)) == (1192, 395, 453)
+
+
+def test_a_review_of_some_splits_sees_only_their_photos():
+    """mouth/'s review covers the photos the evaluation reads (val, test), named as its index
+    names them, under its images/ folder."""
+    from tests.conftest import data_root_or_skip
+    from training.splits import split_of
+
+    helen = review.REVIEWS["mouth_helen"]
+    order = review.order(data_root_or_skip(), helen)
+    assert len(order) == 260 and all(p.startswith("images/") for p in order)
+    assert {split_of("mouth", p) for p in order} == {"val", "test"}
+    mouths = list(review.reviewed(helen).values())
+    assert (len(mouths), mouths.count(1), mouths.count(0)) == (260, 71, 153)

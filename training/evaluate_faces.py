@@ -11,7 +11,9 @@ Sources and labels (a source is a dataset and, where it has several, a class):
 - faces68 (val + test split only: its train split trained the eye and mouth models): eyes from the
   hand landmarks' eye aspect ratio (closed if the smaller EAR <= 0.10, open if >= 0.22), mouth
   from `faces68_measures` (OFIQ's rule on the hand landmarks: open > 0.06, closed < 0.01); clean.
-- mouth (val + test): its hand mouth_open labels; clean.
+- mouth (val + test): mouths reviewed by eye with CEW's rule (`training/review.py mouth_helen`;
+  its own labels call slightly parted lips open: of its 96 open val/test mouths, 12 were closed
+  and 14 unclear on review); clean.
 - mask (val + test): with_mask = covered (real); without_mask = clean, eyes assumed open.
 - faces68_ytf (all): eyes as reviewed by eye (`training/review.py`: open / closed or lids
   lowered / unclear = no label; the automatic-EAR label was wrong or unsure on most of the faces
@@ -111,12 +113,13 @@ def photos(root: Path) -> Iterator[tuple[Photo, str, str]]:
         mouth = {"open": 1, "closed": 0}.get(row["mouth_label"])
         photo = Photo("faces68", path, "faces68", eyes, mouth, 0, root / row["pts"], True)
         yield photo, group, split
-    labels = {r["filename"]: int(r["mouth_open"]) for r in _csv(root / "mouth/annotations.csv")}
-    for name, label in sorted(labels.items()):
-        path = root / "mouth" / "images" / name
+    helen_mouths = review.reviewed(review.REVIEWS["mouth_helen"])
+    for row in sorted(_csv(root / "mouth/annotations.csv"), key=lambda r: r["filename"]):
+        path = root / "mouth" / "images" / row["filename"]
         group, split = where("mouth", path)
         if split in TRAINED_SPLITS:
-            yield Photo("mouth", path, "mouth", None, label, 0), group, split
+            mouth = helen_mouths[f"images/{row['filename']}"]
+            yield Photo("mouth", path, "mouth", None, mouth, 0), group, split
     for path in sorted((root / "mask").glob("*/*/*")):
         if path.suffix.lower() not in splits.IMAGE_SUFFIXES:
             continue

@@ -1,11 +1,13 @@
 """Labels reviewed by eye where a dataset has none or only automatic ones (issue 12).
 
-Why: two questions have no trustworthy label in `../shared/datasets`.
+Why: three questions have no trustworthy or consistent label in `../shared/datasets`.
 - YouTube-Faces eyes (`faces68_ytf`): the one source of open eyes the eye model never trained
   on; its label was automatic ("open unless the automatic points' EAR < 0.15"), and the faces the
   model flagged mostly had shut eyes or lowered lids: the label, not the model, was wrong.
 - CEW mouths (`eyes_closed_faces`): 1,192 real faces, many smiling with closed lips or laughing,
   exactly what the mouth model confuses, but with no mouth label at all.
+- `mouth/` (HELEN pictures) has hand labels, but calls slightly parted lips open; its evaluated
+  photos (val, test) were reviewed by the CEW rule so every source's "open" means the same.
 
 A reviewer looks at a seeded random order of the photos, blind to every score, in sheets of 48
 numbered tiles, and notes per sheet which tiles show the failure and which the compliant state;
@@ -37,6 +39,7 @@ import numpy as np
 
 from training.geometry import read_pts
 from training.paths import data_root
+from training.splits import split_of
 
 LABELS = Path(__file__).parent / "labels"
 SEED = 12
@@ -52,6 +55,9 @@ class Review:
     failure: str  # the state that fails the check: "closed" eyes, an "open" mouth
     index: str  # the dataset's list of photos
     cut: Callable[[Path, str], np.ndarray]  # (dataset dir, index path) -> tile
+    column: str = "path"  # the index's column naming a photo
+    prefix: str = ""  # folder of the photos inside the dataset, when the index omits it
+    splits: tuple[str, ...] = ()  # only photos of these splits (none: every photo)
 
     @property
     def per_sheet(self) -> int:
@@ -88,13 +94,30 @@ REVIEWS = {
     "mouth": Review(
         "eyes_closed_faces", "mouth", 6, 8, (168, 120), "open", "index.csv", _lower_face
     ),
+    # mouth/'s own labels call slightly parted lips open, which the CEW review calls unclear:
+    # its evaluated photos (val, test) reviewed by the same rule, so every source means the same
+    "mouth_helen": Review(
+        "mouth",
+        "reviewed",
+        6,
+        8,
+        (168, 120),
+        "open",
+        "annotations.csv",
+        _lower_face,
+        column="filename",
+        prefix="images/",
+        splits=("val", "test"),
+    ),
 }
 
 
 def order(root: Path, review: Review) -> list[str]:
     """Every photo of the dataset (its index path) in the review's seeded order."""
     with open(root / review.dataset / review.index, newline="") as handle:
-        paths = [row["path"] for row in csv.DictReader(handle)]
+        paths = [review.prefix + row[review.column] for row in csv.DictReader(handle)]
+    if review.splits:
+        paths = [p for p in paths if split_of(review.dataset, p) in review.splits]
     random.Random(SEED).shuffle(paths)
     return paths
 

@@ -96,7 +96,7 @@ VERDICTS = {
                 EvalSet("faces68 test, OFIQ rule on hand landmarks", ("faces68",), ("faces68",), True, 0.06),
                 EvalSet("CEW mouths reviewed by eye (never trained on)", ("eyes_closed_faces",), ("eyes_closed_faces",), True, 0.06),
                 EvalSet("faces68_ytf, OFIQ rule on automatic landmarks (weak)", ("faces68_ytf",), ("faces68_ytf",), True, math.nan),
-                EvalSet("mouth/ test (hand labels, training source)", ("mouth",), ("mouth",), False, 0.06),
+                EvalSet("mouth/ test (reviewed by eye, training source)", ("mouth",), ("mouth",), False, 0.06),
             ),
         ),
         Verdict(
