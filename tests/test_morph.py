@@ -1,9 +1,11 @@
-"""The morph check: features, bad input, the tree evaluator and the CNN fusion, the shipped
-models on held-out faces, the JSON key."""
+"""The morph check: features, bad input, the tree evaluator and the CNN fusion (the shared
+`Fusion`, scoring as the morph-only formula before it did), the shipped models on held-out
+faces, the JSON key."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import cv2
@@ -18,20 +20,32 @@ from kiosk.runtime.forensics.morph import (
     CROP,
     MODEL_NAME,
     N_FEATURES,
-    Fusion,
+    TREES_LOGIT,
     MorphCheck,
     face_crop,
     features,
     make_morph_check,
+    morph_fusion,
 )
 from kiosk.runtime.forensics.splice import Trees
 from kiosk.runtime.forensics.suite import Artifacts, Capture
+from kiosk.runtime.models.fusion import CNN_LOGIT
 from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.vision.mtcnn_lite import MtcnnLite
 from tests.conftest import data_root_or_skip, save_rgb
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 ASTRONAUT_FACE = (170.0, 40.0, 270.0, 160.0)
+# Recorded before the shared Fusion: the morph_cnn entry's fusion in its old format (manifest of
+# 2026-11-29, files below), score = sigmoid(cnn x CNN logit + trees x trees logit + bias), and
+# what that bundle gave the astronaut's face crop (ASTRONAUT_FACE).
+OLD_FUSION = {"cnn": 0.833763, "trees": 0.453063, "bias": 1.13072}
+OLD_SHA256 = {
+    MODEL_NAME: "33fb8032c88a4f57fcf15e349a2ba5e439a54248de3fb94a84182a63a4eff03f",
+    CNN_MODEL_NAME: "5e2471ba6bbf97757437cc59e0b323112f31cd9617bdd1ccd822d31fdd4bf879",
+}
+ASTRONAUT_LOGITS = {CNN_LOGIT: -5.005616188049316, TREES_LOGIT: -2.1414761182186335}
+ASTRONAUT_SCORE = 0.017758007515764795
 
 
 @pytest.fixture(scope="module")
@@ -107,11 +121,70 @@ def test_tree_logits_match_the_tree_walk(check: MorphCheck) -> None:
 
 
 def test_fusion_weights_come_from_the_manifest_entry() -> None:
-    fusion = Fusion.from_extra({"fusion": {"cnn": 0.8, "trees": 0.5, "bias": -1.0}})
-    assert fusion.logit(2.0, -1.0) == pytest.approx(0.8 * 2.0 - 0.5 - 1.0)
-    for extra in ({}, {"fusion": {"cnn": 1.0, "trees": 0.0}}, {"fusion": "0.5"}):
-        with pytest.raises(ModelError, match="needs `fusion` weights"):
-            Fusion.from_extra(extra)
+    raw = {"features": [CNN_LOGIT, TREES_LOGIT], "weights": [0.8, 0.5], "bias": -1.0}
+    fusion = morph_fusion({"fusion": raw})
+    assert fusion.as_dict() == raw
+    assert fusion.log_odds({CNN_LOGIT: 2.0, TREES_LOGIT: -1.0}) == pytest.approx(0.8 * 2.0 - 1.5)
+    for extra in ({}, {"fusion": None}):
+        with pytest.raises(ModelError, match=r"needs `fusion` weights.*re-run make morph"):
+            morph_fusion(extra)
+    # the format before the shared Fusion is refused, not misread: the bundle is re-exported
+    old = r"features, weights and bias .*keys \['bias', 'cnn', 'trees'\].*re-run make morph"
+    with pytest.raises(ModelError, match=old):
+        morph_fusion({"fusion": OLD_FUSION})
+    with pytest.raises(ModelError, match="features, weights and bias"):
+        morph_fusion({"fusion": "0.5"})
+    with pytest.raises(ModelError, match=r"this kiosk computes.*re-run make morph"):
+        morph_fusion({"fusion": {**raw, "features": [CNN_LOGIT, "splice_logit"]}})
+
+
+def test_the_shared_fusion_scores_as_the_old_morph_formula() -> None:
+    """Same weights in the new format: the recorded score, and the old formula on any logits,
+    to float rounding."""
+    fusion = morph_fusion(
+        {
+            "fusion": {
+                "features": [CNN_LOGIT, TREES_LOGIT],
+                "weights": [OLD_FUSION["cnn"], OLD_FUSION["trees"]],
+                "bias": OLD_FUSION["bias"],
+            }
+        }
+    )
+    assert fusion.score(ASTRONAUT_LOGITS) == pytest.approx(ASTRONAUT_SCORE, rel=1e-14)
+    z = np.random.default_rng(0).normal(0, 8, (200, 2))
+    old = 1 / (1 + np.exp(-(OLD_FUSION["cnn"] * z[:, 0] + OLD_FUSION["trees"] * z[:, 1] + 1.13072)))
+    new = [fusion.score({CNN_LOGIT: cnn, TREES_LOGIT: trees}) for cnn, trees in z]
+    np.testing.assert_allclose(new, old, rtol=1e-14, atol=0)
+
+
+def test_the_shipped_bundle_scores_as_before_the_shared_fusion(
+    check: MorphCheck, astronaut: np.ndarray
+) -> None:
+    registry = ModelRegistry(MODELS)
+    listed = {name: entry.sha256 for name, entry in registry.entries.items()}
+    if check.cnn is None or any(listed.get(k) != v for k, v in OLD_SHA256.items()):
+        pytest.skip("the morph models were retrained after the score was recorded")
+    assert check.score(astronaut, ASTRONAUT_FACE) == pytest.approx(ASTRONAUT_SCORE, rel=1e-12)
+
+
+def test_training_fits_the_fusion_the_kiosk_reads() -> None:
+    """training/morph/train.py: fit_fusion names the kiosk's features, its entry reads back,
+    and `fused` (vectorised, for validation) is the kiosk's own log-odds."""
+    from training.morph.train import CNN_ALONE, fit_fusion, fused
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    z = np.column_stack([2.0 * y + rng.normal(0, 1, 400), y + rng.normal(0, 1, 400)])
+    fusion = fit_fusion(z, y)
+    assert fusion.features == (CNN_LOGIT, TREES_LOGIT)
+    assert fusion.weights[0] > fusion.weights[1] > 0  # the stronger feature weighs more
+    assert morph_fusion({"fusion": json.loads(json.dumps(fusion.as_dict()))}) == fusion
+    expected = [fusion.log_odds({CNN_LOGIT: cnn, TREES_LOGIT: trees}) for cnn, trees in z]
+    np.testing.assert_allclose(fused(fusion, z), expected, rtol=1e-12)
+    alone = morph_fusion({"fusion": CNN_ALONE.as_dict()})
+    assert alone.score({CNN_LOGIT: 1.5, TREES_LOGIT: -9.0}) == pytest.approx(
+        1 / (1 + math.exp(-1.5))
+    )
 
 
 def test_the_cnn_sees_the_crop_and_the_fusion_uses_it(
@@ -124,7 +197,7 @@ def test_the_cnn_sees_the_crop_and_the_fusion_uses_it(
     assert abs(check.cnn.logit(crop) - check.cnn.logit(smoothed)) > 0.05
     record = check.run(Capture(astronaut, ASTRONAUT_FACE), Artifacts())
     cnn, trees = (np.log(record[k] / (1 - record[k])) for k in ("cnn_score", "trees_score"))
-    fused = 1 / (1 + np.exp(-check.fusion.logit(cnn, trees)))
+    fused = check.fusion.score({CNN_LOGIT: cnn, TREES_LOGIT: trees})
     assert record["score"] == pytest.approx(fused, abs=1e-4)
     assert record["model"] == "trees+cnn"
 

@@ -10,8 +10,8 @@ import pytest
 
 from kiosk.contract.errors import ModelError
 from kiosk.runtime.checks.eyes_closed import EyesClosed, eye_aspect_ratio
-from kiosk.runtime.checks.fusion import CNN_LOGIT, Fusion, logit
 from kiosk.runtime.checks.mouth_open import MouthOpen, mouth_opening
+from kiosk.runtime.models.fusion import CNN_LOGIT, Fusion, logit
 from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.vision.types import Landmarks
 from tests.conftest import DATA_ROOT

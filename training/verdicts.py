@@ -28,7 +28,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from kiosk.contract.manifest import ModelEntry, load_manifest, write_entry
-from kiosk.runtime.checks.fusion import CNN_LOGIT, Fusion, logit
+from kiosk.runtime.models.fusion import CNN_LOGIT, Fusion, logit
 from training.evaluate_faces import FINGERPRINT, faces_file
 from training.metrics import eer_point
 from training.paths import MODELS, REPORTS

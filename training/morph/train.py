@@ -17,7 +17,8 @@ LiteRT, as the kiosk runs it) are compared on validation with the trees and with
 by person). Validation AUC picks what ships; the fusion's final weights are fitted on all of
 validation, and the shipped score's threshold is again validation BPCER 10 %. Test is scored
 once, after the choice. A winning CNN or fusion gets the `morph_cnn` manifest entry (its
-threshold and `fusion` weights; CNN alone = weights 1, 0, 0); the trees' own entry keeps theirs.
+threshold and `fusion` = {"features": ["cnn_logit", "trees_logit"], "weights": [...], "bias": b};
+CNN alone = weights 1, 0 and bias 0); the trees' own entry keeps theirs.
 """
 
 from __future__ import annotations
@@ -42,12 +43,13 @@ from kiosk.runtime.forensics.morph import (
     CNN_MODEL_NAME,
     MODEL_NAME,
     N_FEATURES,
+    TREES_LOGIT,
     CnnScorer,
-    Fusion,
     face_crop,
     features,
 )
 from kiosk.runtime.forensics.splice import Trees
+from kiosk.runtime.models.fusion import CNN_LOGIT, Fusion
 from training.morph.data import METHODS, OUT
 from training.paths import MODELS, REPORTS
 
@@ -200,15 +202,20 @@ def cnn_logits(model_path: Path, crops_path: Path) -> np.ndarray:
         return np.array([scorer.logit(crop) for crop in stored["crop"]], np.float64)
 
 
+FEATURES = (CNN_LOGIT, TREES_LOGIT)  # the columns of z, as the kiosk's fusion names them
+CNN_ALONE = Fusion(FEATURES, (1.0, 0.0), 0.0)
+
+
 def fit_fusion(z: np.ndarray, y: np.ndarray) -> Fusion:
     """Logistic regression of the (CNN, trees) logits; nearly unregularised (3 weights)."""
     model = LogisticRegression(C=100.0, max_iter=1000).fit(z, y)
-    (cnn, trees), bias = model.coef_[0], model.intercept_[0]
-    return Fusion(round(float(cnn), 6), round(float(trees), 6), round(float(bias), 6))
+    weights = tuple(round(float(w), 6) for w in model.coef_[0])
+    return Fusion(FEATURES, weights, round(float(model.intercept_[0]), 6))
 
 
 def fused(fusion: Fusion, z: np.ndarray) -> np.ndarray:
-    return fusion.cnn * z[:, 0] + fusion.trees * z[:, 1] + fusion.bias
+    """The fused logit of each row of z (columns FEATURES), by the kiosk's own formula."""
+    return fusion.log_odds(dict(zip(FEATURES, z.T, strict=True)))
 
 
 def cross_fitted(z: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int = 5) -> np.ndarray:
@@ -342,7 +349,7 @@ def compare(
     comparison["cnn"] = val_summary(cnn_logit[val], y)
     comparison["fusion"] = val_summary(cross_fitted(z[val], y, data["a"][val]), y)
     shipped = max(comparison, key=lambda name: comparison[name]["auc"])
-    fusions = {"trees": None, "cnn": Fusion(1.0, 0.0, 0.0), "fusion": fit_fusion(z[val], y)}
+    fusions = {"trees": None, "cnn": CNN_ALONE, "fusion": fit_fusion(z[val], y)}
     return shipped, fusions[shipped], comparison
 
 
@@ -427,7 +434,7 @@ def main(argv: list[str] | None = None) -> None:
         "shipped": shipped,
         "threshold": round(thresholds["bpcer10"], 6),
         "thresholds_from_val": {k: round(v, 6) for k, v in thresholds.items()},
-        "fusion": None if fusion is None else fusion.__dict__,
+        "fusion": None if fusion is None else fusion.as_dict(),
         "trees": trees,
         "depth": depth,
         "candidates": candidates,
@@ -518,7 +525,7 @@ def export(
         positive=cnn_spec.positive,
         quantization="int8 (full integer, representative dataset of 300 training crops)",
         threshold=metrics["threshold"],
-        fusion=fusion.__dict__,
+        fusion=fusion.as_dict(),
         shipped=metrics["shipped"],
         metrics={
             "threshold": metrics["threshold"],

@@ -19,14 +19,15 @@ Gradient-boosted trees (trained in training/morph/, shipped as arrays, evaluated
 `Trees.logits`) give P(morph). The crop is cut from the detector box like sr.py's.
 
 When the manifest also lists `morph_cnn` (a small CNN on the same crop, int8 TFLite on LiteRT:
-training/morph/cnn.py), the score is a logistic regression of both models' logits (`Fusion`),
-and the record adds each model's own score (`trees_score`, `cnn_score`).
+training/morph/cnn.py), the score is a logistic regression of both models' logits (the shared
+`Fusion` of kiosk/runtime/models/fusion.py, features cnn_logit and trees_logit), and the record
+adds each model's own score (`trees_score`, `cnn_score`).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,7 @@ import numpy as np
 from kiosk.config import Config
 from kiosk.contract.errors import InputError, ModelError
 from kiosk.runtime.forensics.splice import Trees, listed_trees
+from kiosk.runtime.models.fusion import CNN_LOGIT, Fusion
 from kiosk.runtime.models.litert import make_interpreter
 from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.models.tflite_io import Model
@@ -48,6 +50,8 @@ log = logging.getLogger(__name__)
 
 MODEL_NAME = "morph"
 CNN_MODEL_NAME = "morph_cnn"
+TREES_LOGIT = "trees_logit"  # the fusion's feature beside the CNN's (CNN_LOGIT)
+MORPH_REMEDY = "re-run make morph"
 CROP = 128  # the crop's side: about the training faces' native size (a 60-200 px face box)
 FACE_MARGIN = 1.4  # crop side / detector box side: the whole face plus a ring of hair and skin
 MIN_FACE_PX = 40  # smaller faces hold too little texture to judge (and none was trained on)
@@ -191,29 +195,18 @@ def sigmoid(logit: float) -> float:
     return float(1.0 / (1.0 + np.exp(-logit)))
 
 
-@dataclass(frozen=True)
-class Fusion:
-    """P(morph) = sigmoid(cnn x CNN logit + trees x trees logit + bias): a logistic regression
-    of the two models' logits, fitted on validation faces (training/morph/train.py), stored in
-    the morph_cnn manifest entry as `fusion`."""
-
-    cnn: float
-    trees: float
-    bias: float
-
-    @classmethod
-    def from_extra(cls, extra: dict[str, Any]) -> Fusion:
-        fusion = extra.get("fusion")
-        try:
-            return cls(float(fusion["cnn"]), float(fusion["trees"]), float(fusion["bias"]))
-        except (TypeError, KeyError, ValueError):
-            raise ModelError(
-                f"manifest entry {CNN_MODEL_NAME!r} needs `fusion` weights (cnn, trees, bias); "
-                "re-run make morph"
-            ) from None
-
-    def logit(self, cnn_logit: float, trees_logit: float) -> float:
-        return self.cnn * cnn_logit + self.trees * trees_logit + self.bias
+def morph_fusion(extra: Mapping[str, Any]) -> Fusion:
+    """The `fusion` of the morph_cnn entry: a logistic regression of the CNN's and the trees'
+    logits (features cnn_logit, trees_logit), fitted on validation faces by
+    training/morph/train.py. Required with the CNN; the format before the shared `Fusion`
+    ({"cnn", "trees", "bias"}) is refused, so a stale bundle is re-exported, not misread."""
+    fusion = Fusion.from_entry(extra, CNN_MODEL_NAME, {TREES_LOGIT}, MORPH_REMEDY)
+    if fusion is None:
+        raise ModelError(
+            f"manifest entry {CNN_MODEL_NAME!r} needs `fusion` weights "
+            f"(features {[CNN_LOGIT, TREES_LOGIT]}); {MORPH_REMEDY}"
+        )
+    return fusion
 
 
 class MorphCheck:
@@ -250,7 +243,7 @@ class MorphCheck:
             return {"score": sigmoid(trees_logit), "trees_score": sigmoid(trees_logit)}
         cnn_logit = self.cnn.logit(crop)
         return {
-            "score": sigmoid(self.fusion.logit(cnn_logit, trees_logit)),
+            "score": self.fusion.score({CNN_LOGIT: cnn_logit, TREES_LOGIT: trees_logit}),
             "trees_score": sigmoid(trees_logit),
             "cnn_score": sigmoid(cnn_logit),
         }
@@ -291,4 +284,4 @@ def make_morph_check(registry: ModelRegistry, config: Config) -> MorphCheck | No
     if entry.threshold is None:
         raise ModelError(f"manifest entry {CNN_MODEL_NAME!r} has no threshold; re-run make morph")
     cnn = CnnScorer(registry.verified_bytes(CNN_MODEL_NAME))
-    return MorphCheck(trees, entry.threshold, cnn, Fusion.from_extra(entry.extra))
+    return MorphCheck(trees, entry.threshold, cnn, morph_fusion(entry.extra))
