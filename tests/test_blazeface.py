@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -19,6 +21,7 @@ from kiosk.runtime.vision.blazeface import (
 from kiosk.runtime.vision.detectors import (
     YUNET_BOX_MAP,
     FallbackDetector,
+    OnFirstUse,
     Yunet,
     make_detector,
 )
@@ -135,11 +138,31 @@ def test_the_fallback_runs_only_when_the_first_detector_finds_nothing(astronaut)
 
 def test_config_builds_yunet_with_the_blazeface_fallback(registry, astronaut, no_face) -> None:
     detector = make_detector("yunet", _Bundle(registry), DetectorConfig(fallback="blazeface"))
-    assert isinstance(detector, FallbackDetector)
-    assert isinstance(detector.second, BlazeFace)
-    assert detector.second.settings.box_map == YUNET_BOX_MAP
-    assert len(detector.detect(astronaut)) == 1 and detector.detect(no_face) == []
+    assert isinstance(detector, FallbackDetector) and isinstance(detector.second, OnFirstUse)
+    assert len(detector.detect(astronaut)) == 1 and detector.second.built is None  # YuNet's face
+    assert detector.detect(no_face) == []  # none: the fallback is built and runs
+    assert isinstance(detector.second.built, BlazeFace)
+    assert detector.second.built.settings.box_map == YUNET_BOX_MAP
+    built = detector.second.built
+    assert detector.detect(no_face) == [] and detector.second.built is built  # built once
     assert isinstance(make_detector("yunet", registry, DetectorConfig()), Yunet)
+
+
+def test_an_altered_fallback_model_fails_at_start(tmp_path) -> None:
+    """The fallback's interpreter waits for its first frame, its model's hash check does not."""
+    manifest = json.loads((REPO / "models" / "manifest.json").read_text())
+    if BLAZEFACE_SHORT not in manifest["models"]:
+        pytest.skip("the bundle does not list BlazeFace yet")
+    names = ("yunet", BLAZEFACE_SHORT)
+    entries = {name: manifest["models"][name] for name in names}
+    (tmp_path / "manifest.json").write_text(json.dumps({"models": entries}))
+    for name, entry in entries.items():
+        data = bytearray((REPO / "models" / entry["file"]).read_bytes())
+        if name == BLAZEFACE_SHORT:
+            data[-1] ^= 1
+        (tmp_path / entry["file"]).write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="does not match"):
+        make_detector("yunet", ModelRegistry(tmp_path), DetectorConfig(fallback="blazeface"))
 
 
 def test_fallback_needs_yunet_and_its_model(registry, tmp_path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 
@@ -14,6 +13,10 @@ def write_atomically(path: Path, content: bytes) -> None:
     pattern, and what the kiosk writes is personal data); the directory fsync makes the rename
     itself survive a power cut.
     """
+    # Imported here: tempfile pulls in shutil, random, bz2 and lzma (~5 ms), and most commands
+    # that import this module (`kiosk check`) never write (issue 16).
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
