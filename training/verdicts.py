@@ -168,10 +168,7 @@ def scores(faces: Faces, v: Verdict, method: str, fusion: Fusion | None = None) 
         return geometry
     values = {CNN_LOGIT: np.vectorize(logit)(np.nan_to_num(cnn, nan=0.5))}
     values[v.feature] = getattr(faces, v.geometry)
-    z = fusion.bias + sum(
-        w * values[f] for f, w in zip(fusion.features, fusion.weights, strict=True)
-    )
-    return 1 / (1 + np.exp(-np.clip(z, -50, 50)))
+    return 1 / (1 + np.exp(-np.clip(fusion.log_odds(values), -50, 50)))
 
 
 def units(faces: Faces, v: Verdict, keep: np.ndarray) -> dict[tuple[str, int], np.ndarray]:
