@@ -155,24 +155,27 @@ def test_evaluation_photos_keep_trained_splits_out_and_label_every_source() -> N
     assert seen["mask_kaggle_faces/mask_weared_incorrect"] == {(None, None, None)}
 
 
-def _write_rows(path, mouth_models: list[str]) -> None:
+def _write_rows(path, mouth_models: list[str], mouth_labels: list[str] | None = None) -> None:
     scores = ("eyes", "mouth", "veil", "eyes_cnn", "ear_min", "mouth_cnn", "mouth_opening")
     columns = ("dataset", "split", "source", "outcome", *scores, "veil_cnn")
     lines = [",".join((*columns, *verdicts.FINGERPRINT.values(), "face_models"))]
-    for model in mouth_models:
-        lines.append("mouth,test,mouth,ok,,1,,,,0.9,0.1,," + f"e1,{model},v1,f1")
+    for model, label in zip(mouth_models, mouth_labels or ["1"] * len(mouth_models), strict=True):
+        lines.append(f"mouth,test,mouth,ok,,{label},,,,0.9,0.1,,e1,{model},v1,f1")
     path.write_text("\n".join(lines) + "\n")
 
 
 def test_rows_scored_by_different_models_are_refused(tmp_path) -> None:
     """The bug this guards against: rows kept by `--reuse` from an older bundle carried the
     previous mouth model's scores under the shipped model's threshold."""
-    same, mixed = tmp_path / "same.csv", tmp_path / "mixed.csv"
+    same, mixed, unlabelled = (tmp_path / f"{n}.csv" for n in ("same", "mixed", "unlabelled"))
     _write_rows(same, ["m1", "m1"])
     _write_rows(mixed, ["m1", "m0"])
+    _write_rows(unlabelled, ["m1", "m0"], mouth_labels=["1", ""])
     assert verdicts.Faces.read(same).models["mouth_model"] == "m1"
     with pytest.raises(SystemExit, match="mouth_model differs between rows"):
         verdicts.Faces.read(mixed)
+    # a row without a mouth label (copied by --reuse --rerun mouth) is not the mouth's concern
+    assert verdicts.Faces.read(unlabelled).models["mouth_model"] == "m1"
 
 
 def test_a_threshold_is_shipped_only_to_the_model_that_made_the_scores(tmp_path) -> None:

@@ -141,13 +141,17 @@ class Faces:
         return faces
 
     def fingerprint(self, path: Path) -> dict[str, str]:
-        """Each model's sha256 prefix, the same on every row that ran; SystemExit when rows
-        were scored by different models (rows kept by `evaluate_faces --reuse` from an older
-        bundle): a threshold chosen on them would describe no model."""
+        """Each model's sha256 prefix, the same on every row that ran and carries that model's
+        label (the detector and landmark models: every row); SystemExit when rows were scored by
+        different models (rows kept by `evaluate_faces --reuse` from an older bundle): a
+        threshold chosen on them would describe no model."""
         ran = ~np.char.startswith(self.outcome.astype(str), "unreadable")
+        labelled = {FINGERPRINT[m]: ~np.isnan(getattr(self, v.label)) for m, v in VERDICTS.items()}
         found = {}
         for column, values in self.fingerprints.items():
-            seen = sorted(set(values[ran]))
+            seen = sorted(set(values[ran & labelled.get(column, True)]))
+            if not seen:  # no row for this model: nothing to judge it by
+                continue
             if len(seen) != 1 or not seen[0]:
                 raise SystemExit(
                     f"{path}: {column} differs between rows ({', '.join(s or 'none' for s in seen)})"
@@ -532,7 +536,7 @@ def ship(models_dir: Path, model: str, r: dict, scored_by: str) -> None:
     """Write the chosen threshold (and fusion when it won) into the model's manifest entry;
     `scored_by` = the sha256 prefix of the model that made the rows' scores."""
     entry = load_manifest(models_dir).models[model]
-    if not entry.sha256.startswith(scored_by):
+    if scored_by == "none" or not entry.sha256.startswith(scored_by):
         raise SystemExit(
             f"{model}: the rows were scored by model {scored_by}, {models_dir} holds "
             f"{entry.sha256[:12]}: run `python -m training.evaluate_faces` on this bundle first"
@@ -608,7 +612,7 @@ def main(argv: list[str] | None = None) -> None:
     entries = load_manifest(args.models_dir).models
     results = {m: evaluate(faces, v, BEFORE[m], entries.get(m)) for m, v in VERDICTS.items()}
     for model, r in results.items():
-        r["scored_by"] = faces.models[FINGERPRINT[model]]
+        r["scored_by"] = faces.models.get(FINGERPRINT[model], "none")
     text = render(results, args.detector)
     if args.before:
         old_faces = Faces.read(args.before)
@@ -626,7 +630,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.ship is not None:
         for model, r in results.items():
             if not args.ship or model in args.ship:
-                ship(args.models_dir, model, r, faces.models[FINGERPRINT[model]])
+                ship(args.models_dir, model, r, r["scored_by"])
 
 
 if __name__ == "__main__":
