@@ -5,11 +5,14 @@
 Rows: `kiosk --help` (the parser), the config alone (import and load: the validator's cost
 beside a bare interpreter), the imports `kiosk check` makes before it reads a photo, and
 `kiosk check --json` on a 640x480 photo and on a camera-sized 1920x1080 photo (the test face,
-tests/data/face_open.jpg, 5/6 of the frame height on grey: every check runs). Each run is a new
+tests/data/face_open.jpg, 5/6 of the frame height on grey: every check runs), and on a 640x480
+grey photo without a face (YuNet finds none, so the BlazeFace fallback is built and run: the
+start-up it costs there and nowhere else). Each run is a new
 `python -m kiosk` process with one thread. Columns: wall time (median, min), CPU time (user +
 sys of the child, median) and the child's peak RSS (ru_maxrss from os.wait4, largest run): on
 this shared 2-core host wall time waits for other sessions, CPU time does not.
 
+`--rows TEXT` keeps the rows whose label contains TEXT (e.g. `--rows check`).
 `--reference DIR` runs the same rows from another checkout in the same run, e.g. the previous
 release: `git worktree add /tmp/prev COMMIT` (remove it with `git worktree remove /tmp/prev`).
 `--config FILE` is passed to every `kiosk check`, ours and the reference's (default: each
@@ -35,7 +38,12 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SIZES = {"640x480": (640, 480), "1920x1080": (1920, 1080)}
+# label: (width, height, with the face)
+PHOTOS = {
+    "640x480": (640, 480, True),
+    "1920x1080": (1920, 1080, True),
+    "640x480 no face": (640, 480, False),
+}
 # What `kiosk check` imports before it reads a photo (kiosk/cli/__init__.py: cmd_check).
 CHECK_IMPORTS = (
     "import kiosk.cli, kiosk.config, kiosk.runtime.annotate, kiosk.runtime.cameras.sources, "
@@ -44,18 +52,20 @@ CHECK_IMPORTS = (
 CONFIG_LOAD = "import kiosk.config; kiosk.config.load_config()"
 
 
-def make_photo(path: Path, size: tuple[int, int]) -> None:
-    """The test face at 5/6 of the frame height, centred on grey (run in its own process)."""
+def make_photo(path: Path, size: tuple[int, int], with_face: bool = True) -> None:
+    """The test face at 5/6 of the frame height, centred on grey, or the grey alone (run in its
+    own process)."""
     import cv2
     import numpy as np
 
     width, height = size
-    face = cv2.imread(str(REPO / "tests" / "data" / "face_open.jpg"))
-    scale = height * 5 / 6 / face.shape[0]
-    face = cv2.resize(face, None, fx=scale, fy=scale)[:height, :width]
     canvas = np.full((height, width, 3), 128, np.uint8)
-    y, x = (height - face.shape[0]) // 2, (width - face.shape[1]) // 2
-    canvas[y : y + face.shape[0], x : x + face.shape[1]] = face
+    if with_face:
+        face = cv2.imread(str(REPO / "tests" / "data" / "face_open.jpg"))
+        scale = height * 5 / 6 / face.shape[0]
+        face = cv2.resize(face, None, fx=scale, fy=scale)[:height, :width]
+        y, x = (height - face.shape[0]) // 2, (width - face.shape[1]) // 2
+        canvas[y : y + face.shape[0], x : x + face.shape[1]] = face
     cv2.imwrite(str(path), canvas)
 
 
@@ -121,19 +131,24 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--config", type=Path, help="config for every `kiosk check` run")
     parser.add_argument("--reference", type=Path, help="another checkout, measured beside ours")
-    parser.add_argument("--make", nargs=3, metavar=("PATH", "W", "H"), help=argparse.SUPPRESS)
+    parser.add_argument("--rows", default="", help="only the rows whose label contains this")
+    parser.add_argument(
+        "--make", nargs=4, metavar=("PATH", "W", "H", "FACE"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.make:
-        make_photo(Path(args.make[0]), (int(args.make[1]), int(args.make[2])))
+        path, width, height, face = args.make
+        make_photo(Path(path), (int(width), int(height)), face == "face")
         return
     roots = {"ours": REPO} | ({"reference": args.reference.resolve()} if args.reference else {})
     config = args.config.resolve() if args.config else None
     with tempfile.TemporaryDirectory() as tmp:
         photos = {}
-        for label, (width, height) in SIZES.items():
-            photos[label] = Path(tmp) / f"photo_{label}.jpg"
+        for label, (width, height, with_face) in PHOTOS.items():
+            photos[label] = Path(tmp) / f"photo_{label.replace(' ', '_')}.jpg"
+            face = "face" if with_face else "none"
             make = [sys.executable, __file__, "--make", str(photos[label]), str(width), str(height)]
-            subprocess.run(make, check=True)
+            subprocess.run([*make, face], check=True)
         print(
             f"{args.runs} runs each, load average {os.getloadavg()[0]:.1f}, config "
             f"{config or 'each checkout own firmware_config/kiosk.toml'}\n"
@@ -144,6 +159,8 @@ def main() -> None:
         print("|---|---|---:|---:|---:|---:|---:|")
         envs = {name: child_env(root, Path(tmp) / f"pyc_{name}") for name, root in roots.items()}
         for name, command in cases(photos, config).items():
+            if args.rows not in name:
+                continue
             for tree, root in roots.items():
                 timed_run(command, root, envs[tree])  # compiles the bytecode, warms the cache
             # The trees take turns, run by run, so that both see the same changes of load.
@@ -159,6 +176,7 @@ def main() -> None:
                     f"{max(run[2] for run in runs):.0f} | {runs[-1][3]} |"
                 )
                 sys.stdout.flush()
+        print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
         print("\nlargest self times among the imports of `kiosk check` (ours, s):")
         for module, seconds in heaviest_imports(REPO, envs["ours"]):
             print(f"  {seconds:.3f} {module}")
