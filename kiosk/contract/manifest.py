@@ -26,7 +26,6 @@ import logging
 import math
 import os
 import stat
-import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -469,6 +468,8 @@ def sha256_file(path: Path) -> str:
 
 def git_revision(directory: Path) -> str:
     """Short commit of the checkout holding `directory`, or "unknown" outside git."""
+    import subprocess  # only training writes manifests: kept off the kiosk's start-up path
+
     try:
         result = subprocess.run(
             ["git", "-C", str(directory), "rev-parse", "--short", "HEAD"],
