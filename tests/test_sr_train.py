@@ -82,6 +82,14 @@ def test_two_training_steps_on_tiny_data(tmp_path, monkeypatch):
         "2",
         "--lr-patch",
         "8",
+        "--val-patch",
+        "8",
+        "--channels",
+        "8",
+        "--blocks",
+        "2",
+        "--pixel-loss",
+        "l1",
         "--data-root",
     ]
     sr_train.main([*arguments, str(root)])
@@ -93,6 +101,24 @@ def test_two_training_steps_on_tiny_data(tmp_path, monkeypatch):
     assert (out / "generator.weights.h5").exists()
     info = json.loads((out / "train_info.json").read_text())
     assert info["training_photos"] == 2 and info["validation_photos"] == 1
+    # the generator's size and loss are the run's: evaluation rebuilds it from them
+    assert sr_train.load_architecture("mse") == {"channels": 8, "blocks": 2, "pixel_loss": "l1"}
+    assert info["channels"] == 8 and info["pixel_loss"] == "l1"
+    # resuming with another size would load weights into the wrong net: refused, saying why
+    wider = [*arguments[:-1], "--steps", "3", "--channels", "16", "--data-root", str(root)]
+    with pytest.raises(SystemExit, match="--channels 16 differs from 8"):
+        sr_train.main(wider)
+
+
+def test_benchmark_copies_are_never_training_photos(tmp_path):
+    from training.sr.data import BENCHMARK_COPIES, training_files
+
+    for relative in ("uncompressed/waterloo/monarch.png", "uncompressed/kodak/kodim01.png"):
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / relative)
+    assert "uncompressed/waterloo/monarch.png" in BENCHMARK_COPIES
+    assert [p.name for p in training_files(tmp_path)] == ["kodim01.png"]
+    assert len(training_files(tmp_path, with_copies=True)) == 2
 
 
 def test_perceptual_variant_without_the_veil_checkpoint_says_what_to_run(tmp_path, monkeypatch):

@@ -3,7 +3,8 @@
 Training uses photos that never pass through the benchmarks: `uncompressed/` (never-JPEG grey
 photos) and `faces68/` face crops. LR images are made as in the literature: bicubic downscaling
 (Pillow's antialiased bicubic, close to MATLAB's imresize) of an HR image cropped to a multiple of
-the scale. Benchmarks (`sr/Set5`, `Set14`, `BSD68`) are only read by the evaluation.
+the scale. Benchmarks (`sr/Set5`, `Set14`, `BSD68`) are only read by the evaluation, and the training
+pictures that are copies of benchmark pictures (`reports/sr/overlap.md`) are never read here.
 """
 
 from __future__ import annotations
@@ -19,6 +20,19 @@ from kiosk.runtime.forensics.colour import luma
 
 SCALE = 4
 BENCHMARKS = ("Set5", "Set14", "BSD68")
+# uncompressed/ pictures that are (near) copies of Set5/Set14 pictures (`python -m
+# training.sr.overlap`): butterfly and monarch, barbara, bridge, man, pepper, and baboon (the same
+# scene as 4.2.03). Left out of training and validation so the benchmarks stay unseen.
+BENCHMARK_COPIES = frozenset(
+    {
+        "uncompressed/waterloo/monarch.png",
+        "uncompressed/waterloo/barb.png",
+        "uncompressed/usc_sipi_misc/5.2.10.png",
+        "uncompressed/usc_sipi_misc/5.3.01.png",
+        "uncompressed/usc_sipi_misc/4.2.07.png",
+        "uncompressed/usc_sipi_misc/4.2.03.png",
+    }
+)
 
 
 def bicubic(y: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -39,8 +53,12 @@ def read_y(path: Path) -> np.ndarray:
     return luma(pixels)
 
 
-def training_files(root: Path) -> list[Path]:
+def training_files(root: Path, with_copies: bool = False) -> list[Path]:
+    """Every SR training/validation photo under `root`; the benchmark copies only when asked
+    (the overlap search looks for them)."""
     files = sorted(root.glob("uncompressed/**/*.png")) + sorted(root.glob("faces68/*/*.jpg"))
+    if not with_copies:
+        files = [p for p in files if p.relative_to(root).as_posix() not in BENCHMARK_COPIES]
     if not files:
         raise SystemExit(f"no training photos under {root}/uncompressed or {root}/faces68")
     return files

@@ -75,7 +75,9 @@ def best_match(hr: np.ndarray, candidate: np.ndarray) -> float:
 
 
 def find_overlaps(root: Path) -> dict[str, list[dict]]:
-    train = [(path, read_y(path).astype(np.float32)) for path in training_files(root)]
+    train = [
+        (path, read_y(path).astype(np.float32)) for path in training_files(root, with_copies=True)
+    ]
     train = [(path, y, _thumb(y)) for path, y in train if "uncompressed" in path.parts]
     found: dict[str, list[dict]] = {}
     for name in BENCHMARKS:

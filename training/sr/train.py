@@ -1,10 +1,12 @@
 """Train one x4 super-resolution variant on Y patches (keras-io shape: data -> model -> train).
 
-Variants (Padmanabhan's four): `mse` (SRCNN-style generator, pixel MSE; the model the kiosk
-ships), `perceptual` (same generator, feature loss + MSE), `srgan_mse` and `srgan_perceptual`
-(the generator against the SRGAN discriminator, adversarial weight 1e-3, Adam 2e-4 / beta1 0.5).
-The non-MSE variants start from the `mse` weights, as SRGAN pre-trains its generator with MSE.
-Checkpoints every `--every` steps; a rerun resumes from the last one.
+Variants (Padmanabhan's four): `mse` (SRCNN-style generator, pixel loss only: MSE, or L1 with
+`--pixel-loss l1`; the model the kiosk ships), `perceptual` (same generator, feature loss + pixel
+loss), `srgan_mse` and `srgan_perceptual` (the generator against the SRGAN discriminator,
+adversarial weight 1e-3, Adam 2e-4 / beta1 0.5). The non-MSE variants start from the `mse` weights, as SRGAN pre-trains its generator with MSE.
+Checkpoints every `--every` steps; a rerun resumes from the last one. The generator's size
+(`--channels`, `--blocks`) and pixel loss are kept in the run's state.json: a resumed run and
+the variants started from `mse` reuse them, and the evaluation rebuilds the generator from them.
 
     python -m training.sr.train mse --steps 8000
 """
@@ -28,10 +30,50 @@ from training.tf_setup import limit_threads, seed_everything, tf
 VARIANTS = ("mse", "perceptual", "srgan_mse", "srgan_perceptual")
 ADVERSARIAL_WEIGHT = 1e-3
 VEIL_FEATURES = WORK / "runs" / "veil" / "best.keras"
+PIXEL_LOSSES = ("mse", "l1")
+# Before state.json recorded them, every run used this generator and loss.
+FIRST_ARCHITECTURE = {"channels": 32, "blocks": 5, "pixel_loss": "mse"}
+DEFAULT_ARCHITECTURE = {"channels": 32, "blocks": 5, "pixel_loss": "mse"}
+# Validation: the same patches whatever --lr-patch is, so runs of different settings compare.
+VAL_PATCHES = 128
 
 
 def run_dir(variant: str) -> Path:
     return WORK / "runs" / f"sr_{variant}"
+
+
+def load_architecture(variant: str) -> dict:
+    """Generator size and pixel loss of a trained run (the first runs' values if not recorded)."""
+    state = json.loads((run_dir(variant) / "state.json").read_text())
+    return {key: state.get(key, value) for key, value in FIRST_ARCHITECTURE.items()}
+
+
+def resolve_architecture(args: argparse.Namespace) -> dict:
+    """The run's own state when resuming, else the mse run's (its generator is the start point),
+    else the defaults; options given on the command line must agree with a saved state."""
+    if (run_dir(args.variant) / "state.json").exists():
+        saved, source = load_architecture(args.variant), f"{run_dir(args.variant)} (resumed)"
+    elif args.variant != "mse":
+        saved, source = load_architecture("mse"), f"{run_dir('mse')} (the starting generator)"
+    else:
+        saved, source = None, ""
+    chosen = {}
+    for key, default in DEFAULT_ARCHITECTURE.items():
+        given = getattr(args, key)
+        if saved is None:
+            chosen[key] = default if given is None else given
+        elif (
+            given is not None
+            and given != saved[key]
+            and (key != "pixel_loss" or args.variant == "mse")
+        ):
+            raise SystemExit(
+                f"--{key.replace('_', '-')} {given} differs from {saved[key]} in {source}: "
+                f"leave the option out, or delete {run_dir(args.variant)} to train anew"
+            )
+        else:
+            chosen[key] = saved[key] if given is None else given
+    return chosen
 
 
 def split_files(files: list[Path], root: Path) -> tuple[list[Path], list[Path]]:
@@ -47,18 +89,20 @@ def split_files(files: list[Path], root: Path) -> tuple[list[Path], list[Path]]:
     return chosen["train"], chosen["val"]
 
 
-def content_loss(variant: str, features: tf.keras.Model | None):
-    """Pixel MSE, or relative feature-space MSE (two feature layers) plus pixel MSE."""
+def content_loss(pixel_loss: str, features: tf.keras.Model | None):
+    """Pixel MSE (or L1: EDSR's choice, for PSNR too), plus the relative feature-space MSE of two
+    feature layers when a feature net is given."""
 
     def loss(sr: tf.Tensor, hr: tf.Tensor) -> tf.Tensor:
-        mse = tf.reduce_mean(tf.square(sr - hr))
+        error = sr - hr
+        pixel = tf.reduce_mean(tf.abs(error) if pixel_loss == "l1" else tf.square(error))
         if features is None:
-            return mse
+            return pixel
         terms = [
             tf.reduce_mean(tf.square(fs - fh)) / (tf.reduce_mean(tf.square(fh)) + 1e-6)
             for fs, fh in zip(features(sr), features(hr), strict=True)
         ]
-        return mse + tf.add_n(terms) / len(terms)
+        return pixel + tf.add_n(terms) / len(terms)
 
     return loss
 
@@ -91,6 +135,7 @@ def train(args: argparse.Namespace) -> None:
     check_inputs(args.variant)
     limit_threads(args.threads)
     seed_everything(args.seed)
+    architecture = resolve_architecture(args)
     out = run_dir(args.variant)
     out.mkdir(parents=True, exist_ok=True)
     root = data_root(args.data_root)
@@ -98,12 +143,17 @@ def train(args: argparse.Namespace) -> None:
     gan = args.variant.startswith("srgan")
     lr_patch = args.lr_patch or (16 if gan else 24)
     sampler = PatchSampler.from_files(train_files, lr_patch, args.seed)
-    val_lr, val_hr = next(PatchSampler.from_files(val_files, lr_patch, args.seed + 1).batches(64))
-    print(f"{len(sampler.pairs)} training photos, {len(val_files)} validation", flush=True)
+    val_sampler = PatchSampler.from_files(val_files, args.val_patch, args.seed + 1)
+    val_lr, val_hr = next(val_sampler.batches(VAL_PATCHES))
+    print(
+        f"{len(sampler.pairs)} training photos, {len(val_sampler.pairs)} validation; "
+        f"generator {architecture}",
+        flush=True,
+    )
 
-    generator = make_generator()
+    generator = make_generator(architecture["channels"], architecture["blocks"])
     features = make_feature_net(str(VEIL_FEATURES)) if "perceptual" in args.variant else None
-    content = content_loss(args.variant, features)
+    content = content_loss(architecture["pixel_loss"], features)
     discriminator = make_discriminator(lr_patch * SCALE) if gan else None
     g_opt = tf.keras.optimizers.Adam(
         tf.keras.optimizers.schedules.CosineDecay(args.lr, args.steps, alpha=0.02),
@@ -120,6 +170,7 @@ def train(args: argparse.Namespace) -> None:
         generator.load_weights(weights)
         if discriminator is not None and d_weights.exists():
             discriminator.load_weights(d_weights)
+        sampler.seed = args.seed + step  # new patches, not the first steps' again
         print(f"resuming at step {step}", flush=True)
     elif args.variant != "mse":
         generator.load_weights(run_dir("mse") / "generator.weights.h5")
@@ -149,7 +200,7 @@ def train(args: argparse.Namespace) -> None:
     history = out / "history.csv"
     new_history = not history.exists()
     batches = sampler.batches(args.batch)
-    started, losses = time.perf_counter(), []
+    started, losses, val = time.perf_counter(), [], None
     with open(history, "a", newline="") as handle:
         writer = csv.writer(handle)
         if new_history:
@@ -170,7 +221,9 @@ def train(args: argparse.Namespace) -> None:
                 generator.save_weights(weights)
                 if discriminator is not None:
                     discriminator.save_weights(d_weights)
-                state_path.write_text(json.dumps({"step": step, "variant": args.variant}))
+                state_path.write_text(
+                    json.dumps({"step": step, "variant": args.variant, **architecture})
+                )
                 print(
                     f"step {step}: loss {mean[0]:.5f} d {mean[1]:.3f} val {val:.2f} dB", flush=True
                 )
@@ -180,8 +233,12 @@ def train(args: argparse.Namespace) -> None:
         "steps": step,
         "batch": args.batch,
         "lr_patch": lr_patch,
+        "lr": args.lr,
+        **architecture,
         "training_photos": len(sampler.pairs),
-        "validation_photos": len(val_files),
+        "validation_photos": len(val_sampler.pairs),
+        "validation_patches": [VAL_PATCHES, args.val_patch],
+        "final_val_psnr_y": val,
         "feature_net": str(VEIL_FEATURES) if features is not None else None,
     }
     (out / "train_info.json").write_text(json.dumps(info, indent=2))
@@ -194,6 +251,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--lr-patch", type=int, default=None, help="LR patch side (HR = x4)")
+    parser.add_argument("--channels", type=int, help="generator width (default: saved or 32)")
+    parser.add_argument("--blocks", type=int, help="residual blocks (default: saved or 5)")
+    parser.add_argument("--pixel-loss", choices=PIXEL_LOSSES, help="default: saved or mse")
+    parser.add_argument(
+        "--val-patch", type=int, default=32, help="LR side of the validation patches"
+    )
     parser.add_argument("--every", type=int, default=250, help="checkpoint interval (steps)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=7)
