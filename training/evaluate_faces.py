@@ -53,7 +53,7 @@ from kiosk.runtime.imageio import load_rgb
 from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.vision.analysis import FaceAnalyzer
 from kiosk.runtime.vision.detectors import DEFAULT_BACKEND, DETECTORS, make_detector
-from kiosk.runtime.vision.landmarks import landmark_predictor
+from kiosk.runtime.vision.landmarks import FIT_OFFSETS, landmark_predictor
 from training import masks, review, splits
 from training.collect import COLLECT_MIN_FACE_PX, PAD_FRACTION
 from training.geometry import inner_lip_gap, read_pts
@@ -188,8 +188,9 @@ class Runner:
         self.rng = np.random.default_rng(7)
         sha = {name: registry.entry(name).sha256 for name in registry.read}
         self.fingerprint = {column: sha[name][:12] for name, column in FINGERPRINT.items()}
-        # the detector(s) and the landmark model: every face's crops depend on them
+        # the detector(s), the landmark model and how it is fitted: every crop depends on them
         stack = ",".join(f"{name}:{sha[name]}" for name in sorted(set(sha) - set(FINGERPRINT)))
+        stack += f",fit:{FIT_OFFSETS}"
         self.fingerprint["face_models"] = hashlib.sha256(stack.encode()).hexdigest()[:12]
 
     def row(self, rgb: np.ndarray) -> dict[str, object]:
