@@ -180,8 +180,9 @@ OTHER: dict[str, ModelSpec] = {
             "logit), training/morph/cnn.py",
             (1, 128, 128, 3),
             positive="the face is a morph of two people (synthetic landmark morphs in training)",
-            input="uint8 RGB face crop from the detector box, 128x128 (the morph trees' crop)",
-            output="int8 logit; fused with the morph trees' logit by the entry's `fusion` "
+            input="RGB face crop from the detector box, 128x128, pixel values 0-255 (the morph "
+            "trees' crop)",
+            output="logit; fused with the morph trees' logit by the entry's `fusion` "
             "weights into P(morph) (kiosk/runtime/forensics/morph.py)",
             threshold_source="10 % BPCER of the fused score on validation bona fide faces",
         ),

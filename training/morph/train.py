@@ -11,7 +11,7 @@ reported numbers in ISO/IEC 30107-3 terms: APCER (morphs passed) at the validati
 for BPCER 10 % and 1 %, and, marked as test-informed, APCER at the test's own BPCER points.
 Writes reports/morph/ and, unless --no-export, models/morph.npz with its manifest entry.
 
-With the CNN of training/morph/cnn.py exported (models/morph_cnn.tflite), its int8 logits (by
+With the CNN of training/morph/cnn.py exported (models/morph_cnn.tflite), its logits (by
 LiteRT, as the kiosk runs it) are compared on validation with the trees and with their fusion
 (a logistic regression of both logits, scored on validation by 5-fold cross-fitting with folds
 by person). Validation AUC picks what ships; the fusion's final weights are fitted on all of
@@ -50,6 +50,7 @@ from kiosk.runtime.forensics.morph import (
 )
 from kiosk.runtime.forensics.splice import Trees
 from kiosk.runtime.models.fusion import CNN_LOGIT, Fusion
+from kiosk.runtime.models.litert import make_interpreter
 from training.morph.data import METHODS, OUT
 from training.paths import MODELS, REPORTS
 
@@ -203,6 +204,18 @@ def cnn_logits(model_path: Path, crops_path: Path) -> np.ndarray:
 
 
 FEATURES = (CNN_LOGIT, TREES_LOGIT)  # the columns of z, as the kiosk's fusion names them
+# the exported CNN's input tensor type -> its manifest `quantization` (training/morph/cnn.py)
+QUANTIZATION = {
+    "uint8": "int8 (full integer, representative dataset of 300 training crops)",
+    "float32": "float16 weights, float32 compute (int8 cost 1.6 points of validation AUC)",
+}
+
+
+def quantization(path: Path) -> str:
+    details = make_interpreter(path.read_bytes()).get_input_details()[0]
+    return QUANTIZATION[np.dtype(details["dtype"]).name]
+
+
 CNN_ALONE = Fusion(FEATURES, (1.0, 0.0), 0.0)
 
 
@@ -242,7 +255,7 @@ def write_markdown(metrics: dict) -> None:
     shipped = metrics["shipped"]
     what = {
         "trees": f"the trees alone ({metrics['trees']} trees, depth {metrics['depth']})",
-        "cnn": "the CNN alone (int8, models/morph_cnn.tflite)",
+        "cnn": "the CNN alone (models/morph_cnn.tflite)",
         "fusion": "the fusion of the CNN and the trees (logistic regression of their logits, "
         f"weights {json.dumps(metrics.get('fusion'))})",
     }[shipped]
@@ -371,8 +384,8 @@ def timing(trees: Trees, cnn_path: Path | None) -> dict[str, float]:
     }
     if cnn_path is not None:
         scorer = CnnScorer(cnn_path.read_bytes())
-        out["CNN (int8, LiteRT)"] = ms(scorer.logit)
-        out["features + trees + CNN"] = out["features + trees"] + out["CNN (int8, LiteRT)"]
+        out["CNN (LiteRT)"] = ms(scorer.logit)
+        out["features + trees + CNN"] = out["features + trees"] + out["CNN (LiteRT)"]
     return {k: round(v, 2) for k, v in out.items()}
 
 
@@ -523,7 +536,7 @@ def export(
         input=cnn_spec.input,
         output=cnn_spec.output,
         positive=cnn_spec.positive,
-        quantization="int8 (full integer, representative dataset of 300 training crops)",
+        quantization=quantization(cnn_path),
         threshold=metrics["threshold"],
         fusion=fusion.as_dict(),
         shipped=metrics["shipped"],

@@ -18,7 +18,7 @@ morph has a seam where the blend ends. The trees see them without a CNN, on one 
 Gradient-boosted trees (trained in training/morph/, shipped as arrays, evaluated in numpy with
 `Trees.logits`) give P(morph). The crop is cut from the detector box like sr.py's.
 
-When the manifest also lists `morph_cnn` (a small CNN on the same crop, int8 TFLite on LiteRT:
+When the manifest also lists `morph_cnn` (a small CNN on the same crop, float16 TFLite on LiteRT:
 training/morph/cnn.py), the score is a logistic regression of both models' logits (the shared
 `Fusion` of kiosk/runtime/models/fusion.py, features cnn_logit and trees_logit), and the record
 adds each model's own score (`trees_score`, `cnn_score`).
@@ -177,7 +177,7 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 
 class CnnScorer:
-    """The morph CNN (int8 TFLite on LiteRT): uint8 RGB face crop -> its logit."""
+    """The morph CNN (TFLite on LiteRT, float16 or int8): RGB face crop -> its logit."""
 
     def __init__(self, content: bytes, num_threads: int = 1) -> None:
         self.model = Model(make_interpreter(content, num_threads=num_threads))
