@@ -132,6 +132,7 @@ class Faces:
             column: np.array([r.get(column) or "" for r in rows])
             for column in (*FINGERPRINT.values(), "face_models")
         }
+        self.models: dict[str, str] = {}  # fingerprint column -> sha256 prefix (`read`)
 
     @classmethod
     def read(cls, path: Path) -> Faces:
