@@ -159,7 +159,11 @@ bench-jpeg:  ## detector latency per 640x480 capture, generator size and latency
 # Defaults = what was trained for models/ and reports/, except srgan_perceptual (stopped at 500
 # steps); see reports/sr.
 TAMPER_EPOCHS ?= 20
-SR_STEPS ?= 5000
+SR_STEPS ?= 15000
+SR_SHIP = --channels $(SR_CHANNELS) --blocks $(SR_BLOCKS) --pixel-loss $(SR_LOSS)
+SR_CHANNELS ?= 32
+SR_BLOCKS ?= 5
+SR_LOSS ?= l1
 SR_OTHER_STEPS ?= 2500
 SR_GAN_STEPS ?= 600
 .PHONY: tamper-data tamper-train tamper-export tamper-evaluate sr-train sr-export
@@ -174,14 +178,14 @@ $(WORK)/runs/tamper_ela/best.keras: $(WORK)/tamper/index.csv
 tamper-export: | $(WORK)/runs/tamper_ela/best.keras  ## EER threshold, metrics per type, int8 -> models/tamper_ela.tflite
 	$(PY) -m training.tamper.evaluate
 $(WORK)/runs/sr_mse/generator.weights.h5:
-	$(PY) -m training.sr.train mse --steps $(SR_STEPS)
+	$(PY) -m training.sr.train mse --steps $(SR_STEPS) $(SR_SHIP)
 tamper-evaluate: | $(WORK)/runs/sr_mse/generator.weights.h5  ## localisation heat maps (ELA / wavelet / SR reconstruction) vs masks
 	$(PY) -m training.tamper.localize
 tamper-eval: tamper-export tamper-evaluate
 # The perceptual variants use the veil classifier as their feature net: built first if missing
 # (order-only: a newer veil checkpoint does not retrain SR).
 sr-train: | $(WORK)/runs/veil/best.keras  ## the four SR variants
-	$(PY) -m training.sr.train mse --steps $(SR_STEPS)
+	$(PY) -m training.sr.train mse --steps $(SR_STEPS) $(SR_SHIP)
 	$(PY) -m training.sr.train perceptual --steps $(SR_OTHER_STEPS)
 	$(PY) -m training.sr.train srgan_mse --steps $(SR_GAN_STEPS) --batch 8
 	$(PY) -m training.sr.train srgan_perceptual --steps $(SR_GAN_STEPS) --batch 8
