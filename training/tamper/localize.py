@@ -30,7 +30,7 @@ from kiosk.runtime.imageio import load_rgb
 from training.paths import REPORTS
 from training.sr.data import SCALE, hr_lr_pair
 from training.sr.nets import make_generator
-from training.sr.train import run_dir
+from training.sr.train import load_architecture, run_dir
 from training.tamper.features import read_index
 from training.tamper.train import DATA
 from training.tf_setup import limit_threads, tf
@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     weights = run_dir("mse") / "generator.weights.h5"
     if weights.exists():
-        generator = make_generator()
+        size = load_architecture("mse")
+        generator = make_generator(size["channels"], size["blocks"])
         generator.load_weights(weights)
         maps["sr_reconstruction"] = sr_residual_map(generator)
     rows = [r for r in read_index(DATA) if r["label"] == "1" and r["split"] in ("val", "test")]
