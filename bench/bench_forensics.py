@@ -21,7 +21,8 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from kiosk.config import load_config  # noqa: E402
-from kiosk.runtime.forensics.suite import Artifacts, Capture, ForensicSuite  # noqa: E402
+from kiosk.runtime.forensics.capture import Artifacts, Capture  # noqa: E402
+from kiosk.runtime.forensics.suite import ForensicSuite  # noqa: E402
 from kiosk.runtime.models.litert import make_interpreter  # noqa: E402
 from kiosk.runtime.models.registry import ModelRegistry  # noqa: E402
 from kiosk.runtime.models.tflite_io import Model  # noqa: E402

@@ -17,8 +17,8 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from kiosk.config import load_config  # noqa: E402
+from kiosk.runtime.forensics.capture import Artifacts, Capture  # noqa: E402
 from kiosk.runtime.forensics.jpeg import MODEL_NAME, make_jpeg_check  # noqa: E402
-from kiosk.runtime.forensics.suite import Artifacts, Capture  # noqa: E402
 from kiosk.runtime.models.registry import ModelRegistry  # noqa: E402
 from training.timing import median_ms  # noqa: E402
 

@@ -21,7 +21,8 @@ from kiosk.config import ConsoleConfig
 from kiosk.contract.reasons import MESSAGES
 from kiosk.runtime.cameras.base import CameraUnavailable
 from kiosk.runtime.cameras.live import FrameCamera
-from kiosk.runtime.forensics.suite import Artifacts, Capture, ForensicSuite
+from kiosk.runtime.forensics.capture import Artifacts, Capture
+from kiosk.runtime.forensics.suite import ForensicSuite
 from kiosk.service.console.app import create_app
 from kiosk.service.console.server import ThreadedServer
 from kiosk.service.loop import KioskService

@@ -11,6 +11,7 @@ import pytest
 from sklearn.ensemble import GradientBoostingClassifier
 
 from kiosk.contract.errors import InputError
+from kiosk.runtime.forensics.capture import Artifacts, Capture
 from kiosk.runtime.forensics.splice import (
     MODEL_NAME,
     TILE,
@@ -20,7 +21,6 @@ from kiosk.runtime.forensics.splice import (
     tile_features,
     window,
 )
-from kiosk.runtime.forensics.suite import Artifacts, Capture
 from kiosk.runtime.models.registry import ModelRegistry
 from tests.conftest import data_root_or_skip
 from training.tamper.splice import to_arrays

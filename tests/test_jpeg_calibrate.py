@@ -14,9 +14,9 @@ from kiosk.cli import main
 from kiosk.config import load_config
 from kiosk.contract.errors import InputError
 from kiosk.runtime.forensics.calibration import threshold_for
+from kiosk.runtime.forensics.capture import Artifacts, Capture
 from kiosk.runtime.forensics.jpeg import make_jpeg_check
 from kiosk.runtime.forensics.jpeg_grid import JpegCombCheck
-from kiosk.runtime.forensics.suite import Artifacts, Capture
 from kiosk.runtime.models.registry import ModelRegistry
 from tests.conftest import REPO
 

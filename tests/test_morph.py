@@ -15,6 +15,7 @@ import pytest
 from kiosk.cli import main
 from kiosk.config import Config
 from kiosk.contract.errors import InputError, ModelError
+from kiosk.runtime.forensics.capture import Artifacts, Capture
 from kiosk.runtime.forensics.morph import (
     CNN_MODEL_NAME,
     CROP,
@@ -28,7 +29,6 @@ from kiosk.runtime.forensics.morph import (
     morph_fusion,
 )
 from kiosk.runtime.forensics.splice import Trees
-from kiosk.runtime.forensics.suite import Artifacts, Capture
 from kiosk.runtime.models.fusion import CNN_LOGIT
 from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.vision.mtcnn_lite import MtcnnLite

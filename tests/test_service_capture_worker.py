@@ -9,7 +9,8 @@ import threading
 from typing import Any
 
 from kiosk.cli.store import _csv
-from kiosk.runtime.forensics.suite import Artifacts, Capture, ForensicSuite
+from kiosk.runtime.forensics.capture import Artifacts, Capture
+from kiosk.runtime.forensics.suite import ForensicSuite
 from kiosk.service.state import Accept, Resume, Retake
 from tests.test_service_loop import (
     GOOD,

@@ -11,9 +11,9 @@ from PIL import Image
 from kiosk.cli import main
 from kiosk.config import load_config
 from kiosk.contract.errors import ModelError
+from kiosk.runtime.forensics.capture import Artifacts, Capture
 from kiosk.runtime.forensics.ela import make_ela_check
 from kiosk.runtime.forensics.sr import face_square, make_sr_check
-from kiosk.runtime.forensics.suite import Artifacts, Capture
 from kiosk.runtime.models.registry import ModelRegistry
 from tests.conftest import bundle_without, save_rgb
 

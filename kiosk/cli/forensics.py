@@ -15,7 +15,8 @@ import numpy as np
 from kiosk.config import load_config
 from kiosk.contract.errors import KioskError
 from kiosk.runtime.cameras.sources import Frame, open_path
-from kiosk.runtime.forensics.suite import Artifacts, Capture, ForensicSuite
+from kiosk.runtime.forensics.capture import Artifacts, Capture
+from kiosk.runtime.forensics.suite import ForensicSuite
 from kiosk.runtime.imageio import Limits, load_luma
 from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.vision.mtcnn_lite import MtcnnLite

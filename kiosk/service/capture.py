@@ -22,8 +22,9 @@ import numpy as np
 
 from kiosk.contract.errors import KioskError
 from kiosk.runtime.cameras.base import Still
+from kiosk.runtime.forensics.capture import Capture
 from kiosk.runtime.forensics.jpeg import to_gray
-from kiosk.runtime.forensics.suite import Capture, ForensicSuite
+from kiosk.runtime.forensics.suite import ForensicSuite
 from kiosk.runtime.pipeline import ACCEPT, Verdict
 from kiosk.runtime.token.photo import TokenCutter, TokenPhoto
 from kiosk.service.state import Event, StillTaken, Stored, StoreFailed

@@ -20,8 +20,8 @@ import shutil
 import numpy as np
 
 from kiosk.contract.manifest import write_entry
+from kiosk.runtime.forensics.capture import Artifacts, Capture
 from kiosk.runtime.forensics.jpeg import MODEL_NAME, JpegHistoryCheck, pool
-from kiosk.runtime.forensics.suite import Artifacts, Capture
 from kiosk.runtime.models.tflite_io import BinaryClassifier
 from training import metrics
 from training.export import export_variants

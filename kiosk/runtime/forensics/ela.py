@@ -9,19 +9,17 @@ grid) but keeps memory bounded; the model was trained on 192-512 px crops anyway
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from kiosk.config import Config
 from kiosk.contract.errors import ModelError
 from kiosk.contract.fileio import write_atomically
+from kiosk.runtime.forensics.capture import Artifacts, Capture
 from kiosk.runtime.forensics.ela_features import ela_map, heat_map_png, noise_residual, stack_maps
 from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.models.tflite_io import Model
-
-if TYPE_CHECKING:  # suite.py imports this module for its FACTORIES
-    from kiosk.runtime.forensics.suite import Artifacts, Capture
 
 MODEL_NAME = "tamper_ela"
 

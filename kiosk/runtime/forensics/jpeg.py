@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cv2
 import numpy as np
@@ -32,12 +32,10 @@ import numpy as np
 from kiosk.config import Config
 from kiosk.contract.errors import InputError, ModelError
 from kiosk.runtime.forensics.calibration import Calibration
+from kiosk.runtime.forensics.capture import Artifacts, Capture
 from kiosk.runtime.imageio import Luma
 from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.models.tflite_io import BinaryClassifier
-
-if TYPE_CHECKING:  # suite.py imports this module for its FACTORIES
-    from kiosk.runtime.forensics.suite import Artifacts, Capture
 
 log = logging.getLogger(__name__)
 

@@ -17,15 +17,13 @@ touch 0 or 255 (clipping moves the DC) are left out.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from kiosk.config import Config
+from kiosk.runtime.forensics.capture import Artifacts, Capture
 from kiosk.runtime.models.registry import ModelRegistry
-
-if TYPE_CHECKING:  # suite.py imports this module for its FACTORIES
-    from kiosk.runtime.forensics.suite import Artifacts, Capture
 
 STEPS = tuple(range(3, 27))  # DC steps of libjpeg qualities ~92 down to ~31
 # The 63 shifted grids are searched on a centred window of at most this side: a JPEG cropped by a

@@ -29,22 +29,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cv2
 import numpy as np
 
 from kiosk.config import Config
 from kiosk.contract.errors import InputError, ModelError
+from kiosk.runtime.forensics.capture import Artifacts, Capture
 from kiosk.runtime.forensics.splice import Trees, listed_trees
 from kiosk.runtime.models.fusion import CNN_LOGIT, Fusion
 from kiosk.runtime.models.litert import make_interpreter
 from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.models.tflite_io import Model
 from kiosk.runtime.vision.types import Box
-
-if TYPE_CHECKING:  # suite.py imports this module for its FACTORIES
-    from kiosk.runtime.forensics.suite import Artifacts, Capture
 
 log = logging.getLogger(__name__)
 

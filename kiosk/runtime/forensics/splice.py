@@ -33,7 +33,7 @@ from __future__ import annotations
 import io
 import logging
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cv2
 import numpy as np
@@ -42,11 +42,9 @@ from kiosk.config import Config
 from kiosk.contract.errors import InputError, ModelError
 from kiosk.contract.fileio import write_atomically
 from kiosk.runtime.forensics import jpeg_grid
+from kiosk.runtime.forensics.capture import Artifacts, Capture
 from kiosk.runtime.forensics.ela_features import heat_map_png
 from kiosk.runtime.models.registry import ModelRegistry
-
-if TYPE_CHECKING:  # suite.py imports this module for its FACTORIES
-    from kiosk.runtime.forensics.suite import Artifacts, Capture
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ The result (512x512) is written as `<stem>_face_sr.png` when an output folder is
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cv2
 import numpy as np
@@ -16,12 +16,10 @@ import numpy as np
 from kiosk.config import Config
 from kiosk.contract.errors import InputError
 from kiosk.contract.fileio import write_atomically
+from kiosk.runtime.forensics.capture import Artifacts, Capture
 from kiosk.runtime.forensics.colour import rgb_to_ycbcr, ycbcr_to_rgb
 from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.models.tflite_io import Model
-
-if TYPE_CHECKING:  # suite.py imports this module for its FACTORIES
-    from kiosk.runtime.forensics.suite import Artifacts, Capture
 
 MODEL_NAME = "sr_x4"
 SCALE = 4

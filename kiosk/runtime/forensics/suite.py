@@ -9,58 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
-
-import numpy as np
+from typing import Any
 
 from kiosk.config import Config
 from kiosk.contract.errors import KioskError
+from kiosk.runtime.forensics.capture import Artifacts, Capture, ForensicCheck
 from kiosk.runtime.forensics.ela import make_ela_check
 from kiosk.runtime.forensics.jpeg import make_jpeg_check
 from kiosk.runtime.forensics.jpeg_grid import make_jpeg_comb_check
 from kiosk.runtime.forensics.morph import make_morph_check
 from kiosk.runtime.forensics.splice import make_splice_check
 from kiosk.runtime.forensics.sr import make_sr_check
-from kiosk.runtime.imageio import Luma
 from kiosk.runtime.models.registry import ModelRegistry
-from kiosk.runtime.vision.types import Box
-
-
-@dataclass(frozen=True)
-class Capture:
-    """A still. `face` is the detector box (in `rgb`'s pixels) when exactly one face was found.
-
-    `rgb` may be a downscaled copy of the capture (`scale` original px per px, docs/input.md);
-    `luma` then loads the full-resolution luma in the file's stored orientation, for the checks
-    that are not scale-safe (JPEG history): a loader, so that 50 MP plane lives only while the
-    check that needs it runs. None when `rgb` is the capture itself.
-    """
-
-    rgb: np.ndarray  # (H, W, 3) uint8
-    face: Box | None = None
-    scale: float = 1.0
-    luma: Callable[[], Luma] | None = None
-
-
-@dataclass(frozen=True)
-class Artifacts:
-    """Where a check may write images for people (heat maps, upscaled faces); None: nowhere."""
-
-    out_dir: Path | None = None
-    stem: str = "capture"
-
-    def path(self, suffix: str) -> Path | None:
-        return None if self.out_dir is None else self.out_dir / f"{self.stem}_{suffix}"
-
-
-class ForensicCheck(Protocol):
-    key: str
-    needs_face: bool
-
-    def run(self, capture: Capture, artifacts: Artifacts) -> dict[str, Any]: ...
-
 
 # One factory per check: returns the check, or None when its model is not in the manifest.
 Factory = Callable[[ModelRegistry, Config], ForensicCheck | None]
