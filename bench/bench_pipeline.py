@@ -23,11 +23,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from bench.frames import clip, drift, kiosk_frames  # noqa: E402
 from kiosk.config import TrackingConfig, load_config  # noqa: E402
 from kiosk.runtime.models.registry import ModelRegistry  # noqa: E402
 from kiosk.runtime.pipeline import CompliancePipeline, TrackingPipeline  # noqa: E402
@@ -35,28 +35,6 @@ from kiosk.runtime.vision.analysis import Analysis  # noqa: E402
 from kiosk.runtime.vision.detectors import DETECTORS  # noqa: E402
 from kiosk.runtime.vision.regions import extract_regions  # noqa: E402
 from kiosk.runtime.vision.tracker import FaceTracker, small_copy  # noqa: E402
-from training.paths import data_root  # noqa: E402
-
-
-def kiosk_frames() -> list[np.ndarray]:
-    from skimage import data
-
-    from kiosk.runtime.imageio import load_rgb
-
-    faces = [data.astronaut()[0:300, 80:420]]
-    root = data_root() / "faces68" / "helen_trainset"
-    faces += [load_rgb(p) for p in sorted(root.glob("*.jpg"))[:5]]
-    frames = []
-    for face in faces:
-        canvas = np.full((480, 640, 3), 120, np.uint8)
-        scale = 400 / face.shape[0]
-        resized = cv2.resize(face, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)[
-            :480, :640
-        ]
-        y, x = (480 - resized.shape[0]) // 2, (640 - resized.shape[1]) // 2
-        canvas[y : y + resized.shape[0], x : x + resized.shape[1]] = resized
-        frames.append(canvas)
-    return frames
 
 
 def timed(fn, *args) -> tuple[float, object]:
@@ -81,8 +59,6 @@ def stage_times(
             "tracked: landmarks followed (dlib's fit moved, crops compared)",
         )
     }
-    from bench_video import drift  # bench_video imports this module's frames
-
     tracker = FaceTracker()
     for i in range(count):
         frame = frames[i % len(frames)]
@@ -115,8 +91,6 @@ def follow_face(tracker: FaceTracker, gray: np.ndarray):
 def tracked_stream(pipeline: CompliancePipeline, frames: list[np.ndarray], count: int) -> dict:
     """Per-frame times of a drifting clip with and without tracking: mean, since the tracked
     stream's cost is its re-detections averaged over the frames between them."""
-    from bench_video import clip
-
     clip_frames = clip(frames, max(count // len(frames), 10), empty=0)
     per_frame = [timed(pipeline.check, f)[0] for f in clip_frames]
     tracking = TrackingPipeline(pipeline, TrackingConfig())

@@ -35,12 +35,11 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-from bench_pipeline import kiosk_frames  # noqa: E402
 
+from bench.frames import clip, kiosk_frames  # noqa: E402
 from kiosk.config import load_config  # noqa: E402
 from kiosk.runtime.checks.pose import head_pose  # noqa: E402
 from kiosk.runtime.pipeline import CompliancePipeline, TrackingPipeline, Verdict  # noqa: E402
@@ -53,29 +52,10 @@ REPEAT_MOVES = ((1, 0), (0, 1))
 RIGHT = np.array([1, 0], np.float32)  # the first move, as a vector
 
 
-def drift(frame: np.ndarray, t: float) -> np.ndarray:
-    """`frame` moved by a slow sub-pixel drift and zoom sway at time `t` (frames)."""
-    dx, dy = 25 * np.sin(t / 30), 10 * np.sin(t / 23)
-    zoom = 1 + 0.02 * np.sin(t / 40)
-    matrix = cv2.getRotationMatrix2D((320, 240), 0.0, zoom)
-    matrix[:, 2] += (dx, dy)
-    return cv2.warpAffine(frame, matrix, (640, 480), borderMode=cv2.BORDER_REPLICATE)
-
-
 def moved(frame: np.ndarray, dx: int, dy: int) -> np.ndarray:
     """`frame` translated by whole pixels, the uncovered edge replicated."""
     matrix = np.float64([[1, 0, dx], [0, 1, dy]])
     return cv2.warpAffine(frame, matrix, (640, 480), borderMode=cv2.BORDER_REPLICATE)
-
-
-def clip(faces: list[np.ndarray], per_face: int, empty: int = 5) -> list[np.ndarray]:
-    """One slow segment per face canvas, `empty` grey frames after each."""
-    blank = np.full((480, 640, 3), 120, np.uint8)
-    frames = []
-    for canvas in faces:
-        frames += [drift(canvas, t) for t in range(per_face)]
-        frames += [blank] * empty
-    return frames
 
 
 Key = tuple[str, tuple[str, ...]]

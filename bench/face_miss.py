@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench.bench_pipeline import kiosk_frames  # noqa: E402
+from bench.frames import kiosk_frames  # noqa: E402
 from kiosk.contract.errors import InputError  # noqa: E402
 from kiosk.contract.models import EYE, FACE, MOUTH  # noqa: E402
 from kiosk.runtime.imageio import load_rgb  # noqa: E402
