@@ -55,7 +55,10 @@ def replay_folder(tmp_path: Path) -> Path:
     """Scenes as files named in play order; repeated frames are symlinks to one file each."""
     folder = tmp_path / "replay"
     folder.mkdir()
-    scenes = [None, DATA / "face_eyes_closed.jpg", DATA / "face_open.jpg"]
+    # The good face stays three scenes long: after Retake the service holds only while someone is
+    # in front of the camera (nobody left to coach ends the hold), and the photo may be taken
+    # late in its scene, so a 2-s scene could end the hold before the page shows it.
+    scenes = [None, DATA / "face_eyes_closed.jpg", *[DATA / "face_open.jpg"] * 3]
     index = 0
     for number, source in enumerate(scenes):
         original = tmp_path / f"scene{number}.png"
@@ -95,7 +98,7 @@ def test_console_follows_the_replay_and_accept_stores_retake_does_not(
             replay_fps=FPS,
             smoothing_frames=3,
             ready_frames=2,
-            countdown_s=0.0,  # a scene lasts 2 s (the countdown is tested in test_service_state)
+            countdown_s=0.0,  # scenes last 2 s (the countdown is tested in test_service_state)
         ),
         store=dataclasses.replace(
             base.store, dir=str(tmp_path / "store"), key_file=str(tmp_path / "key"), min_free_mb=0
