@@ -514,10 +514,7 @@ def export(
         threshold=metrics["trees_threshold"],
         metrics={
             "threshold": metrics["trees_threshold"],
-            "test_auc": trees_test["auc"],
-            "test_eer": trees_test["eer"],
-            "test_apcer_at_val_bpcer10": trees_test["at_val_bpcer10"]["apcer"],
-            "test_bpcer_at_val_bpcer10": trees_test["at_val_bpcer10"]["bpcer"],
+            **_test_figures(trees_test),
             "threshold_source": model_spec.threshold_source,
             "data": data_note,
         },
@@ -543,15 +540,23 @@ def export(
         metrics={
             "threshold": metrics["threshold"],
             "val_auc": metrics["comparison_val"][metrics["shipped"]]["auc"],
-            "test_auc": overall["auc"],
-            "test_eer": overall["eer"],
-            "test_apcer_at_val_bpcer10": overall["at_val_bpcer10"]["apcer"],
-            "test_bpcer_at_val_bpcer10": overall["at_val_bpcer10"]["bpcer"],
+            **_test_figures(overall),
             "threshold_source": cnn_spec.threshold_source,
             "data": data_note,
         },
         data_digest=digest,
     )
+
+
+def _test_figures(row: dict) -> dict:
+    """A test row's figures as a manifest entry's metrics name them."""
+    at = row["at_val_bpcer10"]
+    return {
+        "test_auc": row["auc"],
+        "test_eer": row["eer"],
+        "test_apcer_at_val_bpcer10": at["apcer"],
+        "test_bpcer_at_val_bpcer10": at["bpcer"],
+    }
 
 
 if __name__ == "__main__":
