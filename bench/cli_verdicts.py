@@ -1,4 +1,4 @@
-"""Eye and mouth verdicts through `kiosk check --json` itself, on faces the models never saw.
+"""Eye, mouth and veil verdicts through `kiosk check --json` itself, on faces the models never saw.
 
     .venv/bin/python bench/cli_verdicts.py [--limit N]
 
@@ -6,7 +6,9 @@ The per-face tables (`make verdicts`) run the kiosk's modules in one process; th
 command an operator runs. Photos, with the labels reviewed by eye (training/review.py):
 - eyes: `faces68_ytf` reviewed open and closed (YouTube, never in eye training) and CEW test
   closed (`eyes_closed_faces`, the eye model's test split);
-- mouth: CEW reviewed open and closed mouths (never in mouth training).
+- mouth: CEW reviewed open and closed mouths (never in mouth training);
+- veil: Kaggle crowd crops with and without a mask and web mask portraits (never in veil
+  training).
 Each photo gets evaluate_faces' grey border and is scaled x2 with Lanczos, so these small faces
 pass the kiosk's 100 px face gate; one `kiosk check --json` process reads the whole folder.
 A face the kiosk refuses (no face, too small, several) counts as missed, apart from errors.
@@ -15,6 +17,7 @@ A face the kiosk refuses (no face, too small, several) counts as missed, apart f
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import random
 import subprocess
@@ -32,7 +35,7 @@ from training import review, splits  # noqa: E402
 from training.evaluate_faces import padded  # noqa: E402
 from training.paths import data_root  # noqa: E402
 
-CHECKS = {"eyes": "eyes_closed", "mouth": "mouth_open"}
+CHECKS = {"eyes": "eyes_closed", "mouth": "mouth_open", "veil": "veil"}
 
 
 def photos(root: Path, limit: int) -> list[tuple[str, str, int, Path]]:
@@ -51,6 +54,12 @@ def photos(root: Path, limit: int) -> list[tuple[str, str, int, Path]]:
         out += [
             ("mouth", "eyes_closed_faces", label, root / "eyes_closed_faces" / p) for p in paths
         ]
+    for dataset in ("mask_kaggle_faces", "mask_web_types"):
+        with open(root / dataset / "index.csv", newline="") as handle:
+            for row in csv.DictReader(handle):
+                label = {"with_mask": 1, "without_mask": 0}.get(row.get("label", "with_mask"))
+                if label is not None:
+                    out.append(("veil", dataset, label, root / dataset / row["path"]))
     groups: dict[tuple[str, str, int], list] = {}
     for item in out:
         groups.setdefault(item[:3], []).append(item)
@@ -96,9 +105,14 @@ def main() -> None:
             tally[(check, source, label, o)] for o in ("right", "wrong", "missed")
         )
         n = right + wrong + missed
-        kind = {("eyes", 1): "closed", ("eyes", 0): "open", ("mouth", 1): "open"}.get(
-            (check, label), "closed"
-        )
+        kind = {
+            ("eyes", 1): "closed",
+            ("eyes", 0): "open",
+            ("mouth", 1): "open",
+            ("mouth", 0): "closed",
+            ("veil", 1): "covered",
+            ("veil", 0): "uncovered",
+        }[(check, label)]
         print(
             f"| {CHECKS[check]} | {source} | {kind} | {n} | {missed} | "
             f"{100 * wrong / max(right + wrong, 1):.1f} % | {100 * (wrong + missed) / n:.1f} % |"

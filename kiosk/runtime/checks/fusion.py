@@ -35,7 +35,7 @@ class FusedClassifierCheck(ClassifierCheck):
 
     def __init__(self, registry: ModelRegistry, num_threads: int = 1) -> None:
         super().__init__(registry, num_threads)
-        extra = registry.entry(self.name).model_extra or {}
+        extra = registry.entry(self.name).model_extra
         self.fusion = Fusion.from_entry(extra, self.name, {self.geometry}, REMEDY)
 
     def cnn_score(self, analysis: Analysis) -> float:

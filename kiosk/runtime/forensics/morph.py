@@ -38,7 +38,7 @@ from kiosk.config import Config
 from kiosk.contract.errors import InputError, ModelError
 from kiosk.runtime.forensics.capture import Artifacts, Capture
 from kiosk.runtime.forensics.splice import Trees, listed_trees
-from kiosk.runtime.models.fusion import CNN_LOGIT, Fusion
+from kiosk.runtime.models.fusion import CNN_LOGIT, Fusion, sigmoid
 from kiosk.runtime.models.litert import make_interpreter
 from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.models.tflite_io import Model
@@ -182,15 +182,11 @@ class CnnScorer:
         if self.model.input_shape != (1, CROP, CROP, 3):
             raise ModelError(
                 f"morph CNN takes input {list(self.model.input_shape)}, the kiosk's crop is "
-                f"{[1, CROP, CROP, 3]}: re-run make morph"
+                f"{[1, CROP, CROP, 3]}: {MORPH_REMEDY}"
             )
 
     def logit(self, crop: np.ndarray) -> float:
         return float(self.model(crop.astype(np.float32)[None]).reshape(-1)[0])
-
-
-def sigmoid(logit: float) -> float:
-    return float(1.0 / (1.0 + np.exp(-logit)))
 
 
 def morph_fusion(extra: Mapping[str, Any]) -> Fusion:
@@ -271,8 +267,7 @@ class MorphCheck:
 def make_morph_check(registry: ModelRegistry, config: Config) -> MorphCheck | None:
     """The check for the manifest's `morph` trees, fused with the `morph_cnn` CNN when that is
     listed too (its entry holds the fusion's weights and threshold); None without the trees."""
-    del config  # nothing configurable: the crop, features and fusion are the models'
-    listed = listed_trees(registry, MODEL_NAME, "re-run make morph")
+    listed = listed_trees(registry, MODEL_NAME, MORPH_REMEDY)
     if listed is None:
         return None
     trees, threshold = listed
@@ -280,6 +275,6 @@ def make_morph_check(registry: ModelRegistry, config: Config) -> MorphCheck | No
         return MorphCheck(trees, threshold)
     entry = registry.entry(CNN_MODEL_NAME)
     if entry.threshold is None:
-        raise ModelError(f"manifest entry {CNN_MODEL_NAME!r} has no threshold; re-run make morph")
-    cnn = CnnScorer(registry.verified_bytes(CNN_MODEL_NAME))
+        raise ModelError(f"manifest entry {CNN_MODEL_NAME!r} has no threshold; {MORPH_REMEDY}")
+    cnn = CnnScorer(registry.verified_bytes(CNN_MODEL_NAME), config.models.num_threads)
     return MorphCheck(trees, entry.threshold, cnn, morph_fusion(entry.extra))

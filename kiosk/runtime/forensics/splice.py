@@ -44,6 +44,7 @@ from kiosk.contract.fileio import write_atomically
 from kiosk.runtime.forensics import jpeg_grid
 from kiosk.runtime.forensics.capture import Artifacts, Capture
 from kiosk.runtime.forensics.ela_features import heat_map_png
+from kiosk.runtime.models.fusion import sigmoid
 from kiosk.runtime.models.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
@@ -429,8 +430,7 @@ class ImageStage:
             ) from None
 
     def score(self, tile_scores: np.ndarray) -> float:
-        logit = self.bias + float(region_features(tile_scores) @ self.weights)
-        return 1.0 / (1.0 + float(np.exp(-logit)))
+        return sigmoid(self.bias + float(region_features(tile_scores) @ self.weights))
 
 
 class SpliceCheck:

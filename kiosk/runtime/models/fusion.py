@@ -21,6 +21,11 @@ LOGIT_CLIP = 20.0  # an int8 logit never exceeds this; keeps a saturated score f
 _Z_CLIP = 50.0  # exp(50) is finite in float64; the probability is 0 or 1 beyond it anyway
 
 
+def sigmoid(z: float) -> float:
+    """The probability of a log-odds, clipped so a saturated logit gives 0 or 1, not an overflow."""
+    return 1.0 / (1.0 + math.exp(-max(-_Z_CLIP, min(_Z_CLIP, z))))
+
+
 def logit(probability: float) -> float:
     """The log-odds of a score, clipped so 0 and 1 stay finite."""
     p = min(max(probability, 1e-9), 1 - 1e-9)
@@ -78,8 +83,7 @@ class Fusion:
 
     def score(self, values: Mapping[str, float]) -> float:
         """Fused probability; `values` holds every feature (cnn_logit included)."""
-        z = self.log_odds(values)
-        return 1.0 / (1.0 + math.exp(-max(-_Z_CLIP, min(_Z_CLIP, z))))
+        return sigmoid(self.log_odds(values))
 
     def as_dict(self) -> dict[str, Any]:
         """The manifest entry's `fusion` field (what `from_entry` reads back)."""

@@ -130,9 +130,10 @@ class BlazeFace:
         self._input = details["index"]
         outputs = self._interpreter.get_output_details()
         # Regressors (N, 16) and classificators (N, 1): told apart by their last dimension.
-        self._boxes = next(d["index"] for d in outputs if d["shape"][-1] == 16)
+        boxes = next(d for d in outputs if d["shape"][-1] == 16)
+        self._boxes = boxes["index"]
         self._scores = next(d["index"] for d in outputs if d["shape"][-1] == 1)
-        count = next(int(d["shape"][1]) for d in outputs if d["shape"][-1] == 16)
+        count = int(boxes["shape"][1])
         if count != len(self._anchors):
             raise ValueError(
                 f"model has {count} anchors, the {self.size} px layout has {len(self._anchors)}"
