@@ -21,6 +21,7 @@ from kiosk.contract.manifest import (
     generate_key,
     load_manifest,
     read_model,
+    remove_entry,
     sign_bundle,
     verify_files,
     verify_signature,
@@ -343,6 +344,21 @@ def test_writer_keeps_names_sorted_drops_a_stale_signature_and_can_fix_an_entry(
     assert list(manifest.models) == ["eyes_closed", "veil"]
     assert manifest.models["veil"].threshold == 0.4
     assert not (bundle / SIGNATURE).exists()
+
+
+def test_an_entry_is_removed_as_it_is_written(bundle: Path, keys) -> None:
+    """Training drops an entry that must no longer ship (the morph CNN when the trees win):
+    the file stays, the stale signature goes, an absent name changes nothing."""
+    (bundle / "eyes.tflite").write_bytes(MODEL)
+    fields = {"architecture": "SqueezeVGG", "input_shape": [1, 4, 4, 1], "quantization": "int8"}
+    write_entry(bundle, "eyes_closed", bundle / "eyes.tflite", **fields)
+    sign_bundle(bundle, keys[0])
+    remove_entry(bundle, "eyes_closed")
+    assert list(load_manifest(bundle).models) == ["veil"]
+    assert (bundle / "eyes.tflite").exists() and not (bundle / SIGNATURE).exists()
+    before = (bundle / MANIFEST).read_bytes()
+    remove_entry(bundle, "eyes_closed")
+    assert (bundle / MANIFEST).read_bytes() == before
 
 
 def test_bundle_cli_keygen_sign_verify(bundle: Path, tmp_path: Path, capsys) -> None:

@@ -491,12 +491,6 @@ def write_entry(models_dir: Path, name: str, file_path: Path, **fields: Any) -> 
     reserved = {"file", "sha256", "bytes", "exported", "git_revision"} & fields.keys()
     if reserved:
         raise ValueError(f"write_entry computes {', '.join(sorted(reserved))} itself")
-    path = models_dir / MANIFEST
-    data: Any = {"models": {}}
-    if path.exists():  # only parsed: the new manifest is validated, so a bad entry can be fixed
-        data = _decode(path, _read_regular(path, MAX_MANIFEST_BYTES, f"model manifest {path}"))
-    if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
-        raise ManifestError(f"model manifest {path}: `models` must be an object; fix or delete it")
     try:
         relative = Path(file_path).resolve().relative_to(models_dir.resolve())
     except ValueError:
@@ -509,7 +503,24 @@ def write_entry(models_dir: Path, name: str, file_path: Path, **fields: Any) -> 
         "exported": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "git_revision": git_revision(models_dir),
     }
-    data["models"][name] = entry
+    return _rewrite(models_dir, lambda models: models.update({name: entry})).models[name]
+
+
+def remove_entry(models_dir: Path, name: str) -> None:
+    """Drop the entry `name` (its file stays), as `write_entry` writes: validated, atomic, the
+    stale signature removed. For a model that no longer ships beside the ones retrained."""
+    _rewrite(Path(models_dir), lambda models: models.pop(name, None))
+
+
+def _rewrite(models_dir: Path, change: Callable[[dict[str, Any]], Any]) -> Manifest:
+    """Apply `change` to the manifest's `models` object, validate, replace atomically."""
+    path = models_dir / MANIFEST
+    data: Any = {"models": {}}
+    if path.exists():  # only parsed: the new manifest is validated, so a bad entry can be fixed
+        data = _decode(path, _read_regular(path, MAX_MANIFEST_BYTES, f"model manifest {path}"))
+    if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
+        raise ManifestError(f"model manifest {path}: `models` must be an object; fix or delete it")
+    change(data["models"])
     data["models"] = dict(sorted(data["models"].items()))
     content = (json.dumps(data, indent=2) + "\n").encode()
     manifest = _parse(path, content)
@@ -519,7 +530,7 @@ def write_entry(models_dir: Path, name: str, file_path: Path, **fields: Any) -> 
     if stale.exists():
         stale.unlink()
         log.info("removed %s: it signed the previous manifest", stale)
-    return manifest.models[name]
+    return manifest
 
 
 def generate_key(prefix: Path) -> tuple[Path, Path]:

@@ -37,7 +37,7 @@ from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from kiosk.contract.manifest import write_entry
+from kiosk.contract.manifest import remove_entry, write_entry
 from kiosk.contract.models import spec
 from kiosk.runtime.forensics.morph import (
     CNN_MODEL_NAME,
@@ -520,7 +520,8 @@ def export(
         },
         data_digest=digest,
     )
-    if fusion is None or cnn_path is None:
+    if fusion is None or cnn_path is None:  # the trees alone ship: an older CNN entry would
+        remove_entry(MODELS, CNN_MODEL_NAME)  # fuse with them by weights fitted on other trees
         return
     cnn_spec = spec(CNN_MODEL_NAME)
     overall = metrics["test"]["all"]
