@@ -244,8 +244,7 @@ def collect(
     `models_dir` = the bundle to judge (a candidate bundle before it ships). With `reuse` (rows of
     the same detector and the same other models) only photos with a label in `rerun` (eyes,
     mouth) are run again: the rows no figure of the retrained models reads (no such label,
-    synthetic twins) are copied from it - half the time when only the eye model changed;
-    "missed" in `rerun` also runs the photos where no face was found (a detector fallback)."""
+    synthetic twins) are copied from it - half the time when only the eye model changed."""
     runner = Runner(detector, models_dir, masks.load_overlays(root / "mask_overlays"))
     kept: dict[tuple[str, str], list[dict[str, str]]] = {}
     for old in _csv(reuse) if reuse else []:
@@ -269,9 +268,8 @@ def collect(
             "veil": photo.veil,
         }
         old = kept.get((base["path"], "real"), [])
-        missed = "missed" in rerun and any(r["outcome"] == "no_face" for r in old)
-        labelled = any(getattr(photo, label, None) is not None for label in rerun)
-        if reuse and not (labelled or missed):
+        labelled = any(getattr(photo, label) is not None for label in rerun)
+        if reuse and not labelled:
             rows += old + kept.get((base["path"], "synthetic"), [])
             continue
         try:
@@ -322,9 +320,8 @@ def main(argv: list[str] | None = None) -> None:
         help="run only photos with a --rerun label again; copy the other rows from this file",
     )  # fmt: skip
     parser.add_argument(
-        "--rerun", nargs="+", choices=["eyes", "mouth", "missed"], default=["eyes"],
-        help="with --reuse: the labels whose photos run again (the retrained models'); missed: "
-        "the photos where no face was found",
+        "--rerun", nargs="+", choices=["eyes", "mouth"], default=["eyes"],
+        help="with --reuse: the labels whose photos run again (the retrained models')",
     )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

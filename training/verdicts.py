@@ -611,9 +611,14 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     faces = Faces.read(args.faces or faces_file(args.detector))
     entries = load_manifest(args.models_dir).models
-    results = {m: evaluate(faces, v, BEFORE[m], entries.get(m)) for m, v in VERDICTS.items()}
-    for model, r in results.items():
-        r["scored_by"] = faces.models.get(FINGERPRINT[model], "none")
+    results = {}
+    for model, v in VERDICTS.items():
+        scored_by = faces.models.get(FINGERPRINT[model], "none")
+        entry = entries.get(model)
+        # the *shipped* column applies the bundle's threshold only to the model it was chosen
+        # for (a candidate's rows against models/ get none)
+        shipped = entry if entry and entry.sha256.startswith(scored_by) else None
+        results[model] = {**evaluate(faces, v, BEFORE[model], shipped), "scored_by": scored_by}
     text = render(results, args.detector)
     if args.before:
         old_faces = Faces.read(args.before)
