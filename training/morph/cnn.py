@@ -32,9 +32,10 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from kiosk.runtime.forensics.morph import CNN_MODEL_NAME, CROP, CnnScorer
+from kiosk.runtime.forensics.morph import CNN_MODEL_NAME, CROP
 from training.export import convert
 from training.morph.data import OUT
+from training.morph.train import cnn_logits
 from training.nets import logit_model, vgg_with_squeeze_head
 from training.paths import MODELS, REPORTS, WORK
 from training.tf_setup import limit_threads, seed_everything, tf
@@ -179,12 +180,6 @@ def export(model: keras.Model, data: dict, path: Path, variant: str = VARIANT) -
     path.write_bytes(content)
 
 
-def logits(path: Path, crops: np.ndarray) -> np.ndarray:
-    """The exported file's logit of every crop through LiteRT, by the kiosk's own scorer."""
-    scorer = CnnScorer(path.read_bytes())
-    return np.array([scorer.logit(crop) for crop in crops], np.float64)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--crops", type=Path, default=OUT)
@@ -214,7 +209,7 @@ def main(argv: list[str] | None = None) -> None:
     log.info("trained in %.0f s", time.time() - started)
     export(model, data, args.out, args.variant)
     val = data["split"] == "val"
-    auc = roc_auc_score(data["y"][val], logits(args.out, data["crop"][val]))
+    auc = roc_auc_score(data["y"][val], cnn_logits(args.out, data["crop"][val]))
     log.info("%s %s: validation AUC %.4f", args.variant, args.out.name, auc)
     (REPORTS / "morph").mkdir(parents=True, exist_ok=True)
     history = REPORTS / "morph" / "cnn_history.csv"

@@ -196,11 +196,10 @@ def sigmoid(logit: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-logit))
 
 
-def cnn_logits(model_path: Path, crops_path: Path) -> np.ndarray:
-    """The exported CNN's logit of every stored crop, through LiteRT as the kiosk runs it."""
+def cnn_logits(model_path: Path, crops: np.ndarray) -> np.ndarray:
+    """The exported CNN's logit of every crop, through LiteRT as the kiosk runs it."""
     scorer = CnnScorer(model_path.read_bytes())
-    with np.load(crops_path) as stored:
-        return np.array([scorer.logit(crop) for crop in stored["crop"]], np.float64)
+    return np.array([scorer.logit(crop) for crop in crops], np.float64)
 
 
 FEATURES = (CNN_LOGIT, TREES_LOGIT)  # the columns of z, as the kiosk's fusion names them
@@ -350,20 +349,20 @@ def write_markdown(metrics: dict) -> None:
 
 def compare(
     data: dict, trees_logit: np.ndarray, cnn_logit: np.ndarray | None
-) -> tuple[str, Fusion | None, dict]:
+) -> tuple[str, dict[str, Fusion | None], dict]:
     """What ships, by validation AUC: trees, CNN or their fusion (cross-fitted on validation);
-    the fusion's final weights, fitted on all of validation (None for the trees)."""
+    each candidate's final weights, the fusion's fitted on all of validation (None: trees)."""
     val = data["split"] == "val"
     y = data["y"][val]
     comparison = {"trees": val_summary(trees_logit[val], y)}
     if cnn_logit is None:
-        return "trees", None, comparison
+        return "trees", {"trees": None}, comparison
     z = np.column_stack([cnn_logit, trees_logit])
     comparison["cnn"] = val_summary(cnn_logit[val], y)
     comparison["fusion"] = val_summary(cross_fitted(z[val], y, data["a"][val]), y)
     shipped = max(comparison, key=lambda name: comparison[name]["auc"])
     fusions = {"trees": None, "cnn": CNN_ALONE, "fusion": fit_fusion(z[val], y)}
-    return shipped, fusions[shipped], comparison
+    return shipped, fusions, comparison
 
 
 def timing(trees: Trees, cnn_path: Path | None) -> dict[str, float]:
@@ -420,8 +419,12 @@ def main(argv: list[str] | None = None) -> None:
         "tree export differs"
     )
     cnn_path = None if args.no_cnn or not args.cnn.exists() else args.cnn
-    cnn_logit = None if cnn_path is None else cnn_logits(cnn_path, args.features)
-    shipped, fusion, comparison = compare(data, trees_logit, cnn_logit)
+    cnn_logit = None
+    if cnn_path is not None:
+        with np.load(args.features) as stored:
+            cnn_logit = cnn_logits(cnn_path, stored["crop"])
+    shipped, fusions, comparison = compare(data, trees_logit, cnn_logit)
+    fusion = fusions[shipped]
     print(f"validation: {json.dumps(comparison)}\nshipped: {shipped}")
 
     def threshold_of(scores: np.ndarray, bpcer: float) -> float:
@@ -431,7 +434,7 @@ def main(argv: list[str] | None = None) -> None:
     if cnn_logit is not None:
         z = np.column_stack([cnn_logit, trees_logit])
         candidate_scores["cnn"] = sigmoid(cnn_logit)
-        candidate_scores["fusion"] = sigmoid(fused(fit_fusion(z[val], y[val]), z))
+        candidate_scores["fusion"] = sigmoid(fused(fusions["fusion"], z))
     scores = candidate_scores[shipped]
     thresholds = {"bpcer10": threshold_of(scores, 0.10), "bpcer1": threshold_of(scores, 0.01)}
     # Test from here on: the choice above is made.
