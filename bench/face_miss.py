@@ -36,6 +36,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench.frames import kiosk_frames  # noqa: E402
+from kiosk.config import DetectorConfig  # noqa: E402
 from kiosk.contract.errors import InputError  # noqa: E402
 from kiosk.contract.models import EYE, FACE, MOUTH  # noqa: E402
 from kiosk.runtime.imageio import load_rgb  # noqa: E402
@@ -77,8 +78,7 @@ MASKED = ("mask/with_mask", "mask_kaggle_faces", "mask_web_types (masked web por
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 MIN_FACE = 20  # every detector looks for faces down to 20 px (MTCNN's default, as collect.py)
 BACKGROUND_RATIO = 0.5  # the kiosk's default: kiosk/runtime/vision/analysis.py
-KIOSK_YUNET_SCORE = 0.4  # [detector] yunet_score_threshold
-BLAZEFACE_SHORT_FILE = "face_detection_short_range.tflite"
+KIOSK_YUNET_SCORE = DetectorConfig().yunet_score_threshold  # the kiosk default
 # skimage's sample images without a person: a detector that finds a face here makes one up.
 NO_FACE_SCENES = (
     "coffee", "chelsea", "rocket", "coins", "moon", "page", "horse", "hubble_deep_field",
@@ -89,25 +89,6 @@ NO_FACE_SCENES = (
 
 def _boxes(faces) -> list[Box]:
     return [tuple(float(v) for v in face.box) for face in faces]
-
-
-def blazeface_bytes(registry: ModelRegistry) -> bytes:
-    """The short-range model through the registry when the manifest lists it, else the file."""
-    if BLAZEFACE_SHORT in registry.entries:
-        return registry.verified_bytes(BLAZEFACE_SHORT)
-    return (REPO / "models" / BLAZEFACE_SHORT_FILE).read_bytes()
-
-
-class _Registry:
-    """The bundle's registry with BlazeFace's bytes from blazeface_bytes (manifest or file)."""
-
-    def __init__(self, registry: ModelRegistry) -> None:
-        self._registry = registry
-
-    def verified_bytes(self, name: str) -> bytes:
-        if name == BLAZEFACE_SHORT:
-            return blazeface_bytes(self._registry)
-        return self._registry.verified_bytes(name)
 
 
 def make_detectors(
@@ -146,7 +127,9 @@ def make_detectors(
                 d.detect(rgb)
             )
     if "blazeface" in names:
-        short = BlazeFace(blazeface_bytes(registry), BlazeFaceSettings(min_face_size=MIN_FACE))
+        short = BlazeFace(
+            registry.verified_bytes(BLAZEFACE_SHORT), BlazeFaceSettings(min_face_size=MIN_FACE)
+        )
         detectors["BlazeFace short range"] = lambda rgb: _boxes(short.detect(rgb))
         if blazeface_full is not None:
             settings = BlazeFaceSettings(min_face_size=MIN_FACE)
@@ -156,7 +139,7 @@ def make_detectors(
         first = Yunet(registry, kiosk_yunet)
         fallback = FallbackDetector(
             first,
-            blazeface_fallback(_Registry(registry), MIN_FACE),  # type: ignore[arg-type]
+            blazeface_fallback(registry, MIN_FACE),
         )
         detectors[f"YuNet (kiosk, score >= {KIOSK_YUNET_SCORE})"] = lambda rgb: _boxes(
             first.detect(rgb)
@@ -295,7 +278,9 @@ def fit_box_map(root: Path, registry: ModelRegistry) -> list[str]:
     the IoU of the two detectors' boxes and the NME (hand landmarks) of the landmark model paired
     with YuNet started from YuNet's box, BlazeFace's raw box, and with the fitted / shipped map."""
     yunet = Yunet(registry, YunetSettings(min_face_size=MIN_FACE, score_threshold=0.4))
-    blaze = BlazeFace(blazeface_bytes(registry), BlazeFaceSettings(min_face_size=MIN_FACE))
+    blaze = BlazeFace(
+        registry.verified_bytes(BLAZEFACE_SHORT), BlazeFaceSettings(min_face_size=MIN_FACE)
+    )
     entry = registry.entries["shape_predictor_yunet"]
     predictor = LandmarkPredictor(
         registry.models_dir / entry.file, box_scale=entry.extra.get("box_scale")
