@@ -89,6 +89,9 @@ VERDICTS = {
                 EvalSet("faces68 test (hand EAR labels)", ("faces68",), ("faces68",), False, 0.03),
             ),
         ),
+        # The shipped mouth CNN never saw CEW. training/collect.py now adds CEW's train-split
+        # mouths to the mouth crops: a mouth CNN trained on those must add "eyes_closed_faces"
+        # to trained_on (and the CEW set becomes its test split) before it is judged here.
         Verdict(
             "mouth_open", "mouth", "mouth_cnn", "mouth_opening", 1.0, ("mouth", "faces68"),
             ("faces68_ytf",),
