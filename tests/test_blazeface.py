@@ -33,19 +33,6 @@ from tests.test_detectors import iou
 MODEL = REPO / "models" / "face_detection_short_range.tflite"
 
 
-class _Bundle:
-    """The shipped registry, with BlazeFace's bytes read from models/ while the manifest does
-    not list it yet (its `BlazeFace` architecture needs an entry in KNOWN_ARCHITECTURES)."""
-
-    def __init__(self, registry: ModelRegistry) -> None:
-        self.registry = registry
-
-    def verified_bytes(self, name: str) -> bytes:
-        if name == BLAZEFACE_SHORT and name not in self.registry.entries:
-            return MODEL.read_bytes()
-        return self.registry.verified_bytes(name)
-
-
 @pytest.fixture(scope="module")
 def registry() -> ModelRegistry:
     return ModelRegistry(REPO / "models")
@@ -137,7 +124,7 @@ def test_the_fallback_runs_only_when_the_first_detector_finds_nothing(astronaut)
 
 
 def test_config_builds_yunet_with_the_blazeface_fallback(registry, astronaut, no_face) -> None:
-    detector = make_detector("yunet", _Bundle(registry), DetectorConfig(fallback="blazeface"))
+    detector = make_detector("yunet", registry, DetectorConfig(fallback="blazeface"))
     assert isinstance(detector, FallbackDetector) and isinstance(detector.second, OnFirstUse)
     assert len(detector.detect(astronaut)) == 1 and detector.second.built is None  # YuNet's face
     assert detector.detect(no_face) == []  # none: the fallback is built and runs
@@ -149,7 +136,8 @@ def test_config_builds_yunet_with_the_blazeface_fallback(registry, astronaut, no
 
 
 def test_an_altered_fallback_model_fails_at_start(tmp_path) -> None:
-    """The fallback's interpreter waits for its first frame, its model's hash check does not."""
+    """The fallback's interpreter waits for its first frame, its model's hash check and input
+    size check do not."""
     manifest = json.loads((REPO / "models" / "manifest.json").read_text())
     if BLAZEFACE_SHORT not in manifest["models"]:
         pytest.skip("the bundle does not list BlazeFace yet")
@@ -162,6 +150,11 @@ def test_an_altered_fallback_model_fails_at_start(tmp_path) -> None:
             data[-1] ^= 1
         (tmp_path / entry["file"]).write_bytes(bytes(data))
     with pytest.raises(ModelError, match="does not match"):
+        make_detector("yunet", ModelRegistry(tmp_path), DetectorConfig(fallback="blazeface"))
+    (tmp_path / entries[BLAZEFACE_SHORT]["file"]).write_bytes(MODEL.read_bytes())
+    entries[BLAZEFACE_SHORT]["input_shape"] = [1, 96, 96, 3]  # no anchor layout for 96 px
+    (tmp_path / "manifest.json").write_text(json.dumps({"models": entries}))
+    with pytest.raises(ModelError, match="not a square BlazeFace input"):
         make_detector("yunet", ModelRegistry(tmp_path), DetectorConfig(fallback="blazeface"))
 
 

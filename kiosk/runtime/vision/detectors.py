@@ -25,9 +25,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from kiosk.contract.errors import ConfigError
+from kiosk.contract.errors import ConfigError, ModelError
 from kiosk.runtime.models.registry import ModelRegistry
-from kiosk.runtime.vision.blazeface import BLAZEFACE_SHORT, BlazeFace, BlazeFaceSettings
+from kiosk.runtime.vision.blazeface import (
+    ANCHOR_LAYOUTS,
+    BLAZEFACE_SHORT,
+    BlazeFace,
+    BlazeFaceSettings,
+)
 from kiosk.runtime.vision.mtcnn_lite import MtcnnLite
 from kiosk.runtime.vision.types import Face
 from kiosk.runtime.vision.yunet import Yunet, YunetSettings
@@ -86,8 +91,15 @@ def blazeface_fallback(
     registry: ModelRegistry, min_face_size: int, num_threads: int = 1
 ) -> OnFirstUse:
     """BlazeFace short range at MediaPipe's own thresholds, boxes in YuNet's geometry. The model
-    is verified now (ModelError at start), the interpreter built on first use."""
+    is verified now (ModelError at start, a listed input size without an anchor layout too),
+    the interpreter built on first use."""
     model = registry.verified_bytes(BLAZEFACE_SHORT)
+    shape = registry.entry(BLAZEFACE_SHORT).input_shape
+    if len(shape) != 4 or shape[1] != shape[2] or shape[1] not in ANCHOR_LAYOUTS:
+        raise ModelError(
+            f"manifest entry {BLAZEFACE_SHORT!r}: input {list(shape)} is not a square BlazeFace "
+            f"input of {sorted(ANCHOR_LAYOUTS)} px; redeploy the bundle"
+        )
     settings = BlazeFaceSettings(min_face_size=min_face_size, box_map=YUNET_BOX_MAP)
     return OnFirstUse(partial(BlazeFace, model, settings, num_threads=num_threads))
 
