@@ -168,3 +168,33 @@ def test_a_configured_landmark_model_wins_over_the_paired_one(bundle, tmp_path):
     config = load_config(_config(tmp_path, bundle, extra))
     predictor = landmark_predictor(config, ModelRegistry(bundle))
     assert predictor.model_path.name == "shape_predictor_mtcnn.dat"
+
+
+def test_the_landmark_model_that_runs_is_the_one_that_was_hash_checked(
+    bundle, tmp_path, monkeypatch
+):
+    """A file swapped on disk after its check is not what dlib loads: it loads the checked bytes."""
+    import numpy as np
+
+    from kiosk.runtime.vision.landmarks import LandmarkPredictor, landmark_predictor
+
+    config = load_config(_config(tmp_path, bundle, '[detector]\nbackend = "yunet"\n'))
+    registry = ModelRegistry(bundle)
+    model = bundle / registry.entry("shape_predictor_yunet").file
+    reference = LandmarkPredictor(model)
+    checked = registry.verified_bytes
+
+    def check_then_swap(name: str) -> bytes:
+        content = checked(name)
+        if name == "shape_predictor_yunet":
+            model.write_bytes(b"swapped after the check")
+        return content
+
+    monkeypatch.setattr(registry, "verified_bytes", check_then_swap)
+    predictor = landmark_predictor(config, registry)
+    assert model.read_bytes() == b"swapped after the check"
+    gray = np.random.default_rng(0).integers(0, 256, (160, 160), dtype=np.uint8)
+    box = (30.0, 30.0, 130.0, 130.0)
+    assert np.array_equal(predictor.predict(gray, box).points, reference.predict(gray, box).points)
+    with pytest.raises(ModelError, match="cannot be loaded"):
+        LandmarkPredictor(model, data=b"not a dlib model")

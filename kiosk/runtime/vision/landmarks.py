@@ -58,11 +58,20 @@ class LandmarkPredictor:
     so it matches the box geometry the predictor was trained on: the model's own
     (kiosk.config.model_box_scale; None: DEFAULT_BOX_SCALE, the MTCNN box as it is)."""
 
-    def __init__(self, model_path: Path, box_scale: float | None = None) -> None:
+    def __init__(
+        self, model_path: Path, box_scale: float | None = None, data: bytes | None = None
+    ) -> None:
+        """`data`: the model file's bytes as the registry read and hash-checked them. dlib then
+        loads those very bytes (its pickle state is the file's content) instead of opening the
+        path again, so what was verified is what runs, and the 14 MB file is read once."""
         import dlib
 
         try:
-            self._predictor = dlib.shape_predictor(str(model_path))
+            if data is None:
+                self._predictor = dlib.shape_predictor(str(model_path))
+            else:
+                self._predictor = dlib.shape_predictor.__new__(dlib.shape_predictor)
+                self._predictor.__setstate__((data,))
         except RuntimeError as exc:
             raise ModelError(f"landmark model {model_path} cannot be loaded: {exc}") from exc
         self._dlib = dlib
@@ -109,7 +118,12 @@ def landmark_predictor(
         entry = registry.entries.get(name)
         path = registry.models_dir / entry.file if entry else find_model()
         scale = float(entry.extra.get("box_scale", DEFAULT_BOX_SCALE)) if entry else None
-    for name, entry in registry.entries.items():
-        if (registry.models_dir / entry.file).resolve() == path.resolve():
+    data = next(
+        (
             registry.verified_bytes(name)
-    return LandmarkPredictor(path, box_scale=scale)
+            for name, entry in registry.entries.items()
+            if (registry.models_dir / entry.file).resolve() == path.resolve()
+        ),
+        None,
+    )
+    return LandmarkPredictor(path, box_scale=scale, data=data)
