@@ -283,7 +283,9 @@ def fit_box_map(root: Path, registry: ModelRegistry) -> list[str]:
     )
     entry = registry.entries["shape_predictor_yunet"]
     predictor = LandmarkPredictor(
-        registry.models_dir / entry.file, box_scale=entry.extra.get("box_scale")
+        registry.models_dir / entry.file,
+        box_scale=entry.extra.get("box_scale"),
+        data=registry.verified_bytes("shape_predictor_yunet"),
     )
     pairs: dict[str, list[tuple[Box, Box]]] = {"train": [], "test": []}
     faces: list[tuple[np.ndarray, np.ndarray]] = []  # test photos: gray, hand landmarks
