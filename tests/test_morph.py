@@ -202,6 +202,47 @@ def test_the_cnn_sees_the_crop_and_the_fusion_uses_it(
     assert record["model"] == "trees+cnn"
 
 
+def test_training_scores_the_release_as_the_kiosk_does(
+    check: MorphCheck, astronaut: np.ndarray, tmp_path: Path
+) -> None:
+    """train.py's `bundle_scores` (the release a candidate must beat on validation) gives each
+    crop the score the kiosk's check gives that face, with the release's own threshold."""
+    from training.morph.train import bundle_scores
+
+    boxes = [ASTRONAUT_FACE, (150.0, 30.0, 290.0, 180.0), (180.0, 50.0, 260.0, 150.0)]
+    crops = np.stack([face_crop(astronaut, box) for box in boxes])
+    np.savez(tmp_path / "crops.npz", crop=crops)
+    x = np.stack([features(crop) for crop in crops]).astype(np.float64)
+    scores, about = bundle_scores(MODELS, x, tmp_path / "crops.npz")
+    expected = [check.score(astronaut, box) for box in boxes]
+    np.testing.assert_allclose(scores, expected, rtol=1e-5)
+    assert about["threshold"] == check.threshold
+    assert bundle_scores(tmp_path, x, tmp_path / "crops.npz") is None  # no release there
+
+
+def test_kiosk_landmarks_for_faces_without_stored_points(astronaut: np.ndarray) -> None:
+    """training/morph/data.py: faces without .pts files get the kiosk's detector box and
+    landmark model (the eyes where the astronaut's are); a face under MIN_FACE_PX and a
+    face-less picture are dropped with their reason."""
+    from kiosk.runtime.vision.detectors import DEFAULT_BACKEND, make_detector
+    from kiosk.runtime.vision.landmarks import landmark_predictor
+    from training.morph.data import kiosk_landmarks
+
+    config, registry = Config(), ModelRegistry(MODELS)
+    detector = make_detector(DEFAULT_BACKEND, registry, config.detector)
+    predictor = landmark_predictor(config, registry, DEFAULT_BACKEND)
+    tight = np.ascontiguousarray(astronaut[20:200, 150:300])  # a tight crop, like CEW's
+    points = kiosk_landmarks(tight, detector, predictor)
+    assert isinstance(points, np.ndarray) and points.shape == (68, 2)
+    eyes = points[36:48].mean(0) + np.array([150, 20])  # back in the astronaut's pixels
+    assert 190 < eyes[0] < 250 and 70 < eyes[1] < 110
+    small = cv2.resize(tight, None, fx=0.25, fy=0.25, interpolation=cv2.INTER_AREA)
+    small = cv2.copyMakeBorder(small, 40, 40, 40, 40, cv2.BORDER_REPLICATE)
+    assert kiosk_landmarks(small, detector, predictor) in ("small_face", "no_single_face")
+    blank = np.full((200, 200, 3), 127, np.uint8)
+    assert kiosk_landmarks(blank, detector, predictor) == "no_single_face"
+
+
 def test_no_face_is_not_applied(check: MorphCheck, astronaut: np.ndarray) -> None:
     assert check.run(Capture(astronaut), Artifacts()) == {"applied": False, "face_px": None}
 

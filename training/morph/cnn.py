@@ -194,6 +194,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=1e-3, help="initial learning rate")
     parser.add_argument("--variant", choices=("float16", "int8"), default=VARIANT)
     parser.add_argument("--out", type=Path, default=MODELS / f"{CNN_MODEL_NAME}.tflite")
+    parser.add_argument(
+        "--history", type=Path, default=REPORTS / "morph" / "cnn_history.csv",
+        help="the report's copy of the epochs (a continued run appends to it)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     limit_threads(args.threads)
@@ -211,8 +215,8 @@ def main(argv: list[str] | None = None) -> None:
     val = data["split"] == "val"
     auc = roc_auc_score(data["y"][val], cnn_logits(args.out, data["crop"][val]))
     log.info("%s %s: validation AUC %.4f", args.variant, args.out.name, auc)
-    (REPORTS / "morph").mkdir(parents=True, exist_ok=True)
-    history = REPORTS / "morph" / "cnn_history.csv"
+    history = args.history
+    history.parent.mkdir(parents=True, exist_ok=True)
     if args.init is None or not history.exists():
         shutil.copyfile(args.run_dir / "history.csv", history)
     else:  # a continued run: its epochs follow the ones already reported

@@ -3,7 +3,13 @@
     python -m training.morph.data [--limit N]   # -> data/morph/crops.npz
 
 Faces: `faces68/` (300-W AFW + HELEN, hand-placed 68 points) and `faces68_ytf/` (YouTube Faces,
-automatic 68 points), each with its persisted split by photo/person (training/splits/*.csv).
+automatic 68 points), plus, for more identities against the CNN's overfitting, faces without
+stored points that get the kiosk's own (its YuNet box, then `landmark_predictor`, as
+training.collect runs them): `eyes_closed_faces/` (CEW web portraits, eyes closed) and
+`mask/chandrikadeb7/without_mask` (web portraits). `mouth/` stays out: it holds HELEN pictures that
+faces68 holds too. Each source keeps its persisted split by photo/person (training/splits/*.csv);
+the stored `source` column names it. The old sources come first, so with the same seed their rows
+are the ones the 2-source build made (a like-for-like "old" subset).
 Per face A (the "criminal"): two bona fide images, plus per blending method one morph with a
 face B of *another person from the same dataset and split* (so both contributors of a test
 morph, like the test bona fide faces, never appear in training). **All morphs are synthetic.**
@@ -36,10 +42,11 @@ import cv2
 import numpy as np
 from scipy.spatial import Delaunay
 
-from kiosk.config import DetectorConfig
+from kiosk.config import Config
 from kiosk.runtime.forensics.morph import MIN_FACE_PX, face_crop
 from kiosk.runtime.models.registry import ModelRegistry
-from kiosk.runtime.vision.detectors import DEFAULT_BACKEND, make_detector
+from kiosk.runtime.vision.detectors import DEFAULT_BACKEND, FaceDetector, make_detector
+from kiosk.runtime.vision.landmarks import LandmarkPredictor, landmark_predictor
 from training.paths import MODELS, WORK, data_root
 from training.splits import lookup
 from training.tamper.manipulate import _warp_triangles, align_to, composite, jpeg_roundtrip
@@ -50,7 +57,14 @@ OUT = WORK / "morph" / "crops.npz"
 METHODS = ("feather", "poisson", "full")
 FINALS = ("lossless", "jpeg95", "jpeg85", "jpeg75", "jpeg60")
 RESAMPLES = ("none", "down", "downup")
-SOURCES = {"faces68": ("afw", "helen_trainset"), "faces68_ytf": ("ytf",)}
+SOURCES = {"faces68": ("afw", "helen_trainset"), "faces68_ytf": ("ytf",)}  # with .pts files
+# without points: the kiosk's landmarks (glob under the dataset folder)
+KIOSK_LANDMARKED = {
+    "eyes_closed_faces": "closed/*.jpg",
+    "mask": "chandrikadeb7/without_mask/*",
+}
+OLD_SOURCES = tuple(SOURCES)  # the first build's (reports compare on their test rows)
+LANDMARK_PAD = 0.25  # grey border for the landmark fit: the tight crops' box runs off the picture
 
 
 @dataclass(frozen=True)
@@ -68,6 +82,7 @@ def read_pts(path: Path) -> np.ndarray:
 
 
 def faces(root: Path) -> list[Face]:
+    """The faces with stored 68 points (SOURCES), in a fixed order."""
     found = []
     for dataset, folders in SOURCES.items():
         for folder in folders:
@@ -77,6 +92,46 @@ def faces(root: Path) -> list[Face]:
                 found.append(
                     Face(image, read_pts(image.with_suffix(".pts")), dataset, group, split)
                 )
+    return found
+
+
+def kiosk_landmarks(
+    rgb: np.ndarray, detector: FaceDetector, predictor: LandmarkPredictor
+) -> np.ndarray | str:
+    """The kiosk's 68 points of the one face in `rgb`, or why there are none ("no_single_face",
+    "small_face": the morph data's own drop reasons)."""
+    found = detector.detect(rgb)
+    if len(found) != 1:
+        return "no_single_face"
+    x0, y0, x1, y1 = found[0].box
+    if max(x1 - x0, y1 - y0) < MIN_FACE_PX:
+        return "small_face"
+    pad = int(LANDMARK_PAD * max(rgb.shape[:2]))
+    padded = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(127,) * 3)
+    box = (x0 + pad, y0 + pad, x1 + pad, y1 + pad)
+    return predictor.predict(padded, box).points - pad
+
+
+def landmarked_faces(
+    root: Path, detector: FaceDetector, predictor: LandmarkPredictor, dropped: dict[str, int]
+) -> list[Face]:
+    """The KIOSK_LANDMARKED faces with the kiosk's points; the others counted in `dropped`
+    (keys `landmarks_<reason>`)."""
+    found = []
+    for dataset, pattern in KIOSK_LANDMARKED.items():
+        for image in sorted((root / dataset).glob(pattern)):
+            if image.suffix.lower() not in (".jpg", ".jpeg", ".png"):
+                continue
+            points = kiosk_landmarks(load_rgb(image), detector, predictor)
+            if isinstance(points, str):
+                key = f"landmarks_{points}"
+                dropped[key] = dropped.get(key, 0) + 1
+                continue
+            group, split = lookup(dataset, image.relative_to(root / dataset).as_posix())
+            found.append(Face(image, points.astype(np.float32), dataset, group, split))
+        log.info(
+            "%s: %d faces with kiosk landmarks", dataset, sum(f.dataset == dataset for f in found)
+        )
     return found
 
 
@@ -154,21 +209,25 @@ def post_process(rgb: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray,
     return rgb, {"resample": resample, "blur": "blur" if blur else "sharp", "final": final}
 
 
-def build(root: Path, limit: int | None, seed: int) -> dict[str, np.ndarray]:
+def build(root: Path, limit: int | None, seed: int, more: bool = True) -> dict[str, np.ndarray]:
     """The kiosk's face crop of every bona fide and morph image, labels and provenance (crops,
-    not features: a feature change then costs a minute in train.py, not a rebuild)."""
-    detector = make_detector(DEFAULT_BACKEND, ModelRegistry(MODELS), DetectorConfig())
+    not features: a feature change then costs a minute in train.py, not a rebuild). `more`
+    adds the KIOSK_LANDMARKED sources after the stored-point ones."""
+    config, registry = Config(), ModelRegistry(MODELS)
+    detector = make_detector(DEFAULT_BACKEND, registry, config.detector)
+    dropped = {"no_single_face": 0, "small_face": 0, "morph_failed": 0}
     everyone = faces(root)
+    if more:
+        predictor = landmark_predictor(config, registry, DEFAULT_BACKEND)
+        everyone += landmarked_faces(root, detector, predictor, dropped)
     rng = np.random.default_rng(seed)
     if limit:
         everyone = [everyone[i] for i in np.sort(rng.choice(len(everyone), limit, replace=False))]
     pools: dict[tuple[str, str], list[Face]] = {}
     for face in everyone:
         pools.setdefault((face.dataset, face.split), []).append(face)
-    rows: dict[str, list] = {
-        k: [] for k in ("crop", "y", "split", "method", "resample", "blur", "final", "a", "b", "w")
-    }
-    dropped = {"no_single_face": 0, "small_face": 0, "morph_failed": 0}
+    columns = ("crop", "y", "split", "source", "method", "resample", "blur", "final", "a", "b", "w")
+    rows: dict[str, list] = {k: [] for k in columns}
     started = time.time()
     for index, face in enumerate(everyone):
         image_a = load_rgb(face.path)
@@ -200,6 +259,7 @@ def build(root: Path, limit: int | None, seed: int) -> dict[str, np.ndarray]:
             rows["crop"].append(face_crop(image, box))
             rows["y"].append(int(partner is not None))
             rows["split"].append(face.split)
+            rows["source"].append(face.dataset)
             rows["method"].append(method)
             rows["a"].append(face.group)
             rows["b"].append(partner.group if partner else "")
@@ -221,9 +281,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, default=None, help="faces (for a quick try)")
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--old-sources", action="store_true",
+        help="faces68 + faces68_ytf only (the first build), not the kiosk-landmarked sources",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    arrays = build(data_root(args.data_root), args.limit, args.seed)
+    arrays = build(data_root(args.data_root), args.limit, args.seed, more=not args.old_sources)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out, **arrays)
     print(f"{len(arrays['y'])} images ({int(arrays['y'].sum())} morphs) -> {args.out}")

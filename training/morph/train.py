@@ -9,7 +9,8 @@ BPCER (bona fide images flagged) is 10 % on validation bona fide images. The tes
 never seen in training, as bona fide faces or as either contributor of a morph) gives the
 reported numbers in ISO/IEC 30107-3 terms: APCER (morphs passed) at the validation thresholds
 for BPCER 10 % and 1 %, and, marked as test-informed, APCER at the test's own BPCER points.
-Writes reports/morph/ and, unless --no-export, models/morph.npz with its manifest entry.
+Writes reports/morph/ and, unless --no-export (or the release in models/ is better, below),
+models/morph.npz with its manifest entry.
 
 With the CNN of training/morph/cnn.py exported (models/morph_cnn.tflite), its logits (by
 LiteRT, as the kiosk runs it) are compared on validation with the trees and with their fusion
@@ -19,6 +20,12 @@ validation, and the shipped score's threshold is again validation BPCER 10 %. Te
 once, after the choice. A winning CNN or fusion gets the `morph_cnn` manifest entry (its
 threshold and `fusion` = {"features": ["cnn_logit", "trees_logit"], "weights": [...], "bias": b};
 CNN alone = weights 1, 0 and bias 0); the trees' own entry keeps theirs.
+
+The release already in models/ is scored on the same crops (as the kiosk builds its check) before
+anything is written: the candidate replaces it only with a higher validation AUC (the fusion's
+cross-fitted one; --always-export skips the rule), and the report sets both side by side on
+validation and test, overall, on the first build's sources (faces68 + faces68_ytf) and per source.
+A candidate CNN trained elsewhere (--cnn data/morph/...) is copied into models/ when it ships.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -37,21 +45,24 @@ from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from kiosk.contract.manifest import remove_entry, write_entry
+from kiosk.contract.manifest import MANIFEST, remove_entry, write_entry
 from kiosk.contract.models import spec
 from kiosk.runtime.forensics.morph import (
     CNN_MODEL_NAME,
     MODEL_NAME,
+    MORPH_REMEDY,
     N_FEATURES,
     TREES_LOGIT,
     CnnScorer,
     face_crop,
     features,
+    morph_fusion,
 )
-from kiosk.runtime.forensics.splice import Trees
+from kiosk.runtime.forensics.splice import Trees, listed_trees
 from kiosk.runtime.models.fusion import CNN_LOGIT, Fusion
 from kiosk.runtime.models.litert import make_interpreter
-from training.morph.data import METHODS, OUT
+from kiosk.runtime.models.registry import ModelRegistry
+from training.morph.data import METHODS, OLD_SOURCES, OUT
 from training.paths import MODELS, REPORTS
 
 REPORT = REPORTS / "morph"
@@ -131,6 +142,24 @@ def evaluate(data: dict, scores: np.ndarray, thresholds: dict[str, float], split
     for low, high in ((0.3, 0.4), (0.4, 0.6), (0.6, 0.7)):
         keep = (y == 0) | ((weight >= low) & (weight < high + 1e-9))
         out[f"weight_{low}-{high}"] = block(s[keep], y[keep], thresholds)
+    out.update(by_source(data, scores, thresholds, rows))
+    return out
+
+
+def by_source(data: dict, scores: np.ndarray, thresholds: dict[str, float], rows: np.ndarray):
+    """Per face source (like for like: a source's morphs and bona fide images) and the first
+    build's sources together (`old_sources`: faces68 + faces68_ytf, the earlier test set)."""
+    if "source" not in data:
+        return {}
+    source, s, y = data["source"][rows], scores[rows], data["y"][rows]
+    out = {}
+    old = np.isin(source, OLD_SOURCES)
+    if old.any() and not old.all():
+        out["old_sources"] = block(s[old], y[old], thresholds)
+        out["old_sources"]["auc_95ci_bootstrap"] = bootstrap_auc(s[old], y[old], seed=1)
+    for name in sorted(set(source)):
+        keep = source == name
+        out[f"source_{name}"] = block(s[keep], y[keep], thresholds)
     return out
 
 
@@ -190,6 +219,37 @@ def featurize(crops_path: Path) -> dict[str, np.ndarray]:
             data["x"] = np.stack([features(crop) for crop in stored["crop"]])
             np.savez_compressed(cache, x=data["x"])
     return data
+
+
+def bundle_scores(
+    models_dir: Path, x: np.ndarray, crops_path: Path
+) -> tuple[np.ndarray, dict] | None:
+    """P(morph) of every crop by the morph check in `models_dir` as the kiosk builds it (its
+    trees, and its CNN by its fusion weights when listed) and that bundle's own threshold: the
+    release a candidate must beat (None: no morph model there). Scored before an export."""
+    if not (models_dir / MANIFEST).exists():
+        return None
+    registry = ModelRegistry(models_dir)
+    listed = listed_trees(registry, MODEL_NAME, MORPH_REMEDY)
+    if listed is None:
+        return None
+    trees, threshold = listed
+    logit = trees.logits(x.astype(np.float32))
+    about = {"model": "trees", "threshold": threshold}
+    if CNN_MODEL_NAME in registry.entries:
+        entry = registry.entry(CNN_MODEL_NAME)
+        scorer = CnnScorer(registry.verified_bytes(CNN_MODEL_NAME))
+        with np.load(crops_path) as stored:
+            cnn = np.array([scorer.logit(crop) for crop in stored["crop"]], np.float64)
+        fusion = morph_fusion(entry.extra)
+        logit = fusion.log_odds({CNN_LOGIT: cnn, TREES_LOGIT: logit})
+        about = {
+            "model": str(entry.extra.get("shipped", "fusion")),
+            "threshold": entry.threshold,
+            "sha256": entry.sha256,
+            "data": entry.extra.get("metrics", {}).get("data"),
+        }
+    return sigmoid(logit), about
 
 
 def sigmoid(logit: np.ndarray) -> np.ndarray:
@@ -254,7 +314,7 @@ def write_markdown(metrics: dict) -> None:
     shipped = metrics["shipped"]
     what = {
         "trees": f"the trees alone ({metrics['trees']} trees, depth {metrics['depth']})",
-        "cnn": "the CNN alone (models/morph_cnn.tflite)",
+        "cnn": "the CNN alone",
         "fusion": "the fusion of the CNN and the trees (logistic regression of their logits, "
         f"weights {json.dumps(metrics.get('fusion'))})",
     }[shipped]
@@ -265,12 +325,15 @@ def write_markdown(metrics: dict) -> None:
         "`python -m training.morph.cnn`); numbers in `metrics.json`.",
         "**All morphs are synthetic** (made here from real faces; no morph database is obtainable).",
         "Test = people never seen in training (bona fide faces and both contributors of every morph).",
-        f"Shipped: **{what}**, chosen on validation AUC (below). Shipped threshold "
+        f"Faces: {' + '.join(metrics['sources'])} (crops: data/morph/{metrics['crops']}).",
+        f"{'Shipped' if metrics['replaces_bundle'] else 'Candidate (NOT shipped)'}: **{what}**, "
+        f"chosen on validation AUC (below). Its threshold "
         f"**{metrics['threshold']:.4f}** = validation BPCER 10 % (chosen on validation only). "
         f"Tree model size chosen on validation AUC: {metrics['trees']} trees, depth "
         f"{metrics['depth']}.",
         "",
     ]
+    lines += bundle_markdown(metrics)
     comparison = metrics.get("comparison_val")
     if comparison:
         lines += [
@@ -295,7 +358,8 @@ def write_markdown(metrics: dict) -> None:
             "",
         ]
     lines += [
-        f"## Test, scored once after the choice: the shipped {shipped} score",
+        f"## Test, scored once after the choice: the candidate's {shipped} score"
+        f"{' (shipped)' if metrics['replaces_bundle'] else ''}",
         "",
         "| test set | morphs | bona fide | AUC | EER | APCER / BPCER at val BPCER 10 % | "
         "APCER / BPCER at val BPCER 1 % | APCER at test BPCER 10 % † | APCER at test BPCER 1 % † |",
@@ -347,6 +411,57 @@ def write_markdown(metrics: dict) -> None:
     (REPORT / "README.md").write_text("\n".join(lines) + "\n")
 
 
+def bundle_markdown(metrics: dict) -> list[str]:
+    """The candidate beside the release it had to beat, on the same validation and test crops."""
+    before = metrics.get("bundle_before")
+    if not before:
+        return []
+    verdict = "replaces it" if metrics["replaces_bundle"] else "does not replace it: models/ kept"
+    own = before["thresholds"]["bundle_threshold"]
+    lines = [
+        "## Candidate vs the release in models/ before this run (the one to beat)",
+        "",
+        f"Rule: the candidate ships only with a higher validation AUC than the release on the "
+        f"same validation crops. Candidate {metrics['candidate_val_auc']:.4f} (fusion: "
+        f"cross-fitted), release ({before['model']}) {before['val_auc']:.4f}: the candidate "
+        f"**{verdict}**. The release's fusion weights and kept CNN epoch were fitted on the "
+        "earlier validation faces (faces68 + faces68_ytf), all in this validation split: its "
+        "validation figure is, if anything, optimistic. Test rows below were scored after "
+        "that choice.",
+        "",
+        "| split: rows | morphs | bona fide | candidate AUC | candidate APCER / BPCER at its "
+        f"val BPCER 10 % | release AUC | release APCER / BPCER at its threshold {own:.4f} | "
+        "release APCER / BPCER at this val BPCER 10 % |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for split in ("val", "test"):
+        for name, row in metrics[split].items():
+            if "auc" not in row or not (
+                name in ("all", "old_sources") or name.startswith(("source_", "method_"))
+            ):
+                continue
+            old = before[split][name]
+            mine, theirs, same = (
+                row["at_val_bpcer10"],
+                old["at_val_bundle_threshold"],
+                old["at_val_bpcer10"],
+            )
+            lines.append(
+                f"| {split}: {name} | {row['n_morph']} | {row['n_bona_fide']} | "
+                f"{row['auc']:.3f} | {mine['apcer']:.3f} / {mine['bpcer']:.3f} | "
+                f"{old['auc']:.3f} | {theirs['apcer']:.3f} / {theirs['bpcer']:.3f} | "
+                f"{same['apcer']:.3f} / {same['bpcer']:.3f} |"
+            )
+    lines += [
+        "",
+        "`old_sources` = faces68 + faces68_ytf rows only (the earlier test set's people and, with "
+        "the same seed, the same images); `source_*` rows: that source's morphs and bona fide "
+        "images; `method_*` rows: that method's morphs against all bona fide images.",
+        "",
+    ]
+    return lines
+
+
 def compare(
     data: dict, trees_logit: np.ndarray, cnn_logit: np.ndarray | None
 ) -> tuple[str, dict[str, Fusion | None], dict]:
@@ -395,6 +510,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-cnn", action="store_true", help="the trees only")
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--no-export", action="store_true")
+    parser.add_argument(
+        "--cnn-history",
+        type=Path,
+        default=REPORT / "cnn_history.csv",
+        help="the CNN's training history (training.morph.cnn --history)",
+    )
+    parser.add_argument(
+        "--always-export", action="store_true",
+        help="export even when the bundle in models/ scores higher on validation AUC",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     data = featurize(args.features)
     x, y = data["x"].astype(np.float64), data["y"]
@@ -437,7 +562,28 @@ def main(argv: list[str] | None = None) -> None:
         candidate_scores["fusion"] = sigmoid(fused(fusions["fusion"], z))
     scores = candidate_scores[shipped]
     thresholds = {"bpcer10": threshold_of(scores, 0.10), "bpcer1": threshold_of(scores, 0.01)}
+    bundle = bundle_scores(MODELS, x, args.features)  # before an export replaces it
+    candidate_val_auc = comparison[shipped]["auc"]  # the fusion's cross-fitted
+    replaces = bundle is None or args.always_export
+    against = None
+    if bundle is not None:
+        bundle_score, about = bundle
+        bundle_thresholds = {
+            "bundle_threshold": float(about["threshold"]),
+            "bpcer10": threshold_of(bundle_score, 0.10),
+        }
+        bundle_val_auc = round(float(roc_auc_score(y[val], bundle_score[val])), 4)
+        replaces = replaces or candidate_val_auc > bundle_val_auc
+        print(f"validation AUC: candidate {candidate_val_auc}, models/ {bundle_val_auc}")
     # Test from here on: the choice above is made.
+    if bundle is not None:
+        against = {
+            **about,
+            "val_auc": bundle_val_auc,
+            "thresholds": {k: round(v, 6) for k, v in bundle_thresholds.items()},
+            "val": evaluate(data, bundle_score, bundle_thresholds, "val"),
+            "test": evaluate(data, bundle_score, bundle_thresholds, "test"),
+        }
     test_by_model = {
         name: block(s[test], y[test], {"bpcer10": threshold_of(s, 0.10)})
         for name, s in candidate_scores.items()
@@ -445,9 +591,14 @@ def main(argv: list[str] | None = None) -> None:
     baseline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))
     baseline.fit(x[train], y[train])
     baseline_auc = roc_auc_score(y[test], baseline.predict_proba(x[test])[:, 1])
-    history = REPORT / "cnn_history.csv"
+    history = args.cnn_history
     metrics = {
         "shipped": shipped,
+        "replaces_bundle": replaces,
+        "candidate_val_auc": candidate_val_auc,
+        "bundle_before": against,
+        "crops": args.features.name,
+        "sources": sorted(set(data["source"])) if "source" in data else list(OLD_SOURCES),
         "threshold": round(thresholds["bpcer10"], 6),
         "thresholds_from_val": {k: round(v, 6) for k, v in thresholds.items()},
         "fusion": None if fusion is None else fusion.as_dict(),
@@ -481,14 +632,17 @@ def main(argv: list[str] | None = None) -> None:
         metrics["cnn_training"] = (
             f"{len(epochs)} epochs, best Keras (float) validation AUC "
             f"{float(np.max(epochs['val_auc'])):.3f} at epoch {int(np.argmax(epochs['val_auc'])) + 1}"
-            f" (history: cnn_history.csv)"
+            f" (history: {history.name})"
         )
     REPORT.mkdir(parents=True, exist_ok=True)
     (REPORT / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     write_markdown(metrics)
     print(json.dumps(metrics["test"]["all"], indent=1))
-    if args.no_export:
+    if args.no_export or not replaces:
         return
+    target = MODELS / f"{CNN_MODEL_NAME}.tflite"
+    if cnn_path is not None and cnn_path.resolve() != target.resolve():
+        cnn_path = Path(shutil.copyfile(cnn_path, target))  # a candidate trained elsewhere
     export(metrics, arrays, test_by_model, cnn_path, fusion)
 
 
@@ -506,7 +660,7 @@ def export(
     model_spec = spec(MODEL_NAME)
     trees_test = test_by_model["trees"]
     digest = hashlib.sha256(json.dumps(metrics["images"]).encode()).hexdigest()[:16]
-    data_note = "synthetic morphs of faces68 + faces68_ytf, split by person/photo"
+    data_note = f"synthetic morphs of {' + '.join(metrics['sources'])}, split by person/photo"
     write_entry(
         MODELS,
         MODEL_NAME,
