@@ -108,6 +108,12 @@ def test_two_training_steps_on_tiny_data(tmp_path, monkeypatch):
     wider = [*arguments[:-1], "--steps", "3", "--channels", "16", "--data-root", str(root)]
     with pytest.raises(SystemExit, match="--channels 16 differs from 8"):
         sr_train.main(wider)
+    # going on to more steps starts a new cosine schedule there: the state says so
+    state = json.loads((out / "state.json").read_text())
+    assert state["schedule_steps"] == 2 and state["restarts"] == []
+    sr_train.main([*arguments[:2], "3", *arguments[3:], str(root)])
+    state = json.loads((out / "state.json").read_text())
+    assert state["step"] == 3 and state["schedule_steps"] == 3 and state["restarts"] == [2]
 
 
 def test_benchmark_copies_are_never_training_photos(tmp_path):

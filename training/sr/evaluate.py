@@ -184,6 +184,8 @@ def evaluate(root: Path, current: bytes | None) -> tuple[dict, dict[str, bytes]]
         generators[variant] = generator
         info = json.loads((run_dir(variant) / "state.json").read_text())
         results[variant] = {"steps": info["step"], **architecture}
+        if info.get("restarts"):
+            results[variant]["restarts"] = info["restarts"]
         for name, images in sets.items():
             results[variant][name] = score_set(images, keras_upscaler(generator))
         print(variant, results[variant], flush=True)
@@ -234,6 +236,13 @@ def _generator(row: dict) -> str:
     return f"{architecture['channels']}x{architecture['blocks']} {architecture['pixel_loss']}"
 
 
+def _steps(row: dict) -> str:
+    """'30000 (cosine restarted at 15000)' for a run continued with a new schedule."""
+    restarts = row.get("restarts")
+    at = ", ".join(str(step) for step in restarts or [])
+    return f"{row.get('steps', '')}" + (f" (cosine restarted at {at})" if restarts else "")
+
+
 def _cells(row: dict) -> str:
     return " | ".join(f"{row[s]['psnr']:.2f} / {row[s]['ssim']:.4f}" for s in BENCHMARKS)
 
@@ -260,7 +269,7 @@ def write_report(results: dict) -> None:
         mark = " †" if row.get("carried_over") else ""
         carried = carried or bool(mark)
         lines.append(
-            f"| {variant}{mark} | {_generator(row)} | {row.get('steps', '')} | {_cells(row)} |"
+            f"| {variant}{mark} | {_generator(row)} | {_steps(row)} | {_cells(row)} |"
         )
     if "current" in results:
         lines.append(

@@ -163,9 +163,14 @@ def train(args: argparse.Namespace) -> None:
 
     state_path, weights = out / "state.json", out / "generator.weights.h5"
     d_weights = out / "discriminator.weights.h5"
-    step = 0
+    step, restarts = 0, []
     if state_path.exists():
-        step = json.loads(state_path.read_text())["step"]
+        state = json.loads(state_path.read_text())
+        step, restarts = state["step"], state.get("restarts", [])
+        # A longer --steps than the run's schedule starts a new cosine schedule from here (a warm
+        # restart): recorded, so the report says how the steps were spent.
+        if step < args.steps != state.get("schedule_steps", step):
+            restarts.append(step)
         generator.load_weights(weights)
         if discriminator is not None and d_weights.exists():
             discriminator.load_weights(d_weights)
@@ -221,7 +226,15 @@ def train(args: argparse.Namespace) -> None:
                 if discriminator is not None:
                     discriminator.save_weights(d_weights)
                 state_path.write_text(
-                    json.dumps({"step": step, "variant": args.variant, **architecture})
+                    json.dumps(
+                        {
+                            "step": step,
+                            "variant": args.variant,
+                            **architecture,
+                            "schedule_steps": args.steps,
+                            "restarts": restarts,
+                        }
+                    )
                 )
                 print(
                     f"step {step}: loss {mean[0]:.5f} d {mean[1]:.3f} val {val:.2f} dB", flush=True
