@@ -201,18 +201,21 @@ forensics-models: tamper-data tamper-train sr-train sr-export tamper-export tamp
 bench-forensics:  ## latency of each forensic model and of the whole pass on a 640x480 capture
 	$(PY) bench/bench_forensics.py
 
-# Morph attack detection (docs/tamper_sr.md#morph-detection): SYNTHETIC morphs of real faces,
-# a small CNN fused with trees on face-crop texture features; crops 15-35 min, the CNN
-# MORPH_MINUTES, features + trees ~5 min on the shared CPU. MORPH_LIMIT=N draws N of the 2361
-# faces (seeded) for a quicker try.
+# Morph attack detection (docs/tamper_sr.md#morph-detection): SYNTHETIC morphs of real faces
+# (faces68, faces68_ytf, CEW eyes_closed_faces, mask without_mask), a small CNN fused with trees
+# on face-crop texture features; crops ~12-35 min, the CNN MORPH_MINUTES, features + trees
+# ~10 min on the shared CPU. MORPH_LIMIT=N draws N of the 5360 faces (seeded) for a quicker try.
 MORPH_LIMIT ?=
-# The CNN trains for MORPH_MINUTES (CPU budget, checkpoints in the work dir); train compares
-# trees, CNN and their fusion on validation, ships the best and scores test once.
+# The CNN trains for MORPH_MINUTES (CPU budget, checkpoints in the work dir) into a candidate
+# file, MORPH_CNN_FLAGS e.g. "--init RUN/best.weights.h5 --lr 2.5e-4" to go on from earlier
+# weights; train compares trees, CNN and their fusion on validation, replaces the release in
+# models/ only with a higher validation AUC, and scores test once.
 MORPH_MINUTES ?= 32
+MORPH_CNN_FLAGS ?=
 .PHONY: morph morph-cnn
-morph: morph-cnn  ## morph check: data + CNN + trees + fusion -> reports/morph, models/morph.npz, morph_cnn.tflite + manifest
+morph: morph-cnn  ## morph check: data + CNN + trees + fusion -> reports/morph; models/morph.npz, morph_cnn.tflite + manifest if better
 	OMP_NUM_THREADS=1 $(PY) -m training.morph.train
-morph-cnn: $(WORK)/morph/crops.npz  ## the morph CNN alone (training/morph/cnn.py)
-	$(PY) -m training.morph.cnn --minutes $(MORPH_MINUTES)
-$(WORK)/morph/crops.npz: $(wildcard training/splits/faces68*.csv) training/morph/data.py
+morph-cnn: $(WORK)/morph/crops_more.npz  ## the morph CNN alone (training/morph/cnn.py) -> $(WORK)/morph/morph_cnn.tflite
+	$(PY) -m training.morph.cnn --minutes $(MORPH_MINUTES) $(MORPH_CNN_FLAGS)
+$(WORK)/morph/crops_more.npz: $(foreach d,faces68 faces68_ytf eyes_closed_faces mask,training/splits/$(d).csv) training/morph/data.py
 	$(PY) -m training.morph.data $(if $(MORPH_LIMIT),--limit $(MORPH_LIMIT))

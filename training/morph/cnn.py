@@ -15,9 +15,9 @@ Augmentation creates no morph cue and removes none: horizontal flips, integer sh
 holds resampling, blur and JPEG saves for both classes. Early stopping and the kept epoch follow
 validation AUC; a wall-clock budget ends training on a shared CPU (`--init` goes on from a
 stopped run). The float16 export (RGB pixel values in, the logit out; `--variant int8` for the
-full-integer one) goes to models/morph_cnn.tflite; train.py scores that file through LiteRT,
-as the kiosk runs it, compares it with the trees and their fusion on validation, and lists it
-in the manifest if it wins.
+full-integer one) goes to data/morph/morph_cnn.tflite, a candidate; train.py scores that file
+through LiteRT, as the kiosk runs it, compares it with the trees and their fusion on validation
+and the result with the release in models/, and copies it there and lists it if it wins.
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ from sklearn.metrics import roc_auc_score
 from kiosk.runtime.forensics.morph import CNN_MODEL_NAME, CROP
 from training.export import convert
 from training.morph.data import OUT
-from training.morph.train import cnn_logits
+from training.morph.train import CANDIDATE_CNN, cnn_logits
 from training.nets import logit_model, vgg_with_squeeze_head
-from training.paths import MODELS, REPORTS, WORK
+from training.paths import REPORTS, WORK
 from training.tf_setup import limit_threads, seed_everything, tf
 
 log = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--init", type=Path, default=None, help="weights to start from")
     parser.add_argument("--lr", type=float, default=1e-3, help="initial learning rate")
     parser.add_argument("--variant", choices=("float16", "int8"), default=VARIANT)
-    parser.add_argument("--out", type=Path, default=MODELS / f"{CNN_MODEL_NAME}.tflite")
+    parser.add_argument("--out", type=Path, default=CANDIDATE_CNN)
     parser.add_argument(
         "--history", type=Path, default=REPORTS / "morph" / "cnn_history.csv",
         help="the report's copy of the epochs (a continued run appends to it)",

@@ -1,6 +1,7 @@
 """Morphs and bona fide faces for the morph check, as the kiosk sees them (its face crops).
 
-    python -m training.morph.data [--limit N]   # -> data/morph/crops.npz
+    python -m training.morph.data [--limit N]   # -> data/morph/crops_more.npz (four sources)
+    python -m training.morph.data --old-sources --out data/morph/crops.npz   # the first build
 
 Faces: `faces68/` (300-W AFW + HELEN, hand-placed 68 points) and `faces68_ytf/` (YouTube Faces,
 automatic 68 points), plus, for more identities against the CNN's overfitting, faces without
@@ -53,7 +54,7 @@ from training.tamper.manipulate import _warp_triangles, align_to, composite, jpe
 
 log = logging.getLogger(__name__)
 
-OUT = WORK / "morph" / "crops.npz"
+OUT = WORK / "morph" / "crops_more.npz"
 METHODS = ("feather", "poisson", "full")
 FINALS = ("lossless", "jpeg95", "jpeg85", "jpeg75", "jpeg60")
 RESAMPLES = ("none", "down", "downup")

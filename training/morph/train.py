@@ -3,7 +3,7 @@
     python -m training.morph.train [--no-export]   # after training.morph.data
 
 Gradient-boosted trees (scikit-learn's histogram GBT, exported as arrays for the kiosk's numpy
-evaluator) on the kiosk's texture features of the crops in `data/morph/crops.npz` (train split);
+evaluator) on the kiosk's texture features of the crops in `data/morph/crops_more.npz` (train split);
 the size of the ensemble is chosen by validation AUC, and so is the threshold: the point where
 BPCER (bona fide images flagged) is 10 % on validation bona fide images. The test split (people
 never seen in training, as bona fide faces or as either contributor of a morph) gives the
@@ -12,7 +12,7 @@ for BPCER 10 % and 1 %, and, marked as test-informed, APCER at the test's own BP
 Writes reports/morph/ and, unless --no-export (or the release in models/ is better, below),
 models/morph.npz with its manifest entry.
 
-With the CNN of training/morph/cnn.py exported (models/morph_cnn.tflite), its logits (by
+With the CNN of training/morph/cnn.py exported (data/morph/morph_cnn.tflite), its logits (by
 LiteRT, as the kiosk runs it) are compared on validation with the trees and with their fusion
 (a logistic regression of both logits, scored on validation by 5-fold cross-fitting with folds
 by person). Validation AUC picks what ships; the fusion's final weights are fitted on all of
@@ -63,9 +63,10 @@ from kiosk.runtime.models.fusion import CNN_LOGIT, Fusion
 from kiosk.runtime.models.litert import make_interpreter
 from kiosk.runtime.models.registry import ModelRegistry
 from training.morph.data import METHODS, OLD_SOURCES, OUT
-from training.paths import MODELS, REPORTS
+from training.paths import MODELS, REPORTS, WORK
 
 REPORT = REPORTS / "morph"
+CANDIDATE_CNN = WORK / "morph" / f"{CNN_MODEL_NAME}.tflite"  # training.morph.cnn writes it
 SHIP_BPCER = 0.10  # the operating point of the target (APCER <= 10 % at BPCER 10 %)
 # (trees, depth) tried; validation AUC picks one
 CANDIDATES = ((300, 3), (300, 5))
@@ -506,7 +507,7 @@ def timing(trees: Trees, cnn_path: Path | None) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--crops", dest="features", type=Path, default=OUT)
-    parser.add_argument("--cnn", type=Path, default=MODELS / f"{CNN_MODEL_NAME}.tflite")
+    parser.add_argument("--cnn", type=Path, default=CANDIDATE_CNN, help="the candidate CNN")
     parser.add_argument("--no-cnn", action="store_true", help="the trees only")
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--no-export", action="store_true")
