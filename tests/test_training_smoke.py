@@ -30,6 +30,32 @@ def test_collect_writes_crops_and_drop_log(crops):
     assert (crops / "drops.csv").read_text().startswith("dataset,path,reason")
 
 
+def test_cew_mouths_only_on_request(crops, tmp_path):
+    """CEW is the mouth verdict's unseen hand-reviewed source: `make` leaves its mouths out of
+    the mouth crops; `--cew-mouths` (a trial) adds them."""
+    from training import collect
+
+    assert not any("eyes_closed_faces" in s for s in np.load(crops / "mouth.npz")["sources"])
+    out = tmp_path / "with_cew"
+    root = str(data_root_or_skip())
+    collect.main(
+        [
+            "--data-root",
+            root,
+            "--out",
+            str(out),
+            "--limit",
+            "40",
+            "--tasks",
+            "mouth",
+            "--cew-mouths",
+        ]
+    )
+    assert any(
+        s == "eyes_closed_faces/pipeline_mouth" for s in np.load(out / "mouth.npz")["sources"]
+    )
+
+
 def test_eye_crops_come_from_closed_and_open_whole_faces(crops, tmp_path):
     """CEW faces give closed pipeline crops, mask/without_mask open ones, YTF none (held out);
     `--tasks eyes` collects them without the mouth and veil analyses."""
