@@ -163,7 +163,7 @@ def train(args: argparse.Namespace) -> None:
 
     state_path, weights = out / "state.json", out / "generator.weights.h5"
     d_weights = out / "discriminator.weights.h5"
-    step, restarts = 0, []
+    step, restarts = 0, list[int]()
     if state_path.exists():
         state = json.loads(state_path.read_text())
         step, restarts = state["step"], state.get("restarts", [])
