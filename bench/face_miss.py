@@ -57,7 +57,7 @@ from kiosk.runtime.vision.landmarks import LandmarkPredictor, find_model  # noqa
 from kiosk.runtime.vision.mtcnn_lite import MtcnnLite, MtcnnSettings  # noqa: E402
 from kiosk.runtime.vision.yunet import Yunet, YunetSettings  # noqa: E402
 from training import splits  # noqa: E402
-from training.collect import PAD_FRACTION  # noqa: E402
+from training.collect import padded  # noqa: E402
 from training.geometry import read_pts  # noqa: E402
 from training.paths import data_root  # noqa: E402
 
@@ -189,12 +189,6 @@ def sample(root: Path, pattern: str, limit: int | None, seed: int = 7) -> list[P
     if limit is not None and limit < len(paths):
         paths = sorted(random.Random(seed).sample(paths, limit))
     return paths
-
-
-def padded(rgb: np.ndarray) -> tuple[np.ndarray, int]:
-    pad = int(PAD_FRACTION * max(rgb.shape[:2]))
-    grey = (127,) * 3
-    return cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=grey), pad
 
 
 def counted(boxes: list[Box]) -> int:

@@ -51,6 +51,15 @@ from training.paths import MODELS, WORK, data_root
 
 TASK_NAMES = ("eyes", "mouth", "veil")
 PAD_FRACTION = 0.25  # face crops on disk are tight; a grey border gives MTCNN the context it needs
+
+
+def padded(rgb: np.ndarray) -> tuple[np.ndarray, int]:
+    """`rgb` inside a grey border of PAD_FRACTION of its longer side, and the border's width:
+    how every training and bench step shows a tight crop to the detector and landmark model."""
+    pad = int(PAD_FRACTION * max(rgb.shape[:2]))
+    return cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(127,) * 3), pad
+
+
 COLLECT_MIN_FACE_PX = 40  # dataset faces are smaller than a kiosk's; crops are rescaled anyway
 EAR_CLOSED, EAR_OPEN = 0.10, 0.22
 GAP_CLOSED, GAP_OPEN = 0.02, 0.10
@@ -140,9 +149,7 @@ class Collector:
         except InputError as exc:
             self.drops.append((dataset, str(path.relative_to(self.root)), f"unreadable: {exc}"))
             return None
-        pad = int(PAD_FRACTION * max(rgb.shape[:2]))
-        padded = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(127,) * 3)
-        return padded, pad
+        return padded(rgb)
 
     def _analysed_photos(
         self, pattern: str, dataset: str, keep: Callable[[Path], bool] = lambda _: True

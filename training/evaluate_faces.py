@@ -55,7 +55,7 @@ from kiosk.runtime.vision.analysis import FaceAnalyzer
 from kiosk.runtime.vision.detectors import DEFAULT_BACKEND, DETECTORS, make_detector
 from kiosk.runtime.vision.landmarks import FIT_OFFSETS, landmark_predictor
 from training import masks, review, splits
-from training.collect import COLLECT_MIN_FACE_PX, PAD_FRACTION
+from training.collect import COLLECT_MIN_FACE_PX, padded
 from training.geometry import inner_lip_gap, read_pts
 from training.paths import MODELS, WORK, data_root
 
@@ -222,15 +222,6 @@ class Runner:
         return masks.apply_cloth(rgb, points, self.rng)
 
 
-def padded(path: Path) -> tuple[np.ndarray, int]:
-    import cv2
-
-    rgb = load_rgb(path)
-    pad = int(PAD_FRACTION * max(rgb.shape[:2]))
-    border = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(127,) * 3)
-    return border, pad
-
-
 def collect(
     root: Path,
     detector: str,
@@ -273,7 +264,7 @@ def collect(
             rows += old + kept.get((base["path"], "synthetic"), [])
             continue
         try:
-            rgb, pad = padded(photo.path)
+            rgb, pad = padded(load_rgb(photo.path))
         except InputError as exc:
             rows.append({**base, "outcome": f"unreadable: {exc}"})
             continue

@@ -49,7 +49,7 @@ from kiosk.runtime.vision.detectors import DETECTORS, FaceDetector, make_detecto
 from kiosk.runtime.vision.landmarks import FIT_OFFSETS, LandmarkPredictor, find_model
 from kiosk.runtime.vision.types import Box
 from training import splits
-from training.collect import PAD_FRACTION
+from training.collect import padded
 from training.geometry import read_pts
 from training.paths import MODELS, REPO, REPORTS, WORK, data_root
 from training.timing import median_ms
@@ -166,8 +166,7 @@ def _load_padded(path: Path) -> tuple[np.ndarray, int] | None:
         rgb = load_rgb(path)
     except InputError:
         return None
-    pad = int(PAD_FRACTION * max(rgb.shape[:2]))
-    return cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(127,) * 3), pad
+    return padded(rgb)
 
 
 def load_samples(

@@ -48,6 +48,7 @@ from kiosk.runtime.forensics.morph import MIN_FACE_PX, face_crop
 from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.vision.detectors import DEFAULT_BACKEND, FaceDetector, make_detector
 from kiosk.runtime.vision.landmarks import LandmarkPredictor, landmark_predictor
+from training.collect import padded
 from training.paths import MODELS, WORK, data_root
 from training.splits import lookup
 from training.tamper.manipulate import _warp_triangles, align_to, composite, jpeg_roundtrip
@@ -65,7 +66,6 @@ KIOSK_LANDMARKED = {
     "mask": "chandrikadeb7/without_mask/*",
 }
 OLD_SOURCES = tuple(SOURCES)  # the first build's (reports compare on their test rows)
-LANDMARK_PAD = 0.25  # grey border for the landmark fit: the tight crops' box runs off the picture
 
 
 @dataclass(frozen=True)
@@ -107,10 +107,10 @@ def kiosk_landmarks(
     x0, y0, x1, y1 = found[0].box
     if max(x1 - x0, y1 - y0) < MIN_FACE_PX:
         return "small_face"
-    pad = int(LANDMARK_PAD * max(rgb.shape[:2]))
-    padded = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(127,) * 3)
+    # the grey border of training.collect: the tight crops' box runs off the picture
+    bordered, pad = padded(rgb)
     box = (x0 + pad, y0 + pad, x1 + pad, y1 + pad)
-    return predictor.predict(padded, box).points - pad
+    return predictor.predict(bordered, box).points - pad
 
 
 def landmarked_faces(

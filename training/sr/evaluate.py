@@ -268,9 +268,7 @@ def write_report(results: dict) -> None:
         row = results[variant]
         mark = " †" if row.get("carried_over") else ""
         carried = carried or bool(mark)
-        lines.append(
-            f"| {variant}{mark} | {_generator(row)} | {_steps(row)} | {_cells(row)} |"
-        )
+        lines.append(f"| {variant}{mark} | {_generator(row)} | {_steps(row)} | {_cells(row)} |")
     if "current" in results:
         lines.append(
             f"| models/sr_x4.tflite before this run (TFLite, tiled) | | | "
