@@ -31,6 +31,7 @@ A candidate CNN trained elsewhere (--cnn data/morph/...) is copied into models/ 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import shutil
@@ -222,6 +223,14 @@ def featurize(crops_path: Path) -> dict[str, np.ndarray]:
     return data
 
 
+@functools.cache
+def load_crops(crops_path: Path) -> np.ndarray:
+    """The stored face crops (~1.2 GB for the four-source build), read once for the candidate's
+    CNN and the release's alike."""
+    with np.load(crops_path) as stored:
+        return stored["crop"]
+
+
 def bundle_scores(
     models_dir: Path, x: np.ndarray, crops_path: Path
 ) -> tuple[np.ndarray, dict] | None:
@@ -240,8 +249,7 @@ def bundle_scores(
     if CNN_MODEL_NAME in registry.entries:
         entry = registry.entry(CNN_MODEL_NAME)
         scorer = CnnScorer(registry.verified_bytes(CNN_MODEL_NAME))
-        with np.load(crops_path) as stored:
-            cnn = np.array([scorer.logit(crop) for crop in stored["crop"]], np.float64)
+        cnn = np.array([scorer.logit(crop) for crop in load_crops(crops_path)], np.float64)
         fusion = morph_fusion(entry.extra)
         logit = fusion.log_odds({CNN_LOGIT: cnn, TREES_LOGIT: logit})
         about = {
@@ -547,8 +555,7 @@ def main(argv: list[str] | None = None) -> None:
     cnn_path = None if args.no_cnn or not args.cnn.exists() else args.cnn
     cnn_logit = None
     if cnn_path is not None:
-        with np.load(args.features) as stored:
-            cnn_logit = cnn_logits(cnn_path, stored["crop"])
+        cnn_logit = cnn_logits(cnn_path, load_crops(args.features))
     shipped, fusions, comparison = compare(data, trees_logit, cnn_logit)
     fusion = fusions[shipped]
     print(f"validation: {json.dumps(comparison)}\nshipped: {shipped}")
