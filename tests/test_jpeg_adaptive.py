@@ -1,0 +1,103 @@
+"""Adaptive attack on the shipped JPEG detector: the float replica follows the int8 file, the
+generator's step fools it on a toy batch, and a stopped run resumes where it stopped."""
+
+import argparse
+
+import numpy as np
+import pytest
+
+from kiosk.runtime.models.tflite_io import BinaryClassifier
+from training.jpeg.adaptive import AdaptiveTrainer, TfliteReplica, round_pixels
+from training.jpeg.adaptive_report import replica_agreement
+from training.jpeg.data import jpeg_roundtrip
+from training.jpeg.gan import to_unit
+from training.paths import MODELS
+from training.tf_setup import tf
+
+pytestmark = pytest.mark.slow
+
+MODEL = MODELS / "jpeg_history.tflite"
+THRESHOLD = 0.944197416305542
+
+
+def textures(count: int, seed: int = 0) -> np.ndarray:
+    """Smooth random textures (blurred noise, a gradient) as uint8 64-px patches."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        coarse = rng.uniform(0, 255, (9, 9))
+        up = np.kron(coarse, np.ones((8, 8)))[:64, :64]
+        noisy = up + rng.normal(0, rng.uniform(2, 20), (64, 64)) + np.linspace(0, 30, 64)
+        out.append(np.clip(noisy, 0, 255).astype(np.uint8))
+    return np.stack(out)
+
+
+@pytest.fixture(scope="module")
+def replica() -> TfliteReplica:
+    return TfliteReplica(MODEL.read_bytes())
+
+
+@pytest.fixture(scope="module")
+def pairs() -> tuple[np.ndarray, np.ndarray]:
+    originals = textures(12)
+    return np.stack([jpeg_roundtrip(p, 30)[0] for p in originals]), originals
+
+
+def test_replica_follows_the_int8_file(replica, pairs):
+    patches = np.concatenate(pairs)
+    agreement = replica_agreement(replica, BinaryClassifier(MODEL.read_bytes()), patches, THRESHOLD)
+    assert agreement["n"] == 24
+    assert agreement["logit_identical_share"] >= 0.9  # the rest one int8 step off at most
+    assert agreement["logit_mean_abs_diff"] < 0.02
+    assert agreement["flag_agreement"] >= 0.95
+    classifier = BinaryClassifier(MODEL.read_bytes())
+    ours = replica.logit(tf.constant(patches[..., None], tf.float32), True).numpy()
+    theirs = np.array([classifier.logit(p) for p in patches])
+    assert np.abs(ours - theirs).max() <= 0.12  # one step of the output's int8 scale (0.113)
+    assert theirs.std() > 0.5  # the patches are not all scored alike (a test that can fail)
+
+
+def test_replica_passes_gradients_to_the_pixels(replica, pairs):
+    pixels = tf.Variable(pairs[0][:4, ..., None].astype(np.float32))
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(replica.logit(round_pixels(pixels)))
+    grad = tape.gradient(total, pixels).numpy()
+    assert np.isfinite(grad).all() and np.abs(grad).mean() > 1e-4
+
+
+def test_round_pixels_rounds_forward_and_passes_gradient():
+    x = tf.Variable([[-3.2, 0.4, 12.6, 300.0]])
+    with tf.GradientTape() as tape:
+        y = round_pixels(x)
+        total = tf.reduce_sum(y)
+    assert y.numpy().tolist() == [[0.0, 0.0, 13.0, 255.0]]
+    assert tape.gradient(total, x).numpy().tolist() == [[1.0, 1.0, 1.0, 1.0]]
+
+
+def test_generator_step_lowers_the_detector_logit(replica, pairs):
+    jpeg, originals = pairs
+    tf.random.set_seed(0)
+    trainer = AdaptiveTrainer(replica, blocks=1, filters=8, lr=2e-3)
+    trainer.gamma.assign(1.0)
+    x, y = tf.constant(to_unit(jpeg[:6])), tf.constant(to_unit(originals[:6]))
+    first = {k: float(v) for k, v in trainer.step(x, y).items()}
+    for _ in range(10):
+        last = {k: float(v) for k, v in trainer.step(x, y).items()}
+    assert first["mean_logit"] > 0  # the detector flags these JPEG patches to begin with
+    assert last["loss"] < first["loss"] and last["mean_logit"] < first["mean_logit"] - 1.0
+
+
+def test_training_checkpoints_and_resumes(replica, pairs, tmp_path):
+    jpeg, originals = pairs
+    args = argparse.Namespace(
+        blocks=1, filters=8, batch=4, gamma=1e-2, lr=1e-3, warmup_steps=1, steps=2,
+        minutes=10.0, save_every=1, resume=True,
+    )  # fmt: skip
+    first = AdaptiveTrainer(replica, 1, 8, 1e-3)
+    state = first.fit(jpeg, originals, tmp_path, args)
+    assert state["steps_done"] == 2 and [r["gamma"] for r in state["log"]] == [0.0, 0.01]
+    args.steps = 3
+    second = AdaptiveTrainer(replica, 1, 8, 1e-3)
+    state = second.fit(jpeg, originals, tmp_path, args)
+    assert state["steps_done"] == 3 and len(state["log"]) == 3
+    assert int(second.optimizer.iterations.numpy()) == 3  # Adam's state came back too
