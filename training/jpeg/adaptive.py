@@ -204,6 +204,7 @@ class AdaptiveTrainer:
             log.info("resumed at step %d", state["steps_done"])
         state.update({k: getattr(args, k) for k in ("blocks", "filters", "batch", "gamma", "lr")})
         state.update({"warmup_steps": args.warmup_steps, "planned_steps": args.steps})
+        state.update({"save_every": args.save_every})
         rng = np.random.default_rng(1000 + state["steps_done"])
         start, sums, count = time.perf_counter(), {}, 0
         while state["steps_done"] < args.steps:
