@@ -2,11 +2,13 @@
 generator's step fools it on a toy batch, and a stopped run resumes where it stopped."""
 
 import argparse
+import itertools
 
 import numpy as np
 import pytest
 
 from kiosk.runtime.models.tflite_io import BinaryClassifier
+from training.jpeg import adaptive
 from training.jpeg.adaptive import AdaptiveTrainer, TfliteReplica, round_pixels
 from training.jpeg.adaptive_report import replica_agreement
 from training.jpeg.data import jpeg_roundtrip
@@ -101,3 +103,15 @@ def test_training_checkpoints_and_resumes(replica, pairs, tmp_path):
     state = second.fit(jpeg, originals, tmp_path, args)
     assert state["steps_done"] == 3 and len(state["log"]) == 3
     assert int(second.optimizer.iterations.numpy()) == 3  # Adam's state came back too
+
+
+def test_wall_time_budget_stops_training(replica, pairs, tmp_path, monkeypatch):
+    jpeg, originals = pairs
+    clock = itertools.count(0.0, 10.0)  # every reading of the clock is 10 s later
+    monkeypatch.setattr(adaptive.time, "perf_counter", lambda: next(clock))
+    args = argparse.Namespace(
+        blocks=1, filters=8, batch=4, gamma=1e-2, lr=1e-3, warmup_steps=0, steps=5,
+        minutes=0.5, save_every=1, resume=False,
+    )  # fmt: skip
+    state = AdaptiveTrainer(replica, 1, 8, 1e-3).fit(jpeg, originals, tmp_path, args)
+    assert state["steps_done"] == 1  # 30 s budget: spent after one step and its checkpoint

@@ -206,9 +206,10 @@ class AdaptiveTrainer:
         state.update({"warmup_steps": args.warmup_steps, "planned_steps": args.steps})
         state.update({"save_every": args.save_every})
         rng = np.random.default_rng(1000 + state["steps_done"])
-        start, sums, count = time.perf_counter(), {}, 0
+        began = time.perf_counter()
+        start, sums, count = began, {}, 0
         while state["steps_done"] < args.steps:
-            if time.perf_counter() - start > args.minutes * 60:
+            if time.perf_counter() - began > args.minutes * 60:
                 log.info("time budget of %.0f min reached", args.minutes)
                 break
             self.gamma.assign(0.0 if state["steps_done"] < args.warmup_steps else args.gamma)
