@@ -133,3 +133,26 @@ def test_perceptual_variant_without_the_veil_checkpoint_says_what_to_run(tmp_pat
     monkeypatch.setattr(sr_train, "VEIL_FEATURES", tmp_path / "runs" / "veil" / "best.keras")
     with pytest.raises(SystemExit, match="make veil-train"):
         sr_train.check_inputs("perceptual")
+
+
+def test_report_shows_each_variants_steps_batch_and_start(tmp_path, monkeypatch):
+    from training.sr import evaluate
+
+    monkeypatch.setattr(evaluate, "OUT", tmp_path)
+    cells = {name: {"psnr": 30.0, "ssim": 0.8} for name in evaluate.BENCHMARKS}
+    export = {"bytes": 1024, "latency_ms_128_to_512": 50.0, "Set5": cells["Set5"]}
+    results = {
+        "bicubic": cells,
+        "mse": {"steps": 30000, "batch": 16, "restarts": [15000], **cells},
+        "perceptual": {"steps": 600, "batch": 16, **cells},
+        "srgan_mse": {"steps": 500, "carried_over": True, **cells},
+        "export": {"float16": {**export, "validation": cells["Set5"]}},
+        "validation_photos": 2,
+        "shipped": "float16",
+    }
+    evaluate.write_report(results)
+    report = (tmp_path / "report.md").read_text()
+    assert "| 30000 x 16 (cosine restarted at 15000) |" in report
+    assert "| perceptual | 32x5 mse | 600 x 16 |" in report
+    assert "| srgan_mse † | 32x5 mse | 500 |" in report
+    assert "perceptual: fine-tuned from the `mse` generator" in report

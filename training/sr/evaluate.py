@@ -184,6 +184,9 @@ def evaluate(root: Path, current: bytes | None) -> tuple[dict, dict[str, bytes]]
         generators[variant] = generator
         info = json.loads((run_dir(variant) / "state.json").read_text())
         results[variant] = {"steps": info["step"], **architecture}
+        train_info = run_dir(variant) / "train_info.json"
+        if train_info.exists():
+            results[variant]["batch"] = json.loads(train_info.read_text())["batch"]
         if info.get("restarts"):
             results[variant]["restarts"] = info["restarts"]
         for name, images in sets.items():
@@ -237,10 +240,12 @@ def _generator(row: dict) -> str:
 
 
 def _steps(row: dict) -> str:
-    """'30000 (cosine restarted at 15000)' for a run continued with a new schedule."""
+    """'30000 x 16 (cosine restarted at 15000)' for a run of batch 16 continued with a new
+    schedule."""
     restarts = row.get("restarts")
     at = ", ".join(str(step) for step in restarts or [])
-    return f"{row.get('steps', '')}" + (f" (cosine restarted at {at})" if restarts else "")
+    batch = f" x {row['batch']}" if "batch" in row else ""
+    return f"{row.get('steps', '')}{batch}" + (f" (cosine restarted at {at})" if restarts else "")
 
 
 def _cells(row: dict) -> str:
@@ -257,7 +262,7 @@ def write_report(results: dict) -> None:
         "or in any choice (the copies of Set5/Set14 pictures in `uncompressed/` are left out of "
         "training, `overlap.md`); settings were chosen on the validation split.",
         "",
-        "| method | generator (ch x blocks, loss) | steps | "
+        "| method | generator (ch x blocks, loss) | steps x batch | "
         + " | ".join(f"{s} PSNR / SSIM" for s in BENCHMARKS)
         + " |",
         "|---|---|---:|" + "---:|" * len(BENCHMARKS),
@@ -274,6 +279,16 @@ def write_report(results: dict) -> None:
             f"| models/sr_x4.tflite before this run (TFLite, tiled) | | | "
             f"{_cells(results['current'])} |"
         )
+    tuned = [
+        v for v in VARIANTS if v != SHIP and v in results and not results[v].get("carried_over")
+    ]
+    if tuned:
+        lines += [
+            "",
+            f"{', '.join(tuned)}: fine-tuned from the `{SHIP}` generator above for the steps "
+            "shown (SRGAN pre-trains its generator with a pixel loss); equal steps of equal "
+            "batches are an equal budget between them.",
+        ]
     if carried:
         lines += [
             "",
