@@ -395,6 +395,9 @@ def render(result: dict, previous_table1: dict, previous_table2: dict) -> str:
         "![first 128-px test tile, top-left 64 px: uncompressed, J, F1, F2 and the adaptive GAN "
         "(labelled GAN) at QF 25](adaptive_examples_qf25.png)",
         "",
+        "The adaptive output looks like the JPEG it came from (blocking still visible at QF 25): "
+        "what fools the CNN is a perturbation too small to see, not a restoration.",
+        "",
         "## Table II - % of test tiles flagged as JPEG, scored as the kiosk scores",
         "",
         "LiteRT int8 `jpeg_history.tflite` through `kiosk.runtime.forensics.jpeg.JpegHistoryCheck` "
@@ -451,16 +454,17 @@ LIMITS = """
 
 - **Scale.** A few hundred CPU steps of batch 8 on 64-px patches, against the paper's 4 M patches
   of 128 px: the generator had time to learn *to fool the detector* (that takes tens of steps, see
-  the training curve) but not to restore what JPEG removed, so its PSNR/SSIM stays at JPEG level
-  where the paper's GAN gains about 1 dB. A longer run (accelerator) makes a *cleaner* attack; it
-  cannot make the CNN number worse than it already is if that is near the false-alarm floor.
-- **n.** 24 test pictures; 192 / 81 / 37 tiles per cell and tiles of one picture are correlated.
-  One tile is 0.5 / 1.2 / 2.7 points; differences of a few points between cells are noise.
+  the training curve) but hardly to restore what JPEG removed, so its PSNR/SSIM stays at JPEG
+  level where the paper's GAN gains about 1 dB. A longer run (accelerator) would make a cleaner
+  attack and most likely a stronger one: the detection rates above are upper bounds on what the
+  shipped CNN does against a determined attacker.
+- **n.** 24 test pictures; the tiles of one picture are correlated, so a cell's effective n is
+  below its tile count; differences of a few points between cells are noise.
 - **White box.** The attacker holds the model file (it ships on every kiosk; a replica rebuilt from
   it scores like it, table above). An attacker without the file would have to rely on transfer.
 - **The comb was not attacked.** The generator was trained against the CNN only; the DC comb
   (`jpeg_comb`) is a separate, model-free statistic. An attacker aware of it could add a loss on
-  the 8x8 block means (dithering the DC, which F1/F2 leave alone), at a PSNR cost not measured here.
+  the 8x8 block means (dithering the DC, which F1 leaves alone), at a PSNR cost not measured here.
 - **Stored pictures, not camera frames.** These are scanned/test-set pictures compressed as
   tiles. On camera-like frames the CNN raises false alarms on about half of honest captures at
   the manifest threshold (calibration.md), so there the calibrated threshold is the operating
