@@ -433,10 +433,10 @@ def bundle_markdown(metrics: dict) -> list[str]:
         f"Rule: the candidate ships only with a higher validation AUC than the release on the "
         f"same validation crops. Candidate {metrics['candidate_val_auc']:.4f} (fusion: "
         f"cross-fitted), release ({before['model']}) {before['val_auc']:.4f}: the candidate "
-        f"**{verdict}**. The release's fusion weights and kept CNN epoch were fitted on the "
-        "earlier validation faces (faces68 + faces68_ytf), all in this validation split: its "
-        "validation figure is, if anything, optimistic. Test rows below were scored after "
-        "that choice.",
+        f"**{verdict}**. The release's fusion weights and kept CNN epoch were chosen on "
+        "validation faces, all in this validation split (the candidate's fusion is "
+        "cross-fitted): the release's validation figure is, if anything, optimistic. Test rows "
+        "below were scored after that choice.",
         "",
         "| split: rows | morphs | bona fide | candidate AUC | candidate APCER / BPCER at its "
         f"val BPCER 10 % | release AUC | release APCER / BPCER at its threshold {own:.4f} | "
