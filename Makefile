@@ -152,6 +152,14 @@ jpeg-tables: jpeg-evaluate
 jpeg-export:  ## hardened detector -> int8 models/jpeg_history.tflite + manifest entry
 	$(PY) -m training.jpeg.export
 jpeg-forensics: jpeg-data jpeg-train jpeg-evaluate jpeg-export  ## all of the above
+# The adaptive attack (issue 15 item 4): the paper-size generator (16 x 64) against a frozen
+# replica of the shipped models/jpeg_history.tflite; CPU-sized here (600 steps of batch 8, ~1 h
+# on one core; after jpeg-data); on an accelerator drop --batch/--lr/--steps (the defaults are
+# the paper's).
+.PHONY: jpeg-adaptive
+jpeg-adaptive:  ## adaptive attack on the shipped JPEG detector -> reports/jpeg_forensics/adaptive.md
+	$(PY) -m training.jpeg.adaptive --batch 8 --lr 2e-4 --steps 600 --resume
+	$(PY) -m training.jpeg.adaptive_report
 bench-jpeg:  ## detector latency per 640x480 capture, generator size and latency per 256x256
 	$(PY) bench/bench_jpeg.py
 
