@@ -30,20 +30,17 @@ from training.jpeg.adaptive import TfliteReplica, adaptive_dir, load_adaptive_ge
 from training.jpeg.data import (
     TEST_QUALITIES,
     images_by_split,
-    jpeg_roundtrip,
     patches_path,
     read_gray,
-    tiles,
 )
-from training.jpeg.dither import dither_f1, dither_f2
-from training.jpeg.gan import launder, to_unit
+from training.jpeg.gan import to_unit
 from training.jpeg.tables import (
     METHODS,
     PAPER_TABLE1,
     PAPER_TABLE2,
     SIZES,
-    TILES,
     save_examples,
+    size_conditions,
     table1,
 )
 from training.paths import MODELS, REPORTS, WORK, data_root
@@ -87,29 +84,17 @@ def replica_agreement(
 def conditions(
     images: list[np.ndarray], generator: tf.keras.Model, steps: int, sizes: list[int]
 ) -> dict:
-    """The tiles of tables.build_conditions with the adaptive generator as "GAN", one size at a
-    time and 4 tiles per generator call (its 32 tiles of 256 px took 24 GB here), cached per size
-    and training step (never in data/jpeg/test_conditions.npz, which tables.py reads as the old
-    GAN's outputs)."""
+    """tables.size_conditions with the adaptive generator as "GAN", 4 tiles per generator call
+    (its 32 tiles of 256 px took 24 GB here), cached per size and training step (never in
+    data/jpeg/test_conditions.npz, which tables.py reads as the old GAN's outputs)."""
     out: dict = {}
     for size in sizes:
         path = adaptive_dir() / f"test_conditions_step{steps}_{size}.npz"
         if not path.exists():
-            originals = np.stack([t for image in images for t in tiles(image, size, TILES[size])])
-            flat = {"original": originals}
-            for quality in TEST_QUALITIES:
-                pairs = [jpeg_roundtrip(tile, quality) for tile in originals]
-                jpeg = np.stack([p[0] for p in pairs])
-                flat[f"{quality}_J"] = jpeg
-                flat[f"{quality}_F1"] = np.stack(
-                    [dither_f1(j, t, i) for i, (j, t) in enumerate(pairs)]
-                )
-                flat[f"{quality}_F2"] = np.stack(
-                    [dither_f2(j, t, i) for i, (j, t) in enumerate(pairs)]
-                )
-                flat[f"{quality}_GAN"] = launder(generator, jpeg, batch=4)
+            versions = size_conditions(images, generator, size, batch=4)
+            flat = {"original": versions["original"]}
+            flat.update({f"{q}_{m}": versions[q][m] for q in TEST_QUALITIES for m in METHODS})
             np.savez_compressed(path, **flat)
-            log.info("size %d: %d test tiles", size, len(originals))
         flat = np.load(path)
         out[size] = {
             "original": flat["original"],

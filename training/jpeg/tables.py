@@ -123,24 +123,29 @@ def threshold_at_fpr(model: tf.keras.Model, target: float = TARGET_FPR) -> tuple
     }
 
 
+def size_conditions(
+    images: list[np.ndarray], generator: tf.keras.Model, size: int, batch: int = 32
+) -> dict:
+    """{"original": (N,S,S), qf: {method: (N,S,S)}} for the test tiles of one size; `batch`
+    tiles per generator call (a large generator on 256-px tiles needs a small one)."""
+    originals = np.stack([t for image in images for t in tiles(image, size, TILES[size])])
+    versions: dict = {"original": originals}
+    for quality in TEST_QUALITIES:
+        pairs = [jpeg_roundtrip(tile, quality) for tile in originals]
+        jpeg = np.stack([p[0] for p in pairs])
+        versions[quality] = {
+            "J": jpeg,
+            "F1": np.stack([dither_f1(j, t, i) for i, (j, t) in enumerate(pairs)]),
+            "F2": np.stack([dither_f2(j, t, i) for i, (j, t) in enumerate(pairs)]),
+            "GAN": launder(generator, jpeg, batch),
+        }
+    print(f"size {size}: {len(originals)} test tiles", flush=True)
+    return versions
+
+
 def build_conditions(images: list[np.ndarray], generator: tf.keras.Model) -> dict:
-    """{size: {"original": (N,S,S), qf: {method: (N,S,S)}}} for every test tile."""
-    out: dict = {}
-    for size in SIZES:
-        originals = np.stack([t for image in images for t in tiles(image, size, TILES[size])])
-        versions: dict = {"original": originals}
-        for quality in TEST_QUALITIES:
-            pairs = [jpeg_roundtrip(tile, quality) for tile in originals]
-            jpeg = np.stack([p[0] for p in pairs])
-            versions[quality] = {
-                "J": jpeg,
-                "F1": np.stack([dither_f1(j, t, i) for i, (j, t) in enumerate(pairs)]),
-                "F2": np.stack([dither_f2(j, t, i) for i, (j, t) in enumerate(pairs)]),
-                "GAN": launder(generator, jpeg),
-            }
-        out[size] = versions
-        print(f"size {size}: {len(originals)} test tiles", flush=True)
-    return out
+    """{size: size_conditions} for every test tile."""
+    return {size: size_conditions(images, generator, size) for size in SIZES}
 
 
 def cached_conditions(images: list[np.ndarray], generator: tf.keras.Model) -> dict:
