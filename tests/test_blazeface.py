@@ -11,6 +11,7 @@ from kiosk.config import DetectorConfig
 from kiosk.contract.errors import ConfigError, ModelError
 from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.vision.blazeface import (
+    BLAZEFACE_FULL,
     BLAZEFACE_SHORT,
     BlazeFace,
     BlazeFaceSettings,
@@ -19,7 +20,7 @@ from kiosk.runtime.vision.blazeface import (
     weighted_nms,
 )
 from kiosk.runtime.vision.detectors import (
-    YUNET_BOX_MAP,
+    YUNET_BOX_MAPS,
     FallbackDetector,
     OnFirstUse,
     Yunet,
@@ -77,12 +78,21 @@ def test_blazeface_finds_the_face_yunet_finds(registry, blazeface, astronaut) ->
     assert (
         0.6
         < iou(faces[0].box, yunet[0].box)
-        < iou(mapped(faces[0].box, YUNET_BOX_MAP), yunet[0].box)
+        < iou(mapped(faces[0].box, YUNET_BOX_MAPS[BLAZEFACE_SHORT]), yunet[0].box)
     )
     eye_left, eye_right, nose, mouth, mouth_again = faces[0].keypoints
     assert eye_left[0] < nose[0] < eye_right[0] and eye_left[1] < nose[1] < mouth[1]
     assert np.array_equal(mouth, mouth_again)
     assert np.abs(faces[0].keypoints[:3] - yunet[0].keypoints[:3]).max() < 10
+
+
+def test_the_full_range_model_finds_the_face_yunet_finds(registry, astronaut) -> None:
+    full = BlazeFace(registry.verified_bytes(BLAZEFACE_FULL), BlazeFaceSettings(min_face_size=20))
+    (face,) = full.detect(astronaut)
+    yunet = Yunet(registry, YunetSettings(min_face_size=20)).detect(astronaut)
+    assert face.confidence > 0.8
+    box_map = YUNET_BOX_MAPS[BLAZEFACE_FULL]
+    assert 0.6 < iou(face.box, yunet[0].box) < iou(mapped(face.box, box_map), yunet[0].box)
 
 
 def test_blazeface_counts_faces(blazeface, astronaut, no_face) -> None:
@@ -93,7 +103,9 @@ def test_blazeface_counts_faces(blazeface, astronaut, no_face) -> None:
 
 
 def test_blazeface_boxes_stay_in_the_frame_and_small_faces_drop(portrait, astronaut) -> None:
-    mapped_faces = BlazeFace(MODEL.read_bytes(), BlazeFaceSettings(box_map=YUNET_BOX_MAP))
+    mapped_faces = BlazeFace(
+        MODEL.read_bytes(), BlazeFaceSettings(box_map=YUNET_BOX_MAPS[BLAZEFACE_SHORT])
+    )
     (face,) = mapped_faces.detect(portrait)
     height, width = portrait.shape[:2]
     assert (
@@ -129,10 +141,25 @@ def test_config_builds_yunet_with_the_blazeface_fallback(registry, astronaut, no
     assert len(detector.detect(astronaut)) == 1 and detector.second.built is None  # YuNet's face
     assert detector.detect(no_face) == []  # none: the fallback is built and runs
     assert isinstance(detector.second.built, BlazeFace)
-    assert detector.second.built.settings.box_map == YUNET_BOX_MAP
+    assert detector.second.built.settings.box_map == YUNET_BOX_MAPS[BLAZEFACE_SHORT]
     built = detector.second.built
     assert detector.detect(no_face) == [] and detector.second.built is built  # built once
     assert isinstance(make_detector("yunet", registry, DetectorConfig()), Yunet)
+
+
+def test_full_range_looks_only_where_the_short_range_found_nothing(
+    registry, astronaut, no_face
+) -> None:
+    config = DetectorConfig(fallback="blazeface", fallback_full_range=True)
+    detector = make_detector("yunet", registry, config)
+    chain = detector.second
+    assert isinstance(chain, FallbackDetector)
+    assert len(detector.detect(astronaut)) == 1 and chain.first.built is None  # YuNet's face
+    assert detector.detect(no_face) == []  # both BlazeFace models built and run
+    assert chain.second.built.settings.box_map == YUNET_BOX_MAPS[BLAZEFACE_FULL]
+    assert chain.first.built.settings.box_map == YUNET_BOX_MAPS[BLAZEFACE_SHORT]
+    with pytest.raises(ConfigError, match='fallback = "blazeface"'):
+        DetectorConfig(fallback_full_range=True)
 
 
 def test_an_altered_fallback_model_fails_at_start(tmp_path) -> None:

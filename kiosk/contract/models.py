@@ -130,6 +130,15 @@ OTHER: dict[str, ModelSpec] = {
             "(kiosk/runtime/vision/blazeface.py)",
         ),
         ModelSpec(
+            "blazeface_full",
+            "detector",
+            "BlazeFace (Bazarevsky et al. 2019), MediaPipe face_detection_full_range",
+            (1, 192, 192, 3),
+            input="RGB frame letterboxed to 192x192, float32 in [-1, 1]",
+            output="2304 anchors: box centre/size + 6 keypoints, 1 logit "
+            "(kiosk/runtime/vision/blazeface.py)",
+        ),
+        ModelSpec(
             "jpeg_history",
             "forensic",
             "kv JPEG detector (hardened), training/jpeg/nets.py",

@@ -24,6 +24,7 @@ from kiosk.runtime.vision.types import Face
 log = logging.getLogger(__name__)
 
 BLAZEFACE_SHORT = "blazeface_short"  # manifest entry of face_detection_short_range.tflite
+BLAZEFACE_FULL = "blazeface_full"  # manifest entry of face_detection_full_range.tflite
 
 # (stride, anchors per cell) of each input size: MediaPipe's face_detection_short_range_common
 # (strides 8, 16, 16, 16, two aspect ratios each: 2 anchors per 8-px cell, 6 per 16-px cell) and

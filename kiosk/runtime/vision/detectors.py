@@ -10,10 +10,12 @@ boxes (kiosk.runtime.vision.landmarks.landmark_predictor).
 `[detector] fallback = "blazeface"` runs MediaPipe's BlazeFace (short range) only on frames where
 YuNet finds no face: it finds about half of the masked faces YuNet misses, and since frames where
 YuNet found a face are untouched, no verdict chosen on YuNet's rows changes. Its boxes are moved
-to YuNet's geometry (`YUNET_BOX_MAP`) so the landmark model paired with YuNet starts from the box
+to YuNet's geometry (`YUNET_BOX_MAPS`) so the landmark model paired with YuNet starts from the box
 shape it was trained on. Its model is read and hash-checked at start (a bad bundle still fails
 there), its interpreter built at the first frame without a face (`OnFirstUse`): `kiosk check` on
-a photo with a face never pays for it (~5-14 ms, issue 16).
+a photo with a face never pays for it (~5-14 ms, issue 16). `fallback_full_range = true` adds
+BlazeFace's full-range model after the short one, on frames neither YuNet nor the short model
+finds a face in (a few more masked faces; reports/detectors).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from kiosk.contract.errors import ConfigError, ModelError
 from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.vision.blazeface import (
     ANCHOR_LAYOUTS,
+    BLAZEFACE_FULL,
     BLAZEFACE_SHORT,
     BlazeFace,
     BlazeFaceSettings,
@@ -40,9 +43,13 @@ from kiosk.runtime.vision.yunet import Yunet, YunetSettings
 log = logging.getLogger(__name__)
 
 DEFAULT_BACKEND = "yunet"
-# BlazeFace box -> YuNet box (dx, dy, sx, sy; BlazeFaceSettings.box_map): the median over faces
-# both detectors find on faces68's train split (`bench/face_miss.py --fit-box-map`).
-YUNET_BOX_MAP = (-0.01, -0.101, 0.949, 1.199)
+# BlazeFace box -> YuNet box (dx, dy, sx, sy; BlazeFaceSettings.box_map) per BlazeFace model: the
+# median over faces both detectors find on faces68's train split (`bench/face_miss.py
+# --fit-box-map`).
+YUNET_BOX_MAPS: dict[str, tuple[float, float, float, float]] = {
+    BLAZEFACE_SHORT: (-0.01, -0.101, 0.949, 1.199),
+    BLAZEFACE_FULL: (-0.006, -0.044, 0.899, 1.135),
+}
 
 
 class FaceDetector(Protocol):
@@ -88,20 +95,20 @@ class OnFirstUse:
 
 
 def blazeface_fallback(
-    registry: ModelRegistry, min_face_size: int, num_threads: int = 1
+    registry: ModelRegistry, min_face_size: int, num_threads: int = 1, model: str = BLAZEFACE_SHORT
 ) -> OnFirstUse:
-    """BlazeFace short range at MediaPipe's own thresholds, boxes in YuNet's geometry. The model
-    is verified now (ModelError at start, a listed input size without an anchor layout too),
-    the interpreter built on first use."""
-    model = registry.verified_bytes(BLAZEFACE_SHORT)
-    shape = registry.entry(BLAZEFACE_SHORT).input_shape
+    """BlazeFace (`model`: short or full range) at MediaPipe's own thresholds, boxes in YuNet's
+    geometry. The model is verified now (ModelError at start, a listed input size without an
+    anchor layout too), the interpreter built on first use."""
+    data = registry.verified_bytes(model)
+    shape = registry.entry(model).input_shape
     if len(shape) != 4 or shape[1] != shape[2] or shape[1] not in ANCHOR_LAYOUTS:
         raise ModelError(
-            f"manifest entry {BLAZEFACE_SHORT!r}: input {list(shape)} is not a square BlazeFace "
+            f"manifest entry {model!r}: input {list(shape)} is not a square BlazeFace "
             f"input of {sorted(ANCHOR_LAYOUTS)} px; redeploy the bundle"
         )
-    settings = BlazeFaceSettings(min_face_size=min_face_size, box_map=YUNET_BOX_MAP)
-    return OnFirstUse(partial(BlazeFace, model, settings, num_threads=num_threads))
+    settings = BlazeFaceSettings(min_face_size=min_face_size, box_map=YUNET_BOX_MAPS[model])
+    return OnFirstUse(partial(BlazeFace, data, settings, num_threads=num_threads))
 
 
 def _yunet(registry: ModelRegistry, settings: Any, num_threads: int) -> FaceDetector:
@@ -114,10 +121,13 @@ def _yunet(registry: ModelRegistry, settings: Any, num_threads: int) -> FaceDete
         detect_width=settings.detect_width,
     )
     detector = Yunet(registry, yunet, num_threads=num_threads)
-    if getattr(settings, "fallback", "none") == "blazeface":
-        fallback = blazeface_fallback(registry, settings.min_face_size, num_threads)
-        return FallbackDetector(detector, fallback)
-    return detector
+    if getattr(settings, "fallback", "none") != "blazeface":
+        return detector
+    second: FaceDetector = blazeface_fallback(registry, settings.min_face_size, num_threads)
+    if getattr(settings, "fallback_full_range", False):
+        full = blazeface_fallback(registry, settings.min_face_size, num_threads, BLAZEFACE_FULL)
+        second = FallbackDetector(second, full)
+    return FallbackDetector(detector, second)
 
 
 DETECTORS: dict[str, Callable[[ModelRegistry, Any, int], FaceDetector]] = {
