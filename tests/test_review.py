@@ -66,3 +66,20 @@ def test_a_review_of_some_splits_sees_only_their_photos():
     assert {split_of("mouth", p) for p in order} == {"val", "test"}
     mouths = list(review.reviewed(helen).values())
     assert (len(mouths), mouths.count(1), mouths.count(0)) == (260, 71, 153)
+
+
+def test_whole_photo_reviews_name_photos_of_the_datasets():
+    """The several-people and Kaggle reviews: known states, and paths the evaluation names."""
+    from tests.conftest import data_root_or_skip
+
+    several = review.states("several_people")
+    assert len(several) == 169 and set(several.values()) == {"several", "one", "unclear"}
+    assert review.several_people() == {p for p, s in several.items() if s == "several"}
+    kaggle = review.states("mask_kaggle_faces_without_mask")
+    states = list(kaggle.values())
+    assert (len(states), states.count("clean"), states.count("covered")) == (106, 97, 3)
+    root = data_root_or_skip()
+    assert all((root / path).is_file() for path in several)
+    with open(root / "mask_kaggle_faces" / "index.csv", newline="") as handle:
+        index = {r["path"] for r in csv.DictReader(handle) if r["label"] == "without_mask"}
+    assert set(kaggle) == index

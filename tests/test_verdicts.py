@@ -76,13 +76,17 @@ def test_the_record_keeps_score_threshold_failed_and_adds_the_parts(check_type, 
     assert check(analysis).score == pytest.approx(features["cnn_score"])
 
 
-def _faces(rows: list[tuple[str, str, int, float, float, str]]) -> verdicts.Faces:
-    """Rows (source, split, eyes label, eyes CNN score, smaller EAR, outcome)."""
+def _faces(
+    rows: list[tuple[str, str, int, float, float, str]], paths: tuple[str, ...] = ()
+) -> verdicts.Faces:
+    """Rows (source, split, eyes label, eyes CNN score, smaller EAR, outcome); `paths`: the
+    photos' paths, when a test needs them."""
     table = []
-    for source, split, label, cnn, ear, outcome in rows:
+    for index, (source, split, label, cnn, ear, outcome) in enumerate(rows):
         ok = outcome == "ok"
         table.append(
             {
+                "path": paths[index] if paths else "",
                 "dataset": source.split("/")[0],
                 "split": split,
                 "source": source,
@@ -125,6 +129,19 @@ def test_a_face_the_detector_misses_is_an_end_to_end_error() -> None:
     (row,) = verdicts.source_rows(faces, eyes, score, faces.split == "test", {"t": 0.5})
     assert row["face_missed"] == 1
     assert row["t"] == {"error": 0.0, "end_to_end": 0.5}
+
+
+def test_several_faces_is_a_miss_unless_the_photo_shows_several_people(monkeypatch) -> None:
+    """A photo reviewed as several people is refused rightly: counted apart, not as an error."""
+    monkeypatch.setattr(verdicts, "several_people", lambda: {"closed/two_people.jpg"})
+    rows = [("closed", "test", 1, 0.9, 0.1, "ok")]
+    rows += [("closed", "test", 1, 0, 0, "several_faces")] * 2
+    faces = _faces(rows, ("closed/a.jpg", "closed/two_people.jpg", "closed/one.jpg"))
+    eyes = verdicts.VERDICTS["eyes_closed"]
+    score = verdicts.scores(faces, eyes, "cnn")
+    (row,) = verdicts.source_rows(faces, eyes, score, faces.split == "test", {"t": 0.5})
+    assert (row["face_missed"], row["several_people"]) == (1, 1)
+    assert row["t"] == {"error": 0.0, "end_to_end": 0.5}  # 1 miss of the 2 applicants
 
 
 def test_fusion_fit_weighs_the_measure_that_separates() -> None:

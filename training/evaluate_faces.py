@@ -20,15 +20,19 @@ Sources and labels (a source is a dataset and, where it has several, a class):
   the model flagged); mouth by OFIQ's rule on the automatic points (weak labels); clean.
 - eyes_closed_faces (all): eyes closed (CEW); mouth where reviewed by eye (training/review.py);
   clean.
-- mask_kaggle_faces (all): with_mask covered, without_mask clean, mask_weared_incorrect kept as
-  its own class (reported, not in the error rates).
+- mask_kaggle_faces (all): with_mask covered, without_mask clean where a review by eye found the
+  face uncovered (`training/labels/mask_kaggle_faces_without_mask.csv`: 97 of 106; a hand, a
+  camera or no judgeable face: no veil label), mask_weared_incorrect kept as its own class
+  (reported, not in the error rates).
 - mask_web_types (all): covered.
 - synthetic: a mask overlay or cloth (training.masks, as training made them) on the clean val/test
   faces of faces68 and mask/without_mask - reported apart from real masks.
 
 Photos on disk are tight face crops: each gets the grey border training/collect.py gives it, and
 the minimum face size is collect's (40 px), so "too small" is a property of the dataset, counted
-apart from a detector miss.
+apart from a detector miss: where the kiosk's detector (which looks for faces from 40 px) finds
+none, the same detector looking down to 20 px tells a face too small for the kiosk ("please move
+closer") from a miss.
 """
 
 from __future__ import annotations
@@ -39,13 +43,14 @@ import hashlib
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from kiosk.config import load_config
 from kiosk.contract.errors import InputError
+from kiosk.contract.reasons import FACE_TOO_SMALL, NO_FACE
 from kiosk.runtime.checks.eyes_closed import EyesClosed
 from kiosk.runtime.checks.mouth_open import MouthOpen
 from kiosk.runtime.checks.veil import Veil
@@ -62,6 +67,7 @@ from training.paths import MODELS, WORK, data_root
 logger = logging.getLogger(__name__)
 
 EYE_CLOSED_MAX, EYE_OPEN_MIN = 0.10, 0.22  # hand-landmark EAR (training/collect.py's rule)
+DETECT_MIN_FACE_PX = 20  # as bench/face_miss.py: smaller faces than the kiosk's detector sees
 OFIQ_OPEN, OFIQ_CLOSED = 0.06, 0.01  # faces68_measures' rule (the hidden mouth_helen labels')
 TRAINED_SPLITS = ("val", "test")  # of the datasets the shipped models were trained on
 COLUMNS = (
@@ -144,9 +150,12 @@ def photos(root: Path) -> Iterator[tuple[Photo, str, str]]:
         mouth = cew_mouths.get(path.relative_to(root / "eyes_closed_faces").as_posix())
         photo = Photo("eyes_closed_faces", path, "eyes_closed_faces", 1, mouth, 0)
         yield photo, *where("eyes_closed_faces", path)
+    kaggle_clean = review.states("mask_kaggle_faces_without_mask")
     for row in _csv(root / "mask_kaggle_faces" / "index.csv"):
         path = root / "mask_kaggle_faces" / row["path"]
         veil = {"with_mask": 1, "without_mask": 0}.get(row["label"])
+        if veil == 0 and kaggle_clean.get(row["path"]) != "clean":
+            veil = None  # reviewed: a hand or object over the face, or no face to judge
         source = f"mask_kaggle_faces/{row['label']}"
         yield (
             Photo("mask_kaggle_faces", path, source, None, None, veil),
@@ -183,6 +192,15 @@ class Runner:
             min_face_px=COLLECT_MIN_FACE_PX,
             background_face_ratio=getattr(config.gates, "background_face_ratio", 0.5),
         )
+        # Where the kiosk's detector finds no face, the same detector looking down to
+        # DETECT_MIN_FACE_PX (no fallback) tells a face too small for the kiosk from a miss.
+        small = replace(
+            config.detector,
+            min_face_size=DETECT_MIN_FACE_PX,
+            fallback="none",
+            fallback_full_range=False,
+        )
+        self.small_faces = make_detector(detector, registry, small)
         self.eyes, self.mouth, self.veil = EyesClosed(registry), MouthOpen(registry), Veil(registry)
         self.overlays = overlays
         self.rng = np.random.default_rng(7)
@@ -196,6 +214,9 @@ class Runner:
     def row(self, rgb: np.ndarray) -> dict[str, object]:
         """Outcome and features of one (padded) photo."""
         analysis = self.analyzer.analyze(rgb)
+        if analysis.reason == NO_FACE and (small := self.small_faces.detect(rgb)):
+            face_px = round(max(max(f.width, f.height) for f in small), 1)
+            return {"outcome": FACE_TOO_SMALL, "face_px": face_px, **self.fingerprint}
         if analysis.reason:
             face_px = "" if analysis.face is None else round(max(analysis.face.width, 1), 1)
             return {"outcome": analysis.reason, "face_px": face_px, **self.fingerprint}

@@ -23,6 +23,24 @@ every other tile is unclear:
 
 A note line is `s03 O:4,6,8 C:2,7` (sheet, tiles open, tiles closed). The CSVs in
 `training/labels/` (path, sheet, tile, state) are what training and evaluation read.
+
+Two more reviews look at whole photos, in sheets of 12 or 24, and are recorded per photo
+(`states`):
+- `several_people.csv`: is a photo the detector refuses as "several faces" really of several
+  people? Every photo of the face datasets where kiosk YuNet with both BlazeFace fallbacks
+  (faces from 20 px, the background rule applied) counts two or more faces (169): `several` = a
+  second human face at a scale comparable to the main one (a partial face at the edge and a
+  collage panel count), `one` = a single person (the second box is a mask, a product or the
+  same face twice), `unclear` = a second face much smaller or too blurred to judge. Refusing a
+  `several` photo is the kiosk's right answer, not a face miss (training/verdicts.py,
+  bench/face_miss.py). Photos where the detector found one face were not reviewed, so a second
+  person it missed is not known.
+- `mask_kaggle_faces_without_mask.csv`: the Kaggle crowd crops labelled "without mask", all 106
+  in the seeded order of their sorted names (sheets of 24), blind to scores except that the
+  reviewer had seen the 16 the veil model scored highest: `clean` = the face is uncovered,
+  `covered` = a hand, a camera or a mask over the lower face, `unclear` = no face to judge.
+  Only `clean` faces are the veil check's compliant faces of that source
+  (training/evaluate_faces.py).
 """
 
 from __future__ import annotations
@@ -43,6 +61,17 @@ from training.splits import split_of
 
 LABELS = Path(__file__).parent / "labels"
 SEED = 12
+
+
+def states(name: str) -> dict[str, str]:
+    """path -> state of the whole-photo review `training/labels/<name>.csv`."""
+    with open(LABELS / f"{name}.csv", newline="") as handle:
+        return {row["path"]: row["state"] for row in csv.DictReader(handle)}
+
+
+def several_people() -> set[str]:
+    """Photos (paths under the data root) reviewed as showing several comparable faces."""
+    return {path for path, state in states("several_people").items() if state == "several"}
 
 
 @dataclass(frozen=True)

@@ -144,10 +144,12 @@ def train(
     seed: int,
     limit: int | None = None,
     init: Path | None = None,
+    learning_rate: float | None = None,
 ) -> Path:
     """Train and return the path of the best checkpoint (lowest validation loss). `init`: start
     from these weights (a .keras checkpoint of the same task), e.g. to continue a run on crops
-    cut by another detector instead of starting from scratch."""
+    cut by another detector instead of starting from scratch; `learning_rate` overrides the
+    task's (a continued run starts lower, where its first run ended)."""
     seed_everything(seed)
     crops = crops_dir / f"{task.name}.npz"
     train_split, val_split = load_split(crops, "train"), load_split(crops, "val")
@@ -164,7 +166,7 @@ def train(
     with strategy.scope():
         model = ARCHITECTURES[task.architecture]((task.size, task.size, 1))
         model.compile(
-            optimizer=keras.optimizers.Adam(task.learning_rate),
+            optimizer=keras.optimizers.Adam(learning_rate or task.learning_rate),
             loss=keras.losses.BinaryCrossentropy(),
             weighted_metrics=[
                 keras.metrics.AUC(name="auc"),
@@ -209,6 +211,7 @@ def train(
                 "parameters": int(model.count_params()),
                 "strategy": strategy_name,
                 "init": None if init is None else str(init),
+                "learning_rate": learning_rate or task.learning_rate,
             },
             indent=2,
         )
@@ -230,6 +233,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--limit", type=int, default=None, help="crops per split (for tests)")
     parser.add_argument("--init", type=Path, default=None, help="start from this .keras checkpoint")
+    parser.add_argument(
+        "--lr", type=float, default=None, help="initial learning rate (default: the task's)"
+    )
     args = parser.parse_args(argv)
     task = TASKS[args.task]
     best = train(
@@ -241,6 +247,7 @@ def main(argv: list[str] | None = None) -> None:
         args.seed,
         args.limit,
         args.init,
+        args.lr,
     )
     print(f"best checkpoint: {best}")
 
