@@ -170,6 +170,23 @@ def test_evaluation_photos_keep_trained_splits_out_and_label_every_source() -> N
     assert seen["mask_web_types"] == {(None, None, 1)}
     assert {labels[1] for labels in seen["faces68"]} == {0, 1, None}
     assert seen["mask_kaggle_faces/mask_weared_incorrect"] == {(None, None, None)}
+    # reviewed by eye: a hand or a camera over the face, or no face, is not a clean face
+    assert seen["mask_kaggle_faces/without_mask"] == {(None, None, 0), (None, None, None)}
+
+
+def test_a_face_under_the_kiosk_detector_floor_is_too_small_not_missed(astronaut, no_face):
+    """The kiosk's detector looks for faces from 40 px; a smaller face is 'move closer'."""
+    import cv2
+
+    from training.evaluate_faces import Runner
+
+    runner = Runner("yunet", MODELS, [])
+    small = cv2.resize(astronaut, (128, 128), interpolation=cv2.INTER_AREA)  # face ~30 px
+    canvas = np.full((240, 320, 3), 127, np.uint8)
+    canvas[56:184, 96:224] = small
+    assert runner.row(canvas)["outcome"] == "face_too_small"
+    assert runner.row(no_face)["outcome"] == "no_face"
+    assert runner.row(astronaut)["outcome"] == "ok"
 
 
 def _write_rows(path, mouth_models: list[str], mouth_labels: list[str] | None = None) -> None:
