@@ -62,8 +62,9 @@ landmarks-export:  ## retrain dlib's shape predictor on $(DETECTOR) boxes; ships
 # A retrained eye or mouth model is judged per face against the shipped one before anything
 # ships: <task>-candidate exports it into a copy of models/ and runs the per-face evaluation on
 # that copy (writes nothing to models/; only photos with that task's label run again);
-# <task>-ship exits unless the candidate wins on the held-out sources, then exports into models/
-# and ships thresholds + fusion (docs/verdicts.md).
+# <task>-ship exits unless the candidate wins on the held-out sources, then adopts the
+# candidate's model file (the bytes the rows were scored with; a new export would differ) and
+# crop report, and ships thresholds + fusion (docs/verdicts.md).
 CANDIDATE := $(WORK)/candidate
 MODEL_eyes := eyes_closed
 MODEL_mouth := mouth_open
@@ -79,10 +80,10 @@ veil-candidate: $(WORK)/runs/veil/best.keras  ## retrained veil in a copy of mod
 	$(PY) -m training.verdicts --detector $(DETECTOR) --faces $(CANDIDATE)/faces_$(DETECTOR).csv --before $(WORK)/verdicts/faces_$(DETECTOR).csv --retrained veil --reports $(CANDIDATE)/verdicts
 eyes-ship mouth-ship: %-ship: $(WORK)/verdicts/faces_$(DETECTOR).csv  ## after <task>-candidate: only if it wins, models/<check>.tflite + manifest + reports
 	$(PY) -m training.verdicts --detector $(DETECTOR) --faces $(CANDIDATE)/faces_$(DETECTOR).csv --before $< --retrained $(MODEL_$*) --reports $(CANDIDATE)/verdicts --require-win
-	$(PY) -m training.evaluate $*
 	cp $< $(WORK)/verdicts/faces_$(DETECTOR)_before_$*.csv
 	cp $(CANDIDATE)/faces_$(DETECTOR).csv $<
-	$(PY) -m training.verdicts --detector $(DETECTOR) --before $(WORK)/verdicts/faces_$(DETECTOR)_before_$*.csv --retrained $(MODEL_$*) --ship
+	$(PY) -m training.verdicts --detector $(DETECTOR) --before $(WORK)/verdicts/faces_$(DETECTOR)_before_$*.csv --retrained $(MODEL_$*) --adopt $(CANDIDATE)/models --ship
+	rm -rf reports/$(MODEL_$*) && cp -r $(CANDIDATE)/reports/$(MODEL_$*) reports/
 
 # Per-face, whole-pipeline evaluation of the three verdicts (docs/verdicts.md): every photo of
 # every source through the kiosk's detector, landmarks, crops and checks, then thresholds that

@@ -7,7 +7,8 @@ command an operator runs. Photos, with the labels reviewed by eye (training/revi
 - eyes: `faces68_ytf` reviewed open and closed (YouTube, never in eye training) and CEW test
   closed (`eyes_closed_faces`, the eye model's test split);
 - mouth: CEW reviewed open and closed mouths (never in mouth training);
-- veil: Kaggle crowd crops with and without a mask and web mask portraits (never in veil
+- veil: Kaggle crowd crops with a mask and those reviewed as uncovered
+  (training/labels/mask_kaggle_faces_without_mask.csv), and web mask portraits (never in veil
   training).
 Each photo gets evaluate_faces' grey border and is scaled x2 with Lanczos, so these small faces
 pass the kiosk's 100 px face gate; one `kiosk check --json` process reads the whole folder.
@@ -31,8 +32,9 @@ import cv2
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from kiosk.runtime.imageio import load_rgb  # noqa: E402
 from training import review, splits  # noqa: E402
-from training.evaluate_faces import padded  # noqa: E402
+from training.collect import padded  # noqa: E402
 from training.paths import data_root  # noqa: E402
 
 CHECKS = {"eyes": "eyes_closed", "mouth": "mouth_open", "veil": "veil"}
@@ -54,10 +56,13 @@ def photos(root: Path, limit: int) -> list[tuple[str, str, int, Path]]:
         out += [
             ("mouth", "eyes_closed_faces", label, root / "eyes_closed_faces" / p) for p in paths
         ]
+    clean = review.states("mask_kaggle_faces_without_mask")
     for dataset in ("mask_kaggle_faces", "mask_web_types"):
         with open(root / dataset / "index.csv", newline="") as handle:
             for row in csv.DictReader(handle):
                 label = {"with_mask": 1, "without_mask": 0}.get(row.get("label", "with_mask"))
+                if label == 0 and clean.get(row["path"]) != "clean":
+                    label = None  # reviewed: covered by a hand or object, or no face
                 if label is not None:
                     out.append(("veil", dataset, label, root / dataset / row["path"]))
     groups: dict[tuple[str, str, int], list] = {}
@@ -76,7 +81,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         names = {}
         for i, (check, source, label, path) in enumerate(chosen):
-            rgb, _ = padded(path)
+            rgb, _ = padded(load_rgb(path))
             big = cv2.resize(rgb, None, fx=2, fy=2, interpolation=cv2.INTER_LANCZOS4)
             name = f"{i:05d}.png"
             cv2.imwrite(str(Path(tmp) / name), cv2.cvtColor(big, cv2.COLOR_RGB2BGR))

@@ -224,3 +224,30 @@ def test_a_threshold_is_shipped_only_to_the_model_that_made_the_scores(tmp_path)
     shutil.copy(MODELS / entry.file, bundle)
     with pytest.raises(SystemExit, match="the rows were scored by model 000000000000"):
         verdicts.ship(bundle, "mouth_open", {}, scored_by="000000000000")
+
+
+def test_a_ship_adopts_the_candidate_bytes_the_rows_were_scored_with(tmp_path) -> None:
+    """An export embeds its own time: shipping must take the candidate's very file and entry."""
+    import json
+    import shutil
+
+    from kiosk.contract.manifest import load_manifest, write_entry
+
+    entry = json.loads((MODELS / "manifest.json").read_text())["models"]["mouth_open"]
+    bundles = {}
+    for name, extra in (("candidate", b"\0"), ("models", b"")):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "manifest.json").write_text(json.dumps({"models": {"mouth_open": entry}}))
+        (folder / entry["file"]).write_bytes((MODELS / entry["file"]).read_bytes() + extra)
+        reserved = ("file", "sha256", "bytes", "exported", "git_revision")
+        fields = {k: v for k, v in entry.items() if k not in reserved}
+        write_entry(folder, "mouth_open", folder / entry["file"], **fields)
+        bundles[name] = folder
+    shutil.copy(bundles["candidate"] / entry["file"], tmp_path / "scored.tflite")
+    verdicts.adopt(bundles["candidate"], bundles["models"], "mouth_open")
+    adopted = load_manifest(bundles["models"]).models["mouth_open"]
+    assert adopted.sha256 == load_manifest(bundles["candidate"]).models["mouth_open"].sha256
+    assert (bundles["models"] / entry["file"]).read_bytes() == (
+        tmp_path / "scored.tflite"
+    ).read_bytes()

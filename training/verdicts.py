@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
+from kiosk.contract.fileio import write_atomically
 from kiosk.contract.manifest import ModelEntry, load_manifest, write_entry
 from kiosk.runtime.models.fusion import CNN_LOGIT, Fusion, logit
 from training.evaluate_faces import FINGERPRINT, faces_file
@@ -547,6 +548,17 @@ def render(results: dict[str, dict], detector: str) -> str:
     return "\n".join(lines)
 
 
+def adopt(candidate: Path, models_dir: Path, model: str) -> None:
+    """Take `model`'s file and manifest entry from a candidate bundle into `models_dir`: the very
+    bytes its per-face rows were scored with (an export embeds its own time, so exporting the
+    same checkpoint again gives another sha256, which `ship` would rightly refuse)."""
+    entry = json.loads((candidate / "manifest.json").read_text())["models"][model]
+    target = models_dir / entry["file"]
+    write_atomically(target, (candidate / entry["file"]).read_bytes())
+    reserved = ("file", "sha256", "bytes", "exported", "git_revision")
+    write_entry(models_dir, model, target, **{k: v for k, v in entry.items() if k not in reserved})
+
+
 def ship(models_dir: Path, model: str, r: dict, scored_by: str) -> None:
     """Write the chosen threshold (and fusion when it won) into the model's manifest entry;
     `scored_by` = the sha256 prefix of the model that made the rows' scores."""
@@ -618,13 +630,44 @@ def main(argv: list[str] | None = None) -> None:
         help="models whose CNN differs between --faces and --before",
     )
     parser.add_argument(
-        "--require-win", action="store_true",
+        "--require-win",
+        action="store_true",
         help="exit 1 unless every --retrained model beats its --before figures",
+    )
+    parser.add_argument(
+        "--adopt", type=Path, default=None,
+        help="with --ship: first take the --retrained models' files and manifest entries from "
+        "this candidate bundle (the bytes the rows were scored with)",
     )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     faces = Faces.read(args.faces or faces_file(args.detector))
-    entries = load_manifest(args.models_dir).models
+    results = evaluate_all(faces, args.models_dir)
+    old: dict[str, dict] = {}
+    if args.before:
+        old_faces = Faces.read(args.before)
+        for model in args.retrained:
+            old[model] = evaluate(old_faces, VERDICTS[model], BEFORE[model])
+            results[model]["retrained_wins"] = retrained_wins(results[model], old[model])
+    if args.require_win and not all(results[m].get("retrained_wins") for m in args.retrained):
+        _write(args, results, old)
+        raise SystemExit(f"{args.retrained}: the retrained model does not beat the shipped one")
+    if args.ship is not None:
+        for model in args.retrained if args.adopt else ():
+            adopt(args.adopt, args.models_dir, model)
+        for model, r in results.items():
+            if not args.ship or model in args.ship:
+                ship(args.models_dir, model, r, r["scored_by"])
+        # the report's *shipped* column: what the kiosk applies now
+        shipped = evaluate_all(faces, args.models_dir)
+        for model, r in results.items():
+            r["shipped"] = shipped[model].get("shipped")
+    _write(args, results, old)
+
+
+def evaluate_all(faces: Faces, models_dir: Path) -> dict[str, dict]:
+    """Every verdict's choices and tables on `faces`, with the bundle's current operating point."""
+    entries = load_manifest(models_dir).models
     results = {}
     for model, v in VERDICTS.items():
         scored_by = faces.models.get(FINGERPRINT[model], "none")
@@ -633,24 +676,19 @@ def main(argv: list[str] | None = None) -> None:
         # for (a candidate's rows against models/ get none)
         shipped = entry if entry and entry.sha256.startswith(scored_by) else None
         results[model] = {**evaluate(faces, v, BEFORE[model], shipped), "scored_by": scored_by}
+    return results
+
+
+def _write(args: argparse.Namespace, results: dict, old: dict[str, dict]) -> None:
     text = render(results, args.detector)
-    if args.before:
-        old_faces = Faces.read(args.before)
+    if old:
         text += "\n## Retrained vs shipped\n\n"
-        for model in args.retrained:
-            old = evaluate(old_faces, VERDICTS[model], BEFORE[model])
-            results[model]["retrained_wins"] = retrained_wins(results[model], old)
-            results[model]["before_retraining"] = old
-            text += render_comparison(model, results[model], old) + "\n"
+        for model, before in old.items():
+            results[model]["before_retraining"] = before
+            text += render_comparison(model, results[model], before) + "\n"
     args.reports.mkdir(parents=True, exist_ok=True)
     (args.reports / f"{args.detector}.json").write_text(json.dumps(results, indent=1))
     (args.reports / f"{args.detector}.md").write_text(text)
-    if args.require_win and not all(results[m].get("retrained_wins") for m in args.retrained):
-        raise SystemExit(f"{args.retrained}: the retrained model does not beat the shipped one")
-    if args.ship is not None:
-        for model, r in results.items():
-            if not args.ship or model in args.ship:
-                ship(args.models_dir, model, r, r["scored_by"])
 
 
 if __name__ == "__main__":
