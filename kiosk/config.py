@@ -392,7 +392,7 @@ class DetectorConfig(MtcnnSettings):
         False,
         description='with fallback = "blazeface": BlazeFace\'s full-range model looks again '
         "where the short-range one found no face either (a few more masked faces; ~1 MB model, "
-        "~10 ms more on a frame without a face)",
+        "~7 ms more on a frame without a face)",
     )
 
     def _check(self) -> None:

@@ -35,9 +35,9 @@ Two more reviews look at whole photos, in sheets of 12 or 24, and are recorded p
   `several` photo is the kiosk's right answer, not a face miss (training/verdicts.py,
   bench/face_miss.py). Photos where the detector found one face were not reviewed, so a second
   person it missed is not known.
-- `mask_kaggle_faces_without_mask.csv`: the Kaggle crowd crops labelled "without mask", all 106
-  in the seeded order of their sorted names (sheets of 24), blind to scores except that the
-  reviewer had seen the 16 the veil model scored highest: `clean` = the face is uncovered,
+- `mask_kaggle_faces_without_mask.csv`: the Kaggle crowd crops labelled "without mask", all
+  106, their sorted names shuffled by random.Random(SEED), in sheets of 24; blind to scores
+  except that the reviewer had seen the 16 the veil model scored highest: `clean` = uncovered,
   `covered` = a hand, a camera or a mask over the lower face, `unclear` = no face to judge.
   Only `clean` faces are the veil check's compliant faces of that source
   (training/evaluate_faces.py).
