@@ -382,17 +382,13 @@ class DetectorConfig(MtcnnSettings):
         le=4096,
         description="YuNet detects on a copy this wide (0: the whole frame); boxes are scaled back",
     )
-    fallback: Literal["none", "blazeface"] = setting(
+    fallback: Literal["none", "blazeface", "blazeface_full"] = setting(
         "none",
         description="a second detector run only on frames where YuNet finds no face: "
         '"blazeface" (MediaPipe short range, boxes mapped to YuNet\'s) finds about half of the '
-        "masked faces YuNet misses (reports/detectors); yunet backend only",
-    )
-    fallback_full_range: bool = setting(
-        False,
-        description='with fallback = "blazeface": BlazeFace\'s full-range model looks again '
-        "where the short-range one found no face either (a few more masked faces; ~1 MB model, "
-        "~7 ms more on a frame without a face)",
+        'masked faces YuNet misses; "blazeface_full" then also runs MediaPipe\'s full-range model '
+        "where the short one finds none either (a few more; ~7 ms more on a frame without a "
+        "face) (reports/detectors); yunet backend only",
     )
 
     def _check(self) -> None:
@@ -400,11 +396,6 @@ class DetectorConfig(MtcnnSettings):
             raise ValueError(
                 f"detector.fallback = {self.fallback!r} maps its boxes to YuNet's: use it with "
                 'backend = "yunet", or set fallback = "none"'
-            )
-        if self.fallback_full_range and self.fallback != "blazeface":
-            raise ValueError(
-                "detector.fallback_full_range follows the short-range BlazeFace: set fallback = "
-                '"blazeface", or fallback_full_range = false'
             )
 
 

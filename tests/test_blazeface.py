@@ -150,7 +150,7 @@ def test_config_builds_yunet_with_the_blazeface_fallback(registry, astronaut, no
 def test_full_range_looks_only_where_the_short_range_found_nothing(
     registry, astronaut, no_face
 ) -> None:
-    config = DetectorConfig(fallback="blazeface", fallback_full_range=True)
+    config = DetectorConfig(fallback="blazeface_full")
     detector = make_detector("yunet", registry, config)
     chain = detector.second
     assert isinstance(chain, FallbackDetector)
@@ -158,8 +158,8 @@ def test_full_range_looks_only_where_the_short_range_found_nothing(
     assert detector.detect(no_face) == []  # both BlazeFace models built and run
     assert chain.second.built.settings.box_map == YUNET_BOX_MAPS[BLAZEFACE_FULL]
     assert chain.first.built.settings.box_map == YUNET_BOX_MAPS[BLAZEFACE_SHORT]
-    with pytest.raises(ConfigError, match='fallback = "blazeface"'):
-        DetectorConfig(fallback_full_range=True)
+    with pytest.raises(ConfigError, match='backend = "yunet"'):
+        DetectorConfig(backend="mtcnn", fallback="blazeface_full")
 
 
 def test_an_altered_fallback_model_fails_at_start(tmp_path) -> None:

@@ -198,7 +198,6 @@ class Runner:
             config.detector,
             min_face_size=DETECT_MIN_FACE_PX,
             fallback="none",
-            fallback_full_range=False,
         )
         self.small_faces = make_detector(detector, registry, small)
         self.eyes, self.mouth, self.veil = EyesClosed(registry), MouthOpen(registry), Veil(registry)

@@ -13,7 +13,7 @@ YuNet found a face are untouched, no verdict chosen on YuNet's rows changes. Its
 to YuNet's geometry (`YUNET_BOX_MAPS`) so the landmark model paired with YuNet starts from the box
 shape it was trained on. Its model is read and hash-checked at start (a bad bundle still fails
 there), its interpreter built at the first frame without a face (`OnFirstUse`): `kiosk check` on
-a photo with a face never pays for it (~5-14 ms, issue 16). `fallback_full_range = true` adds
+a photo with a face never pays for it (~5-14 ms, issue 16). `fallback = "blazeface_full"` adds
 BlazeFace's full-range model after the short one, on frames neither YuNet nor the short model
 finds a face in (a few more masked faces; reports/detectors).
 """
@@ -121,10 +121,11 @@ def _yunet(registry: ModelRegistry, settings: Any, num_threads: int) -> FaceDete
         detect_width=settings.detect_width,
     )
     detector = Yunet(registry, yunet, num_threads=num_threads)
-    if getattr(settings, "fallback", "none") != "blazeface":
+    fallback = getattr(settings, "fallback", "none")
+    if fallback == "none":
         return detector
     second: FaceDetector = blazeface_fallback(registry, settings.min_face_size, num_threads)
-    if getattr(settings, "fallback_full_range", False):
+    if fallback == "blazeface_full":
         full = blazeface_fallback(registry, settings.min_face_size, num_threads, BLAZEFACE_FULL)
         second = FallbackDetector(second, full)
     return FallbackDetector(detector, second)
