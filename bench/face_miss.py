@@ -53,6 +53,7 @@ from kiosk.runtime.vision.detectors import (  # noqa: E402
     FaceDetector,
     FallbackDetector,
     blazeface_fallback,
+    make_detector,
 )
 from kiosk.runtime.vision.landmarks import LandmarkPredictor, find_model  # noqa: E402
 from kiosk.runtime.vision.mtcnn_lite import MtcnnLite, MtcnnSettings  # noqa: E402
@@ -151,8 +152,14 @@ def make_detectors(
                 fallback.second, blazeface_fallback(registry, MIN_FACE, model=BLAZEFACE_FULL)
             ),
         )
-        detectors["YuNet (kiosk) + BlazeFace short, then full (shipped)"] = lambda rgb: _boxes(
+        detectors["YuNet (kiosk) + BlazeFace short, then full"] = lambda rgb: _boxes(
             both.detect(rgb)
+        )
+        shipped = make_detector(
+            "yunet", registry, DetectorConfig(min_face_size=MIN_FACE, fallback="blazeface_all")
+        )
+        detectors["YuNet (kiosk) + BlazeFace short, full, mirrored short (shipped)"] = lambda rgb: (
+            _boxes(shipped.detect(rgb))
         )
         if candidates:
             seconds: dict[str, FaceDetector] = {

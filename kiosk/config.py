@@ -382,13 +382,13 @@ class DetectorConfig(MtcnnSettings):
         le=4096,
         description="YuNet detects on a copy this wide (0: the whole frame); boxes are scaled back",
     )
-    fallback: Literal["none", "blazeface", "blazeface_full"] = setting(
+    fallback: Literal["none", "blazeface", "blazeface_all"] = setting(
         "none",
         description="a second detector run only on frames where YuNet finds no face: "
         '"blazeface" (MediaPipe short range, boxes mapped to YuNet\'s) finds about half of the '
-        'masked faces YuNet misses; "blazeface_full" then also runs MediaPipe\'s full-range model '
-        "where the short one finds none either (a few more; ~7 ms more on a frame without a "
-        "face) (reports/detectors); yunet backend only",
+        'masked faces YuNet misses; "blazeface_all" then also runs MediaPipe\'s full-range model '
+        "and the short one on the mirrored frame where the short one finds none (more masked "
+        "faces; ~9 ms more on a frame without a face; reports/detectors); yunet backend only",
     )
 
     def _check(self) -> None:

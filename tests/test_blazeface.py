@@ -22,6 +22,7 @@ from kiosk.runtime.vision.blazeface import (
 from kiosk.runtime.vision.detectors import (
     YUNET_BOX_MAPS,
     FallbackDetector,
+    Mirrored,
     OnFirstUse,
     Yunet,
     make_detector,
@@ -147,19 +148,30 @@ def test_config_builds_yunet_with_the_blazeface_fallback(registry, astronaut, no
     assert isinstance(make_detector("yunet", registry, DetectorConfig()), Yunet)
 
 
-def test_full_range_looks_only_where_the_short_range_found_nothing(
+def test_all_blazeface_passes_look_only_where_the_one_before_found_nothing(
     registry, astronaut, no_face
 ) -> None:
-    config = DetectorConfig(fallback="blazeface_full")
-    detector = make_detector("yunet", registry, config)
-    chain = detector.second
-    assert isinstance(chain, FallbackDetector)
-    assert len(detector.detect(astronaut)) == 1 and chain.first.built is None  # YuNet's face
-    assert detector.detect(no_face) == []  # both BlazeFace models built and run
-    assert chain.second.built.settings.box_map == YUNET_BOX_MAPS[BLAZEFACE_FULL]
-    assert chain.first.built.settings.box_map == YUNET_BOX_MAPS[BLAZEFACE_SHORT]
+    """YuNet, then BlazeFace short range, full range, short range on the mirrored frame."""
+    detector = make_detector("yunet", registry, DetectorConfig(fallback="blazeface_all"))
+    short, rest = detector.second.first, detector.second.second
+    full, mirrored = rest.first, rest.second
+    assert isinstance(mirrored, Mirrored)
+    assert len(detector.detect(astronaut)) == 1 and short.built is None  # YuNet's face
+    assert detector.detect(no_face) == []  # every pass built and run
+    assert full.built.settings.box_map == YUNET_BOX_MAPS[BLAZEFACE_FULL]
+    assert short.built.settings.box_map == YUNET_BOX_MAPS[BLAZEFACE_SHORT]
+    assert mirrored.detector.built.settings.box_map == YUNET_BOX_MAPS[BLAZEFACE_SHORT]
     with pytest.raises(ConfigError, match='backend = "yunet"'):
-        DetectorConfig(backend="mtcnn", fallback="blazeface_full")
+        DetectorConfig(backend="mtcnn", fallback="blazeface_all")
+
+
+def test_a_mirrored_detection_maps_back_to_the_frame(blazeface, astronaut) -> None:
+    (face,) = blazeface.detect(astronaut)
+    (back,) = Mirrored(blazeface).detect(astronaut)
+    assert iou(face.box, back.box) > 0.8
+    left_eye, right_eye, nose, mouth_left, mouth_right = back.keypoints
+    assert left_eye[0] < nose[0] < right_eye[0] and mouth_left[0] <= mouth_right[0]
+    assert np.abs(back.keypoints[:3] - face.keypoints[:3]).max() < 10
 
 
 def test_an_altered_fallback_model_fails_at_start(tmp_path) -> None:

@@ -13,9 +13,9 @@ YuNet found a face are untouched, no verdict chosen on YuNet's rows changes. Its
 to YuNet's geometry (`YUNET_BOX_MAPS`) so the landmark model paired with YuNet starts from the box
 shape it was trained on. Its model is read and hash-checked at start (a bad bundle still fails
 there), its interpreter built at the first frame without a face (`OnFirstUse`): `kiosk check` on
-a photo with a face never pays for it (~5-14 ms, issue 16). `fallback = "blazeface_full"` adds
-BlazeFace's full-range model after the short one, on frames neither YuNet nor the short model
-finds a face in (a few more masked faces; reports/detectors).
+a photo with a face never pays for it (~5-14 ms, issue 16). `fallback = "blazeface_all"` goes on
+where the short model finds nothing either: BlazeFace's full-range model, then the short model
+on the mirrored frame (more masked faces; reports/detectors).
 """
 
 from __future__ import annotations
@@ -80,6 +80,29 @@ class FallbackDetector:
         return faces
 
 
+MIRROR = [1, 0, 2, 4, 3]  # keypoint order after a left-right flip
+
+
+class Mirrored:
+    """`detector` on the left-right mirrored frame, faces mapped back: a second look at a frame
+    it found nothing in (BlazeFace's anchors and weights are not mirror-symmetric, so the mirror
+    image is another chance for a masked or cut-off face)."""
+
+    def __init__(self, detector: FaceDetector) -> None:
+        self.detector = detector
+
+    def detect(self, rgb: np.ndarray) -> list[Face]:
+        right = rgb.shape[1] - 1
+        faces = []
+        for face in self.detector.detect(np.ascontiguousarray(rgb[:, ::-1])):
+            x0, y0, x1, y1 = face.box
+            points = face.keypoints.copy()
+            points[:, 0] = right - points[:, 0]
+            # eyes and mouth corners back in image order (MTCNN's)
+            faces.append(Face((right - x1, y0, right - x0, y1), face.confidence, points[MIRROR]))
+        return faces
+
+
 class OnFirstUse:
     """A detector built by `build` at its first `detect()`: for one that may never run (the
     fallback), so that its interpreter costs nothing at start."""
@@ -125,9 +148,10 @@ def _yunet(registry: ModelRegistry, settings: Any, num_threads: int) -> FaceDete
     if fallback == "none":
         return detector
     second: FaceDetector = blazeface_fallback(registry, settings.min_face_size, num_threads)
-    if fallback == "blazeface_full":
+    if fallback == "blazeface_all":
         full = blazeface_fallback(registry, settings.min_face_size, num_threads, BLAZEFACE_FULL)
-        second = FallbackDetector(second, full)
+        mirrored = Mirrored(blazeface_fallback(registry, settings.min_face_size, num_threads))
+        second = FallbackDetector(second, FallbackDetector(full, mirrored))
     return FallbackDetector(detector, second)
 
 
