@@ -147,11 +147,11 @@ def _yunet(registry: ModelRegistry, settings: Any, num_threads: int) -> FaceDete
     fallback = getattr(settings, "fallback", "none")
     if fallback == "none":
         return detector
-    second: FaceDetector = blazeface_fallback(registry, settings.min_face_size, num_threads)
-    if fallback == "blazeface_all":
+    short = blazeface_fallback(registry, settings.min_face_size, num_threads)
+    second: FaceDetector = short
+    if fallback == "blazeface_all":  # the mirrored pass shares the short model's interpreter
         full = blazeface_fallback(registry, settings.min_face_size, num_threads, BLAZEFACE_FULL)
-        mirrored = Mirrored(blazeface_fallback(registry, settings.min_face_size, num_threads))
-        second = FallbackDetector(second, FallbackDetector(full, mirrored))
+        second = FallbackDetector(short, FallbackDetector(full, Mirrored(short)))
     return FallbackDetector(detector, second)
 
 
