@@ -85,8 +85,8 @@ MIRROR = [1, 0, 2, 4, 3]  # keypoint order after a left-right flip
 
 class Mirrored:
     """`detector` on the left-right mirrored frame, faces mapped back: a second look at a frame
-    it found nothing in (BlazeFace's anchors and weights are not mirror-symmetric, so the mirror
-    image is another chance for a masked or cut-off face)."""
+    it found nothing in (a CNN's response is not mirror-symmetric, so the mirror image is another
+    chance for a masked or cut-off face)."""
 
     def __init__(self, detector: FaceDetector) -> None:
         self.detector = detector
