@@ -289,9 +289,8 @@ def reported(faces: Faces, v: Verdict) -> np.ndarray:
     return (faces.split != "val") & ~trained
 
 
-def evaluate(faces: Faces, v: Verdict, previous: float, shipped: ModelEntry | None = None) -> dict:
-    """Choices on validation and figures on the reported rows; with `shipped` (the bundle's
-    manifest entry) also every source at the operating point the kiosk applies now."""
+def evaluate(faces: Faces, v: Verdict, previous: float) -> dict:
+    """Choices on validation and figures on the reported rows."""
     val = faces.split == "val"
     test = reported(faces, v)
     methods = ["cnn"] + (["geometry", "fused"] if v.geometry else [])
@@ -312,16 +311,25 @@ def evaluate(faces: Faces, v: Verdict, previous: float, shipped: ModelEntry | No
     if fusion is not None:
         result["fusion"] = fusion.as_dict()
         result["ship_fusion"] = fused_wins(result)
-    if shipped is not None and shipped.threshold is not None:
-        known = {v.feature} if v.geometry else set()
-        used = Fusion.from_entry(shipped.extra, v.model, known)
-        score = scores(faces, v, "fused" if used else "cnn", used)
-        result["shipped"] = {
-            "method": "fused" if used else "cnn",
-            "threshold": shipped.threshold,
-            "sources": source_rows(faces, v, score, test, {"shipped": shipped.threshold}),
-        }
     return result
+
+
+def operating_point(
+    faces: Faces, v: Verdict, entry: ModelEntry | None, scored_by: str
+) -> dict | None:
+    """Every reported source at the threshold (and fusion) the bundle's `entry` applies; None
+    unless `entry` is the model that made the rows' scores (a candidate's rows against models/
+    would mix two models)."""
+    if entry is None or entry.threshold is None or not entry.sha256.startswith(scored_by):
+        return None
+    known = {v.feature} if v.geometry else set()
+    used = Fusion.from_entry(entry.extra, v.model, known)
+    score = scores(faces, v, "fused" if used else "cnn", used)
+    return {
+        "method": "fused" if used else "cnn",
+        "threshold": entry.threshold,
+        "sources": source_rows(faces, v, score, reported(faces, v), {"shipped": entry.threshold}),
+    }
 
 
 def loso(faces: Faces, v: Verdict, method: str) -> list[dict]:
@@ -659,9 +667,11 @@ def main(argv: list[str] | None = None) -> None:
             if not args.ship or model in args.ship:
                 ship(args.models_dir, model, r, r["scored_by"])
         # the report's *shipped* column: what the kiosk applies now
-        shipped = evaluate_all(faces, args.models_dir)
+        entries = load_manifest(args.models_dir).models
         for model, r in results.items():
-            r["shipped"] = shipped[model].get("shipped")
+            r["shipped"] = operating_point(
+                faces, VERDICTS[model], entries.get(model), r["scored_by"]
+            )
     _write(args, results, old)
 
 
@@ -671,11 +681,11 @@ def evaluate_all(faces: Faces, models_dir: Path) -> dict[str, dict]:
     results = {}
     for model, v in VERDICTS.items():
         scored_by = faces.models.get(FINGERPRINT[model], "none")
-        entry = entries.get(model)
-        # the *shipped* column applies the bundle's threshold only to the model it was chosen
-        # for (a candidate's rows against models/ get none)
-        shipped = entry if entry and entry.sha256.startswith(scored_by) else None
-        results[model] = {**evaluate(faces, v, BEFORE[model], shipped), "scored_by": scored_by}
+        results[model] = {
+            **evaluate(faces, v, BEFORE[model]),
+            "shipped": operating_point(faces, v, entries.get(model), scored_by),
+            "scored_by": scored_by,
+        }
     return results
 
 
