@@ -56,13 +56,14 @@ def photos(root: Path, limit: int) -> list[tuple[str, str, int, Path]]:
         out += [
             ("mouth", "eyes_closed_faces", label, root / "eyes_closed_faces" / p) for p in paths
         ]
-    clean = review.states("mask_kaggle_faces_without_mask")
     for dataset in ("mask_kaggle_faces", "mask_web_types"):
         with open(root / dataset / "index.csv", newline="") as handle:
             for row in csv.DictReader(handle):
-                label = {"with_mask": 1, "without_mask": 0}.get(row.get("label", "with_mask"))
-                if label == 0 and clean.get(row["path"]) != "clean":
-                    label = None  # reviewed: covered by a hand or object, or no face
+                label = (
+                    1
+                    if dataset == "mask_web_types"  # every web portrait is masked
+                    else review.kaggle_veil(row["path"], row["label"])
+                )
                 if label is not None:
                     out.append(("veil", dataset, label, root / dataset / row["path"]))
     groups: dict[tuple[str, str, int], list] = {}

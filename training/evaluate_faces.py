@@ -150,12 +150,9 @@ def photos(root: Path) -> Iterator[tuple[Photo, str, str]]:
         mouth = cew_mouths.get(path.relative_to(root / "eyes_closed_faces").as_posix())
         photo = Photo("eyes_closed_faces", path, "eyes_closed_faces", 1, mouth, 0)
         yield photo, *where("eyes_closed_faces", path)
-    kaggle_clean = review.states("mask_kaggle_faces_without_mask")
     for row in _csv(root / "mask_kaggle_faces" / "index.csv"):
         path = root / "mask_kaggle_faces" / row["path"]
-        veil = {"with_mask": 1, "without_mask": 0}.get(row["label"])
-        if veil == 0 and kaggle_clean.get(row["path"]) != "clean":
-            veil = None  # reviewed: a hand or object over the face, or no face to judge
+        veil = review.kaggle_veil(row["path"], row["label"])
         source = f"mask_kaggle_faces/{row['label']}"
         yield (
             Photo("mask_kaggle_faces", path, source, None, None, veil),

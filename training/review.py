@@ -50,6 +50,7 @@ import csv
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import cv2
@@ -63,10 +64,21 @@ LABELS = Path(__file__).parent / "labels"
 SEED = 12
 
 
+@cache
 def states(name: str) -> dict[str, str]:
     """path -> state of the whole-photo review `training/labels/<name>.csv`."""
     with open(LABELS / f"{name}.csv", newline="") as handle:
         return {row["path"]: row["state"] for row in csv.DictReader(handle)}
+
+
+def kaggle_veil(path: str, label: str) -> int | None:
+    """The veil label of a `mask_kaggle_faces` crop (`path`, `label` as its index names them):
+    1 with a mask, 0 only where the review found the face uncovered, else None."""
+    if label == "with_mask":
+        return 1
+    if label == "without_mask" and states("mask_kaggle_faces_without_mask").get(path) == "clean":
+        return 0
+    return None
 
 
 def several_people() -> set[str]:
