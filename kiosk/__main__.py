@@ -1,7 +1,5 @@
 """`python -m kiosk` is the same as the `kiosk` console script."""
 
-import sys
+from kiosk.cli import entry
 
-from kiosk.cli import main
-
-sys.exit(main())
+entry()

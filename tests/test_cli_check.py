@@ -169,3 +169,44 @@ def test_check_imports_only_what_it_uses(tmp_path, portrait):
     assert subprocess.run(
         [sys.executable, "-m", "kiosk", "--version"], cwd=REPO, capture_output=True, text=True
     ).stdout.startswith("idkiosk")
+
+
+def test_program_answers_through_its_fast_exit(tmp_path, portrait):
+    """`python -m kiosk` (as the console script) leaves without the interpreter's teardown
+    (kiosk.cli.entry): the records, the summary and the exit code still come through."""
+    path = save_rgb(tmp_path / "a.png", portrait)
+    env = {k: v for k, v in os.environ.items() if k != CONFIG_ENV}
+    result = subprocess.run(
+        [sys.executable, "-m", "kiosk", "check", "--json", str(path)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1, result.stderr  # the astronaut's open mouth
+    *records, last = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["decision"] for r in records] == ["reject"]
+    assert last == {"summary": {"frames": 1, "accept": 0, "reject": 1, "error": 0}}
+
+
+EXIT_PROBE = """
+import atexit, sys, threading, time
+import kiosk.cli as cli
+cli.main = lambda: print("answer", end="") or 3
+atexit.register(lambda: print(" handler", end=""))
+if sys.argv[1] == "thread":
+    threading.Thread(target=lambda: (time.sleep(0.2), print(" thread", end=""))).start()
+cli.entry()
+"""
+
+
+@pytest.mark.parametrize(
+    ("case", "out"), [("alone", "answer handler"), ("thread", "answer thread handler")]
+)
+def test_exit_flushes_runs_handlers_and_waits_for_threads(case, out):
+    """The fast exit runs the exit handlers and flushes the (piped, so buffered) output; with
+    another thread alive the exit is the usual one, which waits for it."""
+    result = subprocess.run(
+        [sys.executable, "-c", EXIT_PROBE, case], cwd=REPO, capture_output=True, text=True
+    )
+    assert (result.returncode, result.stdout) == (3, out), result.stderr

@@ -7,15 +7,18 @@ the pipeline could not start). Bad input never ends in a traceback.
 from __future__ import annotations
 
 import argparse
+import atexit
 import dataclasses
 import importlib
 import json
 import logging
+import os
 import re
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from kiosk import __version__
 from kiosk.contract.errors import KioskError
@@ -241,3 +244,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def entry() -> NoReturn:
+    """The `kiosk` program (console script and `python -m kiosk`): `main()`, then exit.
+
+    After a one-shot command has answered, the interpreter's own teardown (finalising every
+    module, freeing the landmark model and the interpreters, a last garbage collection) costs
+    ~40 ms of `kiosk check`'s 0.5 s (issue 16; docs/performance.md) for memory the OS takes
+    back anyway. So, with the main thread alone, the exit handlers run (logging's flush,
+    temporary folders' clean-up), the streams are flushed and the process leaves without that
+    teardown. With another thread alive, or a stream that cannot be flushed (a closed pipe),
+    the exit is the usual one, which waits for the thread and reports the stream as before."""
+    code = main()
+    if threading.active_count() == 1:
+        atexit._run_exitfuncs()
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except OSError:
+            sys.exit(code)
+        os._exit(code)
+    sys.exit(code)
