@@ -50,8 +50,8 @@ from kiosk.runtime.vision.blazeface import (  # noqa: E402
 )
 from kiosk.runtime.vision.detectors import (  # noqa: E402
     YUNET_BOX_MAPS,
+    Cascade,
     FaceDetector,
-    FallbackDetector,
     blazeface_fallback,
     make_detector,
 )
@@ -138,19 +138,14 @@ def make_detectors(
         detectors["BlazeFace full range"] = lambda rgb: _boxes(full.detect(rgb))
         kiosk_yunet = YunetSettings(min_face_size=MIN_FACE, score_threshold=KIOSK_YUNET_SCORE)
         first = Yunet(registry, kiosk_yunet)
-        fallback = FallbackDetector(
-            first,
-            blazeface_fallback(registry, MIN_FACE),
-        )
+        short_fallback = blazeface_fallback(registry, MIN_FACE)
+        fallback = Cascade(first, short_fallback)
         detectors[f"YuNet (kiosk, score >= {KIOSK_YUNET_SCORE})"] = lambda rgb: _boxes(
             first.detect(rgb)
         )
         detectors["YuNet (kiosk) + BlazeFace fallback"] = lambda rgb: _boxes(fallback.detect(rgb))
-        both = FallbackDetector(
-            first,
-            FallbackDetector(
-                fallback.second, blazeface_fallback(registry, MIN_FACE, model=BLAZEFACE_FULL)
-            ),
+        both = Cascade(
+            first, short_fallback, blazeface_fallback(registry, MIN_FACE, model=BLAZEFACE_FULL)
         )
         detectors["YuNet (kiosk) + BlazeFace short, then full"] = lambda rgb: _boxes(
             both.detect(rgb)
@@ -173,7 +168,7 @@ def make_detectors(
             }
             seconds["BlazeFace full range"] = full
             for label, second in seconds.items():
-                chained = FallbackDetector(first, second)
+                chained = Cascade(first, second)
                 detectors[f"YuNet (kiosk) + fallback: {label}"] = lambda rgb, d=chained: _boxes(
                     d.detect(rgb)
                 )

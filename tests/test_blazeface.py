@@ -21,7 +21,7 @@ from kiosk.runtime.vision.blazeface import (
 )
 from kiosk.runtime.vision.detectors import (
     YUNET_BOX_MAPS,
-    FallbackDetector,
+    Cascade,
     Mirrored,
     OnFirstUse,
     Yunet,
@@ -130,21 +130,27 @@ class _Stub:
 def test_the_fallback_runs_only_when_the_first_detector_finds_nothing(astronaut) -> None:
     one = [Face((0, 0, 50, 50), 0.9, np.zeros((5, 2), np.float32))]
     other = [Face((5, 5, 60, 60), 0.6, np.zeros((5, 2), np.float32))]
-    first, second = _Stub(one), _Stub(other)
-    assert FallbackDetector(first, second).detect(astronaut) == one and second.calls == 0
+    first, second, third = _Stub(one), _Stub(other), _Stub(one)
+    assert Cascade(first, second, third).detect(astronaut) == one and second.calls == 0
     first.faces = []
-    assert FallbackDetector(first, second).detect(astronaut) == other and second.calls == 1
+    assert Cascade(first, second, third).detect(astronaut) == other and second.calls == 1
+    second.faces = []
+    assert Cascade(first, second, third).detect(astronaut) == one and third.calls == 1
+    third.faces = []
+    assert Cascade(first, second, third).detect(astronaut) == [] and third.calls == 2
 
 
 def test_config_builds_yunet_with_the_blazeface_fallback(registry, astronaut, no_face) -> None:
     detector = make_detector("yunet", registry, DetectorConfig(fallback="blazeface"))
-    assert isinstance(detector, FallbackDetector) and isinstance(detector.second, OnFirstUse)
-    assert len(detector.detect(astronaut)) == 1 and detector.second.built is None  # YuNet's face
+    assert isinstance(detector, Cascade)
+    yunet, short = detector.detectors
+    assert isinstance(yunet, Yunet) and isinstance(short, OnFirstUse)
+    assert len(detector.detect(astronaut)) == 1 and short.built is None  # YuNet's face
     assert detector.detect(no_face) == []  # none: the fallback is built and runs
-    assert isinstance(detector.second.built, BlazeFace)
-    assert detector.second.built.settings.box_map == YUNET_BOX_MAPS[BLAZEFACE_SHORT]
-    built = detector.second.built
-    assert detector.detect(no_face) == [] and detector.second.built is built  # built once
+    assert isinstance(short.built, BlazeFace)
+    assert short.built.settings.box_map == YUNET_BOX_MAPS[BLAZEFACE_SHORT]
+    built = short.built
+    assert detector.detect(no_face) == [] and short.built is built  # built once
     assert isinstance(make_detector("yunet", registry, DetectorConfig()), Yunet)
 
 
@@ -153,14 +159,13 @@ def test_all_blazeface_passes_look_only_where_the_one_before_found_nothing(
 ) -> None:
     """YuNet, then BlazeFace short range, full range, short range on the mirrored frame."""
     detector = make_detector("yunet", registry, DetectorConfig(fallback="blazeface_all"))
-    short, rest = detector.second.first, detector.second.second
-    full, mirrored = rest.first, rest.second
+    _, short, full, mirrored = detector.detectors
     assert isinstance(mirrored, Mirrored)
     assert len(detector.detect(astronaut)) == 1 and short.built is None  # YuNet's face
     assert detector.detect(no_face) == []  # every pass built and run
     assert full.built.settings.box_map == YUNET_BOX_MAPS[BLAZEFACE_FULL]
     assert short.built.settings.box_map == YUNET_BOX_MAPS[BLAZEFACE_SHORT]
-    assert mirrored.detector is short  # one interpreter for both short-range passes
+    assert mirrored.blazeface is short  # one interpreter for both short-range passes
     with pytest.raises(ConfigError, match='backend = "yunet"'):
         DetectorConfig(backend="mtcnn", fallback="blazeface_all")
 
@@ -172,6 +177,17 @@ def test_a_mirrored_detection_maps_back_to_the_frame(blazeface, astronaut) -> No
     left_eye, right_eye, nose, mouth_left, mouth_right = back.keypoints
     assert left_eye[0] < nose[0] < right_eye[0] and mouth_left[0] <= mouth_right[0]
     assert np.abs(back.keypoints[:3] - face.keypoints[:3]).max() < 10
+
+
+def test_the_mirrored_pass_moves_its_boxes_the_way_the_map_says(astronaut) -> None:
+    """The box map's horizontal shift is applied in the frame's own orientation: a box mapped
+    in the mirror and flipped back would move the other way (2 dx of its width off)."""
+    right = BlazeFaceSettings(min_face_size=20, box_map=(0.2, 0.0, 1.0, 1.0))
+    blazeface = BlazeFace(MODEL.read_bytes(), right)
+    (face,) = blazeface.detect(astronaut)
+    (back,) = blazeface.detect(astronaut, mirrored=True)
+    width = face.box[2] - face.box[0]
+    assert abs((face.box[0] + face.box[2]) - (back.box[0] + back.box[2])) / 2 < 0.05 * width
 
 
 def test_an_altered_fallback_model_fails_at_start(tmp_path) -> None:
@@ -201,7 +217,7 @@ def test_fallback_needs_yunet_and_its_model(registry, tmp_path) -> None:
     with pytest.raises(ConfigError, match='backend = "yunet"'):
         DetectorConfig(backend="mtcnn", fallback="blazeface")
     overridden = make_detector("mtcnn", registry, DetectorConfig(fallback="blazeface"))
-    assert not isinstance(overridden, FallbackDetector)  # MTCNN asked for explicitly: alone
+    assert not isinstance(overridden, Cascade)  # MTCNN asked for explicitly: alone
     if BLAZEFACE_SHORT not in registry.entries:
         with pytest.raises(ModelError, match=BLAZEFACE_SHORT):
             make_detector("yunet", registry, DetectorConfig(fallback="blazeface"))

@@ -14,7 +14,7 @@ from kiosk.contract.errors import ConfigError, ModelError
 from kiosk.contract.reasons import SEVERAL_FACES
 from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.vision.analysis import FaceAnalyzer
-from kiosk.runtime.vision.detectors import DETECTORS, FallbackDetector, make_detector
+from kiosk.runtime.vision.detectors import DETECTORS, Cascade, make_detector
 from kiosk.runtime.vision.types import Face, Landmarks
 from kiosk.runtime.vision.yunet import Yunet, YunetSettings
 from tests.conftest import REPO
@@ -155,7 +155,7 @@ def test_the_pipeline_builds_the_configured_backend(registry) -> None:
     config = load_config()
     pipeline = CompliancePipeline(config, registry)
     detector = pipeline.analyzer.detector  # the shipped config: YuNet, BlazeFace when it sees none
-    assert isinstance(detector, FallbackDetector) and isinstance(detector.first, Yunet)
+    assert isinstance(detector, Cascade) and isinstance(detector.detectors[0], Yunet)
     assert pipeline.analyzer.landmarks.model_path.name == "shape_predictor_yunet.dat"
     mtcnn = dataclasses.replace(
         config, detector=dataclasses.replace(config.detector, backend="mtcnn", fallback="none")

@@ -140,10 +140,15 @@ class BlazeFace:
                 f"model has {count} anchors, the {self.size} px layout has {len(self._anchors)}"
             )
 
-    def detect(self, rgb: np.ndarray) -> list[Face]:
-        """Faces in an RGB uint8 image (H, W, 3)."""
+    def detect(self, rgb: np.ndarray, mirrored: bool = False) -> list[Face]:
+        """Faces in an RGB uint8 image (H, W, 3). `mirrored`: the network looks at the frame
+        flipped left-right (a CNN's response is not mirror-symmetric: another chance for a
+        masked or cut-off face); its boxes and keypoints are flipped back before `box_map`
+        moves them, so the map's horizontal shift goes the way it was fitted."""
         if rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"expected an RGB image of shape (H, W, 3), got {rgb.shape}")
+        if mirrored:
+            rgb = np.ascontiguousarray(rgb[:, ::-1])
         height, width = rgb.shape[:2]
         scale = max(height, width) / self.size  # frame px per input px
         inner = (max(round(width / scale), 1), max(round(height / scale), 1))
@@ -176,6 +181,9 @@ class BlazeFace:
         for row in weighted_nms(rows[valid], scores[valid], self.settings.nms_threshold):
             coords = row[:16].reshape(8, 2)
             coords = (coords - (left, top)) * scale  # back to frame px
+            if mirrored:  # back to the frame's own orientation
+                coords[:, 0] = width - 1 - coords[:, 0]
+                coords[[0, 1], 0] = coords[[1, 0], 0]  # the box's left edge is x0 again
             x0, y0, x1, y1 = coords[:2].ravel()
             if self.settings.box_map is not None:
                 x0, y0, x1, y1 = mapped((x0, y0, x1, y1), self.settings.box_map)

@@ -62,59 +62,47 @@ def _mtcnn(registry: ModelRegistry, settings: Any, num_threads: int) -> FaceDete
     return MtcnnLite(registry, settings, num_threads=num_threads)
 
 
-class FallbackDetector:
-    """`first`'s faces; `second`'s only when `first` finds none, so a frame `first` handles is
-    never changed and the fallback costs time only on frames without a face."""
+class Cascade:
+    """The first detector's faces; each next one looks only where every one before it found
+    none, so a frame an earlier detector handles is never changed and the later ones cost time
+    only on frames without a face."""
 
-    def __init__(self, first: FaceDetector, second: FaceDetector) -> None:
-        self.first = first
-        self.second = second
+    def __init__(self, *detectors: FaceDetector) -> None:
+        self.detectors = detectors
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
-        faces = self.first.detect(rgb)
-        if faces:
-            return faces
-        faces = self.second.detect(rgb)
-        if faces:
-            log.debug("fallback detector found %d face(s)", len(faces))
-        return faces
-
-
-MIRROR = [1, 0, 2, 4, 3]  # keypoint order after a left-right flip
+        for index, detector in enumerate(self.detectors):
+            faces = detector.detect(rgb)
+            if faces:
+                if index:
+                    log.debug("fallback detector %d found %d face(s)", index, len(faces))
+                return faces
+        return []
 
 
 class Mirrored:
-    """`detector` on the left-right mirrored frame, faces mapped back: a second look at a frame
-    it found nothing in (a CNN's response is not mirror-symmetric, so the mirror image is another
-    chance for a masked or cut-off face)."""
+    """`blazeface` looking at the left-right mirrored frame (BlazeFace.detect's `mirrored`), as
+    a pass of its own that shares the model's interpreter."""
 
-    def __init__(self, detector: FaceDetector) -> None:
-        self.detector = detector
+    def __init__(self, blazeface: BlazeFace | OnFirstUse) -> None:
+        self.blazeface = blazeface
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
-        right = rgb.shape[1] - 1
-        faces = []
-        for face in self.detector.detect(np.ascontiguousarray(rgb[:, ::-1])):
-            x0, y0, x1, y1 = face.box
-            points = face.keypoints.copy()
-            points[:, 0] = right - points[:, 0]
-            # eyes and mouth corners back in image order (MTCNN's)
-            faces.append(Face((right - x1, y0, right - x0, y1), face.confidence, points[MIRROR]))
-        return faces
+        return self.blazeface.detect(rgb, mirrored=True)
 
 
 class OnFirstUse:
-    """A detector built by `build` at its first `detect()`: for one that may never run (the
-    fallback), so that its interpreter costs nothing at start."""
+    """BlazeFace built by `build` at its first `detect()`: the fallback may never run, so its
+    interpreter costs nothing at start."""
 
-    def __init__(self, build: Callable[[], FaceDetector]) -> None:
+    def __init__(self, build: Callable[[], BlazeFace]) -> None:
         self._build = build
-        self.built: FaceDetector | None = None
+        self.built: BlazeFace | None = None
 
-    def detect(self, rgb: np.ndarray) -> list[Face]:
+    def detect(self, rgb: np.ndarray, mirrored: bool = False) -> list[Face]:
         if self.built is None:
             self.built = self._build()
-        return self.built.detect(rgb)
+        return self.built.detect(rgb, mirrored)
 
 
 def blazeface_fallback(
@@ -148,11 +136,10 @@ def _yunet(registry: ModelRegistry, settings: Any, num_threads: int) -> FaceDete
     if fallback == "none":
         return detector
     short = blazeface_fallback(registry, settings.min_face_size, num_threads)
-    second: FaceDetector = short
-    if fallback == "blazeface_all":  # the mirrored pass shares the short model's interpreter
-        full = blazeface_fallback(registry, settings.min_face_size, num_threads, BLAZEFACE_FULL)
-        second = FallbackDetector(short, FallbackDetector(full, Mirrored(short)))
-    return FallbackDetector(detector, second)
+    if fallback == "blazeface":
+        return Cascade(detector, short)
+    full = blazeface_fallback(registry, settings.min_face_size, num_threads, BLAZEFACE_FULL)
+    return Cascade(detector, short, full, Mirrored(short))  # "blazeface_all"
 
 
 DETECTORS: dict[str, Callable[[ModelRegistry, Any, int], FaceDetector]] = {
