@@ -87,6 +87,7 @@ def _faces(
         table.append(
             {
                 "path": paths[index] if paths else "",
+                "group": f"g{index}",
                 "dataset": source.split("/")[0],
                 "split": split,
                 "source": source,
@@ -119,6 +120,25 @@ def test_threshold_holds_for_the_worst_source_not_the_pooled_faces(monkeypatch) 
     labels = faces.eyes.astype(int)
     _, pooled = verdicts.eer_point(labels, score)
     assert pooled.threshold < 0.6  # the pooled EER point lets the hard source down
+
+
+def test_an_eer_interval_resamples_whole_groups() -> None:
+    """Faces of one person move together: resampling people, not faces, widens the interval
+    when a person's faces are alike; the interval holds the EER and reads the same every run."""
+    rng = np.random.default_rng(3)
+    labels = np.repeat([1, 0], 200)
+    person = np.repeat(rng.normal(0, 1.5, 20), 20)  # 20 people of 20 faces, 10 of each class
+    values = np.where(labels == 1, 1.0, -1.0) + person + rng.normal(0, 0.5, 400)
+    by_person = np.repeat(np.arange(20), 20).astype(str)
+    by_face = np.arange(400).astype(str)
+    value, _ = verdicts.eer_point(labels, values)
+    low, high = verdicts.eer_interval(labels, values, by_person)
+    assert low < value < high
+    assert verdicts.eer_interval(labels, values, by_person) == [low, high]
+    face_low, face_high = verdicts.eer_interval(labels, values, by_face)
+    assert high - low > 1.5 * (face_high - face_low)
+    separated = np.where(labels == 1, 1.0, 0.0)
+    assert verdicts.eer_interval(labels, separated, by_face) == [0.0, 0.0]
 
 
 def test_a_face_the_detector_misses_is_an_end_to_end_error() -> None:
@@ -191,10 +211,10 @@ def test_a_face_under_the_kiosk_detector_floor_is_too_small_not_missed(astronaut
 
 def _write_rows(path, mouth_models: list[str], mouth_labels: list[str] | None = None) -> None:
     scores = ("eyes", "mouth", "veil", "eyes_cnn", "ear_min", "mouth_cnn", "mouth_opening")
-    columns = ("dataset", "split", "source", "outcome", *scores, "veil_cnn")
+    columns = ("dataset", "split", "source", "outcome", "group", *scores, "veil_cnn")
     lines = [",".join((*columns, *verdicts.FINGERPRINT.values(), "face_models"))]
     for model, label in zip(mouth_models, mouth_labels or ["1"] * len(mouth_models), strict=True):
-        lines.append(f"mouth,test,mouth,ok,,{label},,,,0.9,0.1,,e1,{model},v1,f1")
+        lines.append(f"mouth,test,mouth,ok,g,,{label},,,,0.9,0.1,,e1,{model},v1,f1")
     path.write_text("\n".join(lines) + "\n")
 
 
