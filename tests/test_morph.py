@@ -1,6 +1,7 @@
 """The morph check: features, bad input, the tree evaluator and the CNN fusion (the shared
-`Fusion`, scoring as the morph-only formula before it did), the shipped models on held-out
-faces, the JSON key."""
+`Fusion`, scoring as the morph-only formula before it did), the CNN's test-time views (the
+contract's, the manifest entry's and the kiosk's agree), the shipped models on held-out faces,
+the JSON key."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from kiosk.cli import main
 from kiosk.config import Config
 from kiosk.contract.errors import InputError, ModelError
+from kiosk.contract.models import spec
 from kiosk.runtime.forensics.capture import Artifacts, Capture
 from kiosk.runtime.forensics.morph import (
     CNN_MODEL_NAME,
@@ -23,10 +25,12 @@ from kiosk.runtime.forensics.morph import (
     N_FEATURES,
     TREES_LOGIT,
     MorphCheck,
+    cnn_tta,
     face_crop,
     features,
     make_morph_check,
     morph_fusion,
+    tta_views,
 )
 from kiosk.runtime.forensics.splice import Trees
 from kiosk.runtime.models.fusion import CNN_LOGIT
@@ -173,6 +177,56 @@ def test_training_fits_the_fusion_the_kiosk_reads() -> None:
     )
 
 
+def test_tta_views_mirror_and_shift_without_resampling() -> None:
+    crop = np.random.default_rng(0).integers(0, 256, (CROP, CROP, 3), dtype=np.uint8)
+    for mirror, shift, count in ((False, 0, 1), (True, 0, 2), (False, 2, 5), (True, 2, 10)):
+        views = tta_views(crop, mirror, shift)
+        assert len(views) == count
+        assert all(v.shape == crop.shape and v.dtype == np.uint8 for v in views)
+        np.testing.assert_array_equal(views[0], crop)  # the crop itself comes first
+    views = tta_views(crop, True, 2)
+    np.testing.assert_array_equal(views[5], crop[:, ::-1])  # the mirror, unshifted
+    up, down, left, right = views[1:5]  # shifted by -2 / +2 px in y, then in x
+    np.testing.assert_array_equal(down[:-2], crop[2:])
+    np.testing.assert_array_equal(up[2:], crop[:-2])
+    np.testing.assert_array_equal(right[:, :-2], crop[:, 2:])
+    np.testing.assert_array_equal(left[:, 2:], crop[:, :-2])
+    # reflected border (numpy "reflect" = TF's REFLECT, the CNN's training shifts): no edge copy
+    np.testing.assert_array_equal(right[:, -2:], crop[:, [-2, -3]])
+    np.testing.assert_array_equal(left[:, :2], crop[:, [2, 1]])
+
+
+def test_the_entry_names_the_views_and_an_older_entry_means_the_crop_alone() -> None:
+    assert cnn_tta({}) == (False, 0)  # a bundle from before test-time augmentation
+    assert cnn_tta({"tta_mirror": 1, "tta_shift_px": 2}) == (True, 2)
+    for bad in (
+        {"tta_mirror": True},
+        {"tta_mirror": 2},
+        {"tta_mirror": "1"},
+        {"tta_shift_px": 5},
+        {"tta_shift_px": -1},
+        {"tta_shift_px": 2.0},
+    ):
+        with pytest.raises(ModelError, match=r"tta_.*re-run make morph"):
+            cnn_tta(bad)
+
+
+def test_contract_entry_and_kiosk_agree_on_the_cnn_views(check: MorphCheck) -> None:
+    """The morph_cnn spec's views are the shipped entry's (its fusion was fitted on them) and the
+    check's, whose CNN logit is the mean of its views' logits."""
+    if check.cnn is None:
+        pytest.skip(f"{CNN_MODEL_NAME} is not in models/manifest.json")
+    cnn_spec = spec(CNN_MODEL_NAME)
+    wanted = (bool(cnn_spec.parameter("tta_mirror")), int(cnn_spec.parameter("tta_shift_px")))
+    assert cnn_tta(ModelRegistry(MODELS).entry(CNN_MODEL_NAME).extra) == wanted
+    assert (check.cnn.mirror, check.cnn.shift_px) == wanted
+    crop = np.random.default_rng(1).integers(0, 256, (CROP, CROP, 3), dtype=np.uint8)
+    views = tta_views(crop, *wanted)
+    assert check.cnn.views == len(views)
+    expected = np.mean([check.cnn.view_logit(v) for v in views])
+    assert check.cnn.logit(crop) == pytest.approx(expected, rel=1e-12)
+
+
 def test_the_cnn_sees_the_crop_and_the_fusion_uses_it(
     check: MorphCheck, astronaut: np.ndarray
 ) -> None:
@@ -275,3 +329,7 @@ def test_forensics_json_has_the_morph_key(tmp_path: Path, capsys, portrait: np.n
     assert 0.0 <= morph["trees_score"] <= 1.0
     if CNN_MODEL_NAME in ModelRegistry(MODELS).entries:
         assert 0.0 <= morph["cnn_score"] <= 1.0 and morph["model"] == "trees+cnn"
+        entry = ModelRegistry(MODELS).entry(CNN_MODEL_NAME)
+        assert morph["cnn_views"] == len(
+            tta_views(np.zeros((CROP, CROP, 3)), *cnn_tta(entry.extra))
+        )

@@ -194,6 +194,11 @@ OTHER: dict[str, ModelSpec] = {
             output="logit; fused with the morph trees' logit by the entry's `fusion` "
             "weights into P(morph) (kiosk/runtime/forensics/morph.py)",
             threshold_source="10 % BPCER of the fused score on validation bona fide faces",
+            # Test-time augmentation: the CNN's logit is the mean over the crop and, with
+            # tta_mirror 1, its mirror, each also shifted by +-tta_shift_px px in x and in y
+            # (reflected border); 10 views here. The fusion is fitted on that mean, so the export
+            # records both in the entry and the kiosk applies the entry's (absent: the crop alone).
+            preprocessing=(("tta_mirror", 1), ("tta_shift_px", 2)),
         ),
         ModelSpec("sr_x4", "forensic", "x4 super-resolution generator", (1, 128, 128, 1)),
         ModelSpec("shape_predictor_mtcnn", "landmarks", "dlib 68-point shape predictor", ()),

@@ -19,7 +19,10 @@ by person). Validation AUC picks what ships; the fusion's final weights are fitt
 validation, and the shipped score's threshold is again validation BPCER 10 %. Test is scored
 once, after the choice. A winning CNN or fusion gets the `morph_cnn` manifest entry (its
 threshold and `fusion` = {"features": ["cnn_logit", "trees_logit"], "weights": [...], "bias": b};
-CNN alone = weights 1, 0 and bias 0); the trees' own entry keeps theirs.
+CNN alone = weights 1, 0 and bias 0); the trees' own entry keeps theirs. The CNN's logit is the
+mean over the test-time views the morph_cnn spec names (kiosk/contract/models.py `tta_mirror`,
+`tta_shift_px`: the crop and its mirror at shifts 0 and +-2 px), here as in the kiosk, and the
+entry records them (the fusion's weights are fitted on that mean).
 
 The release already in models/ is scored on the same crops (as the kiosk builds its check) before
 anything is written: the candidate replaces it only with a higher validation AUC (the fusion's
@@ -55,6 +58,7 @@ from kiosk.runtime.forensics.morph import (
     N_FEATURES,
     TREES_LOGIT,
     CnnScorer,
+    cnn_tta,
     face_crop,
     features,
     morph_fusion,
@@ -72,6 +76,11 @@ SHIP_BPCER = 0.10  # the operating point of the issue's target (APCER <= 10 % at
 # (trees, depth) tried; validation AUC picks one
 CANDIDATES = ((300, 3), (300, 5))
 MORPH_SOURCE = Path(features.__code__.co_filename)
+# the candidate CNN's test-time views (mirror, shift px), as its entry will record them
+TTA = (
+    bool(spec(CNN_MODEL_NAME).parameter("tta_mirror")),
+    int(spec(CNN_MODEL_NAME).parameter("tta_shift_px")),
+)
 
 
 def threshold_at_bpcer(bona_fide: np.ndarray, bpcer: float) -> float:
@@ -248,7 +257,8 @@ def bundle_scores(
     about = {"model": "trees", "threshold": threshold}
     if CNN_MODEL_NAME in registry.entries:
         entry = registry.entry(CNN_MODEL_NAME)
-        scorer = CnnScorer(registry.verified_bytes(CNN_MODEL_NAME))
+        mirror, shift_px = cnn_tta(entry.extra)  # the release's own views (none before them)
+        scorer = CnnScorer(registry.verified_bytes(CNN_MODEL_NAME), 1, mirror, shift_px)
         cnn = np.array([scorer.logit(crop) for crop in load_crops(crops_path)], np.float64)
         fusion = morph_fusion(entry.extra)
         logit = fusion.log_odds({CNN_LOGIT: cnn, TREES_LOGIT: logit})
@@ -257,6 +267,7 @@ def bundle_scores(
             "threshold": entry.threshold,
             "sha256": entry.sha256,
             "data": entry.extra.get("metrics", {}).get("data"),
+            "cnn_views": scorer.views,
         }
     return sigmoid(logit), about
 
@@ -265,10 +276,19 @@ def sigmoid(logit: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-logit))
 
 
-def cnn_logits(model_path: Path, crops: np.ndarray) -> np.ndarray:
-    """The exported CNN's logit of every crop, through LiteRT as the kiosk runs it."""
-    scorer = CnnScorer(model_path.read_bytes())
+def cnn_logits(model_path: Path, crops: np.ndarray, tta: tuple[bool, int] = TTA) -> np.ndarray:
+    """The exported CNN's logit of every crop, through LiteRT as the kiosk runs it: the mean over
+    the test-time views `tta` (mirror, shift px; the shipped ones by default)."""
+    scorer = CnnScorer(model_path.read_bytes(), 1, *tta)
     return np.array([scorer.logit(crop) for crop in crops], np.float64)
+
+
+def tta_note(views: int) -> str:
+    mirror, shift_px = TTA
+    what = "the crop" + (" and its mirror" if mirror else "")
+    if shift_px:
+        what += f", each at shifts 0 and ±{shift_px} px in x and in y (reflected border)"
+    return f"the CNN's logit is the mean over {views} test-time views: {what}"
 
 
 FEATURES = (CNN_LOGIT, TREES_LOGIT)  # the columns of z, as the kiosk's fusion names them
@@ -321,11 +341,13 @@ def val_summary(scores: np.ndarray, y: np.ndarray) -> dict:
 def write_markdown(metrics: dict) -> None:
     test, val = metrics["test"], metrics["val"]
     shipped = metrics["shipped"]
+    views = (metrics.get("cnn_tta") or {}).get("views")
+    tta = f"; {tta_note(views)}" if views else ""
     what = {
         "trees": f"the trees alone ({metrics['trees']} trees, depth {metrics['depth']})",
-        "cnn": "the CNN alone",
+        "cnn": f"the CNN alone{tta}",
         "fusion": "the fusion of the CNN and the trees (logistic regression of their logits, "
-        f"weights {json.dumps(metrics.get('fusion'))})",
+        f"weights {json.dumps(metrics.get('fusion'))}{tta})",
     }[shipped]
     lines = [
         "# Morph attack detection (S-MAD) — measured",
@@ -432,7 +454,8 @@ def bundle_markdown(metrics: dict) -> list[str]:
         "",
         f"Rule: the candidate ships only with a higher validation AUC than the release on the "
         f"same validation crops. Candidate {metrics['candidate_val_auc']:.4f} (fusion: "
-        f"cross-fitted), release ({before['model']}) {before['val_auc']:.4f}: the candidate "
+        f"cross-fitted), release ({before['model']}, scored with its own "
+        f"{before.get('cnn_views', 1)} CNN view(s)) {before['val_auc']:.4f}: the candidate "
         f"**{verdict}**. The release's fusion weights and kept CNN epoch were chosen on "
         "validation faces, all in this validation split (the candidate's fusion is "
         "cross-fitted): the release's validation figure is, if anything, optimistic. Test rows "
@@ -506,9 +529,10 @@ def timing(trees: Trees, cnn_path: Path | None) -> dict[str, float]:
         "features + trees": ms(lambda c: trees.logits(features(c)[None])),
     }
     if cnn_path is not None:
-        scorer = CnnScorer(cnn_path.read_bytes())
-        out["CNN (LiteRT)"] = ms(scorer.logit)
-        out["features + trees + CNN"] = out["features + trees"] + out["CNN (LiteRT)"]
+        scorer = CnnScorer(cnn_path.read_bytes(), 1, *TTA)
+        label = f"CNN (LiteRT, {scorer.views} views)"
+        out[label] = ms(scorer.logit)
+        out["features + trees + CNN"] = out["features + trees"] + out[label]
     return {k: round(v, 2) for k, v in out.items()}
 
 
@@ -610,6 +634,13 @@ def main(argv: list[str] | None = None) -> None:
         "threshold": round(thresholds["bpcer10"], 6),
         "thresholds_from_val": {k: round(v, 6) for k, v in thresholds.items()},
         "fusion": None if fusion is None else fusion.as_dict(),
+        "cnn_tta": None
+        if cnn_path is None
+        else {
+            "mirror": TTA[0],
+            "shift_px": TTA[1],
+            "views": CnnScorer(cnn_path.read_bytes(), 1, *TTA).views,
+        },
         "trees": trees,
         "depth": depth,
         "candidates": candidates,
@@ -702,6 +733,8 @@ def export(
         quantization=quantization(cnn_path),
         threshold=metrics["threshold"],
         fusion=fusion.as_dict(),
+        tta_mirror=int(TTA[0]),
+        tta_shift_px=TTA[1],
         shipped=metrics["shipped"],
         metrics={
             "threshold": metrics["threshold"],

@@ -21,7 +21,9 @@ Gradient-boosted trees (trained in training/morph/, shipped as arrays, evaluated
 When the manifest also lists `morph_cnn` (a small CNN on the same crop, float16 TFLite on LiteRT:
 training/morph/cnn.py), the score is a logistic regression of both models' logits (the shared
 `Fusion` of kiosk/runtime/models/fusion.py, features cnn_logit and trees_logit), and the record
-adds each model's own score (`trees_score`, `cnn_score`).
+adds each model's own score (`trees_score`, `cnn_score`). The CNN's logit is the mean over test-time
+views of the crop (`tta_views`: the crop and its mirror, each at shifts of 0 and +-2 px; the
+entry's `tta_mirror` and `tta_shift_px`, on which its fusion was fitted; `cnn_views` in the record).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ BANDS = 10
 # 2 radii x 2 regions x 10 LBP bins, bands, 2 x (3 + 1) colour
 N_FEATURES = 3 * (GRID**2 + 1) + FINE_GRID**2 + 2 * GRID**2 + 40 + BANDS + 8
 _EPS = 1e-3
+MAX_TTA_SHIFT = 4  # px: the CNN's training shifts (training/morph/cnn.py SHIFT); no view beyond
 
 
 def face_crop(rgb: np.ndarray, box: Box) -> np.ndarray:
@@ -174,19 +177,64 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum() + _EPS))
 
 
-class CnnScorer:
-    """The morph CNN (TFLite on LiteRT, float16 or int8): RGB face crop -> its logit."""
+def tta_views(crop: np.ndarray, mirror: bool = False, shift_px: int = 0) -> list[np.ndarray]:
+    """The views of a (CROP, CROP, 3) crop whose CNN logits are averaged: the crop and, with
+    `mirror`, its left-right mirror; each also shifted by -shift_px and +shift_px in y and in x
+    (reflected border, as the CNN's training shifts: no resampling). 1, 2, 5 or 10 views."""
+    images = [crop, crop[:, ::-1]] if mirror else [crop]
+    if not shift_px:
+        return images
+    s = shift_px
+    offsets = ((0, 0), (-s, 0), (s, 0), (0, -s), (0, s))
+    views = []
+    for image in images:
+        padded = np.pad(image, ((s, s), (s, s), (0, 0)), mode="reflect")
+        for dy, dx in offsets:
+            views.append(padded[s + dy : s + dy + CROP, s + dx : s + dx + CROP])
+    return views
 
-    def __init__(self, content: bytes, num_threads: int = 1) -> None:
+
+def cnn_tta(extra: Mapping[str, Any]) -> tuple[bool, int]:
+    """(mirror, shift_px) of the morph_cnn entry (`tta_mirror` 0/1, `tta_shift_px` 0..
+    MAX_TTA_SHIFT): the views its fusion was fitted on. An entry without them is a bundle from
+    before test-time augmentation (fitted on the crop alone): (False, 0)."""
+    mirror, shift = extra.get("tta_mirror", 0), extra.get("tta_shift_px", 0)
+    if mirror not in (0, 1) or type(mirror) is not int:
+        raise ModelError(
+            f"manifest entry {CNN_MODEL_NAME!r}: tta_mirror must be 0 or 1, got {mirror!r}; "
+            f"{MORPH_REMEDY}"
+        )
+    if type(shift) is not int or not 0 <= shift <= MAX_TTA_SHIFT:
+        raise ModelError(
+            f"manifest entry {CNN_MODEL_NAME!r}: tta_shift_px must be an integer 0..."
+            f"{MAX_TTA_SHIFT}, got {shift!r}; {MORPH_REMEDY}"
+        )
+    return bool(mirror), shift
+
+
+class CnnScorer:
+    """The morph CNN (TFLite on LiteRT, float16 or int8): RGB face crop -> its logit, the mean
+    over the crop's test-time views (`tta_views`; by default the crop alone)."""
+
+    def __init__(
+        self, content: bytes, num_threads: int = 1, mirror: bool = False, shift_px: int = 0
+    ) -> None:
         self.model = Model(make_interpreter(content, num_threads=num_threads))
         if self.model.input_shape != (1, CROP, CROP, 3):
             raise ModelError(
                 f"morph CNN takes input {list(self.model.input_shape)}, the kiosk's crop is "
                 f"{[1, CROP, CROP, 3]}: {MORPH_REMEDY}"
             )
+        self.mirror, self.shift_px = mirror, shift_px
+        self.views = len(tta_views(np.zeros((CROP, CROP, 3), np.uint8), mirror, shift_px))
+
+    def view_logit(self, view: np.ndarray) -> float:
+        """The CNN's logit of one view, as it is."""
+        return float(self.model(view.astype(np.float32)[None]).reshape(-1)[0])
 
     def logit(self, crop: np.ndarray) -> float:
-        return float(self.model(crop.astype(np.float32)[None]).reshape(-1)[0])
+        views = tta_views(crop, self.mirror, self.shift_px)
+        return float(np.mean([self.view_logit(view) for view in views]))
 
 
 def morph_fusion(extra: Mapping[str, Any]) -> Fusion:
@@ -261,6 +309,7 @@ class MorphCheck:
             "face_px": round(face_px, 1),
             "model": "trees" if self.cnn is None else "trees+cnn",
             **{key: round(value, 6) for key, value in scores.items() if key != "score"},
+            **({} if self.cnn is None else {"cnn_views": self.cnn.views}),
         }
 
 
@@ -276,5 +325,7 @@ def make_morph_check(registry: ModelRegistry, config: Config) -> MorphCheck | No
     entry = registry.entry(CNN_MODEL_NAME)
     if entry.threshold is None:
         raise ModelError(f"manifest entry {CNN_MODEL_NAME!r} has no threshold; {MORPH_REMEDY}")
-    cnn = CnnScorer(registry.verified_bytes(CNN_MODEL_NAME), config.models.num_threads)
+    mirror, shift_px = cnn_tta(entry.extra)
+    content = registry.verified_bytes(CNN_MODEL_NAME)
+    cnn = CnnScorer(content, config.models.num_threads, mirror, shift_px)
     return MorphCheck(trees, entry.threshold, cnn, morph_fusion(entry.extra))
