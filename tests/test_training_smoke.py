@@ -56,6 +56,26 @@ def test_cew_mouths_only_on_request(crops, tmp_path):
     )
 
 
+def test_kaggle_crowd_faces_join_the_veil_crops_only_on_request(crops, tmp_path):
+    """Kaggle's crowd crops are the veil verdict's unseen source: `make` leaves them out;
+    `--kaggle-veil` (a trial) adds the masked ones as covered, never a mask worn below the
+    nose (no label)."""
+    from training import collect
+
+    assert not any("kaggle" in s for s in np.load(crops / "veil.npz")["sources"])
+    out = tmp_path / "with_kaggle"
+    root = str(data_root_or_skip())
+    limit = ["--limit", "60", "--tasks", "veil", "--kaggle-veil"]
+    collect.main(["--data-root", root, "--out", str(out), *limit])
+    veil = np.load(out / "veil.npz")
+    # The first 60 Kaggle files (sorted) are the 36 masks worn below the nose and 24 masked
+    # faces: only the masked ones may come in, as covered.
+    kaggle = np.char.startswith(veil["sources"].astype(str), "mask_kaggle_faces/")
+    assert 0 < kaggle.sum() <= 24
+    assert set(veil["sources"][kaggle]) == {"mask_kaggle_faces/real_mask"}
+    assert set(veil["labels"][kaggle]) == {1}
+
+
 def test_eye_crops_come_from_closed_and_open_whole_faces(crops, tmp_path):
     """CEW faces give closed pipeline crops, mask/without_mask open ones, YTF none (held out);
     `--tasks eyes` collects them without the mouth and veil analyses."""

@@ -17,6 +17,9 @@ Labels:
   closed, >= 0.10 open, in between left out); reports keep the two sources apart;
 - veil: `mask/` with_mask / without_mask, plus every clean face (faces68, mouth, without_mask)
   once clean (negative) and once with a synthetic occluder (positive; see `training.masks`).
+  With `--kaggle-veil` (a trial) also `mask_kaggle_faces/`'s crowd crops: with_mask covered, and
+  without_mask where reviewed uncovered (`training.review.kaggle_veil`) clean and occluded; the
+  verdict then no longer has Kaggle as an unseen source (training/verdicts.py).
 
 Splits are the persisted ones of `training.splits` (by HELEN photo id across faces68 and mouth,
 else the file), so a photo and all crops or synthetic variants made from it land in one split.
@@ -108,9 +111,11 @@ class Collector:
         wanted: tuple[str, ...] = TASK_NAMES,
         detector: str = DEFAULT_BACKEND,
         cew_mouths: bool = False,
+        kaggle_veil: bool = False,
     ) -> None:
         self.root = root
         self.cew_mouths = cew_mouths
+        self.kaggle_veil = kaggle_veil
         self.limit = limit
         self.wanted = set(wanted)
         self.rng = np.random.default_rng(seed)
@@ -198,6 +203,7 @@ class Collector:
             self.closed_faces: {"eyes", "mouth"} if self.cew_mouths else {"eyes"},
             self.mouth: {"mouth", "veil"},
             self.mask: {"eyes", "veil"},
+            self.kaggle_faces: {"veil"} if self.kaggle_veil else set(),
         }
         return [step for step, tasks in needs.items() if tasks & self.wanted]
 
@@ -270,13 +276,14 @@ class Collector:
         photos = self._analysed_photos("mouth/images/*.jpg", "mouth", lambda p: p.name in labels)
         for path, rgb, _, analysis in photos:
             where = self._where("mouth", path)
-            self.tasks["mouth"].add(
-                analysis.regions.mouth,
-                labels[path.name],
-                where,
-                "mouth/pipeline_mouth",
-                mouth_opening(analysis.landmarks),
-            )
+            if "mouth" in self.wanted:  # `--tasks veil` reads these photos for the veil alone
+                self.tasks["mouth"].add(
+                    analysis.regions.mouth,
+                    labels[path.name],
+                    where,
+                    "mouth/pipeline_mouth",
+                    mouth_opening(analysis.landmarks),
+                )
             self._veil_pair(rgb, analysis.landmarks.points, analysis.regions, where, "mouth", path)
 
     def mask(self) -> None:
@@ -296,6 +303,32 @@ class Collector:
                     rgb, analysis.landmarks.points, analysis.regions, where, "mask", path
                 )
 
+    def kaggle_faces(self) -> None:
+        """Kaggle's crowd crops for the veil (after every other step, so the crops before them
+        and their synthetic occluders stay as they were without it)."""
+        with open(self.root / "mask_kaggle_faces" / "index.csv", newline="") as handle:
+            labels = {row["path"]: row["label"] for row in csv.DictReader(handle)}
+        photos = self._analysed_photos(
+            "mask_kaggle_faces/*/*",
+            "mask_kaggle_faces",
+            lambda p: (
+                review.kaggle_veil(self._index_path(p), labels.get(self._index_path(p), ""))
+                is not None
+            ),
+        )
+        for path, rgb, _, analysis in photos:
+            name = self._index_path(path)
+            where = self._where("mask_kaggle_faces", path)
+            if review.kaggle_veil(name, labels[name]) == 1:
+                face = analysis.regions.face
+                self.tasks["veil"].add(face, 1, where, "mask_kaggle_faces/real_mask", np.nan)
+            else:
+                points, regions = analysis.landmarks.points, analysis.regions
+                self._veil_pair(rgb, points, regions, where, "mask_kaggle_faces", path)
+
+    def _index_path(self, path: Path) -> str:
+        return path.relative_to(self.root / "mask_kaggle_faces").as_posix()
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Cut training crops with the kiosk pipeline.")
@@ -314,11 +347,23 @@ def main(argv: list[str] | None = None) -> None:
         help="add CEW's mouths reviewed by eye to the mouth crops (a trial: the shipped mouth "
         "model never saw them, and its verdict then no longer has CEW as an unseen source)",
     )
+    parser.add_argument(
+        "--kaggle-veil",
+        action="store_true",
+        help="add mask_kaggle_faces' crowd crops to the veil crops (a trial: the shipped veil "
+        "model never saw them, and its verdict then no longer has Kaggle as an unseen source)",
+    )
     args = parser.parse_args(argv)
     root = data_root(args.data_root)
     args.out.mkdir(parents=True, exist_ok=True)
     collector = Collector(
-        root, args.limit, args.seed, tuple(args.tasks), args.detector, args.cew_mouths
+        root,
+        args.limit,
+        args.seed,
+        tuple(args.tasks),
+        args.detector,
+        args.cew_mouths,
+        args.kaggle_veil,
     )
     for step in collector.steps():
         start = time.perf_counter()
