@@ -114,6 +114,38 @@ def test_two_training_steps_on_tiny_data(tmp_path, monkeypatch):
     sr_train.main([*arguments[:2], "3", *arguments[3:], str(root)])
     state = json.loads((out / "state.json").read_text())
     assert state["step"] == 3 and state["schedule_steps"] == 3 and state["restarts"] == [2]
+    # a fine-tune in its own run directory starts from that generator with its own schedule
+    tuned = [*arguments[:11], "--run", "sr_tuned", "--init", "sr_mse", "--lr", "1e-4"]
+    sr_train.main([*tuned, "--lr-min", "1e-6", "--data-root", str(root)])
+    state = json.loads((tmp_path / "work" / "runs" / "sr_tuned" / "state.json").read_text())
+    assert state["init"] == {"run": "sr_mse", "step": 3} and state["step"] == 2
+    assert (state["channels"], state["blocks"], state["pixel_loss"]) == (8, 2, "l1")
+    info = json.loads((tmp_path / "work" / "runs" / "sr_tuned" / "train_info.json").read_text())
+    assert info["lr_min"] == 1e-6 and info["init"]["run"] == "sr_mse"
+    assert json.loads((out / "state.json").read_text())["step"] == 3  # the start is untouched
+    with pytest.raises(SystemExit, match="--init sr_none"):
+        sr_train.main([*arguments[:11], "--run", "sr_x", "--init", "sr_none", "--data-root", "x"])
+
+
+def test_self_ensemble_averages_the_transformed_outputs_mapped_back():
+    from kiosk.runtime.forensics.sr import TRANSFORMS, self_ensemble
+
+    tile = np.random.default_rng(4).random((6, 6)).astype(np.float32)
+
+    def nearest(x):  # commutes with every transform: each output is the plain one
+        return np.kron(x, np.ones((4, 4), np.float32))
+
+    for n in (1, 2, 4, 8):
+        np.testing.assert_allclose(self_ensemble(nearest, tile, n), nearest(tile), atol=1e-6)
+
+    def skewed(x):  # adds a ramp along the columns: mirrored passes cancel it out
+        return nearest(x) + np.arange(24, dtype=np.float32)[None, :]
+
+    np.testing.assert_allclose(self_ensemble(skewed, tile, 1), skewed(tile))
+    np.testing.assert_allclose(self_ensemble(skewed, tile, 2), nearest(tile) + 11.5, atol=1e-5)
+    assert len(set(TRANSFORMS)) == 8
+    with pytest.raises(ValueError, match="1, 2, 4 or 8"):
+        self_ensemble(nearest, tile, 3)
 
 
 def test_benchmark_copies_are_never_training_photos(tmp_path):

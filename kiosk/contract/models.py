@@ -200,7 +200,21 @@ OTHER: dict[str, ModelSpec] = {
             # records both in the entry and the kiosk applies the entry's (absent: the crop alone).
             preprocessing=(("tta_mirror", 1), ("tta_shift_px", 2)),
         ),
-        ModelSpec("sr_x4", "forensic", "x4 super-resolution generator", (1, 128, 128, 1)),
+        ModelSpec(
+            "sr_x4",
+            "forensic",
+            "x4 super-resolution generator",
+            (1, 128, 128, 1),
+            input="float32 Y (BT.601 studio range) / 255",
+            output="float32 Y / 255 at 4x the input side",
+            # Geometric self-ensemble: the output is the mean of self_ensemble passes over the
+            # first n of kiosk/runtime/forensics/sr.py's TRANSFORMS of the input (mirror, half
+            # turn, quarter turns), each mapped back; n inferences per face. Chosen on the SR
+            # validation photos within the forensic pass's 1 s budget
+            # (reports/sr/decay_ensemble_trial.md); the export scores with it and records it in
+            # the entry, and the kiosk applies the entry's (absent: one plain pass).
+            preprocessing=(("self_ensemble", 4),),
+        ),
         ModelSpec("shape_predictor_mtcnn", "landmarks", "dlib 68-point shape predictor", ()),
         ModelSpec("shape_predictor_yunet", "landmarks", "dlib 68-point shape predictor", ()),
     )

@@ -4,12 +4,15 @@ PSNR/SSIM on the Y channel (BT.601), 4-px border shaved, outputs rounded to 8 bi
 `sr/Set5`, `sr/Set14`, `sr/BSD68` (never used in training). SSIM: Gaussian window sigma 1.5
 (Wang et al.). The shipped model is exported to TFLite as float32, float16 (weights) and int8;
 each is scored on Set5 and timed on a 128x128 -> 512x512 face with one thread, and the smallest
-variant within 0.05 dB of float32 on Set5 is the candidate. The model now in models/ is scored
+variant within 0.05 dB of float32 on validation is the candidate. Every TFLite score runs the
+kiosk's self-ensemble (the sr_x4 spec's `self_ensemble` transforms per tile, recorded in the
+manifest entry; the model in models/ with its own entry's). The model now in models/ is scored
 and timed in the same run, and the candidate replaces it only if its PSNR on the validation
 photos (whole photos, through the same TFLite tiling) is not lower: validation, not the benchmarks,
 decides. Variants without a checkpoint here keep their rows from the previous report (marked).
+`--run NAME` takes the shipped generator from runs/NAME (a fine-tune of runs/sr_mse) instead.
 
-    python -m training.sr.evaluate
+    python -m training.sr.evaluate [--run sr_mse_decay]
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from pathlib import Path
 import numpy as np
 from skimage.metrics import structural_similarity
 
-from kiosk.contract.manifest import write_entry
+from kiosk.contract.manifest import load_manifest, write_entry
+from kiosk.contract.models import spec
+from kiosk.runtime.forensics.sr import MODEL_NAME, entry_ensemble, self_ensemble
 from kiosk.runtime.models.litert import make_interpreter
 from training.export import convert
 from training.paths import MODELS, REPORTS, data_root
@@ -51,6 +56,7 @@ from training.timing import median_ms
 FACE_SIDE = 128
 SHAVE = 4
 SHIP = "mse"
+ENSEMBLE = int(spec(MODEL_NAME).parameter("self_ensemble"))  # transforms per tile, as the kiosk
 OUT = REPORTS / "sr"
 
 
@@ -99,8 +105,9 @@ def tiled(lr: np.ndarray, run: Upscaler, side: int = FACE_SIDE, margin: int = 8)
     return out
 
 
-def tflite_upscaler(content: bytes) -> Upscaler:
-    """The fixed 128x128 export on any image, tile by tile."""
+def tflite_upscaler(content: bytes, ensemble: int = 1) -> Upscaler:
+    """The fixed 128x128 export on any image, tile by tile; each tile through the kiosk's
+    self-ensemble of `ensemble` transforms (1: the plain model)."""
     interpreter = make_interpreter(content, num_threads=1)
     interpreter.allocate_tensors()
     source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
@@ -110,18 +117,23 @@ def tflite_upscaler(content: bytes) -> Upscaler:
         interpreter.invoke()
         return interpreter.get_tensor(target["index"])[0, :, :, 0] * 255.0
 
-    return lambda lr: tiled(lr, run)
+    return lambda lr: tiled(lr, lambda tile: self_ensemble(run, tile, ensemble))
 
 
-def latency_ms(content: bytes, runs: int = 20) -> float:
-    """Median time of one 128x128 -> 512x512 inference, one thread."""
+def latency_ms(content: bytes, ensemble: int = 1, runs: int = 20) -> float:
+    """Median time of one 128x128 -> 512x512 face, one thread: `ensemble` inferences and the
+    averaging (the SR check's model work)."""
     interpreter = make_interpreter(content, num_threads=1)
     interpreter.allocate_tensors()
-    details = interpreter.get_input_details()[0]
-    interpreter.set_tensor(
-        details["index"], np.random.default_rng(0).random(details["shape"], np.float32)
-    )
-    return round(median_ms(interpreter.invoke, runs), 1)
+    source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+
+    def run(tile: np.ndarray) -> np.ndarray:
+        interpreter.set_tensor(source["index"], tile[None, :, :, None])
+        interpreter.invoke()
+        return interpreter.get_tensor(target["index"])[0, :, :, 0]
+
+    face = np.random.default_rng(0).random(tuple(source["shape"][1:3]), np.float32)
+    return round(median_ms(lambda: self_ensemble(run, face, ensemble), runs), 1)
 
 
 def export(
@@ -158,9 +170,12 @@ def previous_results(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def evaluate(root: Path, current: bytes | None) -> tuple[dict, dict[str, bytes]]:
-    """Scores of bicubic, every variant, the candidate's exports and `current` (the model in
-    models/, if any), and the candidate's TFLite files."""
+def evaluate(
+    root: Path, current: bytes | None, run: str | None = None, current_ensemble: int = 1
+) -> tuple[dict, dict[str, bytes]]:
+    """Scores of bicubic, every variant (the shipped one from runs/`run` when given), the
+    candidate's exports and `current` (the model in models/, if any, with its own entry's
+    self-ensemble), and the candidate's TFLite files."""
     sets = {name: benchmark(root, name) for name in BENCHMARKS}
     earlier = previous_results(OUT / "metrics.json")
     results: dict = {"bicubic": {}}
@@ -170,7 +185,8 @@ def evaluate(root: Path, current: bytes | None) -> tuple[dict, dict[str, bytes]]
         )
     generators = {}
     for variant in VARIANTS:
-        weights = run_dir(variant) / "generator.weights.h5"
+        name = run if variant == SHIP else None
+        weights = run_dir(variant, name) / "generator.weights.h5"
         if not weights.exists():
             if variant in earlier and variant != SHIP:
                 results[variant] = {**earlier[variant], "carried_over": True}
@@ -178,17 +194,19 @@ def evaluate(root: Path, current: bytes | None) -> tuple[dict, dict[str, bytes]]
             else:
                 print(f"{variant}: not trained, skipped", flush=True)
             continue
-        architecture = load_architecture(variant)
+        architecture = load_architecture(variant, name)
         generator = make_generator(architecture["channels"], architecture["blocks"])
         generator.load_weights(weights)
         generators[variant] = generator
-        info = json.loads((run_dir(variant) / "state.json").read_text())
+        info = json.loads((run_dir(variant, name) / "state.json").read_text())
         results[variant] = {"steps": info["step"], **architecture}
-        train_info = run_dir(variant) / "train_info.json"
+        train_info = run_dir(variant, name) / "train_info.json"
         if train_info.exists():
             results[variant]["batch"] = json.loads(train_info.read_text())["batch"]
         if info.get("restarts"):
             results[variant]["restarts"] = info["restarts"]
+        if info.get("init"):
+            results[variant]["init"] = info["init"]
         for name, images in sets.items():
             results[variant][name] = score_set(images, keras_upscaler(generator))
         print(variant, results[variant], flush=True)
@@ -197,15 +215,17 @@ def evaluate(root: Path, current: bytes | None) -> tuple[dict, dict[str, bytes]]
     calibration = next(
         PatchSampler.from_files(training_files(root)[::10], FACE_SIDE, 3).batches(64)
     )[0]
-    files = export(generators[SHIP], load_architecture(SHIP), calibration)
+    files = export(generators[SHIP], load_architecture(SHIP, run), calibration)
     validation = validation_images(root)
     results["validation_photos"] = len(validation)
+    results["self_ensemble"] = ENSEMBLE
     results["export"] = {}
     for kind, content in files.items():
-        upscale = tflite_upscaler(content)
+        upscale = tflite_upscaler(content, ENSEMBLE)
         results["export"][kind] = {
             "bytes": len(content),
             "latency_ms_128_to_512": latency_ms(content),
+            "face_ms_self_ensemble": latency_ms(content, ENSEMBLE),
             "Set5": score_set(sets["Set5"], upscale),
             "validation": score_set(validation, upscale),
         }
@@ -218,10 +238,12 @@ def evaluate(root: Path, current: bytes | None) -> tuple[dict, dict[str, bytes]]
     )
     results["candidate"] = ship
     if current is not None:
-        upscale = tflite_upscaler(current)
+        upscale = tflite_upscaler(current, current_ensemble)
         results["current"] = {
             "bytes": len(current),
+            "self_ensemble": current_ensemble,
             "latency_ms_128_to_512": latency_ms(current),
+            "face_ms_self_ensemble": latency_ms(current, current_ensemble),
             **{name: score_set(images, upscale) for name, images in sets.items()},
             "validation": score_set(validation, upscale),
         }
@@ -241,11 +263,16 @@ def _generator(row: dict) -> str:
 
 def _steps(row: dict) -> str:
     """'30000 x 16 (cosine restarted at 15000)' for a run of batch 16 continued with a new
-    schedule."""
+    schedule; '8000 x 12 (fine-tune of sr_mse step 30000)' for a run started from another."""
     restarts = row.get("restarts")
     at = ", ".join(str(step) for step in restarts or [])
     batch = f" x {row['batch']}" if "batch" in row else ""
-    return f"{row.get('steps', '')}{batch}" + (f" (cosine restarted at {at})" if restarts else "")
+    init = row.get("init")
+    return (
+        f"{row.get('steps', '')}{batch}"
+        + (f" (cosine restarted at {at})" if restarts else "")
+        + (f" (fine-tune of {init['run']} step {init['step']})" if init else "")
+    )
 
 
 def _cells(row: dict) -> str:
@@ -285,9 +312,9 @@ def write_report(results: dict) -> None:
     if tuned:
         lines += [
             "",
-            f"{', '.join(tuned)}: fine-tuned from the `{SHIP}` generator above for the steps "
-            "shown (SRGAN pre-trains its generator with a pixel loss); equal steps of equal "
-            "batches are an equal budget between them.",
+            f"{', '.join(tuned)}: fine-tuned from the `{SHIP}` generator of runs/sr_mse for "
+            "the steps shown (SRGAN pre-trains its generator with a pixel loss); equal steps of "
+            "equal batches are an equal budget between them.",
         ]
     if carried:
         lines += [
@@ -303,8 +330,14 @@ def write_report(results: dict) -> None:
         "Latencies of the model in models/ before this run and of the candidate's exports were "
         "measured in the same run, side by side.",
         "",
-        "| export | size (KiB) | latency (ms) | Set5 PSNR / SSIM | validation PSNR / SSIM |",
-        "|---|---:|---:|---:|---:|",
+        f"TFLite scores run the kiosk's self-ensemble: {results.get('self_ensemble', 1)} "
+        "transformed passes per tile, averaged (kiosk/runtime/forensics/sr.py; the model in "
+        f"models/ before this run with its entry's {results.get('current', {}).get('self_ensemble', 1)}). "
+        "Latency: one inference; per face: the SR check's model work with its passes.",
+        "",
+        "| export | size (KiB) | latency (ms) | per face (ms) | Set5 PSNR / SSIM "
+        "| validation PSNR / SSIM |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     rows = dict(results["export"])
     if "current" in results:
@@ -313,6 +346,7 @@ def write_report(results: dict) -> None:
         validation = row.get("validation")
         lines.append(
             f"| {kind} | {row['bytes'] / 1024:.0f} | {row['latency_ms_128_to_512']} | "
+            f"{row.get('face_ms_self_ensemble', '')} | "
             f"{row['Set5']['psnr']:.2f} / {row['Set5']['ssim']:.4f} | "
             + (f"{validation['psnr']:.2f} / {validation['ssim']:.4f}" if validation else "")
             + " |"
@@ -334,22 +368,27 @@ def write_report(results: dict) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-root")
+    parser.add_argument("--run", help="the shipped generator's run under runs/ (default sr_mse)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     limit_threads(1)
     path = MODELS / "sr_x4.tflite"
-    results, files = evaluate(
-        data_root(args.data_root), path.read_bytes() if path.exists() else None
-    )
+    current, current_ensemble = None, 1
+    if path.exists():
+        current = path.read_bytes()
+        entries = load_manifest(MODELS).models
+        if MODEL_NAME in entries:
+            current_ensemble = entry_ensemble(entries[MODEL_NAME].extra)
+    results, files = evaluate(data_root(args.data_root), current, args.run, current_ensemble)
     write_report(results)
     for name, content in files.items():  # every variant, for bench/bench_forensics.py
-        (run_dir(SHIP) / f"sr_x4_{name}.tflite").write_bytes(content)
+        (run_dir(SHIP, args.run) / f"sr_x4_{name}.tflite").write_bytes(content)
     kind = results["shipped"]
     if kind is None:
         print(f"the candidate is not better on validation than {path}: kept", flush=True)
         return
     path.write_bytes(files[kind])
-    architecture = load_architecture(SHIP)
+    architecture = load_architecture(SHIP, args.run)
     bicubic_set5 = results["bicubic"]["Set5"]["psnr"]
     write_entry(
         MODELS,
@@ -362,12 +401,14 @@ def main(argv: list[str] | None = None) -> None:
         quantization=kind,
         threshold=None,
         loss=architecture["pixel_loss"].upper(),
+        self_ensemble=ENSEMBLE,
         metrics={
             **{s: results[SHIP][s] for s in BENCHMARKS},
             "bicubic": results["bicubic"],
             "set5_gain_over_bicubic_db": round(results[SHIP]["Set5"]["psnr"] - bicubic_set5, 3),
             "tflite": results["export"],
             "training_steps": results[SHIP]["steps"],
+            **({"fine_tune_of": results[SHIP]["init"]} if "init" in results[SHIP] else {}),
         },
         provenance=(
             "trained on Y patches of the train split of uncompressed/ (never-JPEG grey photos: "

@@ -7,8 +7,12 @@ adversarial weight 1e-3, Adam 2e-4 / beta1 0.5). The non-MSE variants start from
 Checkpoints every `--every` steps; a rerun resumes from the last one. The generator's size
 (`--channels`, `--blocks`) and pixel loss are kept in the run's state.json: a resumed run and
 the variants started from `mse` reuse them, and the evaluation rebuilds the generator from them.
+`--run NAME` trains in runs/NAME instead of runs/sr_<variant>, and `--init RUN` starts a new run
+from another run's generator (a fine-tune with its own schedule; `--lr-min` is where the cosine
+ends, default 2 % of `--lr`), recorded in state.json.
 
     python -m training.sr.train mse --steps 8000
+    python -m training.sr.train mse --run sr_mse_decay --init sr_mse --lr 2e-4 --lr-min 1e-6 ...
 """
 
 from __future__ import annotations
@@ -39,22 +43,27 @@ DEFAULT_ARCHITECTURE = {"channels": 32, "blocks": 5, "pixel_loss": "l1"}
 VAL_PATCHES = 128
 
 
-def run_dir(variant: str) -> Path:
-    return WORK / "runs" / f"sr_{variant}"
+def run_dir(variant: str, name: str | None = None) -> Path:
+    """runs/<name>, or the variant's own runs/sr_<variant>."""
+    return WORK / "runs" / (name or f"sr_{variant}")
 
 
-def load_architecture(variant: str) -> dict:
+def load_architecture(variant: str, name: str | None = None) -> dict:
     """Generator size and pixel loss of a trained run (the first runs' values if not recorded)."""
-    state = json.loads((run_dir(variant) / "state.json").read_text())
+    state = json.loads((run_dir(variant, name) / "state.json").read_text())
     return {key: state.get(key, value) for key, value in FIRST_ARCHITECTURE.items()}
 
 
 def resolve_architecture(args: argparse.Namespace) -> dict:
-    """The run's own state when resuming, else the mse run's size (its generator is the start
-    point; the other variants' pixel term stays MSE, as named), else the defaults; options given
-    on the command line must agree with a saved state."""
-    if (run_dir(args.variant) / "state.json").exists():
-        saved, source = load_architecture(args.variant), f"{run_dir(args.variant)} (resumed)"
+    """The run's own state when resuming, else the --init run's, else the mse run's size (its
+    generator is the start point; the other variants' pixel term stays MSE, as named), else the
+    defaults; options given on the command line must agree with a saved state."""
+    own = run_dir(args.variant, args.run)
+    if (own / "state.json").exists():
+        saved, source = load_architecture(args.variant, args.run), f"{own} (resumed)"
+    elif args.init:
+        saved = load_architecture(args.variant, args.init)
+        source = f"{run_dir(args.variant, args.init)} (--init)"
     elif args.variant != "mse":
         saved = {**load_architecture("mse"), "pixel_loss": args.pixel_loss or "mse"}
         source = f"{run_dir('mse')} (the starting generator)"
@@ -68,7 +77,7 @@ def resolve_architecture(args: argparse.Namespace) -> dict:
         elif given is not None and given != saved[key]:
             raise SystemExit(
                 f"--{key.replace('_', '-')} {given} differs from {saved[key]} in {source}: "
-                f"leave the option out, or delete {run_dir(args.variant)} to train anew"
+                f"leave the option out, or delete {own} to train anew"
             )
         else:
             chosen[key] = saved[key]
@@ -111,8 +120,12 @@ def psnr_y(sr: np.ndarray, hr: np.ndarray) -> float:
     return float(10 * np.log10(1.0 / max(error, 1e-12)))
 
 
-def check_inputs(variant: str) -> None:
+def check_inputs(variant: str, run: str | None = None, init: str | None = None) -> None:
     """Fail before any work when a checkpoint of another task this variant starts from is missing."""
+    if init and not (run_dir(variant, run) / "state.json").exists():
+        start = run_dir(variant, init)
+        if not (start / "generator.weights.h5").exists() or not (start / "state.json").exists():
+            raise SystemExit(f"--init {init}: no generator checkpoint and state.json in {start}")
     if "perceptual" in variant and not VEIL_FEATURES.exists():
         raise SystemExit(
             f"{variant} uses the veil classifier as its perceptual feature net, but "
@@ -121,7 +134,8 @@ def check_inputs(variant: str) -> None:
     mse_weights = run_dir("mse") / "generator.weights.h5"
     if (
         variant != "mse"
-        and not (run_dir(variant) / "state.json").exists()
+        and not init
+        and not (run_dir(variant, run) / "state.json").exists()
         and not mse_weights.exists()
     ):
         raise SystemExit(
@@ -131,11 +145,11 @@ def check_inputs(variant: str) -> None:
 
 
 def train(args: argparse.Namespace) -> None:
-    check_inputs(args.variant)
+    check_inputs(args.variant, args.run, args.init)
     limit_threads(args.threads)
     seed_everything(args.seed)
     architecture = resolve_architecture(args)
-    out = run_dir(args.variant)
+    out = run_dir(args.variant, args.run)
     out.mkdir(parents=True, exist_ok=True)
     root = data_root(args.data_root)
     train_files, val_files = split_files(training_files(root), root)
@@ -155,7 +169,9 @@ def train(args: argparse.Namespace) -> None:
     content = content_loss(architecture["pixel_loss"], features)
     discriminator = make_discriminator(lr_patch * SCALE) if gan else None
     g_opt = tf.keras.optimizers.Adam(
-        tf.keras.optimizers.schedules.CosineDecay(args.lr, args.steps, alpha=0.02),
+        tf.keras.optimizers.schedules.CosineDecay(
+            args.lr, args.steps, alpha=0.02 if args.lr_min is None else args.lr_min / args.lr
+        ),
         beta_1=0.5 if gan else 0.9,
     )
     d_opt = tf.keras.optimizers.Adam(args.lr, beta_1=0.5)
@@ -163,10 +179,14 @@ def train(args: argparse.Namespace) -> None:
 
     state_path, weights = out / "state.json", out / "generator.weights.h5"
     d_weights = out / "discriminator.weights.h5"
-    step, restarts = 0, list[int]()
+    step, restarts, init = 0, list[int](), None
+    if args.init:
+        start = run_dir(args.variant, args.init)
+        init = {"run": args.init, "step": json.loads((start / "state.json").read_text())["step"]}
     if state_path.exists():
         state = json.loads(state_path.read_text())
         step, restarts = state["step"], state.get("restarts", [])
+        init = state.get("init", init)
         # A longer --steps than the run's schedule starts a new cosine schedule from here (a warm
         # restart): recorded, so the report says how the steps were spent.
         if step < args.steps != state.get("schedule_steps", step):
@@ -176,6 +196,9 @@ def train(args: argparse.Namespace) -> None:
             discriminator.load_weights(d_weights)
         sampler.seed = args.seed + step  # new patches, not the first steps' again
         print(f"resuming at step {step}", flush=True)
+    elif init is not None:
+        generator.load_weights(run_dir(args.variant, init["run"]) / "generator.weights.h5")
+        print(f"generator initialised from {init['run']} (step {init['step']})", flush=True)
     elif args.variant != "mse":
         generator.load_weights(run_dir("mse") / "generator.weights.h5")
         print("generator initialised from the mse variant", flush=True)
@@ -233,6 +256,7 @@ def train(args: argparse.Namespace) -> None:
                             **architecture,
                             "schedule_steps": args.steps,
                             "restarts": restarts,
+                            **({"init": init} if init else {}),
                         }
                     )
                 )
@@ -246,7 +270,9 @@ def train(args: argparse.Namespace) -> None:
         "batch": args.batch,
         "lr_patch": lr_patch,
         "lr": args.lr,
+        "lr_min": args.lr * 0.02 if args.lr_min is None else args.lr_min,
         **architecture,
+        **({"init": init} if init else {}),
         "training_photos": len(sampler.pairs),
         "validation_photos": len(val_sampler.pairs),
         "validation_patches": [VAL_PATCHES, args.val_patch],
@@ -262,6 +288,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=8000)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--lr-min", type=float, help="where the cosine ends (default 2 %% of --lr)")
+    parser.add_argument("--run", help="run directory under runs/ (default sr_<variant>)")
+    parser.add_argument("--init", help="start a new run from this run's generator (under runs/)")
     parser.add_argument("--lr-patch", type=int, default=None, help="LR patch side (HR = x4)")
     parser.add_argument("--channels", type=int, help="generator width (default: saved or 32)")
     parser.add_argument("--blocks", type=int, help="residual blocks (default: saved or 5)")
