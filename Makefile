@@ -172,8 +172,8 @@ SR_STEPS ?= 15000
 # on the validation patches, reports/sr)
 SR_RESTART_STEPS ?= 30000
 # then the shipped generator: a fine-tune of that one in runs/sr_mse_decay, Adam SR_DECAY_LR with a
-# cosine to SR_DECAY_LR_MIN, LR patches of SR_DECAY_PATCH px (validation +0.03 dB; run as a
-# self-ensemble of 4 passes on the kiosk: reports/sr/decay_ensemble_trial.md)
+# cosine to SR_DECAY_LR_MIN, LR patches of SR_DECAY_PATCH px (validation +0.03 dB; one pass on
+# the kiosk, the sr_x4 spec's self_ensemble: reports/sr/decay_ensemble_trial.md)
 SR_DECAY_STEPS ?= 8000
 SR_DECAY_LR ?= 2e-4
 SR_DECAY_LR_MIN ?= 1e-6
