@@ -194,6 +194,17 @@ def test_evaluation_photos_keep_trained_splits_out_and_label_every_source() -> N
     assert seen["mask_kaggle_faces/without_mask"] == {(None, None, 0), (None, None, None)}
 
 
+def test_the_rows_fingerprint_follows_the_fallback_box_maps(monkeypatch) -> None:
+    """A refitted box map moves every fallback face's crop: rows made before it are stale, so
+    `--reuse` must not keep them."""
+    from training import evaluate_faces
+
+    before = evaluate_faces.Runner("yunet", MODELS, []).fingerprint["face_models"]
+    maps = {name: (0.0, 0.0, 1.0, 1.0) for name in evaluate_faces.YUNET_BOX_MAPS}
+    monkeypatch.setattr(evaluate_faces, "YUNET_BOX_MAPS", maps)
+    assert evaluate_faces.Runner("yunet", MODELS, []).fingerprint["face_models"] != before
+
+
 def test_a_face_under_the_kiosk_detector_floor_is_too_small_not_missed(astronaut, no_face):
     """The kiosk's detector looks for faces from 40 px; a smaller face is 'move closer'."""
     import cv2

@@ -57,7 +57,12 @@ from kiosk.runtime.checks.veil import Veil
 from kiosk.runtime.imageio import load_rgb
 from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.vision.analysis import FaceAnalyzer
-from kiosk.runtime.vision.detectors import DEFAULT_BACKEND, DETECTORS, make_detector
+from kiosk.runtime.vision.detectors import (
+    DEFAULT_BACKEND,
+    DETECTORS,
+    YUNET_BOX_MAPS,
+    make_detector,
+)
 from kiosk.runtime.vision.landmarks import FIT_OFFSETS, landmark_predictor
 from training import masks, review, splits
 from training.collect import COLLECT_MIN_FACE_PX, padded
@@ -202,9 +207,10 @@ class Runner:
         self.rng = np.random.default_rng(7)
         sha = {name: registry.entry(name).sha256 for name in registry.read}
         self.fingerprint = {column: sha[name][:12] for name, column in FINGERPRINT.items()}
-        # the detector(s), the landmark model and how it is fitted: every crop depends on them
+        # the detector(s), the fallback boxes' map to YuNet's geometry, the landmark model and
+        # how it is fitted: every crop depends on them
         stack = ",".join(f"{name}:{sha[name]}" for name in sorted(set(sha) - set(FINGERPRINT)))
-        stack += f",fit:{FIT_OFFSETS}"
+        stack += f",maps:{sorted(YUNET_BOX_MAPS.items())},fit:{FIT_OFFSETS}"
         self.fingerprint["face_models"] = hashlib.sha256(stack.encode()).hexdigest()[:12]
 
     def row(self, rgb: np.ndarray) -> dict[str, object]:
