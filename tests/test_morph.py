@@ -31,6 +31,7 @@ from kiosk.runtime.forensics.morph import (
     make_morph_check,
     morph_fusion,
     tta_views,
+    view_count,
 )
 from kiosk.runtime.forensics.splice import Trees
 from kiosk.runtime.models.fusion import CNN_LOGIT
@@ -181,7 +182,7 @@ def test_tta_views_mirror_and_shift_without_resampling() -> None:
     crop = np.random.default_rng(0).integers(0, 256, (CROP, CROP, 3), dtype=np.uint8)
     for mirror, shift, count in ((False, 0, 1), (True, 0, 2), (False, 2, 5), (True, 2, 10)):
         views = tta_views(crop, mirror, shift)
-        assert len(views) == count
+        assert len(views) == count == view_count(mirror, shift)
         assert all(v.shape == crop.shape and v.dtype == np.uint8 for v in views)
         np.testing.assert_array_equal(views[0], crop)  # the crop itself comes first
     views = tta_views(crop, True, 2)

@@ -62,6 +62,7 @@ from kiosk.runtime.forensics.morph import (
     face_crop,
     features,
     morph_fusion,
+    view_count,
 )
 from kiosk.runtime.forensics.splice import Trees, listed_trees
 from kiosk.runtime.models.fusion import CNN_LOGIT, Fusion
@@ -639,7 +640,7 @@ def main(argv: list[str] | None = None) -> None:
         else {
             "mirror": TTA[0],
             "shift_px": TTA[1],
-            "views": CnnScorer(cnn_path.read_bytes(), 1, *TTA).views,
+            "views": view_count(*TTA),
         },
         "trees": trees,
         "depth": depth,

@@ -177,6 +177,11 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum() + _EPS))
 
 
+def view_count(mirror: bool = False, shift_px: int = 0) -> int:
+    """How many views `tta_views` makes: 1, 2 with the mirror, times 5 with shifts."""
+    return (2 if mirror else 1) * (5 if shift_px else 1)
+
+
 def tta_views(crop: np.ndarray, mirror: bool = False, shift_px: int = 0) -> list[np.ndarray]:
     """The views of a (CROP, CROP, 3) crop whose CNN logits are averaged: the crop and, with
     `mirror`, its left-right mirror; each also shifted by -shift_px and +shift_px in y and in x
@@ -226,7 +231,7 @@ class CnnScorer:
                 f"{[1, CROP, CROP, 3]}: {MORPH_REMEDY}"
             )
         self.mirror, self.shift_px = mirror, shift_px
-        self.views = len(tta_views(np.zeros((CROP, CROP, 3), np.uint8), mirror, shift_px))
+        self.views = view_count(mirror, shift_px)
 
     def view_logit(self, view: np.ndarray) -> float:
         """The CNN's logit of one view, as it is."""
