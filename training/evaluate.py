@@ -193,7 +193,6 @@ def evaluate(
         positive=task.positive,
         metrics={"test_int8": results["int8"], "validation_eer": report["validation_eer"]},
         provenance=DATA_PROVENANCE[task.name],
-        **dict(task.spec.preprocessing),  # test-time views the kiosk applies (tta_mirror)
     )
     return report
 

@@ -80,12 +80,7 @@ class ModelSpec:
 
 
 def _classifier(
-    name: str,
-    region: RegionSpec,
-    reason: str,
-    architecture: str,
-    positive: str,
-    preprocessing: tuple[tuple[str, float], ...] = (),
+    name: str, region: RegionSpec, reason: str, architecture: str, positive: str
 ) -> ModelSpec:
     return ModelSpec(
         name=name,
@@ -98,27 +93,15 @@ def _classifier(
         input=GRAY_UINT8,
         output=INT8_LOGIT,
         threshold_source=DET_THRESHOLD,
-        preprocessing=preprocessing,
     )
 
-
-# Test-time views (kiosk/runtime/models/views.py): with tta_mirror 1 the classifier's logit is
-# the mean of the crop's and its mirror's (the CNNs train with horizontal flips). Thresholds and
-# fusion are chosen on that mean, so the export records it in the entry and the kiosk applies
-# the entry's (absent: the crop alone). The eye and mouth checks won with it by the rule of
-# docs/verdicts.md; the veil did not (reports/verdicts/mirror_tta_trial.md).
-MIRROR_VIEW = (("tta_mirror", 1),)
 
 # The compliance classifiers in the order their scores are reported.
 COMPLIANCE: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        _classifier(
-            "eyes_closed", EYE, reasons.EYES_CLOSED, "SqueezeMiniVGG", "eye closed", MIRROR_VIEW
-        ),
-        _classifier(
-            "mouth_open", MOUTH, reasons.MOUTH_OPEN, "SqueezeMiniVGG", "mouth open", MIRROR_VIEW
-        ),
+        _classifier("eyes_closed", EYE, reasons.EYES_CLOSED, "SqueezeMiniVGG", "eye closed"),
+        _classifier("mouth_open", MOUTH, reasons.MOUTH_OPEN, "SqueezeMiniVGG", "mouth open"),
         _classifier("veil", FACE, reasons.FACE_COVERED, "SqueezeVGG", "face covered"),
     )
 }

@@ -20,12 +20,9 @@ from kiosk.contract.errors import ModelError
 from kiosk.contract.models import ModelSpec
 from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.models.tflite_io import BinaryClassifier
-from kiosk.runtime.models.views import entry_views
 from kiosk.runtime.vision.analysis import Analysis
 
 Bound = Literal["max", "min", "abs_max"]
-MAX_SHIFT_PX = 2  # test-time shifts beyond the training shifts are refused
-REDEPLOY = "the bundle does not fit this kiosk version; redeploy"
 
 
 @dataclass(frozen=True)
@@ -149,11 +146,7 @@ class ClassifierCheck:
         if entry.threshold is None:
             raise ModelError(f"manifest entry {self.name!r} has no threshold; re-run the export")
         self.threshold = entry.threshold
-        # the test-time views its threshold (and fusion) were chosen on: the entry's, absent = none
-        mirror, shift_px = entry_views(entry.model_extra, self.name, MAX_SHIFT_PX, REDEPLOY)
-        self.classifier = BinaryClassifier(
-            registry.verified_bytes(self.name), num_threads, mirror, shift_px
-        )
+        self.classifier = BinaryClassifier(registry.verified_bytes(self.name), num_threads)
         problem = self.spec.shape_problem(self.classifier.model.input_shape)
         if problem:
             raise ModelError(f"{problem}: the bundle does not fit this kiosk version; redeploy")

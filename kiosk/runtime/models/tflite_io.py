@@ -7,7 +7,6 @@ from typing import Any
 import numpy as np
 
 from kiosk.runtime.models.litert import make_interpreter
-from kiosk.runtime.models.views import tta_views, view_count
 
 
 def quantize(values: np.ndarray, details: dict[str, Any]) -> np.ndarray:
@@ -48,30 +47,16 @@ class Model:
 
 class BinaryClassifier:
     """A classifier with one logit out: uint8 grayscale crop (H, W) -> probability of the positive
-    class. The int8 logit keeps score resolution near 0 and 1, where thresholds sit. With
-    `mirror`/`shift_px` (its manifest entry's test-time views, kiosk/runtime/models/views.py) the
-    logit is the mean over the crop's views, each its own invocation (batching them measured no
-    faster); by default the crop alone."""
+    class. The int8 logit keeps score resolution near 0 and 1, where thresholds sit."""
 
-    def __init__(
-        self, content: bytes, num_threads: int = 1, mirror: bool = False, shift_px: int = 0
-    ) -> None:
+    def __init__(self, content: bytes, num_threads: int = 1) -> None:
         self.model = Model(make_interpreter(content, num_threads=num_threads))
         self.input_size = self.model.input_shape[1:3]
-        self.mirror, self.shift_px = mirror, shift_px
-        self.views = view_count(mirror, shift_px)
-
-    def view_logit(self, view: np.ndarray) -> float:
-        """The CNN's logit of one view, as it is."""
-        return float(self.model(view.astype(np.float32)[None, :, :, None]).reshape(-1)[0])
 
     def logit(self, crop: np.ndarray) -> float:
         if crop.shape != self.input_size:
             raise ValueError(f"crop of shape {crop.shape}, model expects {self.input_size}")
-        if self.views == 1:
-            return self.view_logit(crop)
-        views = tta_views(crop, self.mirror, self.shift_px)
-        return float(np.mean([self.view_logit(view) for view in views]))
+        return float(self.model(crop.astype(np.float32)[None, :, :, None]).reshape(-1)[0])
 
     def score(self, crop: np.ndarray) -> float:
         return float(1.0 / (1.0 + np.exp(-self.logit(crop))))

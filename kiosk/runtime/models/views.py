@@ -4,8 +4,9 @@ A CNN trained with horizontal flips (and shifts) sees a face and its mirror imag
 likely, so the mean logit over those views is a steadier estimate than one view alone. Which
 views a model gets is part of its manifest entry (`tta_mirror` 0/1, `tta_shift_px`), recorded by
 its export from the spec's preprocessing (kiosk/contract/models.py), because thresholds and
-fusion are fitted on that mean: an entry without them means the crop alone. Shared by the morph
-CNN (kiosk/runtime/forensics/morph.py) and the compliance classifiers (tflite_io.BinaryClassifier).
+fusion are fitted on that mean: an entry without them means the crop alone. The morph CNN
+(kiosk/runtime/forensics/morph.py) uses them; the compliance classifiers do not: a mirror view
+narrowly won on accuracy but doubles their per-frame cost (reports/verdicts/mirror_tta_trial.md).
 """
 
 from __future__ import annotations
