@@ -194,14 +194,21 @@ def test_evaluation_photos_keep_trained_splits_out_and_label_every_source() -> N
     assert seen["mask_kaggle_faces/without_mask"] == {(None, None, 0), (None, None, None)}
 
 
-def test_the_rows_fingerprint_follows_the_fallback_box_maps(monkeypatch) -> None:
-    """A refitted box map moves every fallback face's crop: rows made before it are stale, so
-    `--reuse` must not keep them."""
+def test_the_rows_fingerprint_follows_the_code_that_cuts_crops(monkeypatch, tmp_path) -> None:
+    """An edit of the crop code (a refitted box map, another landmark fit) moves crops as a new
+    model file would: rows made before it are stale, so `--reuse` must not keep them."""
+    import shutil
+
     from training import evaluate_faces
 
+    vision, contract = evaluate_faces.CROP_CODE
+    copy = tmp_path / "vision"
+    shutil.copytree(vision, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(evaluate_faces, "CROP_CODE", (copy, contract))
     before = evaluate_faces.Runner("yunet", MODELS, []).fingerprint["face_models"]
-    maps = {name: (0.0, 0.0, 1.0, 1.0) for name in evaluate_faces.YUNET_BOX_MAPS}
-    monkeypatch.setattr(evaluate_faces, "YUNET_BOX_MAPS", maps)
+    assert evaluate_faces.Runner("yunet", MODELS, []).fingerprint["face_models"] == before
+    detectors = copy / "detectors.py"
+    detectors.write_text(detectors.read_text().replace("YUNET_BOX_MAPS", "BOX_MAPS"))
     assert evaluate_faces.Runner("yunet", MODELS, []).fingerprint["face_models"] != before
 
 

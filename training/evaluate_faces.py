@@ -49,21 +49,18 @@ from pathlib import Path
 import numpy as np
 
 from kiosk.config import load_config
+from kiosk.contract import models as contract_models
 from kiosk.contract.errors import InputError
 from kiosk.contract.reasons import FACE_TOO_SMALL, NO_FACE
+from kiosk.runtime import vision
 from kiosk.runtime.checks.eyes_closed import EyesClosed
 from kiosk.runtime.checks.mouth_open import MouthOpen
 from kiosk.runtime.checks.veil import Veil
 from kiosk.runtime.imageio import load_rgb
 from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.vision.analysis import FaceAnalyzer
-from kiosk.runtime.vision.detectors import (
-    DEFAULT_BACKEND,
-    DETECTORS,
-    YUNET_BOX_MAPS,
-    make_detector,
-)
-from kiosk.runtime.vision.landmarks import FIT_OFFSETS, landmark_predictor
+from kiosk.runtime.vision.detectors import DEFAULT_BACKEND, DETECTORS, make_detector
+from kiosk.runtime.vision.landmarks import landmark_predictor
 from training import masks, review, splits
 from training.collect import COLLECT_MIN_FACE_PX, padded
 from training.geometry import inner_lip_gap, read_pts
@@ -83,6 +80,20 @@ COLUMNS = (
 # Which model made each row's scores (sha256 prefix from the bundle's manifest): rows copied by
 # --reuse keep theirs, and training/verdicts.py refuses to mix models in one verdict.
 FINGERPRINT = {"eyes_closed": "eyes_model", "mouth_open": "mouth_model", "veil": "veil_model"}
+# The code that turns a photo into crops (detectors, their box maps, the landmark fit, regions,
+# gates) and the crop specs: an edit there moves crops as a new model file would, so it is part
+# of the rows' face_models fingerprint (a --reuse across it then fails in training/verdicts.py
+# instead of mixing rows silently).
+CROP_CODE = (Path(vision.__file__).parent, Path(contract_models.__file__))
+
+
+def source_digest(paths: tuple[Path, ...]) -> str:
+    """sha256 of the Python sources under `paths` (folders or files): names and bytes."""
+    digest = hashlib.sha256()
+    for path in paths:
+        for source in sorted(path.glob("*.py")) if path.is_dir() else [path]:
+            digest.update(f"{source.name}\0".encode() + source.read_bytes())
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -207,10 +218,10 @@ class Runner:
         self.rng = np.random.default_rng(7)
         sha = {name: registry.entry(name).sha256 for name in registry.read}
         self.fingerprint = {column: sha[name][:12] for name, column in FINGERPRINT.items()}
-        # the detector(s), the fallback boxes' map to YuNet's geometry, the landmark model and
-        # how it is fitted: every crop depends on them
+        # the detector(s) and landmark model files, the detector's settings and the code that
+        # cuts crops with them (box maps, landmark fit, regions): every crop depends on them
         stack = ",".join(f"{name}:{sha[name]}" for name in sorted(set(sha) - set(FINGERPRINT)))
-        stack += f",maps:{sorted(YUNET_BOX_MAPS.items())},fit:{FIT_OFFSETS}"
+        stack += f",detector:{config.detector!r},code:{source_digest(CROP_CODE)}"
         self.fingerprint["face_models"] = hashlib.sha256(stack.encode()).hexdigest()[:12]
 
     def row(self, rgb: np.ndarray) -> dict[str, object]:
