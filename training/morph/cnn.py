@@ -3,6 +3,8 @@
     python -m training.morph.cnn [--minutes 35] [--epochs 30]   # after training.morph.data
     python -m training.morph.cnn --init RUN/best.weights.h5 --lr 2.5e-4 --run-dir NEW_RUN
         # go on from a stopped run's kept epoch, at the learning rate it had reached
+    python -m training.morph.cnn --average A.weights.h5 B.weights.h5 --run-dir NEW_RUN
+        # no training: the snapshots' mean weights, BN statistics re-estimated, exported
 
 Why a CNN: blending ghosts, doubled contours and over-smoothed skin are spatial patterns that
 hand-made cell statistics only summarise. The net sees the kiosk's 128 px face crop at full
@@ -126,7 +128,10 @@ def train(
     seed: int,
     init: Path | None = None,
     lr: float = 1e-3,
+    snapshots: bool = False,
 ):
+    """`snapshots`: a leg to average (--average): the learning rate held constant (no plateau
+    decay, no early stop) and every epoch's weights kept as RUN/epochNN.weights.h5."""
     seed_everything(seed)
     model = build()
     if init is not None:
@@ -144,18 +149,75 @@ def train(
         keras.callbacks.ModelCheckpoint(
             str(best), monitor="val_auc", mode="max", save_best_only=True, save_weights_only=True
         ),
-        keras.callbacks.EarlyStopping(
-            monitor="val_auc", mode="max", patience=5, restore_best_weights=True
-        ),
-        keras.callbacks.ReduceLROnPlateau(
-            monitor="val_auc", mode="max", factor=0.5, patience=2, min_lr=5e-5
-        ),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         TimeBudget(minutes),
     ]
+    if snapshots:
+        callbacks.append(
+            keras.callbacks.ModelCheckpoint(
+                str(run_dir / "epoch{epoch:02d}.weights.h5"), save_weights_only=True
+            )
+        )
+    else:
+        callbacks += [
+            keras.callbacks.EarlyStopping(
+                monitor="val_auc", mode="max", patience=5, restore_best_weights=True
+            ),
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_auc", mode="max", factor=0.5, patience=2, min_lr=5e-5
+            ),
+        ]
     model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=2)
     if best.exists():
         model.load_weights(best)
+    return model
+
+
+def average_weights(model: keras.Model, paths: list[Path]) -> keras.Model:
+    """`model` with every weight set to the mean of that weight in the files `paths` (the same
+    architecture; stochastic weight averaging of snapshots that share a basin)."""
+    total: list[np.ndarray] | None = None
+    for path in paths:
+        model.load_weights(path)
+        values = [np.asarray(w, np.float64) for w in model.get_weights()]
+        total = values if total is None else [t + v for t, v in zip(total, values, strict=True)]
+    assert total is not None, "no weights to average"
+    model.set_weights([(t / len(paths)).astype(np.float32) for t in total])
+    return model
+
+
+def reestimate_batch_norm(model: keras.Model, crops: np.ndarray, batch: int = 32) -> int:
+    """Every BN layer's moving mean and variance := the mean over the full batches of `crops`
+    (in this order) of its batch mean and variance: BN in batch-statistics mode with momentum
+    k/(k+1) at batch k (a cumulative mean), dropout off (the activations inference sees). No
+    other weight changes. Returns the number of batches."""
+    norms = [layer for layer in model.layers if isinstance(layer, layers.BatchNormalization)]
+    drops = [layer for layer in model.layers if isinstance(layer, layers.Dropout)]
+    momenta, rates = [n.momentum for n in norms], [d.rate for d in drops]
+    for drop in drops:
+        drop.rate = 0.0
+    count = len(crops) // batch
+    try:
+        for k in range(count):
+            for norm in norms:
+                norm.momentum = k / (k + 1)
+            model(tf.constant(crops[k * batch : (k + 1) * batch], tf.float32), training=True)
+    finally:
+        for norm, momentum in zip(norms, momenta, strict=True):
+            norm.momentum = momentum
+        for drop, rate in zip(drops, rates, strict=True):
+            drop.rate = rate
+    return count
+
+
+def averaged(paths: list[Path], data: dict, batch: int, seed: int) -> keras.Model:
+    """The mean of the snapshots `paths`, BN statistics re-estimated on every training crop
+    (un-augmented, shuffled by `seed`, batches of `batch` as in training): no gradient step."""
+    model = average_weights(build(), paths)
+    train = np.flatnonzero(data["split"] == "train")
+    order = np.random.default_rng(seed).permutation(train)
+    count = reestimate_batch_norm(model, data["crop"][order], batch)
+    log.info("averaged %d snapshots; BN statistics from %d training batches", len(paths), count)
     return model
 
 
@@ -192,6 +254,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run-dir", type=Path, default=RUN_DIR)
     parser.add_argument("--init", type=Path, default=None, help="weights to start from")
     parser.add_argument("--lr", type=float, default=1e-3, help="initial learning rate")
+    parser.add_argument(
+        "--snapshots", action="store_true",
+        help="constant learning rate, every epoch's weights kept (a leg for --average)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--average", type=Path, nargs="+", default=None, metavar="WEIGHTS",
+        help="no training: the mean of these snapshots' weights, BN statistics re-estimated "
+        "on the training crops (saved as RUN/averaged.weights.h5), exported",
+    )  # fmt: skip
     parser.add_argument("--variant", choices=("float16", "int8"), default=VARIANT)
     parser.add_argument("--out", type=Path, default=CANDIDATE_CNN)
     parser.add_argument(
@@ -207,14 +278,29 @@ def main(argv: list[str] | None = None) -> None:
         pick = np.sort(np.random.default_rng(args.seed).choice(len(data["y"]), args.limit, False))
         data = {key: value[pick] for key, value in data.items()}
     started = time.time()
-    model = train(
-        data, args.run_dir, args.epochs, args.minutes, args.batch, args.seed, args.init, args.lr
-    )
+    if args.average:
+        model = averaged(args.average, data, args.batch, args.seed)
+        args.run_dir.mkdir(parents=True, exist_ok=True)
+        model.save_weights(args.run_dir / "averaged.weights.h5")
+    else:
+        model = train(
+            data,
+            args.run_dir,
+            args.epochs,
+            args.minutes,
+            args.batch,
+            args.seed,
+            args.init,
+            args.lr,
+            args.snapshots,
+        )
     log.info("trained in %.0f s", time.time() - started)
     export(model, data, args.out, args.variant)
     val = data["split"] == "val"
     auc = roc_auc_score(data["y"][val], cnn_logits(args.out, data["crop"][val]))
     log.info("%s %s: validation AUC %.4f", args.variant, args.out.name, auc)
+    if args.average:
+        return  # no epochs to report
     history = args.history
     history.parent.mkdir(parents=True, exist_ok=True)
     if args.init is None or not history.exists():
