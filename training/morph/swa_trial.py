@@ -16,23 +16,10 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from kiosk.runtime.forensics.morph import (
-    CNN_MODEL_NAME,
-    MODEL_NAME,
-    TREES_LOGIT,
-    CnnScorer,
-    cnn_tta,
-    morph_fusion,
-)
-from kiosk.runtime.forensics.splice import Trees
-from kiosk.runtime.models.fusion import CNN_LOGIT
-from kiosk.runtime.models.registry import ModelRegistry
 from training.morph.data import OUT
-from training.morph.train import REPORT, cnn_logits, cross_fitted, featurize, sigmoid, val_summary
-from training.paths import MODELS
+from training.morph.train import REPORT, ValidationSet, cnn_logits, val_summary
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,38 +29,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=REPORT / "swa_trial.json")
     args = parser.parse_args(argv)
     candidates = dict(item.split("=", 1) for item in args.cnn)
-    data = featurize(args.crops)
-    val = data["split"] == "val"
-    y = data["y"][val]
-    with np.load(args.crops) as stored:
-        crops = stored["crop"][val]  # validation rows only; no test row is read
-    with np.load(MODELS / f"{MODEL_NAME}.npz") as stored:
-        trees = Trees({key: stored[key] for key in stored.files})
-    trees_logit = trees.logits(data["x"][val].astype(np.float32))
-    entry = ModelRegistry(MODELS).entry(CNN_MODEL_NAME)
-    own = CnnScorer((MODELS / f"{CNN_MODEL_NAME}.tflite").read_bytes(), 1, *cnn_tta(entry.extra))
-    release_cnn = np.array([own.logit(c) for c in crops], np.float64)
-    release = sigmoid(
-        morph_fusion(entry.extra).log_odds({CNN_LOGIT: release_cnn, TREES_LOGIT: trees_logit})
-    )
+    v = ValidationSet.load(args.crops)
     results: dict = {
-        "n_val": {"morph": int(y.sum()), "bona_fide": int((y == 0).sum())},
+        "n_val": {"morph": int(v.y.sum()), "bona_fide": int((v.y == 0).sum())},
         "release": {
-            "cnn": val_summary(release_cnn, y),
-            "fusion_own_weights": val_summary(release, y),
-            "fusion_auc_unrounded": float(roc_auc_score(y, release)),
+            "cnn": val_summary(v.release_cnn, v.y),
+            "fusion_own_weights": val_summary(v.release, v.y),
+            "fusion_auc_unrounded": float(roc_auc_score(v.y, v.release)),
         },
     }
     print("release", json.dumps(results["release"]), flush=True)
     for name, path in candidates.items():
-        cnn = cnn_logits(Path(path), crops)  # the kiosk's test-time views, as train.py
-        fused = sigmoid(cross_fitted(np.column_stack([cnn, trees_logit]), y, data["a"][val]))
+        cnn = cnn_logits(Path(path), v.crops)  # the kiosk's test-time views, as train.py
+        fused = v.cross_fitted(cnn)
         results[name] = {
             "file": path,
-            "cnn": val_summary(cnn, y),
-            "fusion_cross_fitted": val_summary(fused, y),
-            "cnn_auc_unrounded": float(roc_auc_score(y, cnn)),
-            "fusion_auc_unrounded": float(roc_auc_score(y, fused)),
+            "cnn": val_summary(cnn, v.y),
+            "fusion_cross_fitted": val_summary(fused, v.y),
+            "cnn_auc_unrounded": float(roc_auc_score(v.y, cnn)),
+            "fusion_auc_unrounded": float(roc_auc_score(v.y, fused)),
         }
         print(name, json.dumps(results[name]), flush=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

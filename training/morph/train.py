@@ -39,6 +39,7 @@ import hashlib
 import json
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -271,6 +272,42 @@ def bundle_scores(
             "cnn_views": scorer.views,
         }
     return sigmoid(logit), about
+
+
+@dataclass(frozen=True)
+class ValidationSet:
+    """What a validation-only trial (tta_trial.py, swa_trial.py) scores candidates against: the
+    validation rows' labels, persons (fusion folds), crops and trees' logit, and the release in
+    `MODELS` as the kiosk scores it (its CNN with its own views, its own fusion weights)."""
+
+    y: np.ndarray
+    persons: np.ndarray
+    crops: np.ndarray
+    trees_logit: np.ndarray
+    release_cnn: np.ndarray
+    release: np.ndarray  # P(morph)
+
+    @classmethod
+    def load(cls, crops_path: Path) -> ValidationSet:
+        data = featurize(crops_path)
+        val = data["split"] == "val"
+        with np.load(crops_path) as stored:
+            crops = stored["crop"][val]  # validation rows only; no test row is read
+        with np.load(MODELS / f"{MODEL_NAME}.npz") as stored:
+            trees = Trees({key: stored[key] for key in stored.files})
+        trees_logit = trees.logits(data["x"][val].astype(np.float32))
+        entry = ModelRegistry(MODELS).entry(CNN_MODEL_NAME)
+        own = CnnScorer(
+            (MODELS / f"{CNN_MODEL_NAME}.tflite").read_bytes(), 1, *cnn_tta(entry.extra)
+        )
+        release_cnn = np.array([own.logit(crop) for crop in crops], np.float64)
+        logits = {CNN_LOGIT: release_cnn, TREES_LOGIT: trees_logit}
+        release = sigmoid(morph_fusion(entry.extra).log_odds(logits))
+        return cls(data["y"][val], data["a"][val], crops, trees_logit, release_cnn, release)
+
+    def cross_fitted(self, cnn: np.ndarray) -> np.ndarray:
+        """P(morph) of `cnn`'s logit fused with the trees', cross-fitted by person."""
+        return sigmoid(cross_fitted(np.column_stack([cnn, self.trees_logit]), self.y, self.persons))
 
 
 def sigmoid(logit: np.ndarray) -> np.ndarray:
