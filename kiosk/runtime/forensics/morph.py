@@ -44,7 +44,6 @@ from kiosk.runtime.models.fusion import CNN_LOGIT, Fusion, sigmoid
 from kiosk.runtime.models.litert import make_interpreter
 from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.models.tflite_io import Model
-from kiosk.runtime.models.views import entry_views, tta_views, view_count
 from kiosk.runtime.vision.types import Box
 
 log = logging.getLogger(__name__)
@@ -178,11 +177,44 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum() + _EPS))
 
 
+def view_count(mirror: bool = False, shift_px: int = 0) -> int:
+    """How many views `tta_views` makes: 1, 2 with the mirror, times 5 with shifts."""
+    return (2 if mirror else 1) * (5 if shift_px else 1)
+
+
+def tta_views(crop: np.ndarray, mirror: bool = False, shift_px: int = 0) -> list[np.ndarray]:
+    """The views of a (CROP, CROP, 3) crop whose CNN logits are averaged: the crop and, with
+    `mirror`, its left-right mirror; each also shifted by -shift_px and +shift_px in y and in x
+    (reflected border, as the CNN's training shifts: no resampling). 1, 2, 5 or 10 views."""
+    images = [crop, crop[:, ::-1]] if mirror else [crop]
+    if not shift_px:
+        return images
+    s = shift_px
+    offsets = ((0, 0), (-s, 0), (s, 0), (0, -s), (0, s))
+    views = []
+    for image in images:
+        padded = np.pad(image, ((s, s), (s, s), (0, 0)), mode="reflect")
+        for dy, dx in offsets:
+            views.append(padded[s + dy : s + dy + CROP, s + dx : s + dx + CROP])
+    return views
+
+
 def cnn_tta(extra: Mapping[str, Any]) -> tuple[bool, int]:
     """(mirror, shift_px) of the morph_cnn entry (`tta_mirror` 0/1, `tta_shift_px` 0..
     MAX_TTA_SHIFT): the views its fusion was fitted on. An entry without them is a bundle from
     before test-time augmentation (fitted on the crop alone): (False, 0)."""
-    return entry_views(extra, CNN_MODEL_NAME, MAX_TTA_SHIFT, MORPH_REMEDY)
+    mirror, shift = extra.get("tta_mirror", 0), extra.get("tta_shift_px", 0)
+    if mirror not in (0, 1) or type(mirror) is not int:
+        raise ModelError(
+            f"manifest entry {CNN_MODEL_NAME!r}: tta_mirror must be 0 or 1, got {mirror!r}; "
+            f"{MORPH_REMEDY}"
+        )
+    if type(shift) is not int or not 0 <= shift <= MAX_TTA_SHIFT:
+        raise ModelError(
+            f"manifest entry {CNN_MODEL_NAME!r}: tta_shift_px must be an integer 0..."
+            f"{MAX_TTA_SHIFT}, got {shift!r}; {MORPH_REMEDY}"
+        )
+    return bool(mirror), shift
 
 
 class CnnScorer:
