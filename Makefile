@@ -189,7 +189,7 @@ SR_LOSS ?= l1
 # the same batch (issue 15 item 5; an SRGAN step costs ~3.4 s on one core here, perceptual ~0.3 s)
 SR_VARIANT_STEPS ?= 600
 .PHONY: tamper-data tamper-train tamper-export tamper-evaluate sr-train sr-export
-.PHONY: tamper-eval sr-eval forensics-models bench-forensics
+.PHONY: tamper-eval sr-eval forensics-models bench-forensics splice
 tamper-data: $(WORK)/tamper/index.csv  ## SYNTHETIC splices, copy-moves, face morphs + authentic twins
 $(WORK)/tamper/index.csv: $(wildcard training/splits/*.csv)
 	$(PY) -m training.tamper.generate
@@ -219,7 +219,12 @@ sr-train: | $(WORK)/runs/veil/best.keras  ## the four SR variants
 sr-export: | $(WORK)/runs/sr_mse_decay/generator.weights.h5  ## PSNR/SSIM on Set5/Set14/BSD68 vs bicubic, TFLite variants -> models/sr_x4.tflite
 	$(PY) -m training.sr.evaluate --run sr_mse_decay
 sr-eval: sr-export
-forensics-models: tamper-data tamper-train sr-train sr-export tamper-export tamper-evaluate  ## all of the above
+# The splice check: SYNTHETIC splices and copy-moves of never-JPEG pictures, tile trees and an image
+# stage fitted out of fold (~5 min of features, ~10 min of fitting on the shared CPU; its defaults
+# are the shipped run's: 6 images per train picture, reports/tamper_ela/splice/rounds_trial.md)
+splice:  ## splice check -> reports/tamper_ela/splice, models/splice.npz + manifest entry
+	$(PY) -m training.tamper.splice
+forensics-models: tamper-data tamper-train sr-train sr-export tamper-export tamper-evaluate splice morph  ## all of the above and the morph check
 bench-forensics:  ## latency of each forensic model and of the whole pass on a 640x480 capture
 	$(PY) bench/bench_forensics.py
 
