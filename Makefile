@@ -220,9 +220,9 @@ sr-export: | $(WORK)/runs/sr_mse_decay/generator.weights.h5  ## PSNR/SSIM on Set
 	$(PY) -m training.sr.evaluate --run sr_mse_decay
 sr-eval: sr-export
 # The splice check: SYNTHETIC splices and copy-moves of never-JPEG pictures, tile trees and an image
-# stage fitted out of fold (~5 min of features, ~10 min of fitting on the shared CPU; its defaults
-# are the shipped run's: 6 images per train picture, reports/tamper_ela/splice/rounds_trial.md)
-splice:  ## splice check -> reports/tamper_ela/splice, models/splice.npz + manifest entry
+# stage fitted out of fold (~8 min of features, ~35 min of fitting on the shared CPU; its defaults
+# are the shipped run's: 12 images per train picture, reports/tamper_ela/splice/rounds_trial.md)
+splice:  ## splice check -> reports/tamper_ela/splice, models/splice_jpeg.npz + manifest entry
 	$(PY) -m training.tamper.splice
 forensics-models: tamper-data tamper-train sr-train sr-export tamper-export tamper-evaluate splice morph  ## all of the above and the morph check
 bench-forensics:  ## latency of each forensic model and of the whole pass on a 640x480 capture

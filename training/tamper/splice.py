@@ -1,6 +1,6 @@
 """Train, evaluate and export the splice check (kiosk/runtime/forensics/splice.py).
 
-    python -m training.tamper.splice [--rounds 6] [--test-rounds 6] [--no-export]   # make splice
+    python -m training.tamper.splice [--rounds 12] [--test-rounds 6] [--no-export]   # make splice
 
 Data (made here; no tampering database is obtainable): never-JPEG pictures of `uncompressed/`
 (their persisted split) and the BSD68 pictures of `sr/` (split by a hash of the file), cropped to
@@ -434,8 +434,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", default=None)
     parser.add_argument(
-        "--rounds", type=int, default=6,
-        help="samples per train picture (6: reports/tamper_ela/splice/rounds_trial.md)",
+        "--rounds", type=int, default=12,
+        help="samples per train picture (12: reports/tamper_ela/splice/rounds_trial.md)",
     )  # fmt: skip
     parser.add_argument("--test-rounds", type=int, default=6)
     parser.add_argument("--trees", type=int, default=200)
