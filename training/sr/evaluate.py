@@ -30,6 +30,7 @@ from kiosk.contract.manifest import load_manifest, write_entry
 from kiosk.contract.models import spec
 from kiosk.runtime.forensics.sr import MODEL_NAME, entry_ensemble, self_ensemble
 from kiosk.runtime.models.litert import make_interpreter
+from kiosk.runtime.models.tflite_io import Model
 from training.export import convert
 from training.paths import MODELS, REPORTS, data_root
 from training.sr.data import (
@@ -105,17 +106,20 @@ def tiled(lr: np.ndarray, run: Upscaler, side: int = FACE_SIDE, margin: int = 8)
     return out
 
 
+def face_model(content: bytes) -> Callable[[np.ndarray], np.ndarray]:
+    """The fixed 128x128 export as the kiosk runs it (`tflite_io.Model`, one thread): a 2-D Y
+    tile in [0, 1] -> its x4 output in [0, 1]."""
+    model = Model(make_interpreter(content, num_threads=1))
+    return lambda tile: model(tile.astype(np.float32)[None, :, :, None])[0, :, :, 0]
+
+
 def tflite_upscaler(content: bytes, ensemble: int = 1) -> Upscaler:
     """The fixed 128x128 export on any image, tile by tile; each tile through the kiosk's
     self-ensemble of `ensemble` transforms (1: the plain model)."""
-    interpreter = make_interpreter(content, num_threads=1)
-    interpreter.allocate_tensors()
-    source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    model = face_model(content)
 
     def run(tile: np.ndarray) -> np.ndarray:
-        interpreter.set_tensor(source["index"], (tile / 255.0).astype(np.float32)[None, :, :, None])
-        interpreter.invoke()
-        return interpreter.get_tensor(target["index"])[0, :, :, 0] * 255.0
+        return model(tile / 255.0) * 255.0
 
     return lambda lr: tiled(lr, lambda tile: self_ensemble(run, tile, ensemble))
 
@@ -123,17 +127,9 @@ def tflite_upscaler(content: bytes, ensemble: int = 1) -> Upscaler:
 def latency_ms(content: bytes, ensemble: int = 1, runs: int = 20) -> float:
     """Median time of one 128x128 -> 512x512 face, one thread: `ensemble` inferences and the
     averaging (the SR check's model work)."""
-    interpreter = make_interpreter(content, num_threads=1)
-    interpreter.allocate_tensors()
-    source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-
-    def run(tile: np.ndarray) -> np.ndarray:
-        interpreter.set_tensor(source["index"], tile[None, :, :, None])
-        interpreter.invoke()
-        return interpreter.get_tensor(target["index"])[0, :, :, 0]
-
-    face = np.random.default_rng(0).random(tuple(source["shape"][1:3]), np.float32)
-    return round(median_ms(lambda: self_ensemble(run, face, ensemble), runs), 1)
+    model = face_model(content)
+    face = np.random.default_rng(0).random((FACE_SIDE, FACE_SIDE), np.float32)
+    return round(median_ms(lambda: self_ensemble(model, face, ensemble), runs), 1)
 
 
 def export(

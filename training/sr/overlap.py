@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from kiosk.contract.manifest import load_manifest, read_model
+from kiosk.runtime.forensics.sr import entry_ensemble
 from training.paths import MODELS, REPORTS, data_root
 from training.sr.data import BENCHMARKS, benchmark, read_y, training_files
 
@@ -116,7 +117,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-root")
     args = parser.parse_args(argv)
     root = data_root(args.data_root)
-    from kiosk.runtime.forensics.sr import entry_ensemble
     from training.sr.evaluate import psnr_ssim, tflite_upscaler  # TensorFlow only from here
 
     overlaps = find_overlaps(root)
