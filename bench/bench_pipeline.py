@@ -2,10 +2,16 @@
 LiteRT, YuNet) beside the `mtcnn` package in the same run: detection, landmarks, crops, each
 classifier, end to end; then the peak RSS of a `kiosk check` process over a folder of frames.
 
-    .venv/bin/python bench/bench_pipeline.py [--frames 100]
+    .venv/bin/python bench/bench_pipeline.py [--frames 100] [--dlib-model FILE.dat]
 
 Frames: the astronaut test face (scikit-image) and five faces68/ photos, each placed on a
 640x480 canvas so the face box is ~150-250 px, as at a kiosk. Times are medians in ms.
+
+`--dlib-model` times dlib itself on the same boxes in the same loop beside the kiosk's landmark
+fit (the bundle's trees as arrays, kiosk/runtime/vision/forest.py), given the bundle model as
+dlib's .dat: training's --out-dir keeps it, or the tree before the export has it, e.g.
+`git show 0a1b2c3:models/shape_predictor_yunet.dat > /tmp/yunet.dat` (and _mtcnn). The row
+also counts the frames whose points differ from dlib's.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from kiosk.runtime.models.registry import ModelRegistry  # noqa: E402
 from kiosk.runtime.pipeline import CompliancePipeline, TrackingPipeline  # noqa: E402
 from kiosk.runtime.vision.analysis import Analysis  # noqa: E402
 from kiosk.runtime.vision.detectors import DETECTORS  # noqa: E402
+from kiosk.runtime.vision.landmarks import LandmarkPredictor  # noqa: E402
 from kiosk.runtime.vision.regions import extract_regions  # noqa: E402
 from kiosk.runtime.vision.tracker import FaceTracker, small_copy  # noqa: E402
 
@@ -43,15 +50,23 @@ def timed(fn, *args) -> tuple[float, object]:
     return (time.perf_counter() - start) * 1000, result
 
 
+LANDMARKS = "landmarks (4 fits, the bundle's trees as arrays)"
+DLIB = "landmarks, the same 4 fits in dlib (--dlib-model)"
+
+
 def stage_times(
-    pipeline: CompliancePipeline, frames: list[np.ndarray], count: int
+    pipeline: CompliancePipeline,
+    frames: list[np.ndarray],
+    count: int,
+    dlib_model: LandmarkPredictor | None = None,
 ) -> dict[str, list[float]]:
     analyzer, checks = pipeline.analyzer, pipeline.checks
     times: dict[str, list[float]] = {
         k: []
         for k in (
             "detection",
-            "landmarks (dlib)",
+            LANDMARKS,
+            *([DLIB] if dlib_model else []),
             "crops",
             *(check.name for check in checks.checks),
             "end to end (check)",
@@ -60,13 +75,18 @@ def stage_times(
         )
     }
     tracker = FaceTracker()
+    differing = [0]
     for i in range(count):
         frame = frames[i % len(frames)]
         t, faces = timed(analyzer.detector.detect, frame)
         times["detection"].append(t)
         gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
         t, landmarks = timed(analyzer.landmarks.predict, gray, faces[0].box)
-        times["landmarks (dlib)"].append(t)
+        times[LANDMARKS].append(t)
+        if dlib_model:
+            t, theirs = timed(dlib_model.predict, gray, faces[0].box)
+            times[DLIB].append(t)
+            differing[0] += not np.array_equal(theirs.points, landmarks.points)
         t, regions = timed(extract_regions, gray, landmarks, faces[0].box)
         times["crops"].append(t)
         analysis = Analysis(faces, faces[0], landmarks, regions, None, frame, gray)
@@ -81,6 +101,10 @@ def stage_times(
         times["tracked: follow the face (NCC on a quarter-size copy)"].append(t)
         t, _ = timed(analyzer.follow, moved, moved_gray, face or faces[0], analysis, 4.0)
         times["tracked: landmarks followed (dlib's fit moved, crops compared)"].append(t)
+    if dlib_model:
+        print(
+            f"{analyzer.landmarks.model_path.name}: {differing[0]} of {count} fits differ from dlib"
+        )
     return times
 
 
@@ -181,6 +205,13 @@ def with_backend(config, backend: str):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=100)
+    parser.add_argument(
+        "--dlib-model",
+        type=Path,
+        action="append",
+        default=[],
+        help="a bundle landmark model as dlib's .dat (its name says the backend); repeatable",
+    )
     args = parser.parse_args()
     config = load_config()
     frames = kiosk_frames()
@@ -189,7 +220,15 @@ def main() -> None:
         registry = ModelRegistry(config.models_dir, config.models.public_key_path)
         pipeline = CompliancePipeline(with_backend(config, backend), registry)
         pipeline.check(frames[0])  # warm-up: interpreter caches per pyramid shape
-        per_backend[backend] = stage_times(pipeline, frames, args.frames)
+        reference = next((p for p in args.dlib_model if backend in p.name), None)
+        per_backend[backend] = stage_times(
+            pipeline,
+            frames,
+            args.frames,
+            LandmarkPredictor(reference, pipeline.analyzer.landmarks.box_scale)
+            if reference
+            else None,
+        )
     registry = ModelRegistry(config.models_dir, config.models.public_key_path)
     stream = tracked_stream(CompliancePipeline(config, registry), frames, args.frames)
     comparison = detector_comparison(frames, max(args.frames // 4, 5))
@@ -199,9 +238,11 @@ def main() -> None:
     )
     print("| stage | " + " | ".join(f"[detector] backend = {b}" for b in per_backend) + " |")
     print("|---|" + "---|" * len(per_backend))
-    for stage in next(iter(per_backend.values())):
+    for stage in dict.fromkeys(s for times in per_backend.values() for s in times):
         cells = [
             f"{np.median(times[stage]):.2f} / {np.percentile(times[stage], 90):.2f}"
+            if stage in times
+            else "—"
             for times in per_backend.values()
         ]
         print(f"| {stage} | " + " | ".join(cells) + " |")

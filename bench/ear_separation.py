@@ -5,7 +5,7 @@
 YuNet boxes (the kiosk's detector) on test-split faces of `eyes_closed_faces/` (CEW, closed) and
 `faces68_ytf/` (YouTube Faces, open), neither in 300-W, so no landmark model has seen them.
 Prints the EER of -EAR (mean of both eyes) for the stock dlib model, the bundle's
-`shape_predictor_yunet.dat` and any extra model given.
+`shape_predictor_yunet.npz` and any extra model given.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def main() -> None:
     detector = make_detector("yunet", ModelRegistry(MODELS), DetectorConfig())
     models = {
         "stock dlib": LandmarkPredictor(find_model()),
-        "shape_predictor_yunet (bundle)": LandmarkPredictor(MODELS / "shape_predictor_yunet.dat"),
+        "shape_predictor_yunet (bundle)": LandmarkPredictor(MODELS / "shape_predictor_yunet.npz"),
     }
     models |= {path: LandmarkPredictor(Path(path)) for path in sys.argv[1:]}
     closed = test_faces(root, detector, "eyes_closed_faces", "closed/*.jpg")

@@ -426,7 +426,7 @@ def landmark_shift(root: Path, registry: ModelRegistry, limit: int | None) -> li
     predictors = {
         "stock dlib (kiosk default)": LandmarkPredictor(find_model()),
         "shape_predictor_mtcnn (shipped)": LandmarkPredictor(
-            REPO / "models" / "shape_predictor_mtcnn.dat"
+            REPO / "models" / "shape_predictor_mtcnn.npz"
         ),
     }
     boxes = {

@@ -50,7 +50,7 @@ def main() -> None:
         samples, _ = landmarks.load_samples(root, detector, args.limit)
         faces = [s for s in samples if s.split in ("val", "test")]
         hand = np.array([pose(s.gray, s.truth) for s in faces])
-        paired = MODELS / f"{landmark_model_name(backend)}.dat"
+        paired = MODELS / f"{landmark_model_name(backend)}.npz"
         for name, model in (("stock", find_model()), (paired.name, paired)):
             predictor = LandmarkPredictor(model)
             found = np.array([pose(s.gray, predictor.predict(s.gray, s.box).points) for s in faces])

@@ -405,7 +405,8 @@ class LandmarksConfig(Section):
 
     model: str = setting(
         "",
-        description="dlib 68-point model file; empty: face-recognition-models, then /usr/share/dlib",
+        description="68-point model file (dlib .dat, or its trees exported as .npz); empty: the "
+        "bundle's, then face-recognition-models, then /usr/share/dlib",
     )
     box_scale: float | None = setting(
         None,

@@ -156,10 +156,10 @@ def test_the_pipeline_builds_the_configured_backend(registry) -> None:
     pipeline = CompliancePipeline(config, registry)
     detector = pipeline.analyzer.detector  # the shipped config: YuNet, BlazeFace when it sees none
     assert isinstance(detector, Cascade) and isinstance(detector.detectors[0], Yunet)
-    assert pipeline.analyzer.landmarks.model_path.name == "shape_predictor_yunet.dat"
+    assert pipeline.analyzer.landmarks.model_path.name == "shape_predictor_yunet.npz"
     mtcnn = dataclasses.replace(
         config, detector=dataclasses.replace(config.detector, backend="mtcnn", fallback="none")
     )
     pipeline = CompliancePipeline(mtcnn, registry)
     assert type(pipeline.analyzer.detector).__name__ == "MtcnnLite"
-    assert pipeline.analyzer.landmarks.model_path.name == "shape_predictor_mtcnn.dat"
+    assert pipeline.analyzer.landmarks.model_path.name == "shape_predictor_mtcnn.npz"

@@ -43,7 +43,7 @@ def test_faces68_photos_are_split_by_photo_key() -> None:
 
 
 def test_a_shipped_model_gets_its_manifest_entry_with_the_new_hash(tmp_path: Path) -> None:
-    """`make landmarks` used to copy a new .dat and keep the old sha256 (deploy then refused)."""
+    """`make landmarks` used to copy a new model and keep the old sha256 (deploy then refused)."""
     from kiosk.contract.manifest import load_manifest, sha256_file
 
     models = tmp_path / "models"
@@ -54,7 +54,7 @@ def test_a_shipped_model_gets_its_manifest_entry_with_the_new_hash(tmp_path: Pat
         "results": {"retrained": result},
         "detector": "yunet",
     }
-    name = landmarks.model_name("yunet")
+    name = "shape_predictor_yunet.npz"  # what the kiosk runs: the exported arrays
     for content in (b"first model", b"retrained model"):
         (models / name).write_bytes(content)
         landmarks.register(models, metrics, tmp_path / "reports")

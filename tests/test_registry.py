@@ -118,14 +118,14 @@ def test_listed_landmark_model_is_hash_checked(bundle, tmp_path, capsys):
 
     config = tmp_path / "kiosk.toml"
     config.write_text(
-        f'[models]\ndir = "{bundle}"\n[landmarks]\nmodel = "{bundle}/shape_predictor_mtcnn.dat"\n'
+        f'[models]\ndir = "{bundle}"\n[landmarks]\nmodel = "{bundle}/shape_predictor_mtcnn.npz"\n'
     )
     frames = tmp_path / "frames"
     frames.mkdir()
     assert main(["--config", str(config), "check", str(frames)]) == 0  # intact model, no frames
-    data = bytearray((bundle / "shape_predictor_mtcnn.dat").read_bytes())
-    data[1000] ^= 0x01  # still a loadable dlib file, but not the shipped one
-    (bundle / "shape_predictor_mtcnn.dat").write_bytes(bytes(data))
+    data = bytearray((bundle / "shape_predictor_mtcnn.npz").read_bytes())
+    data[1000] ^= 0x01  # a byte of the arrays changed: not the shipped model
+    (bundle / "shape_predictor_mtcnn.npz").write_bytes(bytes(data))
     assert main(["--config", str(config), "check", str(frames)]) == 2
     assert "does not match the manifest" in capsys.readouterr().err
 
@@ -145,7 +145,7 @@ def test_each_detector_gets_the_landmark_model_trained_on_its_boxes(bundle, tmp_
     if f"shape_predictor_{backend}" not in registry.entries:
         pytest.skip(f"this bundle ships no landmark model for {backend}")
     predictor = landmark_predictor(config, registry)
-    assert predictor.model_path.name == f"shape_predictor_{backend}.dat"
+    assert predictor.model_path.name == f"shape_predictor_{backend}.npz"
 
 
 def test_stock_landmark_model_when_the_bundle_has_none_for_the_detector(bundle, tmp_path):
@@ -164,16 +164,16 @@ def test_stock_landmark_model_when_the_bundle_has_none_for_the_detector(bundle, 
 def test_a_configured_landmark_model_wins_over_the_paired_one(bundle, tmp_path):
     from kiosk.runtime.vision.landmarks import landmark_predictor
 
-    extra = f'[detector]\nbackend = "yunet"\n[landmarks]\nmodel = "{bundle}/shape_predictor_mtcnn.dat"\n'
+    extra = f'[detector]\nbackend = "yunet"\n[landmarks]\nmodel = "{bundle}/shape_predictor_mtcnn.npz"\n'
     config = load_config(_config(tmp_path, bundle, extra))
     predictor = landmark_predictor(config, ModelRegistry(bundle))
-    assert predictor.model_path.name == "shape_predictor_mtcnn.dat"
+    assert predictor.model_path.name == "shape_predictor_mtcnn.npz"
 
 
 def test_the_landmark_model_that_runs_is_the_one_that_was_hash_checked(
     bundle, tmp_path, monkeypatch
 ):
-    """A file swapped on disk after its check is not what dlib loads: it loads the checked bytes."""
+    """A file swapped on disk after its check is not what runs: the checked bytes are."""
     import numpy as np
 
     from kiosk.runtime.vision.landmarks import LandmarkPredictor, landmark_predictor
@@ -197,4 +197,4 @@ def test_the_landmark_model_that_runs_is_the_one_that_was_hash_checked(
     box = (30.0, 30.0, 130.0, 130.0)
     assert np.array_equal(predictor.predict(gray, box).points, reference.predict(gray, box).points)
     with pytest.raises(ModelError, match="cannot be loaded"):
-        LandmarkPredictor(model, data=b"not a dlib model")
+        LandmarkPredictor(model, data=b"not a landmark model")

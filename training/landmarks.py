@@ -20,7 +20,8 @@ on near-frontal test faces (what a kiosk sees), and mirror disagreement on unann
 from `mask/*/without_mask` that neither model has seen.
 
 Outputs: the model in --out-dir, `README.md`, `metrics.json` and `ced.png` in --reports; the
-model is copied to --models-dir only if it qualifies (see `qualifies`).
+model is exported to --models-dir only if it qualifies (see `qualifies`), as the arrays the kiosk
+evaluates (`shape_predictor_<detector>.npz`, training/landmarks_export.py).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -43,6 +43,7 @@ from kiosk.config import DetectorConfig, GatesConfig
 from kiosk.contract.errors import InputError
 from kiosk.contract.manifest import sha256_file
 from kiosk.contract.manifest import write_entry as write_manifest_entry
+from kiosk.contract.models import LANDMARK_ARRAYS_QUANTIZATION
 from kiosk.runtime.imageio import load_rgb
 from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.vision.detectors import DETECTORS, FaceDetector, make_detector
@@ -51,6 +52,7 @@ from kiosk.runtime.vision.types import Box
 from training import splits
 from training.collect import padded
 from training.geometry import read_pts
+from training.landmarks_export import export
 from training.paths import MODELS, REPO, REPORTS, WORK, data_root
 from training.timing import median_ms
 
@@ -445,20 +447,20 @@ MANIFEST_METRICS = (
 
 
 def register(models_dir: Path, metrics: dict[str, Any], reports: Path) -> None:
-    """The `shape_predictor_<detector>` manifest entry of the copied model (sha256 and size
-    computed by the manifest writer), so a retrained .dat never ships under the old hash."""
+    """The `shape_predictor_<detector>` manifest entry of the exported model (sha256 and size
+    computed by the manifest writer), so a retrained model never ships under the old hash."""
     report = reports.resolve() / "README.md"
     detector = metrics["detector"]
-    name = model_name(detector)
+    name = model_name(detector).removesuffix(".dat")
     write_manifest_entry(
         models_dir,
-        name.removesuffix(".dat"),
-        models_dir / name,
+        name,
+        models_dir / f"{name}.npz",
         architecture="dlib ensemble of regression trees, 68 points, trained on "
         f"{DISPLAY[detector]} boxes",
         detector=detector,
         input_shape=[],
-        quantization="none (dlib .dat)",
+        quantization=LANDMARK_ARRAYS_QUANTIZATION,
         metrics={
             "normalization": metrics["normalization"],
             "held_out_test": {
@@ -691,7 +693,9 @@ def main(argv: list[str] | None = None) -> None:
         )
     if ships:
         args.models_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(model_path, args.models_dir / model_name(args.detector))
+        # the kiosk runs the trees as arrays (training/landmarks_export.py: dlib's points, a
+        # fifth of its start-up); the .dat stays in --out-dir
+        export(model_path, args.models_dir / model_name(args.detector).replace(".dat", ".npz"))
         register(args.models_dir, metrics, reports)
     print(f"{'ships' if ships else 'does not ship'}: {why}; sha256 {metrics['sha256']}")
 

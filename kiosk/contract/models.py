@@ -216,10 +216,32 @@ OTHER: dict[str, ModelSpec] = {
             # the entry, and the kiosk applies the entry's (absent: one plain pass).
             preprocessing=(("self_ensemble", 1),),
         ),
-        ModelSpec("shape_predictor_mtcnn", "landmarks", "dlib 68-point shape predictor", ()),
-        ModelSpec("shape_predictor_yunet", "landmarks", "dlib 68-point shape predictor", ()),
+        *(
+            ModelSpec(
+                f"shape_predictor_{backend}",
+                "landmarks",
+                "dlib 68-point shape predictor",
+                (),
+                input="grayscale (or RGB) uint8 image and the detector's box",
+                output="68 (x, y) points in whole pixels",
+            )
+            for backend in ("mtcnn", "yunet")
+        ),
     )
 }
+
+# The arrays of a shape predictor exported from dlib's .dat (training/landmarks_export.py) and
+# evaluated by kiosk/runtime/vision/forest.py: C cascades of T trees with S = 2**depth - 1 splits
+# and S + 1 leaves over P points, F feature pixels per cascade.
+LANDMARK_ARRAYS = (
+    "initial_shape",  # (P, 2) float32: the mean shape in the unit box
+    "anchors",  # (C, F) int: the point each feature pixel is placed from
+    "deltas",  # (C, F, 2) float32: its offset from that point in the mean shape
+    "splits",  # (C, T, S, 2) int: the two feature pixels each split compares
+    "thresholds",  # (C, T, S) float32: the split goes left when pixel 1 - pixel 2 > this
+    "leaves",  # (C, T, S + 1, 2P) float32: the shape increment of each leaf
+)
+LANDMARK_ARRAYS_QUANTIZATION = "none (dlib's trees as float32 arrays, .npz)"
 
 SPECS: dict[str, ModelSpec] = {**COMPLIANCE, **OTHER}
 

@@ -4,7 +4,9 @@ box moved by about a pixel, so the points do not follow the detector's jitter).
 The model file comes from the config, else the bundle's model trained on the configured
 detector's boxes (`shape_predictor_<backend>`), else the stock model from the
 `face-recognition-models` package, else Debian/Raspberry Pi OS's `libdlib-data`
-(/usr/share/dlib). dlib objects stay private here.
+(/usr/share/dlib). The bundle's models are dlib's trees exported as arrays (.npz), evaluated
+by kiosk/runtime/vision/forest.py with dlib's very results and without dlib's ~0.1 s parse; a
+dlib .dat (the stock model, a configured one) runs in dlib. dlib objects stay private here.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from kiosk.config import DEFAULT_BOX_SCALE, Config, model_box_scale
 from kiosk.contract.errors import ModelError
 from kiosk.contract.models import landmark_model_name
 from kiosk.runtime.models.registry import ModelRegistry
+from kiosk.runtime.vision.forest import RegressionForest
 from kiosk.runtime.vision.types import Box, Landmarks
 
 STOCK_MODEL = "shape_predictor_68_face_landmarks.dat"
@@ -61,20 +64,29 @@ class LandmarkPredictor:
     def __init__(
         self, model_path: Path, box_scale: float | None = None, data: bytes | None = None
     ) -> None:
-        """`data`: the model file's bytes as the registry read and hash-checked them. dlib then
-        loads those very bytes (its pickle state is the file's content) instead of opening the
-        path again, so what was verified is what runs, and the 14 MB file is read once."""
-        import dlib
+        """`data`: the model file's bytes as the registry read and hash-checked them, loaded
+        instead of opening the path again, so what was verified is what runs (dlib's pickle
+        state is a .dat file's content). A `.npz` holds the exported arrays (forest.py)."""
+        self._forest: RegressionForest | None = None
+        if model_path.suffix == ".npz":
+            try:
+                self._forest = RegressionForest.from_bytes(
+                    model_path.read_bytes() if data is None else data
+                )
+            except ModelError as exc:
+                raise ModelError(f"landmark model {model_path} cannot be loaded: {exc}") from exc
+        else:
+            import dlib
 
-        try:
-            if data is None:
-                self._predictor = dlib.shape_predictor(str(model_path))
-            else:
-                self._predictor = dlib.shape_predictor.__new__(dlib.shape_predictor)
-                self._predictor.__setstate__((data,))
-        except RuntimeError as exc:
-            raise ModelError(f"landmark model {model_path} cannot be loaded: {exc}") from exc
-        self._dlib = dlib
+            try:
+                if data is None:
+                    self._predictor = dlib.shape_predictor(str(model_path))
+                else:
+                    self._predictor = dlib.shape_predictor.__new__(dlib.shape_predictor)
+                    self._predictor.__setstate__((data,))
+            except RuntimeError as exc:
+                raise ModelError(f"landmark model {model_path} cannot be loaded: {exc}") from exc
+            self._dlib = dlib
         self.model_path = model_path
         self.box_scale = DEFAULT_BOX_SCALE if box_scale is None else box_scale
 
@@ -90,16 +102,26 @@ class LandmarkPredictor:
         x0, y0, x1, y1 = box
         width, height = (x1 - x0) * self.box_scale, (y1 - y0) * self.box_scale
         image = np.ascontiguousarray(image)
-        fits = []
+        rects = []
         for dx, dy in FIT_OFFSETS:
             cx, cy = (x0 + x1) / 2 + dx * width, (y0 + y1) / 2 + dy * height
-            rect = self._dlib.rectangle(
-                round(cx - width / 2),
-                round(cy - height / 2),
-                round(cx + width / 2),
-                round(cy + height / 2),
+            rects.append(
+                (
+                    round(cx - width / 2),
+                    round(cy - height / 2),
+                    round(cx + width / 2),
+                    round(cy + height / 2),
+                )
             )
-            fits.append([(p.x, p.y) for p in self._predictor(image, rect).parts()])
+        if self._forest is not None:
+            fits = self._forest.fit(image, np.array(rects))
+        else:
+            fits = np.array(
+                [
+                    [(p.x, p.y) for p in self._predictor(image, self._dlib.rectangle(*r)).parts()]
+                    for r in rects
+                ]
+            )
         return Landmarks(points=np.mean(fits, axis=0).astype(np.float32))
 
 
