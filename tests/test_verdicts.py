@@ -212,6 +212,25 @@ def test_the_rows_fingerprint_follows_the_code_that_cuts_crops(monkeypatch, tmp_
     assert evaluate_faces.Runner("yunet", MODELS, []).fingerprint["face_models"] != before
 
 
+def test_the_rows_fingerprint_follows_the_code_that_scores_crops(monkeypatch, tmp_path) -> None:
+    """A classifier-side edit (a test-time view added to a check, another fusion) changes the
+    scores with the same model files: rows made before it must not be kept by `--reuse`."""
+    import shutil
+
+    from training import evaluate_faces
+
+    *checks, models = evaluate_faces.SCORE_CODE
+    copy = tmp_path / "models"
+    shutil.copytree(models, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(evaluate_faces, "SCORE_CODE", (*checks, copy))
+    before = evaluate_faces.Runner("yunet", MODELS, []).fingerprint
+    wrapper = copy / "tflite_io.py"
+    wrapper.write_text(wrapper.read_text() + "\n# a change\n")
+    after = evaluate_faces.Runner("yunet", MODELS, []).fingerprint
+    assert after["face_models"] != before["face_models"]
+    assert after["eyes_model"] == before["eyes_model"]  # still the model file's sha256 prefix
+
+
 def test_a_face_under_the_kiosk_detector_floor_is_too_small_not_missed(astronaut, no_face):
     """The kiosk's detector looks for faces from 40 px; a smaller face is 'move closer'."""
     import cv2

@@ -41,6 +41,7 @@ import argparse
 import csv
 import hashlib
 import logging
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -52,7 +53,10 @@ from kiosk.config import load_config
 from kiosk.contract import models as contract_models
 from kiosk.contract.errors import InputError
 from kiosk.contract.reasons import FACE_TOO_SMALL, NO_FACE
+from kiosk.runtime import models as runtime_models
 from kiosk.runtime import vision
+from kiosk.runtime.checks import base as checks_base
+from kiosk.runtime.checks import fusion as checks_fusion
 from kiosk.runtime.checks.eyes_closed import EyesClosed
 from kiosk.runtime.checks.mouth_open import MouthOpen
 from kiosk.runtime.checks.veil import Veil
@@ -81,10 +85,21 @@ COLUMNS = (
 # --reuse keep theirs, and training/verdicts.py refuses to mix models in one verdict.
 FINGERPRINT = {"eyes_closed": "eyes_model", "mouth_open": "mouth_model", "veil": "veil_model"}
 # The code that turns a photo into crops (detectors, their box maps, the landmark fit, regions,
-# gates) and the crop specs: an edit there moves crops as a new model file would, so it is part
-# of the rows' face_models fingerprint (a --reuse across it then fails in training/verdicts.py
-# instead of mixing rows silently).
+# gates) and the crop specs, and the code that turns crops into the three scores (the checks'
+# views and fusion, the interpreter wrapper): an edit there changes scores as a new model file
+# would, so it is part of the rows' face_models fingerprint (a --reuse across it then fails in
+# training/verdicts.py instead of mixing rows silently). The per-model columns stay the model
+# files' sha256 prefixes, which the manifest entries are matched against.
 CROP_CODE = (Path(vision.__file__).parent, Path(contract_models.__file__))
+SCORE_CODE = (
+    *(
+        Path(sys.modules[check.__module__].__file__ or "")
+        for check in (EyesClosed, MouthOpen, Veil)
+    ),
+    Path(checks_base.__file__),
+    Path(checks_fusion.__file__),
+    Path(runtime_models.__file__).parent,
+)
 
 
 def source_digest(paths: tuple[Path, ...]) -> str:
@@ -218,10 +233,12 @@ class Runner:
         self.rng = np.random.default_rng(7)
         sha = {name: registry.entry(name).sha256 for name in registry.read}
         self.fingerprint = {column: sha[name][:12] for name, column in FINGERPRINT.items()}
-        # the detector(s) and landmark model files, the detector's settings and the code that
-        # cuts crops with them (box maps, landmark fit, regions): every crop depends on them
+        # the detector(s) and landmark model files, the detector's settings, the code that cuts
+        # crops with them (box maps, landmark fit, regions) and scores them: every score
+        # depends on them
         stack = ",".join(f"{name}:{sha[name]}" for name in sorted(set(sha) - set(FINGERPRINT)))
         stack += f",detector:{config.detector!r},code:{source_digest(CROP_CODE)}"
+        stack += f",scoring:{source_digest(SCORE_CODE)}"
         self.fingerprint["face_models"] = hashlib.sha256(stack.encode()).hexdigest()[:12]
 
     def row(self, rgb: np.ndarray) -> dict[str, object]:
