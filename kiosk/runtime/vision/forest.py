@@ -22,7 +22,7 @@ import numpy as np
 from kiosk.contract.errors import ModelError
 from kiosk.contract.models import LANDMARK_ARRAYS
 
-MAX_DEPTH = 4  # a tree's 15 split outcomes index a 16-bit table of leaves (dlib's default depth)
+MAX_DEPTH = 4  # a tree's 15 split outcomes index a table of 2**16 leaves (dlib's default depth)
 
 
 class RegressionForest:
@@ -65,11 +65,12 @@ class RegressionForest:
         project[1::2, 1], project[0::2, 1] = ref[:, 0], -ref[:, 1]
         self.project = project / (ref**2).sum()
         # the leaf each pattern of split outcomes leads to (bit i: split i goes left)
-        patterns = np.arange(1 << 16)
+        patterns = np.arange(1 << nodes)
         node = np.zeros_like(patterns)
         for _ in range(depth):
             node = 2 * node + 2 - ((patterns >> node) & 1)
         self.leaf_of = (node - nodes).astype(np.intp)
+        self.bit_values = (1 << np.arange(nodes)).astype(np.intp)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> RegressionForest:
@@ -110,12 +111,8 @@ class RegressionForest:
             values = np.where(inside, pixels[index], 0).astype(np.float32)
             pair = np.take(values, self.pairs[level], axis=1)
             left = pair[:, :split_count] - pair[:, split_count:] > self.thresholds[level]
-            bits = np.packbits(
-                left.reshape(count, self.trees, self.nodes), axis=2, bitorder="little"
-            )
-            if bits.shape[2] == 1:  # depth <= 3: the high byte of the pattern is 0
-                bits = np.concatenate([bits, np.zeros_like(bits)], axis=2)
-            leaf = self.leaf_of[bits.view("<u2")[..., 0].T] + self.leaf_base  # (T, N)
+            pattern = left.reshape(count, self.trees, self.nodes) @ self.bit_values
+            leaf = self.leaf_of[pattern.T] + self.leaf_base  # (T, N)
             tree_sums[0] = shape
             np.take(self.leaves[level], leaf, axis=0, out=tree_sums[1:])
             shape = np.add.reduce(tree_sums, axis=0)  # row by row: dlib's order of float sums
