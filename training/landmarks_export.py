@@ -1,6 +1,6 @@
 """Export a dlib shape predictor (.dat) as the arrays the kiosk evaluates (.npz).
 
-    python -m training.landmarks_export [--models-dir models] [--check-data N]
+    python -m training.landmarks_export [--models-dir models] [--check-photos 300]
 
 dlib's .dat is its serialization of the model (dlib/serialize.h, shape_predictor.h): every
 number is a byte giving its length and sign, then the magnitude's bytes, little-endian; a float
@@ -22,7 +22,9 @@ from __future__ import annotations
 import argparse
 import io
 import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -32,6 +34,7 @@ from kiosk.contract.models import LANDMARK_ARRAYS, LANDMARK_ARRAYS_QUANTIZATION
 from training.paths import MODELS
 
 DLIB_VERSION = 1  # the shape_predictor serialization version dlib writes
+T = TypeVar("T")
 
 
 class _Reader:
@@ -41,6 +44,8 @@ class _Reader:
         self.data, self.pos = data, 0
 
     def integer(self) -> int:
+        if self.pos >= len(self.data):
+            raise ValueError("the model ends early")
         head = self.data[self.pos]
         size = head & 0x0F
         if size > 8 or self.pos + 1 + size > len(self.data):
@@ -57,7 +62,7 @@ class _Reader:
         rows, cols = -self.integer(), -self.integer()
         return [self.real() for _ in range(rows * cols)]
 
-    def items(self, read):  # type: ignore[no-untyped-def]
+    def items(self, read: Callable[[], T]) -> list[T]:
         return [read() for _ in range(self.integer())]
 
 
