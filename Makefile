@@ -204,7 +204,7 @@ $(WORK)/runs/sr_mse/generator.weights.h5:
 	$(PY) -m training.sr.train mse --steps $(SR_RESTART_STEPS)
 $(WORK)/runs/sr_mse_decay/generator.weights.h5: | $(WORK)/runs/sr_mse/generator.weights.h5
 	$(PY) -m training.sr.train mse $(SR_DECAY)
-tamper-evaluate: | $(WORK)/runs/sr_mse/generator.weights.h5  ## localisation heat maps (ELA / wavelet / SR reconstruction) vs masks
+tamper-evaluate: $(WORK)/tamper/index.csv  ## localisation heat maps (ELA / wavelet / the shipped SR's reconstruction) vs masks
 	$(PY) -m training.tamper.localize
 tamper-eval: tamper-export tamper-evaluate
 # The perceptual variants use the veil classifier as their feature net: built first if missing

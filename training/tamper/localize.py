@@ -3,7 +3,8 @@ overlap the known tampered region of the (synthetic) test images?
 
 Maps, all full resolution: ELA (the kiosk's heat map), the wavelet noise residual, and the SR
 reconstruction residual |Y - SR(bicubic x1/4 (Y))| of the shipped SR generator (Nimma's idea of
-localising by reconstruction). Each is box-smoothed over 9 px and turned into a heat map in one
+localising by reconstruction): models/sr_x4.tflite as the kiosk runs it, tile by tile, with its
+entry's self-ensemble (training/sr/evaluate.py's `tflite_upscaler`). Each is box-smoothed over 9 px and turned into a heat map in one
 of three ways: "high" (the map itself), "low" (its complement: a morph warp or a resampled
 splice leaves *less* detail and noise) or "deviation" (distance from the image's median level),
 each scaled by its 99th percentile. The way and an IoU threshold are chosen on the validation
@@ -26,14 +27,14 @@ from sklearn.metrics import roc_auc_score
 from kiosk.contract.models import SPECS
 from kiosk.runtime.forensics.colour import luma
 from kiosk.runtime.forensics.ela_features import ela_map, noise_residual
+from kiosk.runtime.forensics.sr import entry_ensemble
 from kiosk.runtime.imageio import load_rgb
-from training.paths import REPORTS
+from kiosk.runtime.models.registry import ModelRegistry
+from training.paths import MODELS, REPORTS
 from training.sr.data import SCALE, hr_lr_pair
-from training.sr.nets import make_generator
-from training.sr.train import load_architecture, run_dir
+from training.sr.evaluate import Upscaler, tflite_upscaler
 from training.tamper.features import read_index
 from training.tamper.train import DATA
-from training.tf_setup import limit_threads, tf
 
 OUT = REPORTS / "tamper_ela"
 FRACTIONS = np.round(np.arange(0.1, 1.0, 0.1), 2)
@@ -56,10 +57,10 @@ def heat_maps(raw: np.ndarray) -> dict[str, np.ndarray]:
     return heats
 
 
-def sr_residual_map(generator: tf.keras.Model) -> Callable[[np.ndarray], np.ndarray]:
+def sr_residual_map(upscale: Upscaler) -> Callable[[np.ndarray], np.ndarray]:
     def residual(rgb: np.ndarray) -> np.ndarray:
         hr, lr = hr_lr_pair(luma(rgb))
-        sr = generator(lr[None, :, :, None] / 255.0, training=False)[0, :, :, 0] * 255.0
+        sr = upscale(lr)
         full = np.zeros(rgb.shape[:2], np.float32)
         full[: hr.shape[0], : hr.shape[1]] = np.abs(hr - sr)
         return full
@@ -85,17 +86,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--limit", type=int, help="images per split (smoke runs)")
     args = parser.parse_args(argv)
-    limit_threads(1)
+    registry = ModelRegistry(MODELS)
+    upscale = tflite_upscaler(
+        registry.verified_bytes("sr_x4"), entry_ensemble(registry.entry("sr_x4").extra)
+    )
     maps: dict[str, Callable[[np.ndarray], np.ndarray]] = {
         "ela": lambda rgb: ela_map(rgb, args.ela_quality),
         "noise_residual": noise_residual,
+        "sr_reconstruction": sr_residual_map(upscale),
     }
-    weights = run_dir("mse") / "generator.weights.h5"
-    if weights.exists():
-        size = load_architecture("mse")
-        generator = make_generator(size["channels"], size["blocks"])
-        generator.load_weights(weights)
-        maps["sr_reconstruction"] = sr_residual_map(generator)
     rows = [r for r in read_index(DATA) if r["label"] == "1" and r["split"] in ("val", "test")]
     scores: dict[str, dict[str, list]] = {name: {"val": [], "test": []} for name in maps}
     kinds: dict[str, list[str]] = {"val": [], "test": []}
