@@ -56,7 +56,7 @@ $(addsuffix -export,$(TASKS)): %-export: $(WORK)/runs/%/best.keras  ## int8 -> m
 
 # The stock model's points on CEW and web faces teach the small model eyelids 300-W lacks
 # (reports/landmarks/yunet, reports/landmarks).
-landmarks-export:  ## retrain dlib's shape predictor on $(DETECTOR) boxes; ships (file + manifest) if it qualifies
+landmarks-export:  ## retrain dlib's shape predictor on $(DETECTOR) boxes; ships (its trees as .npz + manifest) if it qualifies
 	$(PY) -m training.landmarks --detector $(DETECTOR) --distill
 
 # A retrained eye or mouth model is judged per face against the shipped one before anything

@@ -10,7 +10,7 @@ Frames: the astronaut test face (scikit-image) and five faces68/ photos, each pl
 `--dlib-model` times dlib itself on the same boxes in the same loop beside the kiosk's landmark
 fit (the bundle's trees as arrays, kiosk/runtime/vision/forest.py), given the bundle model as
 dlib's .dat: training's --out-dir keeps it, or the tree before the export has it, e.g.
-`git show 0a1b2c3:models/shape_predictor_yunet.dat > /tmp/yunet.dat` (and _mtcnn). The row
+`git show ff417e4:models/shape_predictor_yunet.dat > /tmp/yunet.dat` (and _mtcnn). The row
 also counts the frames whose points differ from dlib's.
 """
 
