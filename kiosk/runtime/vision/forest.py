@@ -22,7 +22,9 @@ import numpy as np
 from kiosk.contract.errors import ModelError
 from kiosk.contract.models import LANDMARK_ARRAYS
 
-MAX_DEPTH = 4  # a tree's 15 split outcomes index a table of 2**16 leaves (dlib's default depth)
+# A tree's 2**depth - 1 split outcomes index a table of leaves: 32,768 entries at depth 4 (dlib's
+# default, the bundle's), 2**31 at depth 5.
+MAX_DEPTH = 4
 
 
 class RegressionForest:
@@ -58,7 +60,9 @@ class RegressionForest:
         self.leaf_base = (np.arange(trees) * (nodes + 1))[:, None]
         self.trees, self.nodes = trees, nodes
         # a and b of the least-squares similarity from the centred mean shape to a shape, as
-        # one product: the mean shape is centred, so the other shape need not be.
+        # one product: the mean shape is centred, so the other shape need not be. dlib gets
+        # the same matrix from an SVD (Umeyama); the two differ only for a reflection, which a
+        # face shape never needs.
         ref = initial.astype(np.float64) - initial.astype(np.float64).mean(axis=0)
         project = np.zeros((2 * self.points, 2))
         project[0::2, 0], project[1::2, 0] = ref[:, 0], ref[:, 1]
