@@ -75,7 +75,7 @@ def stage_times(
         )
     }
     tracker = FaceTracker()
-    differing = [0]
+    differing = 0
     for i in range(count):
         frame = frames[i % len(frames)]
         t, faces = timed(analyzer.detector.detect, frame)
@@ -86,7 +86,7 @@ def stage_times(
         if dlib_model:
             t, theirs = timed(dlib_model.predict, gray, faces[0].box)
             times[DLIB].append(t)
-            differing[0] += not np.array_equal(theirs.points, landmarks.points)
+            differing += not np.array_equal(theirs.points, landmarks.points)
         t, regions = timed(extract_regions, gray, landmarks, faces[0].box)
         times["crops"].append(t)
         analysis = Analysis(faces, faces[0], landmarks, regions, None, frame, gray)
@@ -103,7 +103,7 @@ def stage_times(
         times["tracked: landmarks followed (dlib's fit moved, crops compared)"].append(t)
     if dlib_model:
         print(
-            f"{analyzer.landmarks.model_path.name}: {differing[0]} of {count} fits differ from dlib"
+            f"{analyzer.landmarks.model_path.name}: {differing} of {count} fits differ from dlib"
         )
     return times
 
