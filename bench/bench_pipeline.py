@@ -102,9 +102,7 @@ def stage_times(
         t, _ = timed(analyzer.follow, moved, moved_gray, face or faces[0], analysis, 4.0)
         times["tracked: landmarks followed (dlib's fit moved, crops compared)"].append(t)
     if dlib_model:
-        print(
-            f"{analyzer.landmarks.model_path.name}: {differing} of {count} fits differ from dlib"
-        )
+        print(f"{analyzer.landmarks.model_path.name}: {differing} of {count} fits differ from dlib")
     return times
 
 
