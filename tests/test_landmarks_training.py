@@ -54,7 +54,7 @@ def test_a_shipped_model_gets_its_manifest_entry_with_the_new_hash(tmp_path: Pat
         "results": {"retrained": result},
         "detector": "yunet",
     }
-    name = "shape_predictor_yunet.npz"  # what the kiosk runs: the exported arrays
+    name = landmarks.npz_name("yunet")  # what the kiosk runs: the exported arrays
     for content in (b"first model", b"retrained model"):
         (models / name).write_bytes(content)
         landmarks.register(models, metrics, tmp_path / "reports")

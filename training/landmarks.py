@@ -52,7 +52,7 @@ from kiosk.runtime.vision.types import Box
 from training import splits
 from training.collect import padded
 from training.geometry import read_pts
-from training.landmarks_export import export
+from training.landmarks_export import export_checked
 from training.paths import MODELS, REPO, REPORTS, WORK, data_root
 from training.timing import median_ms
 
@@ -60,8 +60,14 @@ DISPLAY = {"mtcnn": "MTCNN", "yunet": "YuNet"}
 
 
 def model_name(detector: str) -> str:
-    """The file the kiosk pairs with `detector` ([landmarks] model empty)."""
+    """dlib's trained file for `detector` (in --out-dir; the bundle gets its arrays: npz_name)."""
     return f"shape_predictor_{detector}.dat"
+
+
+def npz_name(detector: str) -> str:
+    """The file the kiosk pairs with `detector` ([landmarks] model empty): dlib's trees as
+    arrays (training/landmarks_export.py)."""
+    return model_name(detector).replace(".dat", ".npz")
 
 
 def labels(detector: str) -> tuple[str, str]:
@@ -451,11 +457,10 @@ def register(models_dir: Path, metrics: dict[str, Any], reports: Path) -> None:
     computed by the manifest writer), so a retrained model never ships under the old hash."""
     report = reports.resolve() / "README.md"
     detector = metrics["detector"]
-    name = model_name(detector).removesuffix(".dat")
     write_manifest_entry(
         models_dir,
-        name,
-        models_dir / f"{name}.npz",
+        model_name(detector).removesuffix(".dat"),
+        models_dir / npz_name(detector),
         architecture="dlib ensemble of regression trees, 68 points, trained on "
         f"{DISPLAY[detector]} boxes",
         detector=detector,
@@ -470,6 +475,7 @@ def register(models_dir: Path, metrics: dict[str, Any], reports: Path) -> None:
             "report": (
                 report.relative_to(REPO) if report.is_relative_to(REPO) else report
             ).as_posix(),
+            **({"dlib_parity": metrics["dlib_parity"]} if "dlib_parity" in metrics else {}),
         },
         provenance={
             "training_data": "faces68/ (300-W AFW + HELEN train, non-commercial research) "
@@ -694,8 +700,10 @@ def main(argv: list[str] | None = None) -> None:
     if ships:
         args.models_dir.mkdir(parents=True, exist_ok=True)
         # the kiosk runs the trees as arrays (training/landmarks_export.py: dlib's points, a
-        # fifth of its start-up); the .dat stays in --out-dir
-        export(model_path, args.models_dir / model_name(args.detector).replace(".dat", ".npz"))
+        # fifth of its start-up), checked against dlib; the .dat stays in --out-dir
+        metrics["dlib_parity"] = export_checked(
+            model_path, args.models_dir / npz_name(args.detector), args.data_root
+        )
         register(args.models_dir, metrics, reports)
     print(f"{'ships' if ships else 'does not ship'}: {why}; sha256 {metrics['sha256']}")
 

@@ -14,7 +14,7 @@ kiosk/runtime/vision/forest.py evaluates them as dlib does.
 Without arguments, every landmark model of the bundle that is still a .dat is exported beside it,
 checked against dlib on faces (the same points, bit for bit, on every fit) and the manifest entry
 then names the .npz; the .dat is removed from the bundle. training/landmarks.py exports every
-model it ships the same way.
+model it ships through the same `export_checked`.
 """
 
 from __future__ import annotations
@@ -26,14 +26,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import cv2
+import dlib
 import numpy as np
 
 from kiosk.contract.manifest import load_manifest
 from kiosk.contract.manifest import write_entry as write_manifest_entry
 from kiosk.contract.models import LANDMARK_ARRAYS, LANDMARK_ARRAYS_QUANTIZATION
-from training.paths import MODELS
+from kiosk.runtime.vision.forest import RegressionForest
+from training.paths import MODELS, data_root
 
 DLIB_VERSION = 1  # the shape_predictor serialization version dlib writes
+CHECK_PHOTOS = 300  # faces68 photos the export is compared with dlib on
 T = TypeVar("T")
 
 
@@ -105,11 +109,6 @@ def export(dat: Path, npz: Path) -> None:
 def mismatched_fits(dat: Path, npz: Path, photos: list[Path], rng: np.random.Generator) -> int:
     """How many fits differ between dlib on `dat` and the kiosk on `npz`: on each photo, grey and
     RGB, from four boxes a pixel apart around a random box (some reaching past the edges)."""
-    import cv2
-    import dlib
-
-    from kiosk.runtime.vision.forest import RegressionForest
-
     reference = dlib.shape_predictor(str(dat))
     forest = RegressionForest.from_bytes(npz.read_bytes())
     differing = 0
@@ -133,42 +132,50 @@ def mismatched_fits(dat: Path, npz: Path, photos: list[Path], rng: np.random.Gen
     return differing
 
 
+def export_checked(
+    dat: Path, npz: Path, data_root_arg: str | None = None, count: int = CHECK_PHOTOS
+) -> dict[str, object]:
+    """`export`, then the comparison with dlib on `count` faces68 photos spread over the folder;
+    the manifest's `dlib_parity` record. Any differing fit removes `npz` and stops (SystemExit):
+    arrays that are not dlib's model never ship."""
+    export(dat, npz)
+    photos = sorted((data_root(data_root_arg) / "faces68").glob("*/*.jpg"))
+    photos = photos[:: max(1, len(photos) // count)][:count]
+    differing = mismatched_fits(dat, npz, photos, np.random.default_rng(7))
+    fits = 8 * len(photos)
+    print(f"{dat.name} -> {npz.name}: {differing} of {fits} fits differ from dlib")
+    if differing:
+        npz.unlink()
+        raise SystemExit(f"{dat.name}: the arrays do not reproduce dlib; nothing exported")
+    return {
+        "fits": fits,
+        "differing": differing,
+        "faces": f"{len(photos)} faces68 photos, grey and RGB, 4 boxes a pixel apart around "
+        "a random box each (python -m training.landmarks_export)",
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models-dir", type=Path, default=MODELS)
     parser.add_argument("--data-root", default=None)
     parser.add_argument(
-        "--check-photos", type=int, default=300, help="faces68 photos to compare on"
+        "--check-photos", type=int, default=CHECK_PHOTOS, help="faces68 photos to compare on"
     )
     args = parser.parse_args(argv)
-    from training.paths import data_root
-
-    photos = sorted((data_root(args.data_root) / "faces68").glob("*/*.jpg"))
-    photos = photos[:: max(1, len(photos) // args.check_photos)][: args.check_photos]
     manifest = load_manifest(args.models_dir)
     for name, entry in manifest.models.items():
         if not name.startswith("shape_predictor_") or not entry.file.endswith(".dat"):
             continue
         dat = args.models_dir / entry.file
         npz = dat.with_suffix(".npz")
-        export(dat, npz)
-        differing = mismatched_fits(dat, npz, photos, np.random.default_rng(7))
-        fits = 8 * len(photos)
-        print(f"{name}: {dat.name} -> {npz.name}, {differing} of {fits} fits differ from dlib")
-        if differing:
-            npz.unlink()
-            raise SystemExit(f"{name}: the arrays do not reproduce dlib; the .dat stays")
+        parity = export_checked(dat, npz, args.data_root, args.check_photos)
         fields = {
             key: value
             for key, value in entry.model_extra.items()
             if key not in ("exported", "git_revision")
         }
-        fields.setdefault("metrics", {})["dlib_parity"] = {
-            "fits": fits,
-            "differing": differing,
-            "faces": f"{len(photos)} faces68 photos, grey and RGB, 4 boxes a pixel apart around "
-            "a random box each (python -m training.landmarks_export)",
-        }
+        fields.setdefault("metrics", {})["dlib_parity"] = parity
         write_manifest_entry(
             args.models_dir,
             name,
