@@ -40,8 +40,8 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import inspect
 import logging
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -55,9 +55,9 @@ from kiosk.contract.errors import InputError
 from kiosk.contract.reasons import FACE_TOO_SMALL, NO_FACE
 from kiosk.runtime import models as runtime_models
 from kiosk.runtime import vision
-from kiosk.runtime.checks import base as checks_base
-from kiosk.runtime.checks import fusion as checks_fusion
+from kiosk.runtime.checks.base import ClassifierCheck
 from kiosk.runtime.checks.eyes_closed import EyesClosed
+from kiosk.runtime.checks.fusion import FusedClassifierCheck
 from kiosk.runtime.checks.mouth_open import MouthOpen
 from kiosk.runtime.checks.veil import Veil
 from kiosk.runtime.imageio import load_rgb
@@ -93,11 +93,9 @@ FINGERPRINT = {"eyes_closed": "eyes_model", "mouth_open": "mouth_model", "veil":
 CROP_CODE = (Path(vision.__file__).parent, Path(contract_models.__file__))
 SCORE_CODE = (
     *(
-        Path(sys.modules[check.__module__].__file__ or "")
-        for check in (EyesClosed, MouthOpen, Veil)
+        Path(inspect.getfile(check))  # the three checks and the base classes they build on
+        for check in (EyesClosed, MouthOpen, Veil, ClassifierCheck, FusedClassifierCheck)
     ),
-    Path(checks_base.__file__),
-    Path(checks_fusion.__file__),
     Path(runtime_models.__file__).parent,
 )
 
