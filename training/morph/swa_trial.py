@@ -41,14 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     print("release", json.dumps(results["release"]), flush=True)
     for name, path in candidates.items():
         cnn = cnn_logits(Path(path), v.crops)  # the kiosk's test-time views, as train.py
-        fused = v.cross_fitted(cnn)
-        results[name] = {
-            "file": path,
-            "cnn": val_summary(cnn, v.y),
-            "fusion_cross_fitted": val_summary(fused, v.y),
-            "cnn_auc_unrounded": float(roc_auc_score(v.y, cnn)),
-            "fusion_auc_unrounded": float(roc_auc_score(v.y, fused)),
-        }
+        results[name] = {"file": path, **v.candidate(cnn)}
         print(name, json.dumps(results[name]), flush=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
 

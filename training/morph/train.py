@@ -309,6 +309,16 @@ class ValidationSet:
         """P(morph) of `cnn`'s logit fused with the trees', cross-fitted by person."""
         return sigmoid(cross_fitted(np.column_stack([cnn, self.trees_logit]), self.y, self.persons))
 
+    def candidate(self, cnn: np.ndarray) -> dict:
+        """A trial's record of a candidate CNN logit: the CNN alone and fused (cross-fitted)."""
+        fused = self.cross_fitted(cnn)
+        return {
+            "cnn": val_summary(cnn, self.y),
+            "fusion_cross_fitted": val_summary(fused, self.y),
+            "cnn_auc_unrounded": float(roc_auc_score(self.y, cnn)),
+            "fusion_auc_unrounded": float(roc_auc_score(self.y, fused)),
+        }
+
 
 def sigmoid(logit: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-logit))

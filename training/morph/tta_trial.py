@@ -43,14 +43,7 @@ def main(argv: list[str] | None = None) -> None:
         tick = time.perf_counter()
         cnn = np.array([tta.logit(c) for c in v.crops], np.float64)
         ms = (time.perf_counter() - tick) / len(v.crops) * 1000
-        fused = v.cross_fitted(cnn)
-        results[variant] = {
-            "cnn_ms_per_crop": round(ms, 2),
-            "cnn": val_summary(cnn, v.y),
-            "fusion_cross_fitted": val_summary(fused, v.y),
-            "cnn_auc_unrounded": float(roc_auc_score(v.y, cnn)),
-            "fusion_auc_unrounded": float(roc_auc_score(v.y, fused)),
-        }
+        results[variant] = {"cnn_ms_per_crop": round(ms, 2), **v.candidate(cnn)}
         print(variant, json.dumps(results[variant]), flush=True)
     results["release_auc_unrounded"] = float(roc_auc_score(v.y, v.release))
     print("release", json.dumps(results["release"]))
