@@ -3,6 +3,7 @@ generator's step fools it on a toy batch, and a stopped run resumes where it sto
 
 import argparse
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from training.jpeg.adaptive import AdaptiveTrainer, TfliteReplica, round_pixels
 from training.jpeg.adaptive_report import replica_agreement
 from training.jpeg.data import jpeg_roundtrip
 from training.jpeg.gan import to_unit
+from training.jpeg.nets import generator
 from training.paths import MODELS
 from training.tf_setup import tf
 
@@ -115,3 +117,53 @@ def test_wall_time_budget_stops_training(replica, pairs, tmp_path, monkeypatch):
     )  # fmt: skip
     state = AdaptiveTrainer(replica, 1, 8, 1e-3).fit(jpeg, originals, tmp_path, args)
     assert state["steps_done"] == 1  # 30 s budget: spent after one step and its checkpoint
+
+
+def test_replica_spec_lists_every_step_as_plain_data(replica):
+    spec = adaptive.replica_spec(replica)
+    json.dumps(spec)  # travels to the accelerator as JSON
+    ops = [step["op"] for step in spec["steps"]]
+    assert ops.count("CONV_2D") == 7 and ops.count("MAX_POOL_2D") == 3  # KV + 3 groups x 2
+    assert all(step["pool"] == 4 for step in spec["steps"] if step["op"] == "MAX_POOL_2D")
+    assert sum(step["relu"] for step in spec["steps"]) >= 6  # the groups' fused ReLUs
+    assert spec["output_index"] == spec["steps"][-1]["output"]
+    assert all(str(step["output"]) in spec["quant"] for step in spec["steps"])
+
+
+def _accelerator_output(folder, model, blocks: int, filters: int) -> None:
+    """What training/jpeg/adaptive_gpu.py writes: Keras-named weights, an NCHW probe and its
+    output, and the state."""
+    arrays = {f"{layer.name}/{v.path.split('/')[-1]}": v.numpy() for layer in model.layers
+              for v in layer.weights}  # fmt: skip
+    probe = to_unit(textures(2))  # (2, 64, 64, 1)
+    out = model(probe, training=False).numpy()
+    arrays["probe/in"] = probe.transpose(0, 3, 1, 2)
+    arrays["probe/out"] = out.transpose(0, 3, 1, 2)
+    np.savez(folder / "generator_keras.npz", **arrays)
+    state = {"blocks": blocks, "filters": filters, "steps_done": 7, "log": []}
+    (folder / "state.json").write_text(json.dumps(state))
+
+
+def test_import_of_accelerator_weights_reproduces_its_outputs(tmp_path):
+    tf.random.set_seed(1)
+    model = generator(2, 8)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:  # every weight non-trivial, so a misplaced one shows
+        layer.set_weights([rng.normal(0, 0.1, w.shape).astype(np.float32) + (w.ndim == 1)
+                           * (w.min() > 0) for w in layer.get_weights()])  # fmt: skip
+    run, out = tmp_path / "run", tmp_path / "adaptive"
+    run.mkdir()
+    _accelerator_output(run, model, 2, 8)
+    adaptive.import_gpu(run, out)
+    state = json.loads((out / "state.json").read_text())
+    assert state["steps_done"] == 7 and state["keras_vs_torch_max_abs_diff"] < 1e-5
+    loaded = adaptive.load_adaptive_generator(out)
+    probe = to_unit(textures(2, seed=3))
+    assert np.allclose(loaded(probe, training=False), model(probe, training=False), atol=1e-6)
+
+    weights = dict(np.load(run / "generator_keras.npz"))
+    kernel = weights["b0_conv0/kernel"]
+    weights["b0_conv0/kernel"] = kernel.transpose(0, 1, 3, 2)  # in/out swapped: same shape
+    np.savez(run / "generator_keras.npz", **weights)
+    with pytest.raises(SystemExit, match="differs from the PyTorch one"):
+        adaptive.import_gpu(run, out)

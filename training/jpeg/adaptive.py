@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-from training.jpeg.data import patches_path
+from training.jpeg.data import images_by_split, patches_path, read_gray
 from training.jpeg.gan import to_pixels, to_unit
 from training.jpeg.nets import generator
-from training.paths import MODELS, WORK
+from training.paths import MODELS, WORK, data_root
 from training.tf_setup import limit_threads, seed_everything, tf
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ SUPPORTED_OPS = frozenset(
     )
 )
 SKIPPED_OPS = frozenset(("SHAPE", "STRIDED_SLICE", "PACK"))  # the flatten's shape arithmetic
+VALIDATION_PATCHES = 1024  # at most, of patches_64's val split, for the accelerator run's curve
 
 
 def adaptive_dir() -> Path:
@@ -250,6 +251,78 @@ class AdaptiveTrainer:
         (out / "state.json").write_text(json.dumps(state, indent=2))
 
 
+def replica_spec(replica: TfliteReplica) -> dict:
+    """The replica's op steps as plain data: op, tensor ids, fused ReLU, pool size, and each
+    output's int8 (scale, zero point); its constants are keyed by the same tensor ids."""
+    steps = []
+    for name, inputs, output in replica.steps:
+        step = {"op": name, "inputs": inputs, "output": output}
+        step["relu"] = "relu" in replica.tensors[output]["name"].lower()
+        if name == "MAX_POOL_2D":
+            size = int(replica.tensors[inputs[0]]["shape"][1])
+            step["pool"] = size // int(replica.tensors[output]["shape"][1])
+        steps.append(step)
+    return {
+        "steps": steps,
+        "quant": {str(output): replica._quant(output) for _, _, output in replica.steps},
+        "input_index": replica.input_index,
+        "output_index": replica.output_index,
+    }
+
+
+def export_gpu_bundle(folder: Path, replica: TfliteReplica, threshold: float) -> None:
+    """What training/jpeg/adaptive_gpu.py needs on a machine without TensorFlow: the replica as
+    constants and steps, this replica's logits on check patches (the PyTorch one must match),
+    validation patches, the train-split pictures (never the test ones) and the flag logit."""
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = replica_spec(replica)
+    arrays = np.load(patches_path(WORK, 64))
+    check = np.concatenate([arrays["val_originals"][:200], arrays["val_jpeg"][:200]])
+    logits = replica.logit(tf.constant(check[..., None].astype(np.float32))).numpy()
+    np.savez_compressed(
+        folder / "replica.npz",
+        replica_spec=np.array(json.dumps(spec)),
+        check_patches=check,
+        check_logits=logits,
+        threshold_logit=np.float32(np.log(threshold / (1 - threshold))),
+        val_jpeg=arrays["val_jpeg"][:VALIDATION_PATCHES],
+        val_original=arrays["val_originals"][:VALIDATION_PATCHES],
+        **{f"const_{k}": v.numpy() for k, v in replica.constants.items()},
+    )
+    train = images_by_split(data_root())["train"]
+    pictures = {f"img{i}": read_gray(source.path) for i, source in enumerate(train)}
+    np.savez_compressed(folder / "train_images.npz", **pictures)
+    log.info(
+        "bundle for the accelerator: %d replica steps, %d train pictures",
+        len(spec["steps"]),
+        len(train),
+    )
+
+
+def import_gpu(folder: Path, out: Path) -> None:
+    """Load adaptive_gpu.py's weights into the Keras generator, check it reproduces the PyTorch
+    outputs, and store it (with its state) where `load_adaptive_generator` reads."""
+    state = json.loads((folder / "state.json").read_text())
+    weights = np.load(folder / "generator_keras.npz")
+    model = generator(state["blocks"], state["filters"])
+    for layer in model.layers:
+        names = [v.path.split("/")[-1] for v in layer.weights]
+        if names:
+            layer.set_weights([weights[f"{layer.name}/{n}"] for n in names])
+    probe = np.transpose(weights["probe/in"], (0, 2, 3, 1))
+    ours = model(probe, training=False).numpy()
+    diff = float(np.abs(ours - np.transpose(weights["probe/out"], (0, 2, 3, 1))).max())
+    if diff > 1e-3:
+        raise SystemExit(f"Keras generator differs from the PyTorch one by {diff:.2e}")
+    state["keras_vs_torch_max_abs_diff"] = diff
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_weights(out / "generator.weights.h5")
+    (out / "state.json").write_text(json.dumps(state, indent=2))
+    log.info(
+        "imported %d steps (max abs diff to PyTorch %.1e) -> %s", state["steps_done"], diff, out
+    )
+
+
 def load_adaptive_generator(out: Path | None = None) -> tf.keras.Model:
     """The trained adaptive generator, sized from its state.json."""
     out = out or adaptive_dir()
@@ -274,9 +347,20 @@ def main() -> None:
     parser.add_argument("--save-every", type=int, default=25)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--export-gpu-bundle", type=Path, help="write adaptive_gpu.py's inputs")
+    parser.add_argument("--import-gpu", type=Path, help="load adaptive_gpu.py's output folder")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     limit_threads(args.threads)
+    if args.export_gpu_bundle:
+        from kiosk.contract.manifest import load_manifest
+
+        threshold = load_manifest(MODELS).models["jpeg_history"].threshold
+        export_gpu_bundle(args.export_gpu_bundle, load_replica(), threshold)
+        return
+    if args.import_gpu:
+        import_gpu(args.import_gpu, adaptive_dir())
+        return
     seed_everything(15)
     arrays = np.load(patches_path(WORK, 64))
     out = adaptive_dir()

@@ -286,11 +286,7 @@ def _span(values: list[float]) -> str:
 def render(result: dict, previous_table1: dict, previous_table2: dict) -> str:
     """adaptive.md: scale first, then the replica check, Tables I and II, the whole pass."""
     train, table2 = result["training"], result["table2"]
-    steps, batch = train["steps_done"], train["batch"]
-    seen = steps * batch
-    paper = 50 * 80_000
     replica = result["replica_vs_tflite"]
-    first, last = result["training_log"][0], result["training_log"][-1]
     sizes = [int(s) for s in result["tiles"]]
     px, cells = " / ".join(map(str, sizes)), len(sizes) * len(TEST_QUALITIES)
     alarms = {s: table2[str(s)]["original"] for s in sizes}
@@ -309,15 +305,7 @@ def render(result: dict, previous_table1: dict, previous_table2: dict) -> str:
         "generator trained by `python -m training.jpeg.adaptive` (`make jpeg-adaptive` runs both). "
         "Background and the earlier tables: [README.md](README.md).",
         "",
-        "**Scale: a CPU run, not the paper's.** No accelerator was available to this session. The "
-        f"generator has the paper's size (16 residual blocks x 64 filters, "
-        f"{result['generator_params']:,} parameters) but trained for **{steps} steps of batch "
-        f"{batch}** on {result['patch_size']}-px patches ({seen:,} patches drawn from our "
-        f"{result['train_patches']:,} training patches, {seen / result['train_patches']:.1f} "
-        f"passes) in **{train['seconds'] / 60:.0f} minutes** on one CPU thread shared with another "
-        f"training; the paper trained 50 epochs x 80,000 patches ({paper:,} patches of 128 px, "
-        f"batch 16), i.e. this run saw {100 * seen / paper:.2f} % of the paper's patches. The "
-        "attack below is therefore a *lower bound* on what an adaptive attacker achieves.",
+        scale_paragraph(result),
         "",
         "## The attack",
         "",
@@ -334,7 +322,7 @@ def render(result: dict, previous_table1: dict, previous_table2: dict) -> str:
         f"negligible). Adam lr {train['lr']} (betas 0.9/0.999), L1-only warm-up "
         f"{train['warmup_steps']} steps (the generator starts as the identity, i.e. at JPEG "
         "quality, so the paper's warm-up is not needed to avoid grey outputs). One generator for "
-        "QF 20-95; flips and rot90 of the 64-px training patches.",
+        f"QF 20-95; {augmentation(result)}.",
         "- **Data**: generator trained on `train`-split patches only (never-JPEG pictures + their "
         "JPEG versions, `training/jpeg/data.py`); evaluated on the held-out `test` pictures "
         f"({result['test_pictures']}) only, on the tiles of the shipped report "
@@ -342,11 +330,7 @@ def render(result: dict, previous_table1: dict, previous_table2: dict) -> str:
         f"{' / '.join(f'{100 / tiles[str(s)]:.1f}' for s in sizes)} points), "
         "each compressed alone at QF 25/50/75. These outputs attack the shipped model: they are "
         "kept in `data/jpeg/adaptive/` and must never enter a detector's training data.",
-        f"- **Training curve** (means over checkpoint windows of {first['step']} steps): first L1 "
-        f"{first['l1']:.4f}, mean replica logit {first['mean_logit']:.2f}; last window L1 "
-        f"{last['l1']:.4f}, mean logit {last['mean_logit']:.2f} (flagging starts at logit "
-        f"{result['threshold_logit']:.2f}; the JPEG inputs themselves have L1 "
-        f"{result['jpeg_l1_train_patches']:.4f} to their originals).",
+        training_curve(result),
         "",
         "## Does the replica score like the kiosk? (held-out patches)",
         "",
@@ -398,6 +382,7 @@ def render(result: dict, previous_table1: dict, previous_table2: dict) -> str:
         "",
         markdown_table2(result, previous_table2),
         "",
+        *cpu_comparison(result),
         "## Reading",
         "",
         f"- **CNN alone, manifest threshold**: the adaptive GAN is flagged on "
@@ -431,18 +416,159 @@ def render(result: dict, previous_table1: dict, previous_table2: dict) -> str:
         + " / ".join(f"{alarms[s]['comb_calibrated']:.1f}" for s in sizes)
         + f" % of the uncompressed tiles ({px} px), so they are in adaptive.json only.",
     ]
-    return "\n".join(lines) + "\n" + LIMITS
+    return "\n".join(lines) + "\n" + limits(result, gain)
+
+
+PAPER_PATCHES = 50 * 80_000  # 50 epochs x 80,000 patches of 128 px, batch 16
+
+
+def on_accelerator(train: dict) -> bool:
+    """True for a run of training/jpeg/adaptive_gpu.py (its state names the device)."""
+    return train.get("device", "cpu") != "cpu"
+
+
+def scale_paragraph(result: dict) -> str:
+    """How much training the generator had, against the paper's."""
+    train = result["training"]
+    steps, batch = train["steps_done"], train["batch"]
+    seen = steps * batch
+    size = train.get("patch_size", result["patch_size"])
+    share = f"this run saw {100 * seen / PAPER_PATCHES:.2f} % of the paper's patches"
+    paper = (
+        f"the paper trained 50 epochs x 80,000 patches ({PAPER_PATCHES:,} patches of 128 px, "
+        "batch 16)"
+    )
+    params = f"16 residual blocks x 64 filters, {result['generator_params']:,} parameters"
+    if on_accelerator(train):
+        return (
+            f"**Scale: an accelerator run, the paper's generator.** The generator ({params}) "
+            f"trained for **{steps:,} steps of batch {batch}** on {size}-px patches ({seen:,} "
+            f"patches) in **{train['seconds'] / 60:.1f} minutes** on one {train['device']} "
+            f"(`{train['trainer']}`: PyTorch {train['torch']}, the generator in bfloat16 "
+            "autocast, the replica in float32; its weights were loaded into the Keras generator, "
+            f"whose outputs match to {train['keras_vs_torch_max_abs_diff']:.1e}). {paper}: "
+            f"{share}{versus_cpu_run(seen)}. It is still a "
+            "fraction of the paper's training, so the detection rates below remain upper bounds "
+            "on what a determined attacker reaches."
+        )
+    return (
+        f"**Scale: a CPU run, not the paper's.** No accelerator was available to this session. "
+        f"The generator has the paper's size ({params}) but trained for **{steps} steps of batch "
+        f"{batch}** on {size}-px patches ({seen:,} patches drawn from our "
+        f"{result['train_patches']:,} training patches, {seen / result['train_patches']:.1f} "
+        f"passes) in **{train['seconds'] / 60:.0f} minutes** on one CPU thread shared with another "
+        f"training; {paper}, i.e. {share}. The attack below is therefore a *lower bound* on what "
+        "an adaptive attacker achieves."
+    )
+
+
+def versus_cpu_run(seen: int) -> str:
+    path = REPORT / "adaptive_cpu_run.json"
+    if not path.exists():
+        return ""
+    cpu = json.loads(path.read_text())["training"]
+    return f", {seen / (cpu['steps_done'] * cpu['batch']):.0f} times the CPU run it replaces"
+
+
+def augmentation(result: dict) -> str:
+    train = result["training"]
+    if on_accelerator(train):
+        return (
+            f"random {train['patch_size']}-px crops of the {train['train_pictures']} train-split "
+            "pictures with flips and rot90, each compressed on the fly (Pillow, as "
+            "`training/jpeg/data.py`), and every 128-px output scored by the replica as its four "
+            "64-px tiles on the origin's grid, as the kiosk tiles a picture; Adam's rate warmed up "
+            f"over {train['lr_warmup_steps']} steps, then cosine to a tenth"
+        )
+    return "flips and rot90 of the 64-px training patches"
+
+
+def training_curve(result: dict) -> str:
+    """First and last logged windows; for an accelerator run also its validation patches."""
+    log_rows = [row for row in result["training_log"] if "l1" in row]
+    first, last = log_rows[0], log_rows[-1]
+    text = (
+        f"- **Training curve** (means over logging windows of {first['step']} steps): first L1 "
+        f"{first['l1']:.4f}, mean replica logit {first['mean_logit']:.2f}; last window L1 "
+        f"{last['l1']:.4f}, mean logit {last['mean_logit']:.2f} (flagging starts at logit "
+        f"{result['threshold_logit']:.2f}; the JPEG inputs themselves have L1 "
+        f"{result['jpeg_l1_train_patches']:.4f} to their originals)."
+    )
+    validated = [row for row in result["training_log"] if "val_flagged" in row]
+    if validated:
+        start, end = validated[0], validated[-1]
+        text += (
+            f" On the {result['training'].get('validation_patches', '')} validation JPEG "
+            "patches of the run's bundle (64 px, "
+            "QF 20-95, eval mode, scored by the replica at the manifest threshold): flagged "
+            f"{100 * start['val_flagged']:.1f} % before training, {100 * end['val_flagged']:.1f} "
+            f"% after; PSNR {end['val_psnr_gain_db']:+.2f} dB over the JPEG input."
+        )
+    return text
+
+
+def cpu_comparison(result: dict) -> list[str]:
+    """The adaptive GAN of the earlier CPU run (adaptive_cpu_run.json) beside this one."""
+    path = REPORT / "adaptive_cpu_run.json"
+    if not on_accelerator(result["training"]) or not path.exists():
+        return []
+    cpu = json.loads(path.read_text())
+    steps = cpu["training"]["steps_done"]
+    lines = [
+        f"### The CPU run ({steps} steps of batch {cpu['training']['batch']}, 64 px) beside this "
+        "one",
+        "",
+        "Adaptive GAN, % of test tiles flagged (CNN at the manifest threshold / at the calibrated "
+        "threshold / whole JPEG pass) and PSNR gain over plain JPEG. Same test tiles, same "
+        "detector; the CPU run's numbers are in `adaptive_cpu_run.json`.",
+        "",
+        "| size | QF | CPU run: manifest / calibrated / either | this run | PSNR gain CPU run / "
+        "this run (dB) |",
+        "|---|---|---|---|---|",
+    ]
+    for size in result["table2"]:
+        for q in TEST_QUALITIES:
+            rows = [run["table2"][size][f"GAN_{q}"] for run in (cpu, result)]
+            gains = [
+                run["table1"][size]["GAN"][str(q)]["psnr"]
+                - run["table1"][size]["J"][str(q)]["psnr"]
+                for run in (cpu, result)
+            ]
+            cells = [
+                f"{r['cnn_manifest']:.1f} / {r['cnn_calibrated']:.1f} / {r['either_kiosk']:.1f}"
+                for r in rows
+            ]
+            lines.append(
+                f"| {size} | {q} | {cells[0]} | {cells[1]} | {gains[0]:+.2f} / {gains[1]:+.2f} |"
+            )
+    return [*lines, ""]
+
+
+def limits(result: dict, gain: list[float]) -> str:
+    train = result["training"]
+    if on_accelerator(train):
+        scale = f"""- **Scale.** {train["steps_done"]:,} steps of batch {train["batch"]} on 128-px patches in
+  {train["seconds"] / 60:.1f} minutes of a lent accelerator:
+  {100 * train["steps_done"] * train["batch"] / PAPER_PATCHES:.1f} % of the paper's 4 M patches. The
+  generator fools the CNN within the first thousand steps (training curve); the rest of the run
+  went into restoring what JPEG removed: PSNR {min(gain):+.2f} to {max(gain):+.2f} dB over JPEG
+  on the test tiles, where the paper's GAN gains about 1 dB. A longer run would make a cleaner
+  attack; the detection rates above are upper bounds on what the shipped CNN does against a
+  determined attacker."""
+    else:
+        scale = """- **Scale.** A few hundred CPU steps of batch 8 on 64-px patches, against the paper's 4 M patches
+  of 128 px: the generator had time to learn *to fool the detector* (that takes tens of steps, see
+  the training curve) but hardly to restore what JPEG removed, so its PSNR/SSIM stays at JPEG
+  level where the paper's GAN gains about 1 dB. A longer run (accelerator) would make a cleaner
+  attack and most likely a stronger one: the detection rates above are upper bounds on what the
+  shipped CNN does against a determined attacker."""
+    return LIMITS.replace("{scale}", scale)
 
 
 LIMITS = """
 ## Limits: what this does and does not show
 
-- **Scale.** A few hundred CPU steps of batch 8 on 64-px patches, against the paper's 4 M patches
-  of 128 px: the generator had time to learn *to fool the detector* (that takes tens of steps, see
-  the training curve) but hardly to restore what JPEG removed, so its PSNR/SSIM stays at JPEG
-  level where the paper's GAN gains about 1 dB. A longer run (accelerator) would make a cleaner
-  attack and most likely a stronger one: the detection rates above are upper bounds on what the
-  shipped CNN does against a determined attacker.
+{scale}
 - **n.** 24 test pictures; the tiles of one picture are correlated, so a cell's effective n is
   below its tile count; differences of a few points between cells are noise.
 - **White box.** The attacker holds the model file (it ships on every kiosk; a replica rebuilt from
