@@ -135,6 +135,20 @@ class Generator(nn.Module):
         x = layers["tail2"](x).float()
         return torch.tanh(x + torch.atanh(torch.clamp(image, -0.999, 0.999)))
 
+    def load_keras_weights(self, weights: dict[str, np.ndarray]) -> None:
+        """The inverse of `keras_weights` (to go on from an earlier run's output)."""
+        for name, layer in self.layers.items():
+            if isinstance(layer, nn.Conv2d):
+                kernel = torch.from_numpy(weights[f"{name}/kernel"]).permute(3, 2, 0, 1)
+                layer.weight.data.copy_(kernel)
+                if layer.bias is not None:
+                    layer.bias.data.copy_(torch.from_numpy(weights[f"{name}/bias"]))
+            else:
+                for attr, key in (("weight", "gamma"), ("bias", "beta")):
+                    getattr(layer, attr).data.copy_(torch.from_numpy(weights[f"{name}/{key}"]))
+                layer.running_mean.copy_(torch.from_numpy(weights[f"{name}/moving_mean"]))
+                layer.running_var.copy_(torch.from_numpy(weights[f"{name}/moving_variance"]))
+
     def keras_weights(self) -> dict[str, np.ndarray]:
         """{"layer/variable": array} in Keras layout (conv kernels (kh, kw, in, out))."""
         out = {}
@@ -199,6 +213,30 @@ def round_pixels(unit: torch.Tensor) -> torch.Tensor:
     return pixels + (torch.clamp(torch.round(pixels), 0.0, 255.0) - pixels).detach()
 
 
+COMB_STEPS = torch.arange(3, 27, dtype=torch.float32)  # kiosk jpeg_grid.STEPS
+FLAT_STD = 2.0  # kiosk jpeg_grid.FLAT_STD
+
+
+def comb_z(pixels: torch.Tensor) -> torch.Tensor:
+    """The kiosk's DC-comb statistic on each patch's own 8x8 grid (jpeg_grid.comb_statistic at
+    offset (0, 0)), differentiable in the pixels: (N, 1, S, S) -> (N, len(COMB_STEPS)) z values.
+    Usable blocks as the kiosk's: std >= 2, no 0 or 255 pixel (chosen without gradient)."""
+    n, _, s, _ = pixels.shape
+    blocks = pixels.reshape(n, s // 8, 8, s // 8, 8).permute(0, 1, 3, 2, 4).reshape(n, -1, 64)
+    with torch.no_grad():
+        usable = (
+            (blocks.std(dim=2, unbiased=False) >= FLAT_STD)
+            & (blocks.amin(dim=2) > 0)
+            & (blocks.amax(dim=2) < 255)
+        ).float()
+    dc = blocks.sum(dim=2) / 8.0
+    angle = 2 * math.pi * dc[..., None] / COMB_STEPS.to(pixels.device)
+    count = usable.sum(dim=1, keepdim=True).clamp_min(1.0)
+    cos = (torch.cos(angle) * usable[..., None]).sum(dim=1) / count
+    sin = (torch.sin(angle) * usable[..., None]).sum(dim=1) / count
+    return count * (cos**2 + sin**2)
+
+
 def tiles64(pixels: torch.Tensor) -> torch.Tensor:
     """(N, 1, S, S) -> (N * (S/64)^2, 1, 64, 64), tiles on the origin's 64-px grid."""
     n, _, s, _ = pixels.shape
@@ -227,6 +265,7 @@ def validate(gen: Generator, replica: Replica, val: dict, threshold_logit: float
         "val_psnr_gain_db": round(psnr(pixels) - psnr(jpeg.float()), 3),
         "val_flagged": round(float((logits > threshold_logit).float().mean()), 4),
         "val_mean_logit": round(float(logits.mean()), 3),
+        "val_comb_max_z": round(float(comb_z(pixels).amax(dim=1).mean()), 2),
     }
 
 
@@ -262,6 +301,14 @@ def main() -> None:
     parser.add_argument("--save-seconds", type=float, default=45.0)
     parser.add_argument("--log-steps", type=int, default=500)
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--init", type=Path, help="start from an earlier run's generator_keras.npz")
+    parser.add_argument(
+        "--comb-weight",
+        type=float,
+        default=0.0,
+        help="also attack the kiosk's DC comb: + weight * softplus(max z - comb-margin)",
+    )
+    parser.add_argument("--comb-margin", type=float, default=8.0, help="z below which it rests")
     args = parser.parse_args()
     began = time.perf_counter()
     torch.manual_seed(15)
@@ -293,7 +340,10 @@ def main() -> None:
         persistent_workers=bool(args.workers),
     )
     probe = to_unit(val["jpeg"][:8])
-    gen = Generator(args.blocks, args.filters).to(device).to(memory_format=torch.channels_last)
+    gen = Generator(args.blocks, args.filters)
+    if args.init:
+        gen.load_keras_weights(dict(np.load(args.init)))
+    gen = gen.to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(gen.parameters(), args.lr, betas=(0.9, 0.999), eps=1e-8)
     args.out.mkdir(parents=True, exist_ok=True)
     state = {
@@ -308,6 +358,9 @@ def main() -> None:
         "lr_schedule": "linear warm-up, then cosine from lr to lr/10 over the wall-time budget",
         "quality_range": list(QUALITY_RANGE),
         **{k: getattr(args, k) for k in ("blocks", "filters", "batch", "gamma", "lr", "minutes")},
+        "init": str(args.init) if args.init else None,
+        "comb_weight": args.comb_weight,
+        "comb_margin": args.comb_margin,
         "lr_warmup_steps": args.warmup_steps,
         "warmup_steps": 0,  # L1-only steps, as the CPU trainer's key
         "steps_done": 0,
@@ -338,11 +391,18 @@ def main() -> None:
         logits = replica(tiles64(round_pixels(fake)))
         adv = F.softplus(logits).mean()
         loss = l1 + args.gamma * adv
+        if args.comb_weight:
+            z = comb_z(round_pixels(fake).float()).amax(dim=1)
+            comb = F.softplus(z - args.comb_margin).mean()
+            loss = loss + args.comb_weight * comb
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         state["steps_done"] += 1
-        for key, value in (("l1", l1), ("adv", adv), ("mean_logit", logits.mean())):
+        tracked = [("l1", l1), ("adv", adv), ("mean_logit", logits.mean())]
+        if args.comb_weight:
+            tracked += [("comb_max_z", z.mean()), ("comb_loss", comb)]
+        for key, value in tracked:
             sums[key] = sums.get(key, 0.0) + float(value.detach())  # syncs: fine at this size
         count += 1
         if state["steps_done"] % args.log_steps == 0:
