@@ -154,13 +154,19 @@ jpeg-export:  ## hardened detector -> int8 models/jpeg_history.tflite + manifest
 	$(PY) -m training.jpeg.export
 jpeg-forensics: jpeg-data jpeg-train jpeg-evaluate jpeg-export  ## all of the above
 # The adaptive attack (issue 15 item 4): the paper-size generator (16 x 64) against a frozen
-# replica of the shipped models/jpeg_history.tflite; CPU-sized here (600 steps of batch 8, ~1 h
-# on one core; after jpeg-data); on an accelerator drop --batch/--lr/--steps (the defaults are
-# the paper's).
-.PHONY: jpeg-adaptive
-jpeg-adaptive:  ## adaptive attack on the shipped JPEG detector -> reports/jpeg_forensics/adaptive.md
+# replica of the shipped models/jpeg_history.tflite. The reports come from accelerator runs
+# (docs/jpeg_forensics.md: jpeg-adaptive-bundle here, training/jpeg/adaptive_gpu.py there,
+# --import-gpu back here); jpeg-adaptive is the CPU-sized fallback (600 steps of batch 8, ~1 h
+# on one core; after jpeg-data), which overwrites data/jpeg/adaptive.
+.PHONY: jpeg-adaptive jpeg-adaptive-bundle jpeg-adaptive-report
+jpeg-adaptive:  ## adaptive attack on the shipped JPEG detector, CPU-sized -> reports/jpeg_forensics/adaptive.md
 	$(PY) -m training.jpeg.adaptive --batch 8 --lr 2e-4 --steps 600 --resume
 	$(PY) -m training.jpeg.adaptive_report
+jpeg-adaptive-bundle: jpeg-data  ## what training/jpeg/adaptive_gpu.py needs on an accelerator -> gpu_bundle/
+	$(PY) -m training.jpeg.adaptive --export-gpu-bundle gpu_bundle
+jpeg-adaptive-report:  ## after --import-gpu of both runs: adaptive.md and adaptive_comb.md
+	$(PY) -m training.jpeg.adaptive_report
+	$(PY) -m training.jpeg.adaptive_report --generator-dir $(WORK)/jpeg/adaptive_comb --name adaptive_comb --beside reports/jpeg_forensics/adaptive.json
 bench-jpeg:  ## detector latency per 640x480 capture, generator size and latency per 256x256
 	$(PY) bench/bench_jpeg.py
 

@@ -349,6 +349,7 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--export-gpu-bundle", type=Path, help="write adaptive_gpu.py's inputs")
     parser.add_argument("--import-gpu", type=Path, help="load adaptive_gpu.py's output folder")
+    parser.add_argument("--generator-dir", type=Path, help="default data/jpeg/adaptive")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     limit_threads(args.threads)
@@ -359,11 +360,11 @@ def main() -> None:
         export_gpu_bundle(args.export_gpu_bundle, load_replica(), threshold)
         return
     if args.import_gpu:
-        import_gpu(args.import_gpu, adaptive_dir())
+        import_gpu(args.import_gpu, args.generator_dir or adaptive_dir())
         return
     seed_everything(15)
     arrays = np.load(patches_path(WORK, 64))
-    out = adaptive_dir()
+    out = args.generator_dir or adaptive_dir()
     out.mkdir(parents=True, exist_ok=True)
     trainer = AdaptiveTrainer(load_replica(), args.blocks, args.filters, args.lr)
     state = trainer.fit(arrays["train_jpeg"], arrays["train_originals"], out, args)

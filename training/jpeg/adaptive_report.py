@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 
@@ -82,14 +83,14 @@ def replica_agreement(
 
 
 def conditions(
-    images: list[np.ndarray], generator: tf.keras.Model, steps: int, sizes: list[int]
+    images: list[np.ndarray], generator: tf.keras.Model, folder: Path, steps: int, sizes: list[int]
 ) -> dict:
     """tables.size_conditions with the adaptive generator as "GAN", 4 tiles per generator call
     (its 32 tiles of 256 px took 24 GB here), cached per size and training step (never in
     data/jpeg/test_conditions.npz, which tables.py reads as the old GAN's outputs)."""
     out: dict = {}
     for size in sizes:
-        path = adaptive_dir() / f"test_conditions_step{steps}_{size}.npz"
+        path = folder / f"test_conditions_step{steps}_{size}.npz"
         if not path.exists():
             versions = size_conditions(images, generator, size, batch=4)
             flat = {"original": versions["original"]}
@@ -193,8 +194,13 @@ def markdown_table1(ours: dict, previous: dict) -> str:
 
 
 def main() -> None:
-    """`python -m training.jpeg.adaptive_report`: evaluate data/jpeg/adaptive/ on test tiles."""
+    """`python -m training.jpeg.adaptive_report`: evaluate data/jpeg/adaptive/ on test tiles
+    (`--generator-dir D --name N --beside J`: another run's generator, into N.md / N.json, with
+    the adaptive GAN rows of the report J set beside its own)."""
     parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--generator-dir", type=Path, default=adaptive_dir())
+    parser.add_argument("--name", default="adaptive", help="report file stem")
+    parser.add_argument("--beside", type=Path, default=REPORT / "adaptive_cpu_run.json")
     parser.add_argument("--data-root")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
@@ -202,7 +208,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.markdown_only:
-        write_markdown(json.loads((REPORT / "adaptive.json").read_text()))
+        write_markdown(json.loads((REPORT / f"{args.name}.json").read_text()), args.name)
         return
     limit_threads(args.threads)
     entry = load_manifest(MODELS).models[MODEL_NAME]
@@ -216,11 +222,11 @@ def main() -> None:
     }
     check = JpegHistoryCheck(content, cnn["manifest"])
     replica = TfliteReplica(content)
-    generator = load_adaptive_generator()
-    state = json.loads((adaptive_dir() / "state.json").read_text())
+    generator = load_adaptive_generator(args.generator_dir)
+    state = json.loads((args.generator_dir / "state.json").read_text())
 
     images = [read_gray(s.path) for s in images_by_split(data_root(args.data_root))["test"]]
-    versions = conditions(images, generator, state["steps_done"], args.sizes)
+    versions = conditions(images, generator, args.generator_dir, state["steps_done"], args.sizes)
     arrays = np.load(patches_path(WORK, 64))
     classifier = BinaryClassifier(content)
     replica_check = {
@@ -259,18 +265,31 @@ def main() -> None:
         "threshold_logit": round(float(np.log(cnn["manifest"] / (1 - cnn["manifest"]))), 4),
     }
     REPORT.mkdir(parents=True, exist_ok=True)
-    (REPORT / "adaptive.json").write_text(json.dumps(result, indent=2) + "\n")
-    save_examples(versions, REPORT / "adaptive_examples_qf25.png")
-    write_markdown(result)
+    if args.beside.exists():
+        result["beside"] = {"file": args.beside.name, **adaptive_rows(args.beside)}
+    (REPORT / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    save_examples(versions, REPORT / f"{args.name}_examples_qf25.png")
+    write_markdown(result, args.name)
 
 
-def write_markdown(result: dict) -> None:
+def adaptive_rows(path: Path) -> dict:
+    """The earlier run's training summary and adaptive-GAN cells, to set beside this run's."""
+    earlier = json.loads(path.read_text())
+    return {
+        "training": {k: v for k, v in earlier["training"].items() if k != "log"},
+        "table2": {s: {k: v for k, v in t.items() if k.startswith("GAN_")}
+                   for s, t in earlier["table2"].items()},
+        "table1": {s: {m: t[m] for m in ("GAN", "J")} for s, t in earlier["table1"].items()},
+    }  # fmt: skip
+
+
+def write_markdown(result: dict, name: str) -> None:
     previous = json.loads((REPORT / "results.json").read_text())
     text = render(
         result, previous.get("table1", {}), previous.get("table2", {}).get("kv:hardened", {})
     )
-    (REPORT / "adaptive.md").write_text(text)
-    log.info("wrote %s", REPORT / "adaptive.md")
+    (REPORT / f"{name}.md").write_text(text)
+    log.info("wrote %s", REPORT / f"{name}.md")
 
 
 def _cells(result: dict, method: str, key: str) -> list[float]:
@@ -315,8 +334,8 @@ def render(result: dict, previous_table1: dict, previous_table2: dict) -> str:
         "weights with the export's folded batch norm, int32 biases, and every int8 activation "
         "fake-quantized at the file's own scale and zero point with straight-through gradients. "
         "It is frozen: a deployed detector does not adapt, so there is no discriminator step.",
-        "- **Loss**: L1(G(jpeg), original) + gamma x softplus(replica logit of round(G(jpeg))), "
-        f"gamma = {train['gamma']} (the paper's), the non-saturating adversarial term of "
+        "- **Loss**: L1(G(jpeg), original) + gamma x softplus(replica logit of round(G(jpeg)))"
+        f"{comb_attack(train)}; gamma = {train['gamma']} (the paper's), the non-saturating adversarial term of "
         "`training/jpeg/gan.py`; outputs are rounded to uint8 (straight-through) before the "
         "replica sees them, as a saved image is. No perceptual term (beta = 1e-6 in the paper: "
         f"negligible). Adam lr {train['lr']} (betas 0.9/0.999), L1-only warm-up "
@@ -364,8 +383,7 @@ def render(result: dict, previous_table1: dict, previous_table2: dict) -> str:
         "![first 128-px test tile, top-left 64 px: uncompressed, J, F1, F2 and the adaptive GAN "
         "(labelled GAN) at QF 25](adaptive_examples_qf25.png)",
         "",
-        "The adaptive output looks like the JPEG it came from (blocking still visible at QF 25): "
-        "what fools the CNN is a perturbation too small to see, not a restoration.",
+        appearance(result["training"]),
         "",
         "## Table II - % of test tiles flagged as JPEG, scored as the kiosk scores",
         "",
@@ -382,7 +400,7 @@ def render(result: dict, previous_table1: dict, previous_table2: dict) -> str:
         "",
         markdown_table2(result, previous_table2),
         "",
-        *cpu_comparison(result),
+        *beside_table(result),
         "## Reading",
         "",
         f"- **CNN alone, manifest threshold**: the adaptive GAN is flagged on "
@@ -446,8 +464,9 @@ def scale_paragraph(result: dict) -> str:
             f"patches) in **{train['seconds'] / 60:.1f} minutes** on one {train['device']} "
             f"(`{train['trainer']}`: PyTorch {train['torch']}, the generator in bfloat16 "
             "autocast, the replica in float32; its weights were loaded into the Keras generator, "
-            f"whose outputs match to {train['keras_vs_torch_max_abs_diff']:.1e}). {paper}: "
-            f"{share}{versus_cpu_run(seen)}. It is still a "
+            f"whose outputs match to {train['keras_vs_torch_max_abs_diff']:.1e}). "
+            f"{paper[0].upper()}{paper[1:]}: "
+            f"{share}{versus(result, seen)}.{started_from(train)} It is still a "
             "fraction of the paper's training, so the detection rates below remain upper bounds "
             "on what a determined attacker reaches."
         )
@@ -462,12 +481,58 @@ def scale_paragraph(result: dict) -> str:
     )
 
 
-def versus_cpu_run(seen: int) -> str:
-    path = REPORT / "adaptive_cpu_run.json"
-    if not path.exists():
+def started_from(train: dict) -> str:
+    if not train.get("init"):
         return ""
-    cpu = json.loads(path.read_text())["training"]
-    return f", {seen / (cpu['steps_done'] * cpu['batch']):.0f} times the CPU run it replaces"
+    return (
+        " It started from the CNN-only run's generator (adaptive.md) and went on with the "
+        f"DC-comb term added to its loss, at lr {train['lr']:g}"
+    )
+
+
+def appearance(train: dict) -> str:
+    """What the example figure shows (looked at for each run)."""
+    if on_accelerator(train):
+        return (
+            "The adaptive output is the JPEG de-blocked: block edges smoothed away, the detail "
+            "that JPEG removed (skin texture, lashes) not restored."
+        )
+    return (
+        "The adaptive output looks like the JPEG it came from (blocking still visible at QF 25): "
+        "what fools the CNN is a perturbation too small to see, not a restoration."
+    )
+
+
+def run_label(train: dict) -> str:
+    """A run named by what it was: the CPU run, the accelerator's CNN-only or comb-aware run."""
+    steps = f"{train['steps_done']:,} steps of batch {train['batch']}"
+    if not on_accelerator(train):
+        return f"CPU run ({steps}, 64 px)"
+    kind = "comb-aware" if train.get("comb_weight") else "CNN-only"
+    return f"{kind} accelerator run ({steps}, {train['patch_size']} px)"
+
+
+def versus(result: dict, seen: int) -> str:
+    """How many times the patches of the run set beside this one."""
+    earlier = result.get("beside", {}).get("training")
+    if not earlier or on_accelerator(earlier):
+        return ""
+    return (
+        f", {seen / (earlier['steps_done'] * earlier['batch']):.0f} times the CPU run it replaces"
+    )
+
+
+def comb_attack(train: dict) -> str:
+    """The loss term against the DC comb, when the run had one."""
+    if not train.get("comb_weight"):
+        return ""
+    return (
+        f" + {train['comb_weight']:g} x softplus(max over DC steps of z - {train['comb_margin']:g}), "
+        "where z is the kiosk's DC-comb statistic (`jpeg_grid.comb_statistic` on each 128-px "
+        "output's own 8x8 grid, usable blocks as the kiosk's; a differentiable copy in "
+        "`adaptive_gpu.comb_z`, equal to the kiosk's within 4e-4): the attacker knows both "
+        "checks of the JPEG pass"
+    )
 
 
 def augmentation(result: dict) -> str:
@@ -498,8 +563,7 @@ def training_curve(result: dict) -> str:
     if validated:
         start, end = validated[0], validated[-1]
         text += (
-            f" On the {result['training'].get('validation_patches', '')} validation JPEG "
-            "patches of the run's bundle (64 px, "
+            " On the validation JPEG patches of the run's bundle (64 px, "
             "QF 20-95, eval mode, scored by the replica at the manifest threshold): flagged "
             f"{100 * start['val_flagged']:.1f} % before training, {100 * end['val_flagged']:.1f} "
             f"% after; PSNR {end['val_psnr_gain_db']:+.2f} dB over the JPEG input."
@@ -507,32 +571,30 @@ def training_curve(result: dict) -> str:
     return text
 
 
-def cpu_comparison(result: dict) -> list[str]:
-    """The adaptive GAN of the earlier CPU run (adaptive_cpu_run.json) beside this one."""
-    path = REPORT / "adaptive_cpu_run.json"
-    if not on_accelerator(result["training"]) or not path.exists():
+def beside_table(result: dict) -> list[str]:
+    """The adaptive GAN of the run set beside this one (`--beside`), cell by cell."""
+    earlier = result.get("beside")
+    if not earlier:
         return []
-    cpu = json.loads(path.read_text())
-    steps = cpu["training"]["steps_done"]
+    name = run_label(earlier["training"])
     lines = [
-        f"### The CPU run ({steps} steps of batch {cpu['training']['batch']}, 64 px) beside this "
-        "one",
+        f"### The {name} beside this one",
         "",
         "Adaptive GAN, % of test tiles flagged (CNN at the manifest threshold / at the calibrated "
-        "threshold / whole JPEG pass) and PSNR gain over plain JPEG. Same test tiles, same "
-        "detector; the CPU run's numbers are in `adaptive_cpu_run.json`.",
+        "threshold / whole JPEG pass: CNN or comb) and PSNR gain over plain JPEG. Same test "
+        f"tiles, same detector; the earlier run's numbers are in `{earlier['file']}`.",
         "",
-        "| size | QF | CPU run: manifest / calibrated / either | this run | PSNR gain CPU run / "
+        "| size | QF | earlier: manifest / calibrated / either | this run | PSNR gain earlier / "
         "this run (dB) |",
         "|---|---|---|---|---|",
     ]
     for size in result["table2"]:
         for q in TEST_QUALITIES:
-            rows = [run["table2"][size][f"GAN_{q}"] for run in (cpu, result)]
+            rows = [run["table2"][size][f"GAN_{q}"] for run in (earlier, result)]
             gains = [
                 run["table1"][size]["GAN"][str(q)]["psnr"]
                 - run["table1"][size]["J"][str(q)]["psnr"]
-                for run in (cpu, result)
+                for run in (earlier, result)
             ]
             cells = [
                 f"{r['cnn_manifest']:.1f} / {r['cnn_calibrated']:.1f} / {r['either_kiosk']:.1f}"
@@ -551,7 +613,7 @@ def limits(result: dict, gain: list[float]) -> str:
   {train["seconds"] / 60:.1f} minutes of a lent accelerator:
   {100 * train["steps_done"] * train["batch"] / PAPER_PATCHES:.1f} % of the paper's 4 M patches. The
   generator fools the CNN within the first thousand steps (training curve); the rest of the run
-  went into restoring what JPEG removed: PSNR {min(gain):+.2f} to {max(gain):+.2f} dB over JPEG
+  went into fidelity, mostly de-blocking: PSNR {min(gain):+.2f} to {max(gain):+.2f} dB over JPEG
   on the test tiles, where the paper's GAN gains about 1 dB. A longer run would make a cleaner
   attack; the detection rates above are upper bounds on what the shipped CNN does against a
   determined attacker."""
@@ -562,7 +624,18 @@ def limits(result: dict, gain: list[float]) -> str:
   level where the paper's GAN gains about 1 dB. A longer run (accelerator) would make a cleaner
   attack and most likely a stronger one: the detection rates above are upper bounds on what the
   shipped CNN does against a determined attacker."""
-    return LIMITS.replace("{scale}", scale)
+    if train.get("comb_weight"):
+        comb = """- **The comb was attacked too.** The loss held a differentiable copy of the kiosk's DC-comb
+  statistic on each training patch's own 8x8 grid; the kiosk also searches the 63 shifted grids
+  (the adaptive outputs keep the origin's grid, so those matter little here) and scores whole
+  frames, where z grows with the number of blocks: the test tiles of 256 px are the closest case
+  here."""
+    else:
+        comb = """- **The comb was not attacked.** The generator was trained against the CNN only; the DC comb
+  (`jpeg_comb`) is a separate, model-free statistic. An attacker aware of it could add a loss on
+  the 8x8 block means (dithering the DC, which F1 leaves alone): `adaptive_comb.md` measures
+  that attack."""
+    return LIMITS.replace("{scale}", scale).replace("{comb}", comb)
 
 
 LIMITS = """
@@ -573,9 +646,7 @@ LIMITS = """
   below its tile count; differences of a few points between cells are noise.
 - **White box.** The attacker holds the model file (it ships on every kiosk; a replica rebuilt from
   it scores like it, table above). An attacker without the file would have to rely on transfer.
-- **The comb was not attacked.** The generator was trained against the CNN only; the DC comb
-  (`jpeg_comb`) is a separate, model-free statistic. An attacker aware of it could add a loss on
-  the 8x8 block means (dithering the DC, which F1 leaves alone), at a PSNR cost not measured here.
+{comb}
 - **Stored pictures, not camera frames.** These are scanned/test-set pictures compressed as
   tiles. On camera-like frames the CNN raises false alarms on about half of honest captures at
   the manifest threshold (calibration.md), so there the calibrated threshold is the operating
