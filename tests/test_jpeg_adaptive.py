@@ -11,7 +11,7 @@ import pytest
 from kiosk.runtime.models.tflite_io import BinaryClassifier
 from training.jpeg import adaptive
 from training.jpeg.adaptive import AdaptiveTrainer, TfliteReplica, round_pixels
-from training.jpeg.adaptive_report import replica_agreement
+from training.jpeg.adaptive_report import REPORT, render, replica_agreement
 from training.jpeg.data import jpeg_roundtrip
 from training.jpeg.gan import to_unit
 from training.jpeg.nets import generator
@@ -167,3 +167,22 @@ def test_import_of_accelerator_weights_reproduces_its_outputs(tmp_path):
     np.savez(run / "generator_keras.npz", **weights)
     with pytest.raises(SystemExit, match="differs from the PyTorch one"):
         adaptive.import_gpu(run, out)
+
+
+@pytest.mark.parametrize("name", ["adaptive", "adaptive_comb"])
+def test_committed_reports_are_what_their_json_renders(name):
+    """The markdown is generated: the committed .md is the render of the committed .json."""
+    result = json.loads((REPORT / f"{name}.json").read_text())
+    previous = json.loads((REPORT / "results.json").read_text())
+    text = render(result, previous["table1"], previous["table2"]["kv:hardened"])
+    assert text == (REPORT / f"{name}.md").read_text()
+
+
+def test_report_names_a_cpu_run_as_such():
+    result = json.loads((REPORT / "adaptive.json").read_text())
+    result.pop("beside", None)
+    result["training"] = {**result["training"], "device": "cpu"}
+    previous = json.loads((REPORT / "results.json").read_text())
+    text = render(result, previous["table1"], previous["table2"]["kv:hardened"])
+    assert "**Scale: a CPU run, not the paper's.**" in text and "accelerator run" not in text
+    assert "The comb was not attacked" in text
