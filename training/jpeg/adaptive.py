@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+from kiosk.contract.manifest import load_manifest
 from training.jpeg.data import images_by_split, patches_path, read_gray
 from training.jpeg.gan import to_pixels, to_unit
 from training.jpeg.nets import generator
@@ -354,8 +355,6 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     limit_threads(args.threads)
     if args.export_gpu_bundle:
-        from kiosk.contract.manifest import load_manifest
-
         threshold = load_manifest(MODELS).models["jpeg_history"].threshold
         export_gpu_bundle(args.export_gpu_bundle, load_replica(), threshold)
         return

@@ -456,7 +456,7 @@ def render(result: dict, previous_table1: dict, previous_table2: dict) -> str:
         + " / ".join(f"{alarms[s]['comb_rayleigh_1pct']:.1f}" for s in sizes)
         + " and "
         + " / ".join(f"{alarms[s]['comb_calibrated']:.1f}" for s in sizes)
-        + f" % of the uncompressed tiles ({px} px), so they are in adaptive.json only.",
+        + f" % of the uncompressed tiles ({px} px), so they are in {name}.json only.",
     ]
     return "\n".join(lines) + "\n" + limits(result, gain)
 
