@@ -29,7 +29,8 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from kiosk.contract.manifest import load_manifest
-from training.jpeg.data import images_by_split, patches_path, read_gray
+from kiosk.runtime.forensics.jpeg_grid import comb_statistic
+from training.jpeg.data import images_by_split, jpeg_roundtrip, patches_path, read_gray
 from training.jpeg.gan import to_pixels, to_unit
 from training.jpeg.nets import generator
 from training.paths import MODELS, WORK, data_root
@@ -271,17 +272,36 @@ def replica_spec(replica: TfliteReplica) -> dict:
     }
 
 
+def comb_check_crops(images: list, count: int = 24) -> np.ndarray:
+    """128-px centre crops of validation pictures, each as is and after one JPEG save: the
+    kiosk's DC-comb z of these is what adaptive_gpu.comb_z must reproduce."""
+    rng = np.random.default_rng(15)
+    out = []
+    for source in images[:count]:
+        gray = read_gray(source.path)
+        y, x = (gray.shape[0] - 128) // 2, (gray.shape[1] - 128) // 2
+        crop = gray[y : y + 128, x : x + 128]
+        out += [crop, jpeg_roundtrip(crop, int(rng.integers(30, 91)))[0]]
+    return np.stack(out)
+
+
 def export_gpu_bundle(folder: Path, replica: TfliteReplica, threshold: float) -> None:
     """What training/jpeg/adaptive_gpu.py needs on a machine without TensorFlow: the replica as
     constants and steps, this replica's logits on check patches (the PyTorch one must match),
-    validation patches, the train-split pictures (never the test ones) and the flag logit."""
+    the kiosk's comb z on check crops (likewise), validation patches, the train-split pictures
+    (never the test ones) and the flag logit."""
     folder.mkdir(parents=True, exist_ok=True)
     spec = replica_spec(replica)
     arrays = np.load(patches_path(WORK, 64))
     check = np.concatenate([arrays["val_originals"][:200], arrays["val_jpeg"][:200]])
     logits = replica.logit(tf.constant(check[..., None].astype(np.float32))).numpy()
+    crops = comb_check_crops(images_by_split(data_root())["val"])
+    combs = [comb_statistic(crop, offsets=False) for crop in crops]
     np.savez_compressed(
         folder / "replica.npz",
+        comb_check_crops=crops,
+        comb_check_z=np.array([c["z"] for c in combs]),
+        comb_check_blocks=np.array([c["blocks"] for c in combs]),
         replica_spec=np.array(json.dumps(spec)),
         check_patches=check,
         check_logits=logits,

@@ -325,6 +325,16 @@ def main() -> None:
     print("replica vs TF replica on check patches:", agreement, flush=True)
     if diff.mean() > 0.02:
         raise SystemExit("the PyTorch replica does not score like the TF replica")
+    if args.comb_weight:  # the attacked statistic must be the kiosk's
+        crops = torch.from_numpy(bundle["comb_check_crops"]).float()[:, None]
+        decided = bundle["comb_check_blocks"] >= 64  # the kiosk's MIN_BLOCKS
+        ours_z = comb_z(crops).amax(dim=1).numpy()[decided]
+        kiosk_z = bundle["comb_check_z"][decided]
+        comb_diff = float((np.abs(ours_z - kiosk_z) / np.maximum(kiosk_z, 1.0)).max())
+        agreement["comb_z_max_relative_diff"] = comb_diff
+        print(f"comb z vs the kiosk's on {decided.sum()} crops: {comb_diff:.1e}", flush=True)
+        if comb_diff > 1e-3:
+            raise SystemExit("comb_z does not compute the kiosk's DC-comb statistic")
     threshold_logit = float(bundle["threshold_logit"])
     val = {
         k: torch.from_numpy(bundle[f"val_{k}"][:, None]).to(device) for k in ("jpeg", "original")
