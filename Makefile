@@ -164,9 +164,10 @@ jpeg-adaptive:  ## adaptive attack on the shipped JPEG detector, CPU-sized -> re
 	$(PY) -m training.jpeg.adaptive_report
 jpeg-adaptive-bundle: jpeg-data  ## what training/jpeg/adaptive_gpu.py needs on an accelerator -> gpu_bundle/
 	$(PY) -m training.jpeg.adaptive --export-gpu-bundle gpu_bundle
-jpeg-adaptive-report:  ## after --import-gpu of both runs: adaptive.md and adaptive_comb.md
+jpeg-adaptive-report:  ## after --import-gpu of both runs: adaptive.md, adaptive_comb.md, adaptive_frames.md
 	$(PY) -m training.jpeg.adaptive_report
 	$(PY) -m training.jpeg.adaptive_report --generator-dir $(WORK)/jpeg/adaptive_comb --name adaptive_comb --beside reports/jpeg_forensics/adaptive.json
+	$(PY) -m training.jpeg.adaptive_frames
 bench-jpeg:  ## detector latency per 640x480 capture, generator size and latency per 256x256
 	$(PY) bench/bench_jpeg.py
 

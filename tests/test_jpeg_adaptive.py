@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from kiosk.runtime.models.tflite_io import BinaryClassifier
-from training.jpeg import adaptive
+from training.jpeg import adaptive, adaptive_frames
 from training.jpeg.adaptive import AdaptiveTrainer, TfliteReplica, round_pixels
 from training.jpeg.adaptive_report import REPORT, render, replica_agreement
 from training.jpeg.data import jpeg_roundtrip
@@ -186,3 +186,36 @@ def test_report_names_a_cpu_run_as_such():
     text = render(result, previous["table1"], previous["table2"]["kv:hardened"])
     assert "**Scale: a CPU run, not the paper's.**" in text and "accelerator run" not in text
     assert "The comb was not attacked" in text
+
+
+def test_tiled_laundering_equals_the_whole_picture_pass():
+    tf.random.set_seed(2)
+    model = generator(2, 8)
+    tail = model.get_layer("tail2")
+    tail.set_weights([np.random.default_rng(0).normal(0, 0.3, w.shape) for w in tail.get_weights()])
+    picture = np.clip(np.random.default_rng(1).normal(128, 40, (300, 520)), 0, 255).astype(np.uint8)
+    whole = model(to_unit(picture)[None], training=False).numpy()[0, ..., 0]
+    expected = np.clip(np.round((whole + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    assert (expected != picture).mean() > 0.5  # the generator does change the picture
+    assert np.array_equal(adaptive_frames.launder(model, picture), expected)
+
+
+def test_frame_summary_counts_flags_and_leaves_errors_out():
+    def record(cnn: bool, comb: bool) -> dict:
+        return {
+            "jpeg": {"flagged": cnn, "score": 0.9 if cnn else 0.1},
+            "jpeg_comb": {"flagged": comb, "z": 50.0 if comb else 2.0},
+            "error": None,
+        }
+
+    records = [record(True, False), record(False, True), record(False, False)]
+    records.append({"jpeg": None, "jpeg_comb": None, "error": "cannot read"})
+    row = adaptive_frames.summarise(records, {"a": 30.0, "b": 32.0})
+    assert (row["pictures"], row["errors"]) == (3, 1)
+    assert (row["jpeg_flagged"], row["jpeg_comb_flagged"], row["either_flagged"]) == (1, 1, 2)
+    assert row["psnr_mean_db"] == 31.0
+
+
+def test_committed_frames_report_is_what_its_json_renders():
+    result = json.loads((REPORT / "adaptive_frames.json").read_text())
+    assert adaptive_frames.render(result) == (REPORT / "adaptive_frames.md").read_text()

@@ -3,7 +3,8 @@
 The accelerator machine has PyTorch and no TensorFlow, so this script imports nothing of the
 project: it reads a bundle written here by `python -m training.jpeg.adaptive --export-gpu-bundle`
 (the frozen replica of models/jpeg_history.tflite as constants and op steps, the train-split
-never-JPEG pictures, validation patches, and the TF replica's logits on check patches) and writes
+never-JPEG pictures, validation patches, the TF replica's logits on check patches and the kiosk's
+DC-comb z on check crops, which this script must reproduce before it trains) and writes
 the generator's weights under Keras layer names, which `--import-gpu` loads into the Keras
 generator of training/jpeg/nets.py. Same model and loss as the CPU trainer (identity-initialised
 16 x 64 generator, L1 + gamma * softplus(replica logit of the uint8-rounded output)); the paper's

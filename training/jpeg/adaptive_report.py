@@ -680,8 +680,8 @@ def limits(result: dict, gain: list[float]) -> str:
         comb = """- **The comb was attacked too.** The loss held a differentiable copy of the kiosk's DC-comb
   statistic on each training patch's own 8x8 grid; the kiosk also searches the 63 shifted grids
   (the adaptive outputs keep the origin's grid, so those matter little here) and scores whole
-  frames, where z grows with the number of blocks: the test tiles of 256 px are the closest case
-  here."""
+  frames, where z grows with the number of blocks: `adaptive_frames.md` runs whole pictures
+  through `kiosk forensics --json`."""
     else:
         comb = """- **The comb was not attacked.** The generator was trained against the CNN only; the DC comb
   (`jpeg_comb`) is a separate, model-free statistic. An attacker aware of it could add a loss on
