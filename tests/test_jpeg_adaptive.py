@@ -205,6 +205,8 @@ def test_frame_summary_counts_flags_and_leaves_errors_out():
         return {
             "jpeg": {"flagged": cnn, "score": 0.9 if cnn else 0.1},
             "jpeg_comb": {"flagged": comb, "z": 50.0 if comb else 2.0},
+            "ela": {"flagged": comb},
+            "morph": {"applied": False},
             "error": None,
         }
 
@@ -214,6 +216,7 @@ def test_frame_summary_counts_flags_and_leaves_errors_out():
     assert (row["pictures"], row["errors"]) == (3, 1)
     assert (row["jpeg_flagged"], row["jpeg_comb_flagged"], row["either_flagged"]) == (1, 1, 2)
     assert row["psnr_mean_db"] == 31.0
+    assert row["other_checks_flagged"] == {"ela": 1, "splice": 0, "morph": 0}
 
 
 def test_committed_frames_report_is_what_its_json_renders():

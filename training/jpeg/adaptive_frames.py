@@ -36,6 +36,7 @@ from training.tf_setup import limit_threads
 log = logging.getLogger(__name__)
 
 OUT = WORK / "jpeg" / "adaptive_frames"
+OTHERS = ("ela", "splice", "morph")  # the forensic pass's other checks, counted alongside
 GENERATORS = {"adaptive GAN (CNN-only)": "adaptive", "adaptive GAN (comb-aware)": "adaptive_comb"}
 
 
@@ -116,6 +117,9 @@ def summarise(records: list[dict], psnr: dict[str, float]) -> dict:
         "jpeg_score_median": round(float(np.median([r["jpeg"]["score"] for r in scored])), 4),
         "comb_z_median": round(float(np.median([r["jpeg_comb"]["z"] for r in scored])), 1),
         "psnr_mean_db": round(float(np.mean(list(psnr.values()))), 2) if psnr else None,
+        "other_checks_flagged": {
+            key: sum(bool((r.get(key) or {}).get("flagged")) for r in scored) for key in OTHERS
+        },
     }
 
 
@@ -149,6 +153,16 @@ def render(result: dict) -> str:
             f"| {condition} | {n} | " + " | ".join(cells) + f" | {row['jpeg_score_median']:.3f} "
             f"| {row['comb_z_median']:.1f} | {psnr} |"
         )
+    lines += [
+        "",
+        "The same command's other forensic checks on the same files (pictures flagged):",
+        "",
+        "| version | " + " | ".join(f"`{k}`" for k in OTHERS) + " |",
+        "|---|" + "---:|" * len(OTHERS),
+    ]
+    for condition, row in result["conditions"].items():
+        counts = row["other_checks_flagged"]
+        lines.append(f"| {condition} | " + " | ".join(str(counts[k]) for k in OTHERS) + " |")
     lines += [
         "",
         "n = 24 pictures per row: one picture is 4 points. The never-JPEG row is the false-alarm "
