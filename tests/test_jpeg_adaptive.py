@@ -197,7 +197,7 @@ def test_tiled_laundering_equals_the_whole_picture_pass():
     whole = model(to_unit(picture)[None], training=False).numpy()[0, ..., 0]
     expected = np.clip(np.round((whole + 1.0) * 127.5), 0, 255).astype(np.uint8)
     assert (expected != picture).mean() > 0.5  # the generator does change the picture
-    assert np.array_equal(adaptive_frames.launder(model, picture), expected)
+    assert np.array_equal(adaptive_frames.launder_tiled(model, picture), expected)
 
 
 def test_frame_summary_counts_flags_and_leaves_errors_out():

@@ -29,7 +29,7 @@ from skimage.metrics import peak_signal_noise_ratio
 from training.jpeg.adaptive import load_adaptive_generator
 from training.jpeg.adaptive_report import REPORT, relative
 from training.jpeg.data import images_by_split, jpeg_roundtrip, read_gray
-from training.jpeg.gan import to_unit
+from training.jpeg.gan import launder
 from training.paths import WORK, data_root
 from training.tf_setup import limit_threads
 
@@ -44,22 +44,21 @@ TILE = 256
 MARGIN = 48  # > the generator's receptive radius (36 convolutions of 3 x 3): tiles join exactly
 
 
-def launder(generator, jpeg: np.ndarray) -> np.ndarray:
-    """One whole picture through the generator, saved as uint8. Run tile by tile with a margin
-    cut at the picture's edges, so the output equals the whole-picture pass (which needs over
-    24 GB in TensorFlow at 1024 x 1536) up to float rounding."""
+def launder_tiled(generator, jpeg: np.ndarray) -> np.ndarray:
+    """`gan.launder` of one whole picture, run tile by tile with a margin cut at the picture's
+    edges, so the output equals the whole-picture pass (which needs over 24 GB in TensorFlow at
+    1024 x 1536)."""
     height, width = jpeg.shape
-    out = np.empty((height, width), np.float32)
+    out = np.empty_like(jpeg)
     for y in range(0, height, TILE):
         for x in range(0, width, TILE):
             top, left = max(0, y - MARGIN), max(0, x - MARGIN)
             bottom, right = min(height, y + TILE + MARGIN), min(width, x + TILE + MARGIN)
-            unit = generator(to_unit(jpeg[top:bottom, left:right])[None], training=False)
-            block = unit.numpy()[0, ..., 0]
+            block = launder(generator, jpeg[None, top:bottom, left:right], batch=1)[0]
             out[y : y + TILE, x : x + TILE] = block[
                 y - top : y - top + TILE, x - left : x - left + TILE
             ]
-    return np.clip(np.round((out + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    return out
 
 
 def write_versions(images: dict[str, np.ndarray], quality: int) -> dict[str, dict[str, float]]:
@@ -70,7 +69,7 @@ def write_versions(images: dict[str, np.ndarray], quality: int) -> dict[str, dic
     versions = {"never JPEG": images, f"JPEG QF{quality}": jpegs}
     for name, folder in GENERATORS.items():
         generator = load_adaptive_generator(WORK / "jpeg" / folder)
-        versions[name] = {stem: launder(generator, jpeg) for stem, jpeg in jpegs.items()}
+        versions[name] = {stem: launder_tiled(generator, jpeg) for stem, jpeg in jpegs.items()}
         log.info("laundered %d pictures with %s", len(jpegs), folder)
     for condition, pictures in versions.items():
         folder = OUT / condition_folder(condition)
