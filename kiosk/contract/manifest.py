@@ -78,6 +78,7 @@ KNOWN_ARCHITECTURES = (
     "dlib ensemble of regression trees",  # training/landmarks.py: shape_predictor_mtcnn
     "gradient-boosted trees",  # training/tamper/splice.py: splice_jpeg (numpy at run time)
     "MorphCNN",  # training/morph/cnn.py: morph_cnn (fused with the morph trees)
+    "SpliceTileCnn",  # training/tamper/splice_gpu.py + splice_cnn.py: splice_cnn (fused with the trees)
 )
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 _HEX = frozenset("0123456789abcdef")

@@ -171,6 +171,21 @@ OTHER: dict[str, ModelSpec] = {
             threshold_source="5 % false alarms on validation authentic images",
         ),
         ModelSpec(
+            "splice_cnn",
+            "forensic",
+            "SpliceTileCnn (scaled luma beside 3 fixed SRM high-pass residuals, 6 conv-ReLU "
+            "layers 16-24-32-32-48-64, four of stride 2, batch norms folded; global average "
+            "pool, one logit), trained in PyTorch by training/tamper/splice_gpu.py",
+            (64, 64, 64, 1),
+            positive="32-px tile pasted with another compression history (splice, copy-move)",
+            input="a fixed batch of 64 patches: each 32-px tile of the luma plane with 16 px of "
+            "context (reflected at the border), pixel values 0-255",
+            output="logit per patch; the tile map's pooled logits are fused with the splice "
+            "trees' image logit by the entry's `fusion` weights (kiosk/runtime/forensics/"
+            "splice.py)",
+            threshold_source="5 % false alarms of the fused score on validation authentic images",
+        ),
+        ModelSpec(
             "morph",
             "forensic",
             "gradient-boosted trees on noise-residual, LBP, spectrum and colour-noise features "

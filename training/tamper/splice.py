@@ -58,6 +58,16 @@ from training.tamper.manipulate import random_region
 
 REPORT = REPO / "reports" / "tamper_ela" / "splice"
 TARGET_FALSE_ALARMS = 0.05
+# The tile CNN's 3x3 conv-BN-ReLU layers (name, channels, stride): trained in PyTorch
+# (splice_gpu.py), rebuilt in Keras (splice_cnn.py) from this one table.
+CNN_LAYERS = (
+    ("conv1", 16, 1),
+    ("conv2", 24, 2),
+    ("conv3", 32, 2),
+    ("conv3b", 32, 1),
+    ("conv4", 48, 2),
+    ("conv5", 64, 2),
+)
 
 
 @dataclass(frozen=True)

@@ -44,12 +44,15 @@ from kiosk.contract.fileio import write_atomically
 from kiosk.runtime.forensics import jpeg_grid
 from kiosk.runtime.forensics.capture import Artifacts, Capture
 from kiosk.runtime.forensics.ela_features import heat_map_png
-from kiosk.runtime.models.fusion import sigmoid
+from kiosk.runtime.models.fusion import Fusion, sigmoid
+from kiosk.runtime.models.litert import make_interpreter
 from kiosk.runtime.models.registry import ModelRegistry
+from kiosk.runtime.models.tflite_io import Model
 
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "splice_jpeg"
+CNN_MODEL_NAME = "splice_cnn"
 TILE = 32
 GHOST_QUALITIES = (50, 60, 70, 75, 80, 85, 90, 95)
 # Larger captures are analysed on a centred window of at most this side (offsets multiples of
@@ -64,6 +67,7 @@ COMB_STEPS = np.arange(2, 41, dtype=np.float32)  # quantisation steps of qualiti
 COMB_SAMPLE = 3000  # coefficients per frequency for the image-wide comb search
 DC_STEPS = np.arange(3, 17, dtype=np.float64)  # DC steps of qualities ~92..50 (off-grid comb)
 BLOCKS = TILE // 8
+CNN_CONTEXT = 16  # px of context around a tile for the tile CNN (64-px patches)
 
 
 def _tile_mean(plane: np.ndarray, rows: int, cols: int) -> np.ndarray:
@@ -150,6 +154,16 @@ def _local_features(gray: np.ndarray) -> np.ndarray:
         -1,
     )
     return np.concatenate([ghost, shape, block, texture], -1)
+
+
+def tile_patches(gray: np.ndarray) -> np.ndarray:
+    """(rows x cols, 64, 64) uint8: each 32-px tile of the plane's grid with CNN_CONTEXT px around
+    it (reflected at the border), row by row: what the tile CNN scores."""
+    rows, cols = gray.shape[0] // TILE, gray.shape[1] // TILE
+    padded = np.pad(gray[: rows * TILE, : cols * TILE], CNN_CONTEXT, mode="reflect")
+    side = TILE + 2 * CNN_CONTEXT
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (side, side))[::TILE, ::TILE]
+    return np.ascontiguousarray(windows.reshape(-1, side, side))
 
 
 def _dct_matrix() -> np.ndarray:
@@ -429,8 +443,56 @@ class ImageStage:
                 "re-run python -m training.tamper.splice"
             ) from None
 
+    def logit(self, tile_scores: np.ndarray) -> float:
+        return self.bias + float(region_features(tile_scores) @ self.weights)
+
     def score(self, tile_scores: np.ndarray) -> float:
-        return sigmoid(self.bias + float(region_features(tile_scores) @ self.weights))
+        return sigmoid(self.logit(tile_scores))
+
+
+TREES_LOGIT = "trees_logit"
+CNN_FEATURES = ("cnn_top4", "cnn_box2", "cnn_median")
+CNN_REMEDY = "re-run python -m training.tamper.splice_fusion"
+
+
+class TileCnn:
+    """The splice tile CNN (TFLite on LiteRT, float16): each 32-px tile's logit from its 64-px
+    patch (`tile_patches`), a fixed batch at a time (the last one padded)."""
+
+    def __init__(self, content: bytes, num_threads: int = 1) -> None:
+        self.model = Model(make_interpreter(content, num_threads=num_threads))
+        side = TILE + 2 * CNN_CONTEXT
+        batch, *rest = self.model.input_shape
+        if rest != [side, side, 1]:
+            raise ModelError(
+                f"splice CNN takes input {list(self.model.input_shape)}, the kiosk cuts "
+                f"[batch, {side}, {side}, 1] patches; {CNN_REMEDY}"
+            )
+        self.batch = batch
+
+    def logits(self, gray: np.ndarray) -> np.ndarray:
+        """(rows, cols) logits of a uint8 luma plane's tiles."""
+        rows, cols = gray.shape[0] // TILE, gray.shape[1] // TILE
+        patches = tile_patches(gray)
+        out = np.empty(len(patches), np.float32)
+        for start in range(0, len(patches), self.batch):
+            chunk = patches[start : start + self.batch].astype(np.float32)
+            count = len(chunk)
+            if count < self.batch:
+                chunk = np.concatenate([chunk, np.zeros((self.batch - count, *chunk.shape[1:]))])
+            out[start : start + count] = self.model(chunk[..., None]).reshape(-1)[:count]
+        return out.reshape(rows, cols)
+
+
+def cnn_features(tile_logits: np.ndarray) -> dict[str, float]:
+    """The tile CNN's map pooled for the fusion: the mean of its four highest logits, the
+    highest mean of 2x2 neighbouring tiles, and the median (the image's own level)."""
+    ranked = np.sort(tile_logits.ravel())[::-1]
+    return {
+        "cnn_top4": float(ranked[:4].mean()),
+        "cnn_box2": _box_max(tile_logits.astype(np.float32), 2),
+        "cnn_median": float(np.median(tile_logits)),
+    }
 
 
 class SpliceCheck:
@@ -439,9 +501,19 @@ class SpliceCheck:
     key = "splice"
     needs_face = False
 
-    def __init__(self, trees: Trees, threshold: float) -> None:
+    def __init__(
+        self,
+        trees: Trees,
+        threshold: float,
+        cnn: TileCnn | None = None,
+        fusion: Fusion | None = None,
+    ) -> None:
+        if (cnn is None) != (fusion is None):
+            raise ValueError("the splice CNN needs its fusion weights and the other way round")
         self.trees = trees
         self.threshold = threshold
+        self.cnn = cnn
+        self.fusion = fusion
 
     def tile_scores(self, gray: np.ndarray) -> np.ndarray:
         """(rows, cols) P(spliced) per 32-px tile of a uint8 luma plane."""
@@ -462,7 +534,15 @@ class SpliceCheck:
         # forensic pass (as a bundle with other features does in `Trees.predict`).
         stage = ImageStage(self.trees.arrays)
         tiles = self.tile_scores(gray)
-        score = stage.score(tiles)
+        trees_logit = stage.logit(tiles)
+        score, extra = sigmoid(trees_logit), {}
+        if self.cnn is not None and self.fusion is not None:
+            cnn_logits = self.cnn.logits(gray)
+            score = self.fusion.score({TREES_LOGIT: trees_logit, **cnn_features(cnn_logits)})
+            extra = {
+                "trees_score": round(sigmoid(trees_logit), 6),
+                "cnn_max_tile": round(sigmoid(float(cnn_logits.max())), 6),
+            }
         record: dict[str, Any] = {
             "score": round(score, 6),
             "threshold": self.threshold,
@@ -472,6 +552,8 @@ class SpliceCheck:
             "max_tile": round(pool(tiles), 6),
             "tile_threshold": stage.tile_threshold,
             "window": [cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start],
+            "model": "trees" if self.cnn is None else "trees+cnn",
+            **extra,
         }
         path = artifacts.path("splice_heat.png")
         if path is not None:
@@ -486,7 +568,22 @@ class SpliceCheck:
 
 
 def make_splice_check(registry: ModelRegistry, config: Config) -> SpliceCheck | None:
-    """The check for the manifest's `splice_jpeg` model, or None when it is not listed."""
-    del config  # nothing configurable: the features are the model's
+    """The check for the manifest's `splice_jpeg` trees, fused with the `splice_cnn` tile CNN
+    when that is listed too (its entry holds the fusion's weights and the threshold); None
+    without the trees."""
     listed = listed_trees(registry, MODEL_NAME, "re-run the export")
-    return None if listed is None else SpliceCheck(*listed)
+    if listed is None:
+        return None
+    if CNN_MODEL_NAME not in registry.entries:
+        return SpliceCheck(*listed)
+    entry = registry.entry(CNN_MODEL_NAME)
+    fusion = Fusion.from_entry(
+        entry.extra, CNN_MODEL_NAME, {TREES_LOGIT, *CNN_FEATURES}, CNN_REMEDY
+    )
+    if fusion is None or entry.threshold is None:
+        raise ModelError(
+            f"manifest entry {CNN_MODEL_NAME!r} needs `fusion` weights and a threshold; "
+            f"{CNN_REMEDY}"
+        )
+    cnn = TileCnn(registry.verified_bytes(CNN_MODEL_NAME), config.models.num_threads)
+    return SpliceCheck(listed[0], entry.threshold, cnn, fusion)
