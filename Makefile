@@ -229,8 +229,21 @@ sr-eval: sr-export
 # The splice check: SYNTHETIC splices and copy-moves of never-JPEG pictures, tile trees and an image
 # stage fitted out of fold (~8 min of features, ~35 min of fitting on the shared CPU; its defaults
 # are the shipped run's: 12 images per train picture, reports/tamper_ela/splice/rounds_trial.md)
-splice:  ## splice check -> reports/tamper_ela/splice, models/splice_jpeg.npz + manifest entry
+splice:  ## splice check -> reports/tamper_ela/splice, models/splice_jpeg.npz + manifest entry; then splice-fusion
 	$(PY) -m training.tamper.splice
+	$(PY) -m training.tamper.splice_fusion
+# The splice tile CNN trains where PyTorch and an accelerator are (docs/tamper_sr.md): splice-gpu-bundle
+# here, training/tamper/splice_gpu.py there, splice-cnn-import RUN=<its --out> here, then splice-fusion
+# (the trees' image cache of `make splice` first) fits the fusion and ships the CNN by its rule.
+.PHONY: splice-gpu-bundle splice-cnn-import splice-fusion
+splice-gpu-bundle:  ## train pictures (grey) + the PyWavelets wheel for splice_gpu.py -> splice_bundle/
+	$(PY) -m training.tamper.splice_cnn --export-gpu-bundle splice_bundle
+	$(PY) -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 -d splice_bundle PyWavelets==1.10.0
+splice-cnn-import:  ## RUN=<the run's --out> -> data/splice/splice_cnn.tflite (refused unless Keras = PyTorch)
+	$(PY) -m training.tamper.splice_cnn --import-gpu $(RUN)
+splice-fusion:  ## tile CNN + trees fused on validation -> reports/tamper_ela/splice/cnn_trial.*, models/ by its rule
+	$(PY) -m training.tamper.splice_fusion
 forensics-models: tamper-data tamper-train sr-train sr-export tamper-export tamper-evaluate splice morph  ## all of the above and the morph check
 bench-forensics:  ## latency of each forensic model and of the whole pass on a 640x480 capture
 	$(PY) bench/bench_forensics.py

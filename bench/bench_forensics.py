@@ -1,5 +1,5 @@
 """Forensic pass latency on a 640x480 capture, one thread: each check, each model alone (int8 vs
-float where both exist), and `ForensicSuite.run` with every check in the manifest.
+float where both exist), the splice check without its tile CNN beside it, and `ForensicSuite.run` with every check in the manifest.
 
 The capture is skimage's astronaut placed in a 640x480 frame with a ~100 px face, so the SR check
 runs (face box from the kiosk's own detector). Float comparison files come from `data/runs/`
@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 
 from kiosk.config import load_config  # noqa: E402
 from kiosk.runtime.forensics.capture import Artifacts, Capture  # noqa: E402
+from kiosk.runtime.forensics.splice import SpliceCheck  # noqa: E402
 from kiosk.runtime.forensics.suite import ForensicSuite  # noqa: E402
 from kiosk.runtime.models.litert import make_interpreter  # noqa: E402
 from kiosk.runtime.models.registry import ModelRegistry  # noqa: E402
@@ -85,6 +86,10 @@ def main() -> None:
     for check in suite.checks:
         milliseconds = median_ms(lambda check=check: check.run(capture, Artifacts()), args.runs)
         rows.append((f"check '{check.key}' on 640x480", "", f"{milliseconds:.1f}"))
+        if isinstance(check, SpliceCheck) and check.cnn is not None:  # the release beside it
+            alone = SpliceCheck(check.trees, check.threshold)
+            milliseconds = median_ms(lambda alone=alone: alone.run(capture, Artifacts()), args.runs)
+            rows.append(("check 'splice', trees alone (no tile CNN)", "", f"{milliseconds:.1f}"))
     total = median_ms(lambda: suite.run(capture, Artifacts()), args.runs)
     rows.append(
         (f"ForensicSuite.run ({', '.join(c.key for c in suite.checks)})", "", f"{total:.1f}")

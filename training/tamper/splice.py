@@ -41,9 +41,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
-from kiosk.contract.manifest import write_entry
+from kiosk.contract.manifest import remove_entry, write_entry
 from kiosk.contract.models import spec
 from kiosk.runtime.forensics.splice import (
+    CNN_MODEL_NAME,
     MODEL_NAME,
     TILE,
     ImageStage,
@@ -538,6 +539,9 @@ def main(argv: list[str] | None = None) -> None:
         },
         data_digest=hashlib.sha256(json.dumps(metrics["pictures"]).encode()).hexdigest()[:16],
     )
+    # The tile CNN's fusion weighs these trees' predecessor: drop it until
+    # training.tamper.splice_fusion refits it on the new trees (make splice runs both).
+    remove_entry(models_dir, CNN_MODEL_NAME)
 
 
 if __name__ == "__main__":

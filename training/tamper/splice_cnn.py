@@ -1,9 +1,12 @@
 """The splice check's tile CNN in Keras: import the accelerator run's weights, export TFLite.
 
+    python -m training.tamper.splice_cnn --export-gpu-bundle splice_bundle   # what travels
     python -m training.tamper.splice_cnn --import-gpu OUT     # -> data/splice/splice_cnn.tflite
 
 `training/tamper/splice_gpu.py` trains the net in PyTorch where no TensorFlow is (the lent
-H200) and writes its weights in Keras layout with the batch norms folded in. Here the same
+H200) from the bundle written here (the *train* pictures only, grey as the generator reads
+them; `make splice-gpu-bundle` adds the PyWavelets wheel the kiosk's imports need there) and
+writes its weights in Keras layout with the batch norms folded in. Here the same
 network is built from its layer table, the weights are loaded, and the import is refused unless
 the Keras model reproduces the run's own logits on its probe patches. The float16 TFLite file
 (a fixed batch of TILE_BATCH patches: the kiosk pads the last one) is a candidate under
@@ -18,13 +21,14 @@ import json
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from kiosk.contract.models import spec
 from kiosk.runtime.forensics.splice import CNN_MODEL_NAME
 from training.export import convert
-from training.paths import WORK
-from training.tamper.splice import CNN_LAYERS
+from training.paths import WORK, data_root
+from training.tamper.splice import CNN_LAYERS, pictures
 from training.tf_setup import tf
 
 keras = tf.keras
@@ -95,10 +99,36 @@ def export(model: keras.Model, state: dict) -> bytes:
     )
 
 
+def export_gpu_bundle(out: Path, root: Path) -> int:
+    """The train pictures as grey PNGs (the planes the generator reads: it loads them grey) under
+    out/data, with the index that names them; no validation or test picture. Returns the count."""
+    count = 0
+    for picture in pictures(root):
+        if picture.split != "train":
+            continue
+        target = out / "data" / picture.path.relative_to(root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        gray = cv2.imread(str(picture.path), cv2.IMREAD_GRAYSCALE)
+        if not cv2.imwrite(str(target), gray, [cv2.IMWRITE_PNG_COMPRESSION, 9]):
+            raise OSError(f"could not write {target}")
+        count += 1
+    index = out / "data" / "uncompressed" / "index.csv"
+    index.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(root / "uncompressed" / "index.csv", index)
+    return count
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--import-gpu", required=True, type=Path, help="the run's --out folder")
+    task = parser.add_mutually_exclusive_group(required=True)
+    task.add_argument("--import-gpu", type=Path, help="the run's --out folder")
+    task.add_argument("--export-gpu-bundle", type=Path, help="folder to write the bundle to")
+    parser.add_argument("--data-root", default=None)
     args = parser.parse_args(argv)
+    if args.export_gpu_bundle:
+        count = export_gpu_bundle(args.export_gpu_bundle, data_root(args.data_root))
+        print(f"{count} train pictures -> {args.export_gpu_bundle / 'data'}")
+        return
     model = import_gpu(args.import_gpu)
     state = json.loads((args.import_gpu / "state.json").read_text())
     RUN.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,8 @@
 
 Scores, as the kiosk does (`kiosk.runtime.forensics.splice`): the release's trees and image
 stage (models/splice_jpeg.npz) give each image's `trees_logit`; the candidate CNN
-(data/splice/splice_cnn.tflite, through LiteRT) gives its tile map, pooled into `CNN_FEATURES`.
+(data/splice/splice_cnn.tflite from an accelerator run, else the one in models/: after
+new trees, `make splice` refits the fusion with the shipped CNN; through LiteRT) gives its tile map, pooled into `CNN_FEATURES`.
 A logistic regression of those four is fitted on the validation images; its validation figures
 are cross-fitted (5 folds by host picture, each scored by weights fitted on the other 4). The
 rule in reports/tamper_ela/splice/cnn_trial.md decides: the candidate ships only if its
@@ -20,6 +21,7 @@ import argparse
 import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import joblib
 import numpy as np
@@ -102,15 +104,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-export", action="store_true")
+    parser.add_argument(
+        "--cnn", type=Path, default=None,
+        help="the CNN to fuse (default: data/splice/splice_cnn.tflite, else models/'s)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    models_dir = REPO / "models"
+    shipped = models_dir / f"{CNN_MODEL_NAME}.tflite"
+    cnn_path = args.cnn or (CANDIDATE if CANDIDATE.exists() else shipped)
     cache = WORK / "splice" / f"data_{args.rounds}_{args.test_rounds}_{args.seed}.pkl"
     data = joblib.load(cache)
-    models_dir = REPO / "models"
     manifest = load_manifest(models_dir)
     trees = Trees.from_bytes((models_dir / manifest.models[MODEL_NAME].file).read_bytes())
     stage = ImageStage(trees.arrays)
     release_threshold = float(manifest.models[MODEL_NAME].threshold)
-    cnn = TileCnn(CANDIDATE.read_bytes(), num_threads=args.threads)
+    cnn = TileCnn(cnn_path.read_bytes(), num_threads=args.threads)
     val, test = data["val"], data["test"]
     for samples in (val, test):
         score_images(samples, trees, stage, cnn)
@@ -149,7 +157,8 @@ def main(argv: list[str] | None = None) -> None:
         ),
     }
     wins = {
-        kind: auc_row(metrics["val_candidate_crossfit"], kind) > auc_row(metrics["val_release"], kind)
+        kind: auc_row(metrics["val_candidate_crossfit"], kind)
+        > auc_row(metrics["val_release"], kind)
         for kind in ("splice", "copy_move")
     }
     metrics["decision"] = {"wins": wins, "shipped": all(wins.values())}
@@ -163,8 +172,9 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps(metrics["decision"]), flush=True)
     if args.no_export or not metrics["decision"]["shipped"]:
         return
-    path = models_dir / f"{CNN_MODEL_NAME}.tflite"
-    shutil.copy(CANDIDATE, path)
+    path = shipped
+    if cnn_path.resolve() != path.resolve():
+        shutil.copy(cnn_path, path)
     cnn_spec = spec(CNN_MODEL_NAME)
     test_row = metrics["test_candidate"]["splice"]
     write_entry(
@@ -188,14 +198,18 @@ def main(argv: list[str] | None = None) -> None:
             "test_false_alarms": test_row["false_alarms"],
             "test_copy_move_auc": auc_row(metrics["test_candidate"], "copy_move"),
         },
-        data_digest=hashlib.sha256(CANDIDATE.read_bytes()).hexdigest()[:16],
+        data_digest=hashlib.sha256(path.read_bytes()).hexdigest()[:16],
     )
 
 
 def write_markdown(metrics: dict) -> None:
     """The results under the committed rule of reports/tamper_ela/splice/cnn_trial.md."""
     path = REPORT / "cnn_trial.md"
-    rule = path.read_text().split(RESULTS)[0].rstrip()
+    path.write_text(render(metrics, path.read_text().split(RESULTS)[0].rstrip()))
+
+
+def render(metrics: dict, rule: str) -> str:
+    """The report: `rule` (the text committed before the trial), then the results."""
     run = metrics["candidate"]["run"]
     decision = metrics["decision"]
     rows = [
@@ -244,7 +258,7 @@ def write_markdown(metrics: dict) -> None:
         "Test thresholds: the candidate's above; the release's from its manifest entry. The heat "
         "map and flagged tiles stay the trees' in both.",
     ]
-    path.write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

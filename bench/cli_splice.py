@@ -1,0 +1,102 @@
+"""The splice check through `kiosk forensics --json` itself, on photos of sources it never saw.
+
+    .venv/bin/python bench/cli_splice.py [--hosts 80] [--seed 5]
+
+The splice report (reports/tamper_ela/splice) scores greyscale crops of `uncompressed/` and
+BSD68 in one process; this runs the command an examiner runs, on colour web photos that no
+splice model trained on. `--hosts` faces68 photos (208 px face crops of AFW and HELEN: JPEG
+web pictures) are hosts; each gives an authentic picture and a **synthetic** splice: a region
+(training.tamper.manipulate.random_region, edge feathered 0-2 px) of a CEW photo
+(`eyes_closed_faces`, another source and another JPEG history) pasted in. Both then get the
+same final save: lossless for a quarter, else JPEG at quality 70-95. One `kiosk forensics
+--json` process per folder; the table gives, per model, the AUC of its score, the splices it
+flags and the authentic photos it flags at its shipped threshold: the trees alone (`trees_score`
+at the splice_jpeg entry's threshold, the release) beside the trees + tile CNN (`score`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from kiosk.contract.manifest import load_manifest  # noqa: E402
+from kiosk.runtime.forensics.splice import MODEL_NAME  # noqa: E402
+from training.paths import data_root  # noqa: E402
+from training.tamper.manipulate import random_region  # noqa: E402
+
+
+def write_pictures(out: Path, hosts: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    root = data_root(None)
+    host_paths = sorted((root / "faces68").rglob("*.jpg"))
+    donor_paths = sorted((root / "eyes_closed_faces").rglob("*.jpg"))
+    for index in rng.choice(len(host_paths), hosts, replace=False):
+        host = cv2.imread(str(host_paths[index]))
+        donor = cv2.imread(str(donor_paths[int(rng.integers(len(donor_paths)))]))
+        donor = cv2.resize(donor, (host.shape[1], host.shape[0]), interpolation=cv2.INTER_AREA)
+        alpha = random_region(host.shape[:2], rng).astype(np.float32)
+        sigma = rng.uniform(0.0, 2.0)
+        if sigma > 0.3:
+            alpha = np.clip(cv2.GaussianBlur(alpha, (0, 0), sigma), 0, 1)
+        spliced = host * (1 - alpha[..., None]) + donor * alpha[..., None]
+        spliced = np.clip(np.rint(spliced), 0, 255).astype(np.uint8)
+        quality = 0 if rng.random() < 0.25 else int(rng.integers(70, 96))
+        for kind, picture in (("authentic", host), ("splice", spliced)):
+            (out / kind).mkdir(exist_ok=True)
+            if quality:
+                path = out / kind / f"{index:04d}.jpg"
+                cv2.imwrite(str(path), picture, [cv2.IMWRITE_JPEG_QUALITY, quality])
+            else:
+                cv2.imwrite(str(out / kind / f"{index:04d}.png"), picture)
+
+
+def records(folder: Path) -> list[dict]:
+    """The `splice` record of each picture by `kiosk forensics --json` on `folder`."""
+    run = subprocess.run(
+        [sys.executable, "-m", "kiosk", "forensics", "--json", str(folder)],
+        capture_output=True, text=True, cwd=REPO, check=False,
+    )  # fmt: skip
+    lines = [json.loads(line) for line in run.stdout.splitlines() if line.startswith('{"source"')]
+    return [line["splice"] for line in lines if "score" in (line.get("splice") or {})]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--hosts", type=int, default=80)
+    parser.add_argument("--seed", type=int, default=5)
+    args = parser.parse_args()
+    trees_threshold = load_manifest(REPO / "models").models[MODEL_NAME].threshold
+    with tempfile.TemporaryDirectory() as tmp:
+        write_pictures(Path(tmp), args.hosts, args.seed)
+        found = {kind: records(Path(tmp) / kind) for kind in ("authentic", "splice")}
+    print(f"{len(found['splice'])} splices, {len(found['authentic'])} authentic photos scored\n")
+    print("| model | AUC | splices flagged | authentic flagged |")
+    print("|---|---:|---:|---:|")
+    for name, key, threshold in (
+        ("trees alone (release)", "trees_score", trees_threshold),
+        ("trees + tile CNN (shipped)", "score", None),
+    ):
+        pos = np.array([r[key] for r in found["splice"]])
+        neg = np.array([r[key] for r in found["authentic"]])
+        cut = (
+            np.array([r["threshold"] for r in found["splice"]])[0]
+            if threshold is None
+            else threshold
+        )
+        auc = roc_auc_score(np.r_[np.ones(len(pos)), np.zeros(len(neg))], np.r_[pos, neg])
+        print(f"| {name} | {auc:.3f} | {(pos >= cut).mean():.1%} | {(neg >= cut).mean():.1%} |")
+
+
+if __name__ == "__main__":
+    main()

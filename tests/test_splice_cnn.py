@@ -1,0 +1,131 @@
+"""The splice tile CNN: the patches it sees, the shipped model as the kiosk runs it (batches
+padded without leaking into the real patches), its fusion with the trees in `kiosk forensics`,
+a bundle whose CNN entry lacks its fusion, the Keras import's refusal of weights that do not
+reproduce the run's logits, and the committed trial report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from kiosk.config import Config
+from kiosk.contract.errors import ModelError
+from kiosk.runtime.forensics.capture import Artifacts, Capture
+from kiosk.runtime.forensics.splice import (
+    CNN_CONTEXT,
+    CNN_MODEL_NAME,
+    TILE,
+    TREES_LOGIT,
+    ImageStage,
+    TileCnn,
+    cnn_features,
+    make_splice_check,
+    tile_patches,
+)
+from kiosk.runtime.models.registry import ModelRegistry
+from tests.conftest import REPO, bundle_without
+
+
+@pytest.fixture(scope="module")
+def gray(astronaut: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY)[:200, :230]
+
+
+def test_patches_are_the_tiles_with_reflected_context(gray: np.ndarray) -> None:
+    patches = tile_patches(gray)
+    rows, cols = gray.shape[0] // TILE, gray.shape[1] // TILE
+    assert patches.shape == (rows * cols, TILE + 2 * CNN_CONTEXT, TILE + 2 * CNN_CONTEXT)
+    inner = slice(CNN_CONTEXT, CNN_CONTEXT + TILE)
+    for index in (0, cols + 2, rows * cols - 1):
+        row, col = divmod(index, cols)
+        tile = gray[row * TILE : (row + 1) * TILE, col * TILE : (col + 1) * TILE]
+        assert (patches[index][inner, inner] == tile).all()
+    # the first tile's context above is the plane's rows 1..16 mirrored (numpy "reflect")
+    assert (patches[0][CNN_CONTEXT - 1, inner] == gray[1, :TILE]).all()
+
+
+def test_shipped_cnn_scores_each_tile_alone(gray: np.ndarray) -> None:
+    """42 tiles: a batch of 64 padded with zeros. Each tile's logit equals the one it gets in a
+    batch filled with copies of itself, so neither padding nor neighbours leak in."""
+    cnn = TileCnn((REPO / "models" / f"{CNN_MODEL_NAME}.tflite").read_bytes())
+    logits = cnn.logits(gray)
+    assert logits.shape == (gray.shape[0] // TILE, gray.shape[1] // TILE)
+    patches = tile_patches(gray)
+    for index in (0, 17, len(patches) - 1):
+        alone = np.repeat(patches[index][None, ..., None], cnn.batch, 0).astype(np.float32)
+        assert cnn.model(alone)[0] == pytest.approx(logits.ravel()[index], abs=1e-5)
+
+
+def test_cnn_features_pool_the_map() -> None:
+    logits = np.full((6, 6), -3.0, np.float32)
+    logits[2:4, 2:4] = 5.0
+    features = cnn_features(logits)
+    assert features == {"cnn_top4": 5.0, "cnn_box2": 5.0, "cnn_median": -3.0}
+
+
+def test_kiosk_splice_record_is_the_fusion_of_trees_and_cnn(gray: np.ndarray) -> None:
+    registry = ModelRegistry(REPO / "models")
+    check = make_splice_check(registry, Config())
+    assert check is not None and check.cnn is not None and check.fusion is not None
+    rgb = cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)
+    record = check.run(Capture(rgb=rgb), Artifacts(None))
+    assert record["model"] == "trees+cnn"
+    assert {"score", "threshold", "flagged", "trees_score", "cnn_max_tile"} <= record.keys()
+    trees_logit = ImageStage(check.trees.arrays).logit(check.tile_scores(gray))
+    expected = check.fusion.score(
+        {TREES_LOGIT: trees_logit, **cnn_features(check.cnn.logits(gray))}
+    )
+    assert record["score"] == pytest.approx(expected, abs=1e-6)
+    assert record["threshold"] == registry.entry(CNN_MODEL_NAME).threshold
+
+
+def test_without_the_cnn_the_trees_decide_alone(tmp_path: Path, gray: np.ndarray) -> None:
+    check = make_splice_check(ModelRegistry(bundle_without(tmp_path, CNN_MODEL_NAME)), Config())
+    assert check is not None and check.cnn is None
+    record = check.run(Capture(rgb=cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)), Artifacts(None))
+    assert record["model"] == "trees" and "trees_score" not in record
+
+
+def test_cnn_entry_without_fusion_is_refused(tmp_path: Path) -> None:
+    bundle = bundle_without(tmp_path)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    del manifest["models"][CNN_MODEL_NAME]["fusion"]
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="fusion"):
+        make_splice_check(ModelRegistry(bundle), Config())
+
+
+def test_import_refuses_weights_that_do_not_reproduce_the_run(tmp_path: Path) -> None:
+    from training.tamper.splice_cnn import build, import_gpu
+
+    model = build()
+    weights = {"srm": model.get_layer("srm").get_weights()[0]}
+    for layer in model.layers:
+        if layer.name.startswith("conv") or layer.name == "logit":
+            kernel, bias = layer.get_weights()
+            weights[f"{layer.name}_kernel"], weights[f"{layer.name}_bias"] = kernel, bias
+    probe = np.random.default_rng(0).integers(0, 256, (4, 64, 64), dtype=np.uint8)
+    logits = model.predict(probe[..., None].astype(np.float32), verbose=0)
+    np.savez(tmp_path / "splice_cnn_keras.npz", **weights, probe_patches=probe, probe_logits=logits)
+    import_gpu(tmp_path)  # its own logits: accepted
+    np.savez(
+        tmp_path / "splice_cnn_keras.npz", **weights, probe_patches=probe, probe_logits=logits + 0.1
+    )
+    with pytest.raises(ValueError, match="disagree"):
+        import_gpu(tmp_path)
+
+
+def test_committed_trial_report_is_its_json_rendered() -> None:
+    from training.tamper.splice_fusion import RESULTS, render
+
+    folder = REPO / "reports" / "tamper_ela" / "splice"
+    text = (folder / "cnn_trial.md").read_text()
+    metrics = json.loads((folder / "cnn_trial.json").read_text())
+    assert render(metrics, text.split(RESULTS)[0].rstrip()) == text
+    assert metrics["decision"]["shipped"] is (
+        CNN_MODEL_NAME in ModelRegistry(REPO / "models").entries
+    )
