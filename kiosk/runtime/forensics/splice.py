@@ -26,6 +26,11 @@ that tile map. The image score is a second stage over the map (`ImageStage`): a 
 of pooled region features (top-k means, smoothed maxima, the largest connected region above a
 level, the share of outlying tiles), fitted on maps of training pictures that their tile model
 never saw. One noisy tile no longer decides: a paste must cover a region to count.
+
+With the `splice_cnn` model listed, a learned noise-residual branch joins them: a small CNN
+(`TileCnn`) scores each tile from a 64-px patch around it, and the image score is a logistic
+regression (the entry's `fusion`) of the trees' image logit and the CNN map's pooled logits
+(`cnn_features`); the trees' map stays the heat map (docs/tamper_sr.md).
 """
 
 from __future__ import annotations
