@@ -307,19 +307,19 @@ class Collector:
         """Kaggle's crowd crops for the veil (after every other step, so the crops before them
         and their synthetic occluders stay as they were without it)."""
         with open(self.root / "mask_kaggle_faces" / "index.csv", newline="") as handle:
-            labels = {row["path"]: row["label"] for row in csv.DictReader(handle)}
+            # each crop's label once: 1 masked, 0 reviewed uncovered, None left out
+            veil = {
+                row["path"]: review.kaggle_veil(row["path"], row["label"])
+                for row in csv.DictReader(handle)
+            }
         photos = self._analysed_photos(
             "mask_kaggle_faces/*/*",
             "mask_kaggle_faces",
-            lambda p: (
-                review.kaggle_veil(self._index_path(p), labels.get(self._index_path(p), ""))
-                is not None
-            ),
+            lambda p: veil.get(self._index_path(p)) is not None,
         )
         for path, rgb, _, analysis in photos:
-            name = self._index_path(path)
             where = self._where("mask_kaggle_faces", path)
-            if review.kaggle_veil(name, labels[name]) == 1:
+            if veil[self._index_path(path)] == 1:
                 face = analysis.regions.face
                 self.tasks["veil"].add(face, 1, where, "mask_kaggle_faces/real_mask", np.nan)
             else:
