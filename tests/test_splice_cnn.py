@@ -67,13 +67,16 @@ def test_cnn_features_pool_the_map() -> None:
     assert features == {"cnn_top4": 5.0, "cnn_box2": 5.0, "cnn_median": -3.0}
 
 
-def test_kiosk_splice_record_is_the_fusion_of_trees_and_cnn(gray: np.ndarray) -> None:
+def test_kiosk_splice_record_is_the_fusion_of_trees_and_cnn(
+    tmp_path: Path, gray: np.ndarray
+) -> None:
     registry = ModelRegistry(REPO / "models")
     check = make_splice_check(registry, Config())
     assert check is not None and check.cnn is not None and check.fusion is not None
     rgb = cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)
-    record = check.run(Capture(rgb=rgb), Artifacts(None))
-    assert record["model"] == "trees+cnn"
+    record = check.run(Capture(rgb=rgb), Artifacts(tmp_path))
+    assert record["model"] == "trees+cnn" and record["heat_map_model"] == "cnn"
+    assert Path(record["heat_map"]).is_file()
     assert {"score", "threshold", "flagged", "trees_score", "cnn_max_tile"} <= record.keys()
     trees_logit = ImageStage(check.trees.arrays).logit(check.tile_scores(gray))
     expected = check.fusion.score(
