@@ -132,3 +132,15 @@ def test_committed_trial_report_is_its_json_rendered() -> None:
     assert metrics["decision"]["shipped"] is (
         CNN_MODEL_NAME in ModelRegistry(REPO / "models").entries
     )
+
+
+def test_cnn_sees_a_centred_window_of_a_large_capture(
+    tmp_path: Path, astronaut: np.ndarray
+) -> None:
+    """A 1536x1280 capture: the trees score every tile of it, the CNN the centred 1024 px
+    (32 x 32 tiles), so the trees draw the heat map."""
+    check = make_splice_check(ModelRegistry(REPO / "models"), Config())
+    big = cv2.resize(astronaut, (1536, 1280), interpolation=cv2.INTER_AREA)
+    record = check.run(Capture(rgb=big), Artifacts(tmp_path))
+    assert record["tiles"] == 48 * 40 and record["cnn_tiles"] == 32 * 32
+    assert record["heat_map_model"] == "trees"

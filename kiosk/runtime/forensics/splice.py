@@ -64,6 +64,11 @@ GHOST_QUALITIES = (50, 60, 70, 75, 80, 85, 90, 95)
 # 8, so the JPEG grid keeps its phase): 8 JPEG round trips of a 12 MP frame would cost seconds
 # on a Pi, and the face, where a forger works, sits in the middle of an ID capture.
 MAX_SIDE = 2048
+# The tile CNN sees a centred window of at most this side within that (offsets on the 8-px grid):
+# ~0.2 ms a tile on one x86 thread, so a 2048-px window's 4,096 tiles would add ~0.9 s to a 12 MP
+# capture's pass (several seconds on a Pi); 1,024 tiles cover the face of an ID capture. Every
+# image the fusion was fitted and tested on (<= 512 px) is seen whole.
+CNN_MAX_SIDE = 1024
 BAND_TILES = 8  # tile rows computed at once (memory), with one tile of context each side
 MIN_TILES = 4  # per axis: the median tile must describe a "rest of the image"
 # Low AC frequencies (zigzag order) whose combs are measured: they survive a final save best.
@@ -542,14 +547,17 @@ class SpliceCheck:
         trees_logit = stage.logit(tiles)
         score, extra, heat_tiles = sigmoid(trees_logit), {}, tiles
         if self.cnn is not None and self.fusion is not None:
-            cnn_logits = self.cnn.logits(gray)
-            # the CNN's map localises better (tile AUC on validation 0.933 vs the trees' 0.900:
-            # reports/tamper_ela/splice/cnn_trial.md), so it draws the heat map
-            heat_tiles = 1.0 / (1.0 + np.exp(-np.clip(cnn_logits, -50.0, 50.0)))
+            inner_rows, inner_cols = window(*gray.shape, limit=CNN_MAX_SIDE)
+            cnn_logits = self.cnn.logits(gray[inner_rows, inner_cols])
+            if cnn_logits.shape == tiles.shape:  # it saw the whole window: it draws the heat
+                # map, as it localises better (tile AUC on validation 0.933 vs the trees' 0.900:
+                # reports/tamper_ela/splice/cnn_trial.md)
+                heat_tiles = 1.0 / (1.0 + np.exp(-np.clip(cnn_logits, -50.0, 50.0)))
             score = self.fusion.score({TREES_LOGIT: trees_logit, **cnn_features(cnn_logits)})
             extra = {
                 "trees_score": round(sigmoid(trees_logit), 6),
                 "cnn_max_tile": round(sigmoid(float(cnn_logits.max())), 6),
+                "cnn_tiles": int(cnn_logits.size),
             }
         record: dict[str, Any] = {
             "score": round(score, 6),
@@ -572,7 +580,7 @@ class SpliceCheck:
             )
             write_atomically(path, heat_map_png(heat))
             record["heat_map"] = str(path)
-            record["heat_map_model"] = "trees" if self.cnn is None else "cnn"
+            record["heat_map_model"] = "trees" if heat_tiles is tiles else "cnn"
         return record
 
 
