@@ -116,8 +116,11 @@ def apply_history(gray: np.ndarray, history: tuple, rng: np.random.Generator) ->
     return gray
 
 
-def draw_history(rng: np.random.Generator, host: bool) -> tuple:
-    kinds = ["none", "jpeg", "double"] + ([] if host else ["resample"])
+def draw_history(rng: np.random.Generator, host: bool, host_resample: bool = False) -> tuple:
+    """A compression history. Hosts are resampled only with `host_resample` (most web photos
+    were resized before their last save): the tile CNN's second run trains with it, the trees'
+    data and every validation and test image are made without it."""
+    kinds = ["none", "jpeg", "double"] + ([] if host and not host_resample else ["resample"])
     kind = kinds[int(rng.integers(len(kinds)))]
     if kind == "jpeg":
         return ("jpeg", int(rng.integers(50, 96)))
@@ -172,11 +175,11 @@ def copy_move(host: np.ndarray, rng: np.random.Generator) -> tuple:
     return image.astype(np.uint8), region
 
 
-def make_sample(host_pic, donor_pic, rng, kind: str) -> dict:
+def make_sample(host_pic, donor_pic, rng, kind: str, host_resample: bool = False) -> dict:
     host = load(host_pic, rng)
-    host_history = draw_history(rng, host=True)
+    host_history = draw_history(rng, host=True, host_resample=host_resample)
     host_img = apply_history(host, host_history, rng)
-    mask = np.zeros(host.shape, np.uint8)
+    mask = np.zeros(host_img.shape, np.uint8)  # a resampled host has another size
     image, detail = host_img, "authentic"
     if kind == "splice":
         donor_history = draw_history(rng, host=False)

@@ -123,8 +123,8 @@ def labelled_tiles(sample: dict, rng: np.random.Generator) -> tuple[np.ndarray, 
 class FreshTiles(IterableDataset):
     """Endless labelled tiles of fresh synthetic images from the given pictures."""
 
-    def __init__(self, pics: list, seed: int) -> None:
-        self.pics, self.seed = pics, seed
+    def __init__(self, pics: list, seed: int, host_resample: bool = False) -> None:
+        self.pics, self.seed, self.host_resample = pics, seed, host_resample
 
     def __iter__(self):
         info = get_worker_info()
@@ -135,7 +135,9 @@ class FreshTiles(IterableDataset):
             donor += donor >= host
             draw = rng.random()
             kind = "authentic" if draw < 0.4 else "splice" if draw < 0.8 else "copy_move"
-            sample = make_sample(self.pics[host], self.pics[donor], rng, kind)
+            sample = make_sample(
+                self.pics[host], self.pics[donor], rng, kind, host_resample=self.host_resample
+            )
             if kind == "copy_move" and "none" in sample["detail"]:
                 continue  # as training/tamper/splice.build: a never-JPEG copy-move leaves no trace
             yield labelled_tiles(sample, rng)
@@ -174,6 +176,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--warmup-steps", type=int, default=300)
     parser.add_argument("--seed", type=int, default=15)
+    parser.add_argument(
+        "--host-resample", action="store_true",
+        help="hosts may be resampled (x0.6-1.5, with or without a JPEG save) before their history",
+    )  # fmt: skip
+    parser.add_argument("--init", type=Path, help="a run's splice_cnn_keras.npz to start from")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -183,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     pics = [p for p in pictures(Path(args.data_root)) if p.split == "train" and p.path.exists()]
     print(f"{len(pics)} train pictures, {args.workers} workers, device {args.device}", flush=True)
     loader = DataLoader(
-        FreshTiles(pics, args.seed),
+        FreshTiles(pics, args.seed, args.host_resample),
         batch_size=args.images_per_batch,
         num_workers=args.workers,
         collate_fn=collate,
@@ -192,7 +199,13 @@ def main(argv: list[str] | None = None) -> None:
         persistent_workers=bool(args.workers),
     )
     device = torch.device(args.device)
-    model = SpliceCnn().to(device)
+    model = SpliceCnn()
+    if args.init:
+        with np.load(args.init) as start:
+            model.load_state_dict(
+                {k[6:]: torch.from_numpy(start[k]) for k in start.files if k.startswith("torch_")}
+            )
+    model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     budget = args.minutes * 60
     started = time.time()
@@ -265,6 +278,8 @@ def main(argv: list[str] | None = None) -> None:
         "lr": args.lr,
         "warmup_steps": args.warmup_steps,
         "seed": args.seed,
+        "host_resample": args.host_resample,
+        "init": str(args.init) if args.init else None,
         "workers": args.workers,
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         "train_pictures": len(pics),
