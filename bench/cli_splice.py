@@ -1,6 +1,7 @@
 """The splice check through `kiosk forensics --json` itself, on photos of sources it never saw.
 
-    .venv/bin/python bench/cli_splice.py [--hosts 80] [--seed 5]
+    .venv/bin/python bench/cli_splice.py [--hosts 80] [--seed 5] [--split val]
+        [--bundle NAME=DIR ...]   # other model bundles beside models/, in the same run
 
 The splice report (reports/tamper_ela/splice) scores greyscale crops of `uncompressed/` and
 BSD68 in one process; this runs the command an examiner runs, on colour web photos that no
@@ -11,7 +12,9 @@ web pictures) are hosts; each gives an authentic picture and a **synthetic** spl
 same final save: lossless for a quarter, else JPEG at quality 70-95. One `kiosk forensics
 --json` process per folder; the table gives, per model, the AUC of its score, the splices it
 flags and the authentic photos it flags at its shipped threshold: the trees alone (`trees_score`
-at the splice_jpeg entry's threshold, the release) beside the trees + tile CNN (`score`).
+at the splice_jpeg entry's threshold) beside the trees + tile CNN (`score`), for models/ and for
+each `--bundle` (a models folder, run through a config naming it). `--split` takes hosts of one
+persisted faces68 split only (`val` to choose between bundles, `test` to report after).
 """
 
 from __future__ import annotations
@@ -33,13 +36,19 @@ sys.path.insert(0, str(REPO))
 from kiosk.contract.manifest import load_manifest  # noqa: E402
 from kiosk.runtime.forensics.splice import MODEL_NAME  # noqa: E402
 from training.paths import data_root  # noqa: E402
+from training.splits import lookup  # noqa: E402
 from training.tamper.manipulate import random_region  # noqa: E402
 
 
-def write_pictures(out: Path, hosts: int, seed: int) -> None:
+def write_pictures(out: Path, hosts: int, seed: int, split: str) -> None:
     rng = np.random.default_rng(seed)
     root = data_root(None)
-    host_paths = sorted((root / "faces68").rglob("*.jpg"))
+    host_paths = [
+        path
+        for path in sorted((root / "faces68").rglob("*.jpg"))
+        if split == "all"
+        or lookup("faces68", path.relative_to(root / "faces68").as_posix())[1] == split
+    ]
     donor_paths = sorted((root / "eyes_closed_faces").rglob("*.jpg"))
     for index in rng.choice(len(host_paths), hosts, replace=False):
         host = cv2.imread(str(host_paths[index]))
@@ -61,10 +70,13 @@ def write_pictures(out: Path, hosts: int, seed: int) -> None:
                 cv2.imwrite(str(out / kind / f"{index:04d}.png"), picture)
 
 
-def records(folder: Path) -> list[dict]:
-    """The `splice` record of each picture by `kiosk forensics --json` on `folder`."""
+def records(folder: Path, models: Path) -> list[dict]:
+    """The `splice` record of each picture by `kiosk forensics --json` on `folder`, with the
+    model bundle `models` (named by a config file beside the pictures)."""
+    config = folder.parent / f"kiosk_{abs(hash(str(models)))}.toml"
+    config.write_text(f'[models]\ndir = "{models.resolve()}"\n')
     run = subprocess.run(
-        [sys.executable, "-m", "kiosk", "forensics", "--json", str(folder)],
+        [sys.executable, "-m", "kiosk", "--config", str(config), "forensics", "--json", str(folder)],
         capture_output=True, text=True, cwd=REPO, check=False,
     )  # fmt: skip
     lines = [json.loads(line) for line in run.stdout.splitlines() if line.startswith('{"source"')]
@@ -75,27 +87,40 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--hosts", type=int, default=80)
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--split", default="all", choices=("all", "train", "val", "test"))
+    parser.add_argument("--bundle", action="append", default=[], metavar="NAME=DIR")
     args = parser.parse_args()
-    trees_threshold = load_manifest(REPO / "models").models[MODEL_NAME].threshold
+    bundles = {"models/": REPO / "models"}
+    bundles.update(
+        (name, Path(folder)) for name, folder in (item.split("=", 1) for item in args.bundle)
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        write_pictures(Path(tmp), args.hosts, args.seed)
-        found = {kind: records(Path(tmp) / kind) for kind in ("authentic", "splice")}
-    print(f"{len(found['splice'])} splices, {len(found['authentic'])} authentic photos scored\n")
-    print("| model | AUC | splices flagged | authentic flagged |")
-    print("|---|---:|---:|---:|")
-    for name, key, threshold in (
-        ("trees alone (release)", "trees_score", trees_threshold),
-        ("trees + tile CNN (shipped)", "score", None),
-    ):
-        pos = np.array([r[key] for r in found["splice"]])
-        neg = np.array([r[key] for r in found["authentic"]])
-        cut = (
-            np.array([r["threshold"] for r in found["splice"]])[0]
-            if threshold is None
-            else threshold
-        )
-        auc = roc_auc_score(np.r_[np.ones(len(pos)), np.zeros(len(neg))], np.r_[pos, neg])
-        print(f"| {name} | {auc:.3f} | {(pos >= cut).mean():.1%} | {(neg >= cut).mean():.1%} |")
+        write_pictures(Path(tmp), args.hosts, args.seed, args.split)
+        found = {
+            bundle: {kind: records(Path(tmp) / kind, folder) for kind in ("authentic", "splice")}
+            for bundle, folder in bundles.items()
+        }
+    first = next(iter(found.values()))
+    print(
+        f"faces68 hosts of split {args.split}: {len(first['splice'])} splices, "
+        f"{len(first['authentic'])} authentic photos scored\n"
+    )
+    print("| bundle | model | AUC | splices flagged | authentic flagged |")
+    print("|---|---|---:|---:|---:|")
+    for bundle, scored in found.items():
+        trees_threshold = load_manifest(bundles[bundle]).models[MODEL_NAME].threshold
+        for name, key, threshold in (
+            ("trees alone", "trees_score", trees_threshold),
+            ("trees + tile CNN", "score", None),
+        ):
+            pos = np.array([r[key] for r in scored["splice"]])
+            neg = np.array([r[key] for r in scored["authentic"]])
+            cut = scored["splice"][0]["threshold"] if threshold is None else threshold
+            auc = roc_auc_score(np.r_[np.ones(len(pos)), np.zeros(len(neg))], np.r_[pos, neg])
+            print(
+                f"| {bundle} | {name} | {auc:.3f} | {(pos >= cut).mean():.1%} | "
+                f"{(neg >= cut).mean():.1%} |"
+            )
 
 
 if __name__ == "__main__":

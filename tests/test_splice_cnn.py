@@ -122,16 +122,21 @@ def test_import_refuses_weights_that_do_not_reproduce_the_run(tmp_path: Path) ->
         import_gpu(tmp_path)
 
 
-def test_committed_trial_report_is_its_json_rendered() -> None:
+@pytest.mark.parametrize("name", ["cnn_trial", "cnn_v2_trial"])
+def test_committed_trial_reports_are_their_json_rendered(name: str) -> None:
+    """Each trial's report is its rule as committed plus the render of its JSON, and the CNN in
+    models/ is the one a trial shipped and did not withdraw."""
     from training.tamper.splice_fusion import RESULTS, render
 
     folder = REPO / "reports" / "tamper_ela" / "splice"
-    text = (folder / "cnn_trial.md").read_text()
-    metrics = json.loads((folder / "cnn_trial.json").read_text())
+    text = (folder / f"{name}.md").read_text()
+    metrics = json.loads((folder / f"{name}.json").read_text())
     assert render(metrics, text.split(RESULTS)[0].rstrip()) == text
-    assert metrics["decision"]["shipped"] is (
-        CNN_MODEL_NAME in ModelRegistry(REPO / "models").entries
-    )
+    decision = metrics["decision"]
+    in_models = ModelRegistry(REPO / "models").entry(CNN_MODEL_NAME)
+    if "sha256" in metrics["candidate"]:
+        shipped = decision["shipped"] and not decision.get("withdrawn")
+        assert (in_models.sha256 == metrics["candidate"]["sha256"]) is shipped
 
 
 def test_cnn_sees_a_centred_window_of_a_large_capture(

@@ -2,17 +2,25 @@
 
     python -m training.tamper.splice_fusion    # after training.tamper.splice (its image cache)
                                                # and training.tamper.splice_cnn --import-gpu
+    python -m training.tamper.splice_fusion --report cnn_v2_trial --margin -0.005 \
+        --candidate-bundle DIR                 # validation only; DIR: models/ with the candidate
 
 Scores, as the kiosk does (`kiosk.runtime.forensics.splice`): the release's trees and image
 stage (models/splice_jpeg.npz) give each image's `trees_logit`; the candidate CNN
-(data/splice/splice_cnn.tflite from an accelerator run, else the one in models/: after
-new trees, `make splice` refits the fusion with the shipped CNN; through LiteRT) gives its tile map, pooled into `CNN_FEATURES`.
-A logistic regression of those four is fitted on the validation images; its validation figures
-are cross-fitted (5 folds by host picture, each scored by weights fitted on the other 4). The
-rule in reports/tamper_ela/splice/cnn_trial.md decides: the candidate ships only if its
-cross-fitted validation AUC beats the release's on both splices and copy-moves. Test images
-are scored once, after, for both. Shipping copies the CNN to models/ and writes its manifest
-entry (fusion weights and threshold in it); the trees' entry stays as it is.
+(data/splice/splice_cnn.tflite from an accelerator run, else the one in models/: after new
+trees, `make splice` refits the fusion with the shipped CNN; through LiteRT) gives its tile
+map, pooled into `CNN_FEATURES`. A logistic regression of those four is fitted on the
+validation images; its validation figures are cross-fitted (5 folds by host picture, each
+scored by weights fitted on the other 4). The rule of the trial's report decides (`--report
+NAME`: reports/tamper_ela/splice/NAME.md, committed first): the candidate ships only if its
+cross-fitted validation AUC beats the release's (plus `--margin`) on both splices and
+copy-moves. The release is what models/ holds: the trees alone, or the listed CNN fused with
+them, whose fusion is then cross-fitted the same way for the comparison. Test images are
+scored once, after, for both. Shipping copies the CNN to models/ and writes its manifest entry
+(fusion weights and threshold in it); the trees' entry stays as it is. `--candidate-bundle`
+stops before the test for a rule with another validation step (a copy of models/ with the
+candidate, for `bench/cli_splice.py --bundle`); `--withdrawn WHY` records a candidate the rule
+shipped but its test took back (marked as a test-informed decision).
 """
 
 from __future__ import annotations
@@ -57,15 +65,27 @@ FOLDS = 5
 RESULTS = "## Results"  # the report keeps its rule above this heading as committed
 
 
-def score_images(samples: list[dict], trees: Trees, stage: ImageStage, cnn: TileCnn) -> None:
-    """Each sample's trees map (`tiles`), `trees_logit` and pooled CNN features, as the kiosk."""
+def score_images(samples: list[dict], trees: Trees, stage: ImageStage) -> None:
+    """Each sample's trees map (`tiles`) and image-stage logit, as the kiosk computes them."""
     for sample in samples:
         features = sample["features"]
         rows, cols, count = features.shape
         sample["tiles"] = trees.predict(features.reshape(-1, count)).reshape(rows, cols)
         sample[TREES_LOGIT] = stage.logit(sample["tiles"])
-        sample["cnn_tiles"] = cnn.logits(sample["image"])
-        sample.update(cnn_features(sample["cnn_tiles"]))
+
+
+def score_cnn(samples: list[dict], cnn: TileCnn, key: str) -> None:
+    """A CNN's tile map (`<key>_tiles`) and its pooled features (`key`) of each sample."""
+    for sample in samples:
+        sample[f"{key}_tiles"] = cnn.logits(sample["image"])
+        sample[key] = cnn_features(sample[f"{key}_tiles"])
+
+
+def columns(samples: list[dict], key: str) -> dict[str, np.ndarray]:
+    """FEATURES as columns: the trees' logit and CNN `key`'s pooled logits."""
+    out = {TREES_LOGIT: np.array([s[TREES_LOGIT] for s in samples])}
+    out.update({f: np.array([s[key][f] for s in samples]) for f in CNN_FEATURES})
+    return out
 
 
 def localisation(samples: list[dict], key: str) -> dict:
@@ -79,9 +99,10 @@ def localisation(samples: list[dict], key: str) -> dict:
     return {"tile_auc_mean": round(float(np.mean(aucs)), 4), "images": len(aucs)}
 
 
-def fit(samples: list[dict]) -> Fusion:
+def fit(samples: list[dict], key: str) -> Fusion:
     """Logistic regression of FEATURES, tampered vs authentic (weights in the raw scale)."""
-    x = np.array([[s[f] for f in FEATURES] for s in samples])
+    values = columns(samples, key)
+    x = np.column_stack([values[f] for f in FEATURES])
     y = np.array([s["kind"] != "authentic" for s in samples])
     scaler = StandardScaler().fit(x)
     model = LogisticRegression(C=1.0, max_iter=2000).fit(scaler.transform(x), y)
@@ -90,9 +111,18 @@ def fit(samples: list[dict]) -> Fusion:
     return Fusion(FEATURES, tuple(round(float(w), 6) for w in weights), round(bias, 6))
 
 
-def fused(fusion: Fusion, samples: list[dict]) -> np.ndarray:
-    columns = {f: np.array([s[f] for s in samples]) for f in FEATURES}
-    return 1.0 / (1.0 + np.exp(-np.clip(fusion.log_odds(columns), -50, 50)))
+def fused(fusion: Fusion, samples: list[dict], key: str) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(fusion.log_odds(columns(samples, key)), -50, 50)))
+
+
+def cross_fitted(samples: list[dict], key: str, folds: np.ndarray) -> np.ndarray:
+    """Each host's images scored by a fusion fitted on the other folds' images."""
+    out = np.zeros(len(samples))
+    for fold in range(FOLDS):
+        held = folds == fold
+        fusion = fit([s for s, h in zip(samples, held, strict=True) if not h], key)
+        out[held] = fused(fusion, [s for s, h in zip(samples, held, strict=True) if h], key)
+    return out
 
 
 def host_folds(samples: list[dict], rounds: int) -> np.ndarray:
@@ -121,6 +151,22 @@ def main(argv: list[str] | None = None) -> None:
         "--cnn", type=Path, default=None,
         help="the CNN to fuse (default: data/splice/splice_cnn.tflite, else models/'s)",
     )  # fmt: skip
+    parser.add_argument("--report", default="cnn_trial", help="reports/tamper_ela/splice/<name>")
+    parser.add_argument(
+        "--withdrawn", metavar="WHY",
+        help="record that a candidate the rule shipped was taken back after its test, and why "
+        "(a test-informed decision: the report marks it); implies --no-export",
+    )  # fmt: skip
+    parser.add_argument(
+        "--candidate-bundle", type=Path,
+        help="validation only: print the decision, write a copy of models/ with the candidate in "
+        "it here (for a rule that also judges it through kiosk forensics), score no test image",
+    )  # fmt: skip
+    parser.add_argument(
+        "--margin", type=float, default=0.0,
+        help="the candidate wins with a validation AUC above the release's plus this "
+        "(negative: non-inferiority, as a rule may allow)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     models_dir = REPO / "models"
     shipped = models_dir / f"{CNN_MODEL_NAME}.tflite"
@@ -130,71 +176,112 @@ def main(argv: list[str] | None = None) -> None:
     manifest = load_manifest(models_dir)
     trees = Trees.from_bytes((models_dir / manifest.models[MODEL_NAME].file).read_bytes())
     stage = ImageStage(trees.arrays)
-    release_threshold = float(manifest.models[MODEL_NAME].threshold)
-    cnn = TileCnn(cnn_path.read_bytes(), num_threads=args.threads)
     val, test = data["val"], data["test"]
-    for samples in (val, test):
-        score_images(samples, trees, stage, cnn)
-    release = {
-        split: with_scores(samples, [1 / (1 + np.exp(-s[TREES_LOGIT])) for s in samples])
-        for split, samples in (("val", val), ("test", test))
-    }
-    # cross-fitted validation scores: each host's images by weights fitted on the other folds
     folds = host_folds(val, args.test_rounds)
-    crossed = np.zeros(len(val))
-    for fold in range(FOLDS):
-        held = folds == fold
-        fusion = fit([s for s, h in zip(val, held, strict=True) if not h])
-        crossed[held] = fused(fusion, [s for s, h in zip(val, held, strict=True) if h])
-    fusion = fit(val)
-    val_scores = fused(fusion, val)
+    candidate = TileCnn(cnn_path.read_bytes(), num_threads=args.threads)
+    for samples in (val, test):
+        score_images(samples, trees, stage)
+        score_cnn(samples, candidate, "cnn")
+    # The release as the kiosk runs it: the trees alone, or fused with the listed CNN by its
+    # entry's weights (fitted on these validation images: the rule compares the candidate with
+    # its cross-fitted figures instead, the same procedure as the candidate's).
+    entry = manifest.models.get(CNN_MODEL_NAME)
+    if entry is None:
+        release_model = "trees"
+        release_threshold = float(manifest.models[MODEL_NAME].threshold)
+        release = {name: sigmoid_of(samples) for name, samples in (("val", val), ("test", test))}
+        release_rule = release["val"]
+    else:
+        release_model = "trees+cnn"
+        release_threshold = float(entry.threshold)
+        known = {TREES_LOGIT, *CNN_FEATURES}
+        release_fusion = Fusion.from_entry(entry.extra, CNN_MODEL_NAME, known)
+        shipped_cnn = TileCnn(shipped.read_bytes(), num_threads=args.threads)
+        for samples in (val, test):
+            score_cnn(samples, shipped_cnn, "release")
+        release = {
+            name: fused(release_fusion, samples, "release")
+            for name, samples in (("val", val), ("test", test))
+        }
+        release_rule = cross_fitted(val, "release", folds)
+    crossed = cross_fitted(val, "cnn", folds)
+    fusion = fit(val, "cnn")
+    val_scores = fused(fusion, val, "cnn")
     authentic = np.array([s["kind"] == "authentic" for s in val])
     threshold = threshold_at(val_scores[authentic], TARGET_FALSE_ALARMS)
-    crossed_threshold = threshold_at(crossed[authentic], TARGET_FALSE_ALARMS)
     tile_threshold = float(stage.tile_threshold)
-    cnn_alone = np.array([s["cnn_top4"] for s in val])
+
+    def val_summary(scores: np.ndarray) -> dict:
+        """Validation figures of image scores at their own 5 %-false-alarm point."""
+        cut = threshold_at(scores[authentic], TARGET_FALSE_ALARMS)
+        return summary(with_scores(val, scores), cut, tile_threshold)
+
+    cnn_alone = np.array([s["cnn"]["cnn_top4"] for s in val])
     metrics = {
         "candidate": {
+            "cnn": str(cnn_path.relative_to(REPO))
+            if cnn_path.is_relative_to(REPO)
+            else str(cnn_path),
             "run": json.loads((RUN / "state.json").read_text()),
+            "sha256": hashlib.sha256(cnn_path.read_bytes()).hexdigest(),
             "fusion": fusion.as_dict(),
             "threshold": round(threshold, 6),
         },
-        "val_release": summary(release["val"], release_threshold, tile_threshold),
-        "val_candidate_crossfit": summary(
-            with_scores(val, crossed), crossed_threshold, tile_threshold
-        ),
-        "val_cnn_top4_alone": summary(
-            with_scores(val, cnn_alone),
-            threshold_at(cnn_alone[authentic], TARGET_FALSE_ALARMS),
-            tile_threshold,
-        ),
+        "report": args.report,
+        "no_export": args.no_export and not args.withdrawn,
+        "release_model": release_model,
+        "margin": args.margin,
+        "val_release": val_summary(release_rule),
+        "val_candidate_crossfit": val_summary(crossed),
+        "val_cnn_top4_alone": val_summary(cnn_alone),
     }
     wins = {
         kind: auc_row(metrics["val_candidate_crossfit"], kind)
-        > auc_row(metrics["val_release"], kind)
+        > auc_row(metrics["val_release"], kind) + args.margin
         for kind in ("splice", "copy_move")
     }
     metrics["decision"] = {"wins": wins, "shipped": all(wins.values())}
+    if args.withdrawn:
+        metrics["decision"]["withdrawn"] = args.withdrawn
+        args.no_export = True
+    if args.candidate_bundle:
+        print(json.dumps({key: metrics[key] for key in ("decision", "release_model")}))
+        for key in ("val_candidate_crossfit", "val_release"):
+            print(key, {k: auc_row(metrics[key], k) for k in ("splice", "copy_move")})
+        shutil.copytree(models_dir, args.candidate_bundle, dirs_exist_ok=True)
+        ship(cnn_path, fusion, threshold, metrics, args.candidate_bundle)
+        return
     # test, once, after the decision: the candidate as it would ship, the release as it is
-    metrics["test_release"] = summary(release["test"], release_threshold, tile_threshold)
-    metrics["test_candidate"] = summary(
-        with_scores(test, fused(fusion, test)), threshold, tile_threshold
+    metrics["test_release"] = summary(
+        with_scores(test, release["test"]), release_threshold, tile_threshold
     )
-    # the heat map stays the trees'; how the CNN's own tile map would localise, for the record
+    metrics["test_candidate"] = summary(
+        with_scores(test, fused(fusion, test, "cnn")), threshold, tile_threshold
+    )
+    # how the candidate CNN's own tile map localises beside the trees' (it draws the heat map)
     metrics["localisation_tile_maps"] = {
         split: {"trees": localisation(samples, "tiles"), "cnn": localisation(samples, "cnn_tiles")}
         for split, samples in (("val", val), ("test", test))
     }
-    (REPORT / "cnn_trial.json").write_text(json.dumps(metrics, indent=1) + "\n")
-    write_markdown(metrics)
+    (REPORT / f"{args.report}.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    write_markdown(metrics, REPORT / f"{args.report}.md")
     print(json.dumps(metrics["decision"]), flush=True)
     if args.no_export or not metrics["decision"]["shipped"]:
         return
-    path = shipped
+    ship(cnn_path, fusion, threshold, metrics, models_dir)
+
+
+def sigmoid_of(samples: list[dict]) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.array([s[TREES_LOGIT] for s in samples])))
+
+
+def ship(cnn_path: Path, fusion: Fusion, threshold: float, metrics: dict, models_dir: Path) -> None:
+    """The CNN into `models_dir` and its manifest entry (fusion weights, threshold, figures)."""
+    path = models_dir / f"{CNN_MODEL_NAME}.tflite"
     if cnn_path.resolve() != path.resolve():
         shutil.copy(cnn_path, path)
     cnn_spec = spec(CNN_MODEL_NAME)
-    test_row = metrics["test_candidate"]["splice"]
+    test = metrics.get("test_candidate", {})
     write_entry(
         models_dir,
         CNN_MODEL_NAME,
@@ -211,19 +298,41 @@ def main(argv: list[str] | None = None) -> None:
             "threshold": round(threshold, 6),
             "threshold_source": cnn_spec.threshold_source,
             "val_splice_auc_crossfit": auc_row(metrics["val_candidate_crossfit"], "splice"),
-            "test_splice_auc": test_row["auc"],
-            "test_splice_detected": test_row["detected"],
-            "test_false_alarms": test_row["false_alarms"],
-            "test_copy_move_auc": auc_row(metrics["test_candidate"], "copy_move"),
+            **(
+                {
+                    "test_splice_auc": test["splice"]["auc"],
+                    "test_splice_detected": test["splice"]["detected"],
+                    "test_false_alarms": test["splice"]["false_alarms"],
+                    "test_copy_move_auc": auc_row(test, "copy_move"),
+                }
+                if test
+                else {}
+            ),
         },
         data_digest=hashlib.sha256(path.read_bytes()).hexdigest()[:16],
     )
 
 
-def write_markdown(metrics: dict) -> None:
-    """The results under the committed rule of reports/tamper_ela/splice/cnn_trial.md."""
-    path = REPORT / "cnn_trial.md"
+def write_markdown(metrics: dict, path: Path) -> None:
+    """The results under the committed rule of the trial's report `path`."""
     path.write_text(render(metrics, path.read_text().split(RESULTS)[0].rstrip()))
+
+
+RELEASES = {
+    "trees": "the trees alone, as shipped",
+    "trees+cnn": "the shipped CNN fused with the trees; its validation figures cross-fitted as "
+    "the candidate's, its test figures as shipped (entry weights and threshold)",
+}
+
+
+def options(metrics: dict) -> str:
+    """The command-line options a report was written with (none for the first trial)."""
+    out = ""
+    if metrics.get("report", "cnn_trial") != "cnn_trial":
+        out += f" --report {metrics['report']}"
+    if metrics.get("margin"):
+        out += f" --margin {metrics['margin']}"
+    return out + (" --no-export" if metrics.get("no_export") else "")
 
 
 def render(metrics: dict, rule: str) -> str:
@@ -240,10 +349,17 @@ def render(metrics: dict, rule: str) -> str:
         "",
         RESULTS,
         "",
-        "Written by `python -m training.tamper.splice_fusion` (numbers in cnn_trial.json). Run: "
+        f"Written by `python -m training.tamper.splice_fusion{options(metrics)}` (numbers in "
+        f"{metrics.get('report', 'cnn_trial')}.json). Run: "
         f"{run['steps']:,} steps of {run['images_per_batch']} images on {run['device']} in "
-        f"{run['seconds'] / 60:.1f} min, {run['images']:,} images, {run['patches']:,} tiles; its "
-        f"running AUC on fresh tiles (train pictures) ended at {run['curve'][-1]['fresh_tile_auc']}.",
+        f"{run['seconds'] / 60:.1f} min, {run['images']:,} images, {run['patches']:,} tiles"
+        + (f" (from {run['init']})" if run.get("init") else "")
+        + (", a quarter of hosts resampled" if run.get("host_resample") else "")
+        + "; its running AUC on fresh tiles (train pictures) ended at "
+        f"{run['curve'][-1]['fresh_tile_auc']}."
+        + (
+            f" Release: {RELEASES[metrics['release_model']]}." if "release_model" in metrics else ""
+        ),
         "",
         "**Decision (validation):** "
         + ", ".join(
@@ -251,7 +367,14 @@ def render(metrics: dict, rule: str) -> str:
             f"{auc_row(metrics['val_release'], kind):.3f} ({'wins' if won else 'does not win'})"
             for kind, won in decision["wins"].items()
         )
-        + f": the candidate **{'ships' if decision['shipped'] else 'does not ship'}**. The CNN "
+        + f": the candidate **{'ships' if decision['shipped'] else 'does not ship'}**"
+        + (
+            f" by the rule — **withdrawn after its test (‡, a test-informed decision): "
+            f"{decision['withdrawn']}**"
+            if decision.get("withdrawn")
+            else ""
+        )
+        + ". The CNN "
         f"alone (its top-4 tile logits) has validation splice AUC "
         f"{auc_row(metrics['val_cnn_top4_alone'], 'splice'):.3f}.",
         "",
