@@ -16,24 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from training.highpass import KV_KERNEL
 from training.tf_setup import tf
 
 keras = tf.keras
 layers = keras.layers
-
-KV_KERNEL = (
-    np.array(
-        [
-            [-1, 2, -2, 2, -1],
-            [2, -6, 8, -6, 2],
-            [-2, 8, -12, 8, -2],
-            [2, -6, 8, -6, 2],
-            [-1, 2, -2, 2, -1],
-        ],
-        np.float32,
-    )
-    / 12.0
-)
 
 
 def _unit_range(pixels: tf.Tensor) -> tf.Tensor:

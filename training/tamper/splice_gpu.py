@@ -37,6 +37,7 @@ from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from kiosk.runtime.forensics.splice import CNN_CONTEXT, TILE, tile_patches
+from training.highpass import srm_filters
 from training.tamper.splice import CNN_LAYERS as LAYERS
 from training.tamper.splice import make_sample, pictures, tile_share
 
@@ -44,25 +45,6 @@ SRM_GAIN = 4.0  # residuals are a few % of the scaled pixel range
 BN_EPS = 1e-5
 POSITIVES_PER_IMAGE = 24
 MIN_NEGATIVES_PER_IMAGE = 8
-
-
-def srm_filters() -> np.ndarray:
-    """(3, 5, 5) fixed high-pass filters (the SRM trio of Zhou et al.'s RGB-N noise stream)."""
-    first = np.zeros((5, 5), np.float32)
-    first[1:4, 1:4] = [[-1, 2, -1], [2, -4, 2], [-1, 2, -1]]
-    second = np.array(
-        [
-            [-1, 2, -2, 2, -1],
-            [2, -6, 8, -6, 2],
-            [-2, 8, -12, 8, -2],
-            [2, -6, 8, -6, 2],
-            [-1, 2, -2, 2, -1],
-        ],
-        np.float32,
-    )
-    third = np.zeros((5, 5), np.float32)
-    third[2, 1:4] = [1, -2, 1]
-    return np.stack([first / 4, second / 12, third / 2]) * SRM_GAIN
 
 
 def _same(x: torch.Tensor, stride: int) -> torch.Tensor:
@@ -73,7 +55,7 @@ def _same(x: torch.Tensor, stride: int) -> torch.Tensor:
 class SpliceCnn(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.register_buffer("srm", torch.from_numpy(srm_filters())[:, None])
+        self.register_buffer("srm", torch.from_numpy(srm_filters() * SRM_GAIN)[:, None])
         channels = 4
         self.convs = nn.ModuleList()
         self.norms = nn.ModuleList()
