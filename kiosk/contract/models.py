@@ -9,6 +9,7 @@ the leaf every layer may import.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from kiosk.contract import reasons
 
@@ -67,6 +68,16 @@ class ModelSpec:
     def parameter(self, name: str) -> float:
         """A preprocessing default of this model's training (e.g. tamper_ela's ELA quality)."""
         return dict(self.preprocessing)[name]
+
+    def entry_fields(self) -> dict[str, Any]:
+        """What an export repeats of this spec in the model's manifest entry."""
+        return {
+            "architecture": self.architecture,
+            "input_shape": list(self.input_shape),
+            "input": self.input,
+            "output": self.output,
+            "positive": self.positive,
+        }
 
     def shape_problem(self, shape: tuple[int, ...] | list[int]) -> str | None:
         """Why a model with input `shape` cannot serve this spec; None if it can."""
