@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/cli_splice.py [--hosts 80] [--seed 5] [--split val]
         [--bundle NAME=DIR ...]   # other model bundles beside models/, in the same run
+    .venv/bin/python bench/cli_splice.py --camera 4   # false alarms on camera-like frames
 
 The splice report (reports/tamper_ela/splice) scores greyscale crops of `uncompressed/` and
 BSD68 in one process; this runs the command an examiner runs, on colour web photos that no
@@ -15,6 +16,12 @@ flags and the authentic photos it flags at its shipped threshold: the trees alon
 at the splice_jpeg entry's threshold) beside the trees + tile CNN (`score`), for models/ and for
 each `--bundle` (a models folder, run through a config naming it). `--split` takes hosts of one
 persisted faces68 split only (`val` to choose between bundles, `test` to report after).
+
+`--camera N`: the kiosk's own path instead, false alarms only. N camera-like frames of every
+never-JPEG `uncompressed/` picture outside the splice models' train split (training.jpeg.
+calibrate.simulate_camera: raw Bayer mosaic, sensor noise, demosaicing, denoise, sharpening,
+gamma), stored losslessly as a kiosk stores its captures, none tampered: the share each model
+flags, with a one-sided 95 % upper bound.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ sys.path.insert(0, str(REPO))
 
 from kiosk.contract.manifest import load_manifest  # noqa: E402
 from kiosk.runtime.forensics.splice import MODEL_NAME  # noqa: E402
+from training.jpeg.calibrate import simulate_camera, sources, upper_bound  # noqa: E402
 from training.paths import data_root  # noqa: E402
 from training.splits import lookup  # noqa: E402
 from training.tamper.manipulate import random_region  # noqa: E402
@@ -70,6 +78,40 @@ def write_pictures(out: Path, hosts: int, seed: int, split: str) -> None:
                 cv2.imwrite(str(out / kind / f"{index:04d}.png"), picture)
 
 
+def write_camera_frames(out: Path, variants: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    out.mkdir(exist_ok=True)
+    for path, split in sources(data_root(None)):
+        if split == "train":
+            continue
+        gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        for variant in range(variants):
+            frame = simulate_camera(gray, rng)
+            cv2.imwrite(str(out / f"{path.parent.name}_{path.stem}_{variant}.png"), frame)
+
+
+def camera_table(bundles: dict[str, Path], variants: int, seed: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        write_camera_frames(Path(tmp) / "camera", variants, seed)
+        found = {
+            bundle: records(Path(tmp) / "camera", folder) for bundle, folder in bundles.items()
+        }
+    print(f"{len(next(iter(found.values())))} camera-like frames (never JPEG, none tampered)\n")
+    print("| bundle | model | flagged | 95 % upper bound |")
+    print("|---|---|---:|---:|")
+    for bundle, scored in found.items():
+        trees_threshold = load_manifest(bundles[bundle]).models[MODEL_NAME].threshold
+        for name, flags in (
+            ("trees alone", [r["trees_score"] >= trees_threshold for r in scored]),
+            ("trees + tile CNN", [r["flagged"] for r in scored]),
+        ):
+            hits = int(np.sum(flags))
+            print(
+                f"| {bundle} | {name} | {hits} ({hits / len(flags):.1%}) | "
+                f"{upper_bound(hits, len(flags)):.1%} |"
+            )
+
+
 def records(folder: Path, models: Path) -> list[dict]:
     """The `splice` record of each picture by `kiosk forensics --json` on `folder`, with the
     model bundle `models` (named by a config file beside the pictures)."""
@@ -89,11 +131,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--split", default="all", choices=("all", "train", "val", "test"))
     parser.add_argument("--bundle", action="append", default=[], metavar="NAME=DIR")
+    parser.add_argument("--camera", type=int, metavar="N", help="camera-like frames per picture")
     args = parser.parse_args()
     bundles = {"models/": REPO / "models"}
     bundles.update(
         (name, Path(folder)) for name, folder in (item.split("=", 1) for item in args.bundle)
     )
+    if args.camera:
+        camera_table(bundles, args.camera, args.seed)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         write_pictures(Path(tmp), args.hosts, args.seed, args.split)
         found = {
