@@ -489,7 +489,8 @@ class TileCnn:
             chunk = patches[start : start + self.batch].astype(np.float32)
             count = len(chunk)
             if count < self.batch:
-                chunk = np.concatenate([chunk, np.zeros((self.batch - count, *chunk.shape[1:]))])
+                padding = np.zeros((self.batch - count, *chunk.shape[1:]), np.float32)
+                chunk = np.concatenate([chunk, padding])
             out[start : start + count] = self.model(chunk[..., None]).reshape(-1)[:count]
         return out.reshape(rows, cols)
 
