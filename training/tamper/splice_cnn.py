@@ -9,7 +9,7 @@ them; `make splice-gpu-bundle` adds the PyWavelets wheel the kiosk's imports nee
 writes its weights in Keras layout with the batch norms folded in. Here the same
 network is built from its layer table, the weights are loaded, and the import is refused unless
 the Keras model reproduces the run's own logits on its probe patches. The float16 TFLite file
-(a fixed batch of TILE_BATCH patches: the kiosk pads the last one) is a candidate under
+(a fixed batch of the spec's 64 patches: the kiosk pads the last one) is a candidate under
 data/splice/; training/tamper/splice_fusion.py scores it through LiteRT as the kiosk does and
 decides whether it ships.
 """
@@ -39,7 +39,8 @@ RUN = WORK / "splice" / "cnn_run"  # the imported run: weights, probe and state.
 # max |Keras logit - PyTorch logit| on the probe patches. The first run's probe was made with
 # cuDNN's default TF32 convolutions (10-bit mantissa): 6.3e-3 from the Keras copy, which matches
 # the same run's unfolded weights in float32 on a CPU to 1e-5; a net defined otherwise (padding,
-# channel order, a folded norm) is off by tenths. The run now makes its probe in float32.
+# channel order, a folded norm) is off by tenths. Runs now make their probe in float32 (the
+# second: 7.6e-6).
 PARITY = 2e-2
 
 
