@@ -1,6 +1,8 @@
 """Train the splice check's noise-residual tile CNN on an accelerator (PyTorch, no TensorFlow).
 
-    python3 training/tamper/splice_gpu.py --data-root splice_bundle/data --out OUT --minutes 7
+    pip install --no-index --no-deps --target /tmp/site splice_bundle/*.whl   # PyWavelets
+    PYTHONPATH=/tmp/site:$PWD python3 training/tamper/splice_gpu.py --data-root \
+        splice_bundle/data --out OUT --minutes 8 [--init RUN/splice_cnn_keras.npz --host-resample]
 
 Made for the lent H200 (PyTorch, no TensorFlow): `make splice-gpu-bundle` writes the *train*
 pictures (grey, as the generator reads them) to splice_bundle/. The run draws fresh images
@@ -17,8 +19,9 @@ is TensorFlow's "same" (stride 2: one pixel after, none before), so the Keras co
 (training/tamper/splice_cnn.py) computes the same function. At the end the batch norms are
 folded into the convolutions and the weights are written in Keras layout (splice_cnn_keras.npz)
 with probe patches and their logits, which the import checks (and the unfolded PyTorch
-state as `torch_*`). No checkpoint is chosen: the
-final weights are the run's, and no validation or test picture travels.
+state as `torch_*`, which `--init` starts a later run from). No checkpoint is chosen: the final
+weights are the run's, and no validation or test picture travels. `--host-resample` lets hosts
+be resampled too (the second run, withdrawn: reports/tamper_ela/splice/cnn_v2_trial.md).
 """
 
 from __future__ import annotations
