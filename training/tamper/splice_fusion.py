@@ -222,7 +222,8 @@ def main(argv: list[str] | None = None) -> None:
             "cnn": str(cnn_path.relative_to(REPO))
             if cnn_path.is_relative_to(REPO)
             else str(cnn_path),
-            "run": json.loads((RUN / "state.json").read_text()),
+            # the accelerator run it came from, when it is the imported candidate
+            "run": json.loads((RUN / "state.json").read_text()) if cnn_path == CANDIDATE else {},
             "sha256": hashlib.sha256(cnn_path.read_bytes()).hexdigest(),
             "fusion": fusion.as_dict(),
             "threshold": round(threshold, 6),
@@ -331,6 +332,18 @@ def options(metrics: dict) -> str:
     return out + (" --no-export" if metrics.get("no_export") else "")
 
 
+def describe(run: dict) -> str:
+    """The accelerator run in a sentence."""
+    return (
+        f"Run: {run['steps']:,} steps of {run['images_per_batch']} images on {run['device']} in "
+        f"{run['seconds'] / 60:.1f} min, {run['images']:,} images, {run['patches']:,} tiles"
+        + (f" (from {run['init']})" if run.get("init") else "")
+        + (", a quarter of hosts resampled" if run.get("host_resample") else "")
+        + "; its running AUC on fresh tiles (train pictures) ended at "
+        f"{run['curve'][-1]['fresh_tile_auc']}."
+    )
+
+
 def render(metrics: dict, rule: str) -> str:
     """The report: `rule` (the text committed before the trial), then the results."""
     run = metrics["candidate"]["run"]
@@ -346,13 +359,12 @@ def render(metrics: dict, rule: str) -> str:
         RESULTS,
         "",
         f"Written by `python -m training.tamper.splice_fusion{options(metrics)}` (numbers in "
-        f"{metrics.get('report', 'cnn_trial')}.json). Run: "
-        f"{run['steps']:,} steps of {run['images_per_batch']} images on {run['device']} in "
-        f"{run['seconds'] / 60:.1f} min, {run['images']:,} images, {run['patches']:,} tiles"
-        + (f" (from {run['init']})" if run.get("init") else "")
-        + (", a quarter of hosts resampled" if run.get("host_resample") else "")
-        + "; its running AUC on fresh tiles (train pictures) ended at "
-        f"{run['curve'][-1]['fresh_tile_auc']}."
+        f"{metrics.get('report', 'cnn_trial')}.json). "
+        + (
+            describe(run)
+            if run
+            else f"CNN: {metrics['candidate'].get('cnn')} (no run record here)."
+        )
         + (
             f" Release: {RELEASES[metrics['release_model']]}." if "release_model" in metrics else ""
         ),
