@@ -168,6 +168,11 @@ def main(argv: list[str] | None = None) -> None:
         "(negative: non-inferiority, as a rule may allow)",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    if not (REPORT / f"{args.report}.md").exists():
+        parser.error(
+            f"{REPORT / args.report}.md holds the trial's decision rule, written (and committed) "
+            "before the candidate is scored: write it first"
+        )
     models_dir = REPO / "models"
     shipped = models_dir / f"{CNN_MODEL_NAME}.tflite"
     cnn_path = args.cnn or (CANDIDATE if CANDIDATE.exists() else shipped)
