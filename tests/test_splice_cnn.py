@@ -149,3 +149,25 @@ def test_cnn_sees_a_centred_window_of_a_large_capture(
     record = check.run(Capture(rgb=big), Artifacts(tmp_path))
     assert record["tiles"] == 48 * 40 and record["cnn_tiles"] == 32 * 32
     assert record["heat_map_model"] == "trees"
+
+
+def test_cnn_training_tiles_are_labelled_as_the_trees_tiles(astronaut: np.ndarray) -> None:
+    """A splice of the test face (a pasted quarter-ish region): positives are tiles >= 50 %
+    pasted, negatives untouched ones, at most 24 positives and as many negatives (>= 8), and
+    each patch is its tile with context."""
+    from training.tamper.splice import MIN_NEGATIVES_PER_IMAGE, labelled_tiles, tile_share
+
+    gray = cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY)[:320, :320]
+    mask = np.zeros_like(gray)
+    mask[40:200, 60:230] = 1
+    sample = {"image": gray, "mask": mask}
+    patches, labels = labelled_tiles(sample, np.random.default_rng(0))
+    share = tile_share(mask).ravel()
+    assert 0 < labels.sum() <= 24
+    assert (labels == 0).sum() == max(MIN_NEGATIVES_PER_IMAGE, int(labels.sum()))
+    inner = slice(CNN_CONTEXT, CNN_CONTEXT + TILE)
+    every = tile_patches(gray)
+    for patch, label in zip(patches, labels, strict=True):
+        index = next(i for i, p in enumerate(every) if (p == patch).all())
+        assert (share[index] >= 0.5) if label else (share[index] == 0)
+        assert (patch[inner, inner] == every[index][inner, inner]).all()

@@ -52,6 +52,7 @@ from kiosk.runtime.forensics.splice import (
     pool,
     region_features,
     tile_features,
+    tile_patches,
 )
 from training.paths import REPO, WORK, data_root
 from training.splits import hashed_split, lookup
@@ -59,6 +60,8 @@ from training.tamper.manipulate import random_region
 
 REPORT = REPO / "reports" / "tamper_ela" / "splice"
 TARGET_FALSE_ALARMS = 0.05
+POSITIVES_PER_IMAGE = 24  # tiles per image the tile CNN learns from (splice_gpu.py)
+MIN_NEGATIVES_PER_IMAGE = 8
 # The tile CNN's 3x3 conv-BN-ReLU layers (name, channels, stride): trained in PyTorch
 # (splice_gpu.py), rebuilt in Keras (splice_cnn.py) from this one table.
 CNN_LAYERS = (
@@ -224,6 +227,22 @@ def featurize(samples: list[dict]) -> None:
     for sample in samples:
         sample["features"] = tile_features(sample["image"])
         sample["share"] = tile_share(sample["mask"])
+
+
+def labelled_tiles(sample: dict, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The tile CNN's share of an image's tiles (training/tamper/splice_gpu.py), labelled as
+    `tile_set` labels the trees' tiles, as (n, 64, 64) uint8 patches and 0/1 labels: up to
+    POSITIVES_PER_IMAGE spliced ones and as many authentic ones (at least
+    MIN_NEGATIVES_PER_IMAGE)."""
+    share = tile_share(sample["mask"]).ravel()
+    positives = np.flatnonzero(share >= 0.5)
+    negatives = np.flatnonzero(share == 0)
+    positives = rng.permutation(positives)[:POSITIVES_PER_IMAGE]
+    negatives = rng.permutation(negatives)[: max(MIN_NEGATIVES_PER_IMAGE, len(positives))]
+    chosen = np.r_[positives, negatives]
+    patches = tile_patches(sample["image"])[chosen]
+    labels = np.r_[np.ones(len(positives)), np.zeros(len(negatives))].astype(np.float32)
+    return patches, labels
 
 
 def tile_set(samples: list[dict]) -> tuple[np.ndarray, np.ndarray]:

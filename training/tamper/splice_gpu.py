@@ -39,15 +39,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from kiosk.runtime.forensics.splice import CNN_CONTEXT, TILE, tile_patches
+from kiosk.runtime.forensics.splice import CNN_CONTEXT, TILE
 from training.highpass import srm_filters
 from training.tamper.splice import CNN_LAYERS as LAYERS
-from training.tamper.splice import make_sample, pictures, tile_share
+from training.tamper.splice import labelled_tiles, make_sample, pictures
 
 SRM_GAIN = 4.0  # residuals are a few % of the scaled pixel range
 BN_EPS = 1e-5
-POSITIVES_PER_IMAGE = 24
-MIN_NEGATIVES_PER_IMAGE = 8
 
 
 def _same(x: torch.Tensor, stride: int) -> torch.Tensor:
@@ -88,21 +86,6 @@ class SpliceCnn(nn.Module):
         out["logit_kernel"] = self.head.weight.detach().cpu().numpy().T
         out["logit_bias"] = self.head.bias.detach().cpu().numpy()
         return out
-
-
-def labelled_tiles(sample: dict, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Some of an image's tiles as (n, 64, 64) uint8 patches and 0/1 labels: up to
-    POSITIVES_PER_IMAGE spliced ones and as many authentic ones (at least
-    MIN_NEGATIVES_PER_IMAGE)."""
-    share = tile_share(sample["mask"]).ravel()
-    positives = np.flatnonzero(share >= 0.5)
-    negatives = np.flatnonzero(share == 0)
-    positives = rng.permutation(positives)[:POSITIVES_PER_IMAGE]
-    negatives = rng.permutation(negatives)[: max(MIN_NEGATIVES_PER_IMAGE, len(positives))]
-    chosen = np.r_[positives, negatives]
-    patches = tile_patches(sample["image"])[chosen]
-    labels = np.r_[np.ones(len(positives)), np.zeros(len(negatives))].astype(np.float32)
-    return patches, labels
 
 
 class FreshTiles(IterableDataset):
