@@ -1,7 +1,8 @@
 """The adaptive attack of training/jpeg/adaptive.py at the paper's scale, on a lent accelerator.
 
-The accelerator machine has PyTorch and no TensorFlow, so this script imports nothing of the
-project: it reads a bundle written here by `python -m training.jpeg.adaptive --export-gpu-bundle`
+The accelerator machine has PyTorch and no TensorFlow, so this script imports only the
+project's TensorFlow-free JPEG helper (training/jpeg/data.py; run it with the checkout on
+PYTHONPATH): it reads a bundle written here by `python -m training.jpeg.adaptive --export-gpu-bundle`
 (the frozen replica of models/jpeg_history.tflite as constants and op steps, the train-split
 never-JPEG pictures, validation patches, the TF replica's logits on check patches and the kiosk's
 DC-comb z on check crops, which this script must reproduce before it trains) and writes
@@ -13,13 +14,12 @@ grid from the origin), compressed on the fly at a random quality in 20..95 from 
 flips and rot90 of the train pictures. Checkpoints (weights + state.json) are rewritten every
 `--save-seconds`, so a run stopped at its time limit still returns its last weights.
 
-    python3 training/jpeg/adaptive_gpu.py --bundle gpu_bundle --out $OUT --minutes 7
+    PYTHONPATH=$PWD python3 training/jpeg/adaptive_gpu.py --bundle gpu_bundle --out $OUT --minutes 7
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import time
@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
+
+from training.jpeg.data import jpeg_roundtrip
 
 QUALITY_RANGE = (20, 95)
 BN_EPSILON, BN_MOMENTUM = 1e-3, 0.01  # Keras BatchNormalization defaults (momentum 0.99)
@@ -166,15 +167,6 @@ class Generator(nn.Module):
         return out
 
 
-def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
-    """Pillow's libjpeg, as training/jpeg/data.jpeg_roundtrip."""
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, "JPEG", quality=int(quality))
-    buffer.seek(0)
-    with Image.open(buffer) as decoded:
-        return np.asarray(decoded.convert("L"))
-
-
 class Patches(torch.utils.data.IterableDataset):
     """Endless batches of (jpeg, original) uint8 crops; each worker draws its own."""
 
@@ -200,7 +192,7 @@ class Patches(torch.utils.data.IterableDataset):
                     crop = crop[:, ::-1]
                 crop = np.ascontiguousarray(crop)
                 quality = int(rng.integers(QUALITY_RANGE[0], QUALITY_RANGE[1] + 1))
-                original[i, 0], jpeg[i, 0] = crop, jpeg_roundtrip(crop, quality)
+                original[i, 0], jpeg[i, 0] = crop, jpeg_roundtrip(crop, quality)[0]
             yield torch.from_numpy(jpeg), torch.from_numpy(original)
 
 
