@@ -295,7 +295,8 @@ def export_gpu_bundle(folder: Path, replica: TfliteReplica, threshold: float) ->
     arrays = np.load(patches_path(WORK, 64))
     check = np.concatenate([arrays["val_originals"][:200], arrays["val_jpeg"][:200]])
     logits = replica.logit(tf.constant(check[..., None].astype(np.float32))).numpy()
-    crops = comb_check_crops(images_by_split(data_root())["val"])
+    by_split = images_by_split(data_root())
+    crops = comb_check_crops(by_split["val"])
     combs = [comb_statistic(crop, offsets=False) for crop in crops]
     np.savez_compressed(
         folder / "replica.npz",
@@ -310,7 +311,7 @@ def export_gpu_bundle(folder: Path, replica: TfliteReplica, threshold: float) ->
         val_original=arrays["val_originals"][:VALIDATION_PATCHES],
         **{f"const_{k}": v.numpy() for k, v in replica.constants.items()},
     )
-    train = images_by_split(data_root())["train"]
+    train = by_split["train"]
     pictures = {f"img{i}": read_gray(source.path) for i, source in enumerate(train)}
     np.savez_compressed(folder / "train_images.npz", **pictures)
     log.info(
