@@ -14,8 +14,6 @@ shipped threshold, the morphs that pass (APCER) and the bona fide pictures flagg
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -26,6 +24,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from training.kiosk_json import kiosk_records  # noqa: E402
 from training.morph.data import METHODS, faces, load_rgb, morph, post_process  # noqa: E402
 from training.paths import data_root  # noqa: E402
 
@@ -48,11 +47,7 @@ def write_pictures(out: Path, pairs: int, seed: int) -> None:
 
 def flagged(folder: Path) -> tuple[int, int, int]:
     """(pictures, with one face checked, flagged) by `kiosk forensics --json` on `folder`."""
-    run = subprocess.run(
-        [sys.executable, "-m", "kiosk", "forensics", "--json", str(folder)],
-        capture_output=True, text=True, cwd=REPO, check=False,
-    )  # fmt: skip
-    records = [json.loads(line) for line in run.stdout.splitlines() if line.startswith('{"source"')]
+    records = kiosk_records("forensics", folder)
     checked = [r["morph"] for r in records if (r.get("morph") or {}).get("applied")]
     return len(records), len(checked), sum(m["flagged"] for m in checked)
 

@@ -27,8 +27,6 @@ flags, with a one-sided 95 % upper bound.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -43,6 +41,7 @@ sys.path.insert(0, str(REPO))
 from kiosk.contract.manifest import load_manifest  # noqa: E402
 from kiosk.runtime.forensics.splice import MODEL_NAME  # noqa: E402
 from training.jpeg.calibrate import simulate_camera, sources, upper_bound  # noqa: E402
+from training.kiosk_json import kiosk_records  # noqa: E402
 from training.paths import data_root  # noqa: E402
 from training.splits import lookup  # noqa: E402
 from training.tamper.manipulate import random_region  # noqa: E402
@@ -114,15 +113,9 @@ def camera_table(bundles: dict[str, Path], variants: int, seed: int) -> None:
 
 def records(folder: Path, models: Path) -> list[dict]:
     """The `splice` record of each picture by `kiosk forensics --json` on `folder`, with the
-    model bundle `models` (named by a config file beside the pictures)."""
-    config = folder.parent / f"kiosk_{abs(hash(str(models)))}.toml"
-    config.write_text(f'[models]\ndir = "{models.resolve()}"\n')
-    run = subprocess.run(
-        [sys.executable, "-m", "kiosk", "--config", str(config), "forensics", "--json", str(folder)],
-        capture_output=True, text=True, cwd=REPO, check=False,
-    )  # fmt: skip
-    lines = [json.loads(line) for line in run.stdout.splitlines() if line.startswith('{"source"')]
-    return [line["splice"] for line in lines if "score" in (line.get("splice") or {})]
+    model bundle `models`."""
+    found = kiosk_records("forensics", folder, models)
+    return [line["splice"] for line in found if "score" in (line.get("splice") or {})]
 
 
 def main() -> None:

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import random
-import subprocess
 import sys
 import tempfile
 from collections import Counter
@@ -35,6 +33,7 @@ sys.path.insert(0, str(REPO))
 from kiosk.runtime.imageio import load_rgb  # noqa: E402
 from training import review, splits  # noqa: E402
 from training.collect import padded  # noqa: E402
+from training.kiosk_json import kiosk_records  # noqa: E402
 from training.paths import data_root  # noqa: E402
 
 CHECKS = {"eyes": "eyes_closed", "mouth": "mouth_open", "veil": "veil"}
@@ -87,15 +86,9 @@ def main() -> None:
             name = f"{i:05d}.png"
             cv2.imwrite(str(Path(tmp) / name), cv2.cvtColor(big, cv2.COLOR_RGB2BGR))
             names[name] = (check, source, label)
-        done = subprocess.run(
-            [sys.executable, "-m", "kiosk", "check", "--json", tmp],
-            capture_output=True, text=True, cwd=REPO, check=False,
-        )  # fmt: skip
+        done = kiosk_records("check", Path(tmp))
     tally: Counter = Counter()
-    for line in done.stdout.splitlines():
-        record = json.loads(line)
-        if "source" not in record:  # the closing summary line
-            continue
+    for record in done:
         check, source, label = names[Path(record["source"]).name]
         result = record.get("checks", {}).get(CHECKS[check])
         if result is None:
@@ -103,7 +96,7 @@ def main() -> None:
         else:
             outcome = "wrong" if bool(result["failed"]) != bool(label) else "right"
         tally[(check, source, label, outcome)] += 1
-    print(f"`kiosk check --json` on {len(names)} photos (exit {done.returncode})\n")
+    print(f"`kiosk check --json` on {len(names)} photos ({len(done)} records)\n")
     print("| check | source | class | n | missed | error on checked faces | error end to end |")
     print("|---|---|---|---:|---:|---:|---:|")
     for check, source, label in sorted({key[:3] for key in tally}):

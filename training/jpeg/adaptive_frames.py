@@ -18,9 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import subprocess
-import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -30,6 +27,7 @@ from training.jpeg.adaptive import load_adaptive_generator
 from training.jpeg.adaptive_report import REPORT, relative
 from training.jpeg.data import images_by_split, jpeg_roundtrip, read_gray
 from training.jpeg.gan import launder
+from training.kiosk_json import kiosk_records
 from training.paths import WORK, data_root
 from training.tf_setup import limit_threads
 
@@ -88,18 +86,6 @@ def write_versions(images: dict[str, np.ndarray], quality: int) -> dict[str, dic
 
 def condition_folder(condition: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in condition.lower()).strip("_")
-
-
-def kiosk_records(folder: Path) -> list[dict]:
-    """`kiosk forensics --json` on a folder: one record per picture."""
-    run = subprocess.run(
-        [sys.executable, "-m", "kiosk", "forensics", "--json", str(folder)],
-        capture_output=True,
-        text=True,
-    )
-    if run.returncode not in (0, 1, 2):  # nothing / something flagged / an image errored
-        raise RuntimeError(f"kiosk forensics failed on {folder}: {run.stderr[-2000:]}")
-    return [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
 
 
 def summarise(records: list[dict], psnr: dict[str, float]) -> dict:
@@ -184,7 +170,7 @@ def main() -> None:
     psnr = write_versions(images, args.quality)
     conditions, first = {}, None
     for condition in psnr:
-        records = kiosk_records(OUT / condition_folder(condition))
+        records = kiosk_records("forensics", OUT / condition_folder(condition))
         first = first or records[0]
         conditions[condition] = summarise(records, psnr[condition])
         log.info("%s: %s", condition, conditions[condition])
