@@ -30,6 +30,7 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from kiosk.contract.manifest import load_manifest
 from kiosk.runtime.forensics.jpeg_grid import comb_statistic
+from kiosk.runtime.models.fusion import logit
 from training.jpeg.data import images_by_split, jpeg_roundtrip, patches_path, read_gray
 from training.jpeg.gan import to_pixels, to_unit
 from training.jpeg.nets import generator
@@ -306,7 +307,7 @@ def export_gpu_bundle(folder: Path, replica: TfliteReplica, threshold: float) ->
         replica_spec=np.array(json.dumps(spec)),
         check_patches=check,
         check_logits=logits,
-        threshold_logit=np.float32(np.log(threshold / (1 - threshold))),
+        threshold_logit=np.float32(logit(threshold)),
         val_jpeg=arrays["val_jpeg"][:VALIDATION_PATCHES],
         val_original=arrays["val_originals"][:VALIDATION_PATCHES],
         **{f"const_{k}": v.numpy() for k, v in replica.constants.items()},

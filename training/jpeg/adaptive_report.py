@@ -27,6 +27,7 @@ import numpy as np
 from kiosk.contract.manifest import load_manifest, read_model
 from kiosk.runtime.forensics.jpeg import MODEL_NAME, JpegHistoryCheck, pool
 from kiosk.runtime.forensics.jpeg_grid import Z_THRESHOLD, comb_statistic
+from kiosk.runtime.models.fusion import logit
 from kiosk.runtime.models.tflite_io import BinaryClassifier, dequantize
 from training.jpeg.adaptive import TfliteReplica, adaptive_dir, load_adaptive_generator
 from training.jpeg.data import (
@@ -266,7 +267,7 @@ def main() -> None:
             ),
             5,
         ),
-        "threshold_logit": round(float(np.log(cnn["manifest"] / (1 - cnn["manifest"]))), 4),
+        "threshold_logit": round(logit(cnn["manifest"]), 4),
     }
     REPORT.mkdir(parents=True, exist_ok=True)
     if args.beside.exists():
