@@ -33,6 +33,7 @@ from pathlib import Path
 
 import joblib
 import numpy as np
+from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
@@ -112,7 +113,7 @@ def fit(samples: list[dict], key: str) -> Fusion:
 
 
 def fused(fusion: Fusion, samples: list[dict], key: str) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(fusion.log_odds(columns(samples, key)), -50, 50)))
+    return expit(fusion.log_odds(columns(samples, key)))
 
 
 def cross_fitted(samples: list[dict], key: str, folds: np.ndarray) -> np.ndarray:
@@ -228,7 +229,9 @@ def main(argv: list[str] | None = None) -> None:
             if cnn_path.is_relative_to(REPO)
             else str(cnn_path),
             # the accelerator run it came from, when it is the imported candidate
-            "run": json.loads((RUN / "state.json").read_text()) if cnn_path == CANDIDATE else {},
+            "run": json.loads((RUN / "state.json").read_text())
+            if cnn_path.resolve() == CANDIDATE.resolve()
+            else {},
             "sha256": hashlib.sha256(cnn_path.read_bytes()).hexdigest(),
             "fusion": fusion.as_dict(),
             "threshold": round(threshold, 6),
@@ -278,7 +281,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def sigmoid_of(samples: list[dict]) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.array([s[TREES_LOGIT] for s in samples])))
+    return expit(np.array([s[TREES_LOGIT] for s in samples]))
 
 
 def ship(cnn_path: Path, fusion: Fusion, threshold: float, metrics: dict, models_dir: Path) -> None:
