@@ -14,7 +14,8 @@ from training.paths import REPO
 def kiosk_records(command: str, folder: Path, models: Path | None = None) -> list[dict]:
     """The records of `kiosk <command> --json` on `folder`, in the order it read the pictures.
     `models`: another model bundle, named by a config file written beside `folder`. Exit codes
-    0-2 are answers (nothing flagged, something flagged, an image errored); any other raises."""
+    0-2 are answers (nothing flagged, something flagged, an image errored); another code, or no
+    record at all (a crash, a usage error), raises."""
     config = []
     if models is not None:
         path = folder.parent / f"{folder.name}_kiosk.toml"
@@ -24,7 +25,10 @@ def kiosk_records(command: str, folder: Path, models: Path | None = None) -> lis
         [sys.executable, "-m", "kiosk", *config, command, "--json", str(folder)],
         capture_output=True, text=True, cwd=REPO, check=False,
     )  # fmt: skip
-    if run.returncode not in (0, 1, 2):
-        raise RuntimeError(f"kiosk {command} failed on {folder}: {run.stderr[-2000:]}")
-    records = (json.loads(line) for line in run.stdout.splitlines() if line.startswith("{"))
-    return [record for record in records if "source" in record]  # not the closing summary
+    lines = (json.loads(line) for line in run.stdout.splitlines() if line.startswith("{"))
+    records = [record for record in lines if "source" in record]  # not the closing summary
+    if run.returncode not in (0, 1, 2) or not records:  # a picture that errs still has one
+        raise RuntimeError(
+            f"kiosk {command} failed on {folder} (exit {run.returncode}): {run.stderr[-2000:]}"
+        )
+    return records

@@ -1,0 +1,29 @@
+"""training.kiosk_json: the kiosk's own command over a folder, one record per picture."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from training.kiosk_json import kiosk_records
+
+
+def test_forensics_records_one_per_picture_with_a_named_bundle(tmp_path: Path) -> None:
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    shutil.copy(REPO / "tests" / "data" / "face_open.jpg", folder / "a.jpg")
+    (folder / "b.jpg").write_bytes(b"not a picture")
+    records = kiosk_records("forensics", folder, REPO / "models")
+    assert sorted(Path(r["source"]).name for r in records) == ["a.jpg", "b.jpg"]
+    good = next(r for r in records if r["source"].endswith("a.jpg"))
+    assert good["splice"]["model"] == "trees+cnn"
+    assert next(r for r in records if r["source"].endswith("b.jpg")).get("error")
+    assert (tmp_path / "pictures_kiosk.toml").read_text().startswith("[models]")
+
+
+def test_a_failing_command_raises(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="kiosk nonsense failed"):
+        kiosk_records("nonsense", tmp_path)
