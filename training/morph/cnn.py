@@ -58,7 +58,7 @@ SHIFT = 4  # px
 VARIANT = "float16"
 
 
-def build(size: int = CROP) -> keras.Model:
+def build(size: int = CROP, blocks: tuple[tuple[int, ...], ...] = BLOCKS) -> keras.Model:
     """RGB uint8-valued crop -> P(morph); the layer named "logit" is what is exported."""
     inputs = keras.Input(shape=(size, size, 3), name="pixels")
     x = layers.Rescaling(1.0 / 255.0, name="normalize")(inputs)
@@ -70,7 +70,12 @@ def build(size: int = CROP) -> keras.Model:
     high_pass.set_weights([np.repeat(laplacian[:, :, None, None], 3, axis=2)])
     x = layers.Concatenate(name="with_residual")([x, residual])
     x = layers.Lambda(lambda t: tf.nn.space_to_depth(t, 2), name="space_to_depth")(x)
-    return vgg_with_squeeze_head(x, BLOCKS, 0.3, "MorphCNN", inputs)
+    return vgg_with_squeeze_head(x, blocks, 0.3, "MorphCNN", inputs)
+
+
+def parse_blocks(text: str) -> tuple[tuple[int, ...], ...]:
+    """ "32/48/64,64/96" -> ((32,), (48,), (64, 64), (96,))."""
+    return tuple(tuple(int(f) for f in block.split(",")) for block in text.split("/"))
 
 
 def _augment(image: tf.Tensor, label: tf.Tensor, weight: tf.Tensor):
@@ -129,11 +134,12 @@ def train(
     init: Path | None = None,
     lr: float = 1e-3,
     snapshots: bool = False,
+    blocks: tuple[tuple[int, ...], ...] = BLOCKS,
 ):
     """`snapshots`: a leg to average (--average): the learning rate held constant (no plateau
     decay, no early stop) and every epoch's weights kept as RUN/epochNN.weights.h5."""
     seed_everything(seed)
-    model = build()
+    model = build(blocks=blocks)
     if init is not None:
         model.load_weights(init)
     model.compile(
@@ -210,10 +216,12 @@ def reestimate_batch_norm(model: keras.Model, crops: np.ndarray, batch: int = 32
     return count
 
 
-def averaged(paths: list[Path], data: dict, batch: int, seed: int) -> keras.Model:
+def averaged(
+    paths: list[Path], data: dict, batch: int, seed: int, blocks: tuple[tuple[int, ...], ...]
+) -> keras.Model:
     """The mean of the snapshots `paths`, BN statistics re-estimated on every training crop
     (un-augmented, shuffled by `seed`, batches of `batch` as in training): no gradient step."""
-    model = average_weights(build(), paths)
+    model = average_weights(build(blocks=blocks), paths)
     train = np.flatnonzero(data["split"] == "train")
     order = np.random.default_rng(seed).permutation(train)
     count = reestimate_batch_norm(model, data["crop"][order], batch)
@@ -263,6 +271,10 @@ def main(argv: list[str] | None = None) -> None:
         help="no training: the mean of these snapshots' weights, BN statistics re-estimated "
         "on the training crops (saved as RUN/averaged.weights.h5), exported",
     )  # fmt: skip
+    parser.add_argument(
+        "--blocks", type=parse_blocks, default=BLOCKS, metavar="32/48/64,64/96",
+        help="filters per conv layer, blocks split by '/' (default: the shipped net's)",
+    )  # fmt: skip
     parser.add_argument("--variant", choices=("float16", "int8"), default=VARIANT)
     parser.add_argument("--out", type=Path, default=CANDIDATE_CNN)
     parser.add_argument(
@@ -279,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
         data = {key: value[pick] for key, value in data.items()}
     started = time.time()
     if args.average:
-        model = averaged(args.average, data, args.batch, args.seed)
+        model = averaged(args.average, data, args.batch, args.seed, args.blocks)
         args.run_dir.mkdir(parents=True, exist_ok=True)
         model.save_weights(args.run_dir / "averaged.weights.h5")
     else:
@@ -293,6 +305,7 @@ def main(argv: list[str] | None = None) -> None:
             args.init,
             args.lr,
             args.snapshots,
+            args.blocks,
         )
     log.info("trained in %.0f s", time.time() - started)
     export(model, data, args.out, args.variant)
