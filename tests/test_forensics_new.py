@@ -12,16 +12,10 @@ from sklearn.ensemble import GradientBoostingClassifier
 
 from kiosk.contract.errors import InputError
 from kiosk.runtime.forensics.capture import Artifacts, Capture
-from kiosk.runtime.forensics.splice import (
-    MODEL_NAME,
-    TILE,
-    SpliceCheck,
-    Trees,
-    pool,
-    tile_features,
-    window,
-)
+from kiosk.runtime.forensics.splice import MODEL_NAME, SpliceCheck, pool, window
+from kiosk.runtime.forensics.splice_features import TILE, tile_features
 from kiosk.runtime.models.registry import ModelRegistry
+from kiosk.runtime.models.trees import Trees
 from tests.conftest import data_root_or_skip
 from training.tamper.splice import to_arrays
 

@@ -33,9 +33,9 @@ from kiosk.runtime.forensics.morph import (
     tta_views,
     view_count,
 )
-from kiosk.runtime.forensics.splice import Trees
 from kiosk.runtime.models.fusion import CNN_LOGIT
 from kiosk.runtime.models.registry import ModelRegistry
+from kiosk.runtime.models.trees import Trees
 from kiosk.runtime.vision.mtcnn_lite import MtcnnLite
 from tests.conftest import data_root_or_skip, save_rgb
 

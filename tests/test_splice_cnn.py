@@ -16,16 +16,14 @@ from kiosk.config import Config
 from kiosk.contract.errors import ModelError
 from kiosk.runtime.forensics.capture import Artifacts, Capture
 from kiosk.runtime.forensics.splice import (
-    CNN_CONTEXT,
     CNN_MODEL_NAME,
-    TILE,
     TREES_LOGIT,
     ImageStage,
     TileCnn,
     cnn_features,
     make_splice_check,
-    tile_patches,
 )
+from kiosk.runtime.forensics.splice_features import CNN_CONTEXT, TILE, tile_patches
 from kiosk.runtime.models.registry import ModelRegistry
 from tests.conftest import REPO, bundle_without
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from kiosk.contract.errors import ModelError
-from kiosk.runtime.forensics.splice import ImageStage, comb_features, region_features
+from kiosk.runtime.forensics.splice import ImageStage, region_features
+from kiosk.runtime.forensics.splice_features import comb_features
 from training.tamper.splice import host_groups
 
 
@@ -82,7 +83,7 @@ def test_banded_block_statistics_equal_the_whole_window_ones() -> None:
     time to bound memory; every band edge (and a last, partial band) must give what one pass
     over the whole window gives."""
     from kiosk.runtime.forensics import jpeg_grid
-    from kiosk.runtime.forensics.splice import (
+    from kiosk.runtime.forensics.splice_features import (
         BAND_TILES,
         COMB_FREQUENCIES,
         DCT,

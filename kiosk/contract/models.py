@@ -177,7 +177,8 @@ OTHER: dict[str, ModelSpec] = {
             "map, training/tamper/splice.py",
             (),
             positive="32-px tile pasted with another compression history (splice, copy-move)",
-            input="uint8 luma plane; features per 32-px tile (kiosk/runtime/forensics/splice.py)",
+            input="uint8 luma plane; features per 32-px tile "
+            "(kiosk/runtime/forensics/splice_features.py)",
             output="P(spliced) per tile; image score: a second stage over the tile map's regions",
             threshold_source="5 % false alarms on validation authentic images",
         ),

@@ -65,10 +65,10 @@ from kiosk.runtime.forensics.morph import (
     morph_fusion,
     view_count,
 )
-from kiosk.runtime.forensics.splice import Trees, listed_trees
 from kiosk.runtime.models.fusion import CNN_LOGIT, Fusion
 from kiosk.runtime.models.litert import make_interpreter
 from kiosk.runtime.models.registry import ModelRegistry
+from kiosk.runtime.models.trees import Trees, listed_trees
 from training.morph.data import METHODS, OLD_SOURCES, OUT
 from training.paths import MODELS, REPORTS, WORK
 

@@ -46,14 +46,12 @@ from kiosk.contract.models import spec
 from kiosk.runtime.forensics.splice import (
     CNN_MODEL_NAME,
     MODEL_NAME,
-    TILE,
     ImageStage,
-    Trees,
     pool,
     region_features,
-    tile_features,
-    tile_patches,
 )
+from kiosk.runtime.forensics.splice_features import TILE, tile_features, tile_patches
+from kiosk.runtime.models.trees import Trees
 from training.paths import REPO, WORK, data_root
 from training.splits import hashed_split, lookup
 from training.tamper.manipulate import random_region

@@ -47,10 +47,10 @@ from kiosk.runtime.forensics.splice import (
     TREES_LOGIT,
     ImageStage,
     TileCnn,
-    Trees,
     cnn_features,
 )
 from kiosk.runtime.models.fusion import Fusion
+from kiosk.runtime.models.trees import Trees
 from training.paths import REPO, WORK
 from training.tamper.splice import (
     REPORT,

@@ -10,7 +10,7 @@ without end from those pictures with the project's own generator (training/tampe
 the same host and donor histories, pastes, copy-moves and final saves as the tree model's
 data), in worker processes, until its time budget is spent. Each 32-px tile of an image (on
 the grid from the origin, as the trees' tiles) is cut with 16 px of context (64x64, reflected at
-the image border: `kiosk.runtime.forensics.splice.tile_patches`) and labelled as the trees'
+the image border: `kiosk.runtime.forensics.splice_features.tile_patches`) and labelled as the trees'
 tiles are: spliced if >= 50 % of it is pasted, authentic if none of it is, left out between.
 
 The net (`SpliceCnn`) sees the scaled pixels and three fixed high-pass residuals (SRM filters),
@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from kiosk.runtime.forensics.splice import CNN_CONTEXT, TILE
+from kiosk.runtime.forensics.splice_features import CNN_CONTEXT, TILE
 from training.highpass import srm_filters
 from training.tamper.splice import CNN_LAYERS as LAYERS
 from training.tamper.splice import labelled_tiles, make_sample, pictures

@@ -39,11 +39,11 @@ import numpy as np
 from kiosk.config import Config
 from kiosk.contract.errors import InputError, ModelError
 from kiosk.runtime.forensics.capture import Artifacts, Capture
-from kiosk.runtime.forensics.splice import Trees, listed_trees
 from kiosk.runtime.models.fusion import CNN_LOGIT, Fusion, sigmoid
 from kiosk.runtime.models.litert import make_interpreter
 from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.models.tflite_io import Model
+from kiosk.runtime.models.trees import Trees, listed_trees
 from kiosk.runtime.vision.types import Box
 
 log = logging.getLogger(__name__)
