@@ -1,4 +1,5 @@
-"""Trial, validation only: do averaged CNN snapshots (cnn.py --average) lift the fused score?
+"""Trial, validation only: does a candidate CNN (averaged snapshots, cnn.py --average; a wider
+net, --blocks) lift the fused score?
 
     OMP_NUM_THREADS=1 python -m training.morph.swa_trial --cnn NAME=FILE.tflite ...
         # -> reports/morph/swa_trial.json
@@ -7,7 +8,7 @@ Each candidate CNN file's logit (the mean over the kiosk's test-time views, as t
 candidate) is fused with the release trees' logit by a logistic regression cross-fitted on
 validation (5 folds by person: train.py's `compare`), against the release in models/ scored on
 the same validation crops as train.py's `bundle_scores` does (its own fusion weights). Reads no
-test row: the decision rules are in reports/morph/swa_trial.md.
+test row: the decision rules are in reports/morph/swa_trial.md and wide_trial.md.
 """
 
 from __future__ import annotations
@@ -16,10 +17,18 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from training.morph.data import OUT
-from training.morph.train import REPORT, ValidationSet, cnn_logits, val_summary
+from training.morph.train import (
+    REPORT,
+    ValidationSet,
+    cnn_logits,
+    cross_fitted,
+    sigmoid,
+    val_summary,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,6 +36,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--crops", type=Path, default=OUT)
     parser.add_argument("--cnn", nargs="+", required=True, metavar="NAME=FILE")
     parser.add_argument("--out", type=Path, default=REPORT / "swa_trial.json")
+    parser.add_argument(
+        "--with-release-cnn", action="store_true",
+        help="also each candidate fused with the release CNN and the trees (information only)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     candidates = dict(item.split("=", 1) for item in args.cnn)
     v = ValidationSet.load(args.crops)
@@ -42,6 +55,10 @@ def main(argv: list[str] | None = None) -> None:
     for name, path in candidates.items():
         cnn = cnn_logits(Path(path), v.crops)  # the kiosk's test-time views, as train.py
         results[name] = {"file": path, **v.candidate(cnn)}
+        if args.with_release_cnn:  # an ensemble the kiosk cannot run yet: it decides nothing
+            both = np.column_stack([cnn, v.release_cnn, v.trees_logit])
+            fused = sigmoid(cross_fitted(both, v.y, v.persons))
+            results[name]["with_release_cnn_cross_fitted"] = val_summary(fused, v.y)
         print(name, json.dumps(results[name]), flush=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
 
