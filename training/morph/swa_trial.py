@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> None:
         results[name] = {"file": path, **v.candidate(cnn)}
         if args.with_release_cnn:  # an ensemble the kiosk cannot run yet: it decides nothing
             both = np.column_stack([cnn, v.release_cnn, v.trees_logit])
-            fused = sigmoid(cross_fitted(both, v.y, v.persons))
+            names = ("cnn_logit", "release_cnn_logit", "trees_logit")
+            fused = sigmoid(cross_fitted(both, v.y, v.persons, features=names))
             results[name]["with_release_cnn_cross_fitted"] = val_summary(fused, v.y)
         print(name, json.dumps(results[name]), flush=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

@@ -355,23 +355,31 @@ def quantization(path: Path) -> str:
 CNN_ALONE = Fusion(FEATURES, (1.0, 0.0), 0.0)
 
 
-def fit_fusion(z: np.ndarray, y: np.ndarray) -> Fusion:
-    """Logistic regression of the (CNN, trees) logits; nearly unregularised (3 weights)."""
+def fit_fusion(z: np.ndarray, y: np.ndarray, features: tuple[str, ...] = FEATURES) -> Fusion:
+    """Logistic regression of the logits in z's columns (`features`: the CNN's and the trees');
+    nearly unregularised (a weight per column and a bias)."""
     model = LogisticRegression(C=100.0, max_iter=1000).fit(z, y)
     weights = tuple(round(float(w), 6) for w in model.coef_[0])
-    return Fusion(FEATURES, weights, round(float(model.intercept_[0]), 6))
+    return Fusion(features, weights, round(float(model.intercept_[0]), 6))
 
 
 def fused(fusion: Fusion, z: np.ndarray) -> np.ndarray:
-    """The fused logit of each row of z (columns FEATURES), by the kiosk's own formula."""
-    return fusion.log_odds(dict(zip(FEATURES, z.T, strict=True)))
+    """The fused logit of each row of z (columns: the fusion's features), by the kiosk's own
+    formula."""
+    return fusion.log_odds(dict(zip(fusion.features, z.T, strict=True)))
 
 
-def cross_fitted(z: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int = 5) -> np.ndarray:
+def cross_fitted(
+    z: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    folds: int = 5,
+    features: tuple[str, ...] = FEATURES,
+) -> np.ndarray:
     """Out-of-fold fused logits: each fold scored by weights fitted on the others."""
     out = np.zeros(len(y))
     for fit_rows, score_rows in GroupKFold(folds).split(z, y, groups):
-        out[score_rows] = fused(fit_fusion(z[fit_rows], y[fit_rows]), z[score_rows])
+        out[score_rows] = fused(fit_fusion(z[fit_rows], y[fit_rows], features), z[score_rows])
     return out
 
 
