@@ -21,7 +21,17 @@ def test_forensics_records_one_per_picture_with_a_named_bundle(tmp_path: Path) -
     good = next(r for r in records if r["source"].endswith("a.jpg"))
     assert good["splice"]["model"] == "trees+cnn"
     assert next(r for r in records if r["source"].endswith("b.jpg")).get("error")
-    assert (tmp_path / "pictures_kiosk.toml").read_text().startswith("[models]")
+    assert list(tmp_path.iterdir()) == [folder]  # nothing written beside the folder
+
+
+def test_the_named_bundle_is_the_one_used(tmp_path: Path) -> None:
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    shutil.copy(REPO / "tests" / "data" / "face_open.jpg", folder / "a.jpg")
+    empty = tmp_path / "no_models"
+    empty.mkdir()
+    with pytest.raises(RuntimeError, match="kiosk forensics failed"):
+        kiosk_records("forensics", folder, empty)
 
 
 def test_a_failing_command_raises(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Weight averaging of morph CNN snapshots and BN re-estimation (training/morph/cnn.py --average)."""
+"""Morph CNN build options (--blocks), weight averaging of snapshots and BN re-estimation
+(training/morph/cnn.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from training.morph.cnn import average_weights, build, keras, reestimate_batch_norm
+from training.morph.cnn import average_weights, build, keras, parse_blocks, reestimate_batch_norm
 
 SIZE = 32  # the morph CNN's layers at a small input: a fast test
 
@@ -72,3 +73,14 @@ def test_batch_norm_reestimation_changes_only_the_moving_statistics():
     # momenta and dropout rates restored
     assert [layer.momentum for layer in model.layers if hasattr(layer, "momentum")] == momenta
     assert all(layer.rate > 0 for layer in model.layers if isinstance(layer, keras.layers.Dropout))
+
+
+def test_blocks_option_sets_the_conv_layers():
+    blocks = parse_blocks("8,8/16")
+    assert blocks == ((8, 8), (16,))
+    convs = [
+        layer.filters
+        for layer in build(SIZE, blocks).layers
+        if isinstance(layer, keras.layers.Conv2D) and layer.name.startswith("block")
+    ]
+    assert convs == [8, 8, 16]
