@@ -257,7 +257,7 @@ MORPH_LIMIT ?=
 # file, MORPH_CNN_FLAGS e.g. "--init RUN/best.weights.h5 --lr 2.5e-4" to go on from earlier
 # weights; train compares trees, CNN and their fusion on validation, replaces the release in
 # models/ only with a higher validation AUC, and scores test once.
-MORPH_MINUTES ?= 32
+MORPH_MINUTES ?= 85
 MORPH_CNN_FLAGS ?=
 .PHONY: morph morph-cnn
 morph: morph-cnn  ## morph check: data + CNN + trees + fusion -> reports/morph; models/morph.npz, morph_cnn.tflite + manifest if better

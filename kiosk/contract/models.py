@@ -211,9 +211,9 @@ OTHER: dict[str, ModelSpec] = {
         ModelSpec(
             "morph_cnn",
             "forensic",
-            "MorphCNN (fixed Laplacian residual beside RGB, 2x2 space-to-depth, 5 conv-BN-ReLU "
-            "layers 32-48-64-64-96 with max-pools, 1x1 conv head, global average pool; one "
-            "logit), training/morph/cnn.py",
+            "MorphCNN (fixed Laplacian residual beside RGB, 2x2 space-to-depth, 8 conv-BN-ReLU "
+            "layers 32-32-64-64-96-96-128-128, a max-pool after every second, 1x1 conv head, "
+            "global average pool; one logit), training/morph/cnn.py",
             (1, 128, 128, 3),
             positive="the face is a morph of two people (synthetic landmark morphs in training)",
             input="RGB face crop from the detector box, 128x128, pixel values 0-255 (the morph "
