@@ -5,7 +5,10 @@ The capture is skimage's astronaut placed in a 640x480 frame with a ~100 px face
 runs (face box from the kiosk's own detector). Float comparison files come from `data/runs/`
 (written by `make tamper-eval` / `make sr-eval`) and are skipped when absent.
 
-    .venv/bin/python bench/bench_forensics.py [--runs 10]
+    .venv/bin/python bench/bench_forensics.py [--runs 10] [--reference MODELS_DIR]
+
+`--reference`: another model bundle (an earlier release); each of its checks and its whole pass
+are timed right after ours, in the same run, on the same capture.
 """
 
 from __future__ import annotations
@@ -77,15 +80,23 @@ def model_rows(registry: ModelRegistry, runs: int) -> list[tuple[str, str, str]]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--reference", type=Path, default=None, help="another model bundle")
     args = parser.parse_args()
     config = load_config()
     registry = ModelRegistry(config.models_dir)
     suite = ForensicSuite.from_config(config, registry)
+    reference = None
+    if args.reference is not None:
+        reference = ForensicSuite.from_config(config, ModelRegistry(args.reference))
     capture = capture_640x480()
     rows = model_rows(registry, args.runs)
     for check in suite.checks:
         milliseconds = median_ms(lambda check=check: check.run(capture, Artifacts()), args.runs)
         rows.append((f"check '{check.key}' on 640x480", "", f"{milliseconds:.1f}"))
+        theirs = [c for c in reference.checks if c.key == check.key] if reference else []
+        for other in theirs:
+            milliseconds = median_ms(lambda other=other: other.run(capture, Artifacts()), args.runs)
+            rows.append((f"check '{check.key}', reference bundle", "", f"{milliseconds:.1f}"))
         if isinstance(check, SpliceCheck) and check.cnn is not None:  # the release beside it
             alone = SpliceCheck(check.trees, check.threshold)
             milliseconds = median_ms(lambda alone=alone: alone.run(capture, Artifacts()), args.runs)
@@ -94,6 +105,9 @@ def main() -> None:
     rows.append(
         (f"ForensicSuite.run ({', '.join(c.key for c in suite.checks)})", "", f"{total:.1f}")
     )
+    if reference is not None:
+        theirs = median_ms(lambda: reference.run(capture, Artifacts()), args.runs)
+        rows.append(("ForensicSuite.run, reference bundle", "", f"{theirs:.1f}"))
     face = "none" if capture.face is None else f"{capture.face[2] - capture.face[0]:.0f} px"
     print(f"640x480 capture, face box {face}, 1 thread, median of {args.runs} runs")
     print(f"{'item':<52} {'size':>9} {'ms':>9}")
