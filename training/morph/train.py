@@ -760,8 +760,7 @@ def export(
         MODELS,
         MODEL_NAME,
         path,
-        architecture=model_spec.architecture,
-        input_shape=list(model_spec.input_shape),
+        **model_spec.entry_fields(),
         quantization="none (tree arrays: float64 split thresholds, float32 leaf values; numpy)",
         threshold=metrics["trees_threshold"],
         metrics={
