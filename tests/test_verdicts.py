@@ -11,7 +11,7 @@ import pytest
 from kiosk.contract.errors import ModelError
 from kiosk.runtime.checks.eyes_closed import EyesClosed, eye_aspect_ratio
 from kiosk.runtime.checks.mouth_open import MouthOpen, mouth_opening
-from kiosk.runtime.models.fusion import CNN_LOGIT, Fusion, logit
+from kiosk.runtime.models.fusion import CNN_LOGIT, Fusion, logit, sigmoid, sigmoids
 from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.vision.types import Landmarks
 from tests.conftest import DATA_ROOT
@@ -308,3 +308,10 @@ def test_a_ship_adopts_the_candidate_bytes_the_rows_were_scored_with(tmp_path) -
     assert (bundles["models"] / entry["file"]).read_bytes() == (
         tmp_path / "scored.tflite"
     ).read_bytes()
+
+
+def test_sigmoids_is_sigmoid_per_element_and_saturates_without_overflow():
+    z = np.array([-1e4, -60.0, -2.5, 0.0, 1.25, 60.0, 1e4])
+    with np.errstate(over="raise"):
+        got = sigmoids(z)
+    np.testing.assert_array_equal(got, [sigmoid(float(v)) for v in z])

@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from kiosk.runtime.models.fusion import sigmoids
 from training.morph.data import OUT
 from training.morph.train import (
     REPORT,
     ValidationSet,
     cnn_logits,
     cross_fitted,
-    sigmoid,
     val_summary,
 )
 
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.with_release_cnn:  # an ensemble the kiosk cannot run yet: it decides nothing
             both = np.column_stack([cnn, v.release_cnn, v.trees_logit])
             names = ("cnn_logit", "release_cnn_logit", "trees_logit")
-            fused = sigmoid(cross_fitted(both, v.y, v.persons, features=names))
+            fused = sigmoids(cross_fitted(both, v.y, v.persons, features=names))
             results[name]["with_release_cnn_cross_fitted"] = val_summary(fused, v.y)
         print(name, json.dumps(results[name]), flush=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

@@ -65,7 +65,7 @@ from kiosk.runtime.forensics.morph import (
     morph_fusion,
     view_count,
 )
-from kiosk.runtime.models.fusion import CNN_LOGIT, Fusion
+from kiosk.runtime.models.fusion import CNN_LOGIT, Fusion, sigmoids
 from kiosk.runtime.models.litert import make_interpreter
 from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.models.trees import Trees, listed_trees
@@ -271,7 +271,7 @@ def bundle_scores(
             "data": entry.extra.get("metrics", {}).get("data"),
             "cnn_views": scorer.views,
         }
-    return sigmoid(logit), about
+    return sigmoids(logit), about
 
 
 @dataclass(frozen=True)
@@ -302,12 +302,14 @@ class ValidationSet:
         )
         release_cnn = np.array([own.logit(crop) for crop in crops], np.float64)
         logits = {CNN_LOGIT: release_cnn, TREES_LOGIT: trees_logit}
-        release = sigmoid(morph_fusion(entry.extra).log_odds(logits))
+        release = sigmoids(morph_fusion(entry.extra).log_odds(logits))
         return cls(data["y"][val], data["a"][val], crops, trees_logit, release_cnn, release)
 
     def cross_fitted(self, cnn: np.ndarray) -> np.ndarray:
         """P(morph) of `cnn`'s logit fused with the trees', cross-fitted by person."""
-        return sigmoid(cross_fitted(np.column_stack([cnn, self.trees_logit]), self.y, self.persons))
+        return sigmoids(
+            cross_fitted(np.column_stack([cnn, self.trees_logit]), self.y, self.persons)
+        )
 
     def candidate(self, cnn: np.ndarray) -> dict:
         """A trial's record of a candidate CNN logit: the CNN alone and fused (cross-fitted)."""
@@ -318,10 +320,6 @@ class ValidationSet:
             "cnn_auc_unrounded": float(roc_auc_score(self.y, cnn)),
             "fusion_auc_unrounded": float(roc_auc_score(self.y, fused)),
         }
-
-
-def sigmoid(logit: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-logit))
 
 
 def cnn_logits(model_path: Path, crops: np.ndarray, tta: tuple[bool, int] = TTA) -> np.ndarray:
@@ -629,7 +627,7 @@ def main(argv: list[str] | None = None) -> None:
     _, trees, depth, model = best
     arrays = to_arrays(model, N_FEATURES)
     trees_logit = Trees(arrays).logits(x.astype(np.float32))
-    assert np.allclose(sigmoid(trees_logit), model.predict_proba(x)[:, 1], atol=1e-4), (
+    assert np.allclose(sigmoids(trees_logit), model.predict_proba(x)[:, 1], atol=1e-4), (
         "tree export differs"
     )
     cnn_path = None if args.no_cnn or not args.cnn.exists() else args.cnn
@@ -643,11 +641,11 @@ def main(argv: list[str] | None = None) -> None:
     def threshold_of(scores: np.ndarray, bpcer: float) -> float:
         return threshold_at_bpcer(scores[val & (y == 0)], bpcer)
 
-    candidate_scores = {"trees": sigmoid(trees_logit)}
+    candidate_scores = {"trees": sigmoids(trees_logit)}
     if cnn_logit is not None:
         z = np.column_stack([cnn_logit, trees_logit])
-        candidate_scores["cnn"] = sigmoid(cnn_logit)
-        candidate_scores["fusion"] = sigmoid(fused(fusions["fusion"], z))
+        candidate_scores["cnn"] = sigmoids(cnn_logit)
+        candidate_scores["fusion"] = sigmoids(fused(fusions["fusion"], z))
     scores = candidate_scores[shipped]
     thresholds = {"bpcer10": threshold_of(scores, 0.10), "bpcer1": threshold_of(scores, 0.01)}
     bundle = bundle_scores(MODELS, x, args.features)  # before an export replaces it

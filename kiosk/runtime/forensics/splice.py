@@ -47,7 +47,7 @@ from kiosk.contract.fileio import write_atomically
 from kiosk.runtime.forensics.capture import Artifacts, Capture
 from kiosk.runtime.forensics.ela_features import heat_map_png
 from kiosk.runtime.forensics.splice_features import CNN_CONTEXT, TILE, tile_features, tile_patches
-from kiosk.runtime.models.fusion import Fusion, sigmoid
+from kiosk.runtime.models.fusion import Fusion, sigmoid, sigmoids
 from kiosk.runtime.models.litert import make_interpreter
 from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.models.tflite_io import Model
@@ -252,7 +252,7 @@ class SpliceCheck:
             if cnn_logits.shape == tiles.shape:  # it saw the whole window: it draws the heat
                 # map, as it localises better (tile AUC on validation 0.933 vs the trees' 0.900:
                 # reports/tamper_ela/splice/cnn_trial.md)
-                heat_tiles = 1.0 / (1.0 + np.exp(-np.clip(cnn_logits, -50.0, 50.0)))
+                heat_tiles = sigmoids(cnn_logits)
             score = self.fusion.score({TREES_LOGIT: trees_logit, **cnn_features(cnn_logits)})
             extra = {
                 "trees_score": round(sigmoid(trees_logit), 6),

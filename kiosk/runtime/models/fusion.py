@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from kiosk.contract.errors import ModelError
 
 CNN_LOGIT = "cnn_logit"
@@ -24,6 +26,11 @@ _Z_CLIP = 50.0  # exp(50) is finite in float64; the probability is 0 or 1 beyond
 def sigmoid(z: float) -> float:
     """The probability of a log-odds, clipped so a saturated logit gives 0 or 1, not an overflow."""
     return 1.0 / (1.0 + math.exp(-max(-_Z_CLIP, min(_Z_CLIP, z))))
+
+
+def sigmoids(z: np.ndarray) -> np.ndarray:
+    """`sigmoid` of every element of an array (tile maps, tree scores), clipped the same way."""
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -_Z_CLIP, _Z_CLIP)))
 
 
 def logit(probability: float) -> float:

@@ -8,6 +8,7 @@ import io
 import numpy as np
 
 from kiosk.contract.errors import ModelError
+from kiosk.runtime.models.fusion import sigmoids
 from kiosk.runtime.models.registry import ModelRegistry
 
 
@@ -52,7 +53,7 @@ class Trees:
         return self.bias + self.rate * out
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-self.logits(x)))
+        return sigmoids(self.logits(x))
 
     @classmethod
     def from_bytes(cls, content: bytes) -> Trees:
