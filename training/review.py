@@ -150,6 +150,20 @@ REVIEWS = {
         prefix="images/",
         splits=("val", "test"),
     ),
+    # its train photos by the same rule, so the mouth model learns the boundary it is judged by
+    "mouth_helen_train": Review(
+        "mouth",
+        "reviewed_train",
+        6,
+        8,
+        (168, 120),
+        "open",
+        "annotations.csv",
+        _lower_face,
+        column="filename",
+        prefix="images/",
+        splits=("train",),
+    ),
 }
 
 
