@@ -68,6 +68,25 @@ def test_a_review_of_some_splits_sees_only_their_photos():
     assert (len(mouths), mouths.count(1), mouths.count(0)) == (260, 71, 153)
 
 
+def test_mouth_reviews_cover_every_helen_photo_once():
+    """Training reads mouth/'s labels from its reviews alone (training.collect): the val/test
+    and train reviews are disjoint and together name every photo of its index."""
+    import csv
+
+    from tests.conftest import data_root_or_skip
+
+    root = data_root_or_skip()
+    helen, train = review.REVIEWS["mouth_helen"], review.REVIEWS["mouth_helen_train"]
+    evaluated, trained = review.reviewed(helen), review.reviewed(train)
+    with open(root / "mouth" / "annotations.csv", newline="") as handle:
+        index = {f"images/{row['filename']}" for row in csv.DictReader(handle)}
+    assert not evaluated.keys() & trained.keys()
+    assert evaluated.keys() | trained.keys() == index
+    assert set(review.order(root, train)) == trained.keys()
+    states = list(trained.values())
+    assert (len(states), states.count(1), states.count(0)) == (570, 204, 299)
+
+
 def test_whole_photo_reviews_name_photos_of_the_datasets():
     """The several-people and Kaggle reviews: known states, and paths the evaluation names."""
     from tests.conftest import data_root_or_skip
