@@ -56,8 +56,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from kiosk.config import load_config
+from kiosk.runtime.imageio import load_rgb
+from kiosk.runtime.models.registry import ModelRegistry
+from kiosk.runtime.vision.analysis import FaceAnalyzer
+from kiosk.runtime.vision.detectors import DEFAULT_BACKEND, make_detector
+from kiosk.runtime.vision.landmarks import landmark_predictor
 from training.geometry import read_pts
-from training.paths import data_root
+from training.paths import MODELS, data_root
 from training.splits import split_of
 
 LABELS = Path(__file__).parent / "labels"
@@ -94,7 +100,7 @@ class Review:
     rows: int
     tile: tuple[int, int]  # width, height
     failure: str  # the state that fails the check: "closed" eyes, an "open" mouth
-    index: str  # the dataset's list of photos
+    index: str  # the dataset's list of photos: a CSV, or a glob pattern of its files
     cut: Callable[[Path, str], np.ndarray]  # (dataset dir, index path) -> tile
     column: str = "path"  # the index's column naming a photo
     prefix: str = ""  # folder of the photos inside the dataset, when the index omits it
@@ -112,7 +118,10 @@ class Review:
 def _eye_band(folder: Path, path: str) -> np.ndarray:
     """Both eyes (points 36-47, 1.7 x their width, 3:1) enlarged to one tile."""
     image = cv2.imread(str(folder / path))
-    points = read_pts(folder / Path(path).with_suffix(".pts"))[36:48]
+    return _band(image, read_pts(folder / Path(path).with_suffix(".pts"))[36:48])
+
+
+def _band(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     width = (points[:, 0].max() - points[:, 0].min()) * 1.7
     scale = 240 / width
     corner = points.mean(0) - np.array([width / 2, width / 6])
@@ -120,6 +129,33 @@ def _eye_band(folder: Path, path: str) -> np.ndarray:
     return cv2.warpAffine(
         image, warp, (240, 80), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
     )
+
+
+@cache
+def _kiosk_analyzer() -> FaceAnalyzer:
+    """The kiosk's default detector and landmark model, as training.collect runs them."""
+    from training.collect import COLLECT_MIN_FACE_PX  # collect imports this module
+
+    config, registry = load_config(), ModelRegistry(MODELS)
+    return FaceAnalyzer(
+        make_detector(DEFAULT_BACKEND, registry, config.detector),
+        landmark_predictor(config, registry, DEFAULT_BACKEND),
+        min_face_px=COLLECT_MIN_FACE_PX,
+    )
+
+
+def _eye_band_found(folder: Path, path: str) -> np.ndarray:
+    """Both eyes as `_eye_band` cuts them, around the kiosk pipeline's points 36-47 (photos
+    without hand points); a photo where the kiosk finds no single face: its upper half."""
+    from training.collect import padded
+
+    rgb, pad = padded(load_rgb(folder / path))
+    analysis = _kiosk_analyzer().analyze(rgb)
+    image = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    if analysis.reason:
+        h = image.shape[0]
+        return cv2.resize(image[pad : h // 2, pad:-pad], (240, 80), interpolation=cv2.INTER_AREA)
+    return _band(image, analysis.landmarks.points[36:48])
 
 
 def _lower_face(folder: Path, path: str) -> np.ndarray:
@@ -164,13 +200,30 @@ REVIEWS = {
         prefix="images/",
         splits=("train",),
     ),
+    # mask/without_mask's eyes were taken as open; its evaluated photos (val, test) reviewed as
+    # YTF's were, so a face with shut or lowered lids is not counted as a false "closed"
+    "eyes_web": Review(
+        "mask",
+        "without_mask_eyes",
+        4,
+        12,
+        (240, 80),
+        "closed",
+        "*/without_mask/*",
+        _eye_band_found,
+        splits=("val", "test"),
+    ),
 }
 
 
 def order(root: Path, review: Review) -> list[str]:
     """Every photo of the dataset (its index path) in the review's seeded order."""
-    with open(root / review.dataset / review.index, newline="") as handle:
-        paths = [review.prefix + row[review.column] for row in csv.DictReader(handle)]
+    folder = root / review.dataset
+    if "*" in review.index:
+        paths = sorted(p.relative_to(folder).as_posix() for p in folder.glob(review.index))
+    else:
+        with open(folder / review.index, newline="") as handle:
+            paths = [review.prefix + row[review.column] for row in csv.DictReader(handle)]
     if review.splits:
         paths = [p for p in paths if split_of(review.dataset, p) in review.splits]
     random.Random(SEED).shuffle(paths)
