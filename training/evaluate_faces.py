@@ -14,7 +14,9 @@ Sources and labels (a source is a dataset and, where it has several, a class):
 - mouth (val + test): mouths reviewed by eye with CEW's rule (`training/review.py mouth_helen`;
   its own labels call slightly parted lips open: of its 96 open val/test mouths, 12 were closed
   and 14 unclear on review); clean.
-- mask (val + test): with_mask = covered (real); without_mask = clean, eyes assumed open.
+- mask (val + test): with_mask = covered (real); without_mask = clean, eyes as reviewed by eye
+  with YouTube's rule (`training/review.py eyes_web`: 310 open, 25 closed or lids lowered, 232
+  unclear = no label; they used to be assumed open).
 - faces68_ytf (all): eyes as reviewed by eye (`training/review.py`: open / closed or lids
   lowered / unclear = no label; the automatic-EAR label was wrong or unsure on most of the faces
   the model flagged); mouth by OFIQ's rule on the automatic points (weak labels); clean.
@@ -138,6 +140,7 @@ def photos(root: Path) -> Iterator[tuple[Photo, str, str]]:
     measures = {r["image"]: r for r in _csv(root / "faces68_measures" / "measures.csv")}
     ytf_eyes = review.reviewed(review.REVIEWS["eyes"])
     cew_mouths = review.reviewed(review.REVIEWS["mouth"])
+    web_eyes = review.reviewed(review.REVIEWS["eyes_web"])  # val + test, as evaluated here
     for image, row in sorted(measures.items()):
         path = root / image
         group, split = where("faces68", path)
@@ -163,7 +166,7 @@ def photos(root: Path) -> Iterator[tuple[Photo, str, str]]:
             continue
         covered = path.parent.name == "with_mask"
         source = f"mask/{path.parent.name}"
-        eyes = None if covered else 0
+        eyes = None if covered else web_eyes.get(path.relative_to(root / "mask").as_posix())
         yield (
             Photo("mask", path, source, eyes, None, int(covered), synthetic=not covered),
             group,
