@@ -213,6 +213,18 @@ REVIEWS = {
         _eye_band_found,
         splits=("val", "test"),
     ),
+    # and its train photos, for an eye model that does not learn shut or lowered lids as open
+    "eyes_web_train": Review(
+        "mask",
+        "without_mask_eyes_train",
+        4,
+        12,
+        (240, 80),
+        "closed",
+        "*/without_mask/*",
+        _eye_band_found,
+        splits=("train",),
+    ),
 }
 
 
