@@ -102,3 +102,21 @@ def test_whole_photo_reviews_name_photos_of_the_datasets():
     with open(root / "mask_kaggle_faces" / "index.csv", newline="") as handle:
         index = {r["path"] for r in csv.DictReader(handle) if r["label"] == "without_mask"}
     assert set(kaggle) == index
+
+
+def test_web_eye_reviews_cover_every_face_without_a_mask_once():
+    """mask/without_mask's eye reviews (val/test for the verdicts, train for a trial's training)
+    are disjoint, name every photo of that class by its path under mask/, and keep their counts."""
+    from tests.conftest import data_root_or_skip
+    from training.splits import split_of
+
+    root = data_root_or_skip()
+    evaluated = review.reviewed(review.REVIEWS["eyes_web"])
+    trained = review.reviewed(review.REVIEWS["eyes_web_train"])
+    photos = {p.relative_to(root / "mask").as_posix() for p in root.glob("mask/*/without_mask/*")}
+    assert not evaluated.keys() & trained.keys()
+    assert evaluated.keys() | trained.keys() == photos
+    assert {split_of("mask", p) for p in evaluated} == {"val", "test"}
+    for states, counts in ((evaluated, (567, 25, 310)), (trained, (1310, 43, 738))):
+        values = list(states.values())
+        assert (len(values), values.count(1), values.count(0)) == counts

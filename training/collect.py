@@ -113,10 +113,12 @@ class Collector:
         cew_mouths: bool = False,
         kaggle_veil: bool = False,
         helen_review: bool = False,
+        web_eyes_review: bool = False,
     ) -> None:
         self.root = root
         self.cew_mouths = cew_mouths
         self.helen_review = helen_review
+        self.web_eyes_review = web_eyes_review
         self.kaggle_veil = kaggle_veil
         self.limit = limit
         self.wanted = set(wanted)
@@ -300,6 +302,13 @@ class Collector:
             self._veil_pair(rgb, analysis.landmarks.points, analysis.regions, where, "mouth", path)
 
     def mask(self) -> None:
+        """mask/: real masks for the veil; the faces without one give the veil's clean/occluded
+        pairs and open eyes - all of them by assumption, or with `web_eyes_review` each face's
+        eyes as reviewed by eye (every split; closed or lowered lids = closed, unclear faces give
+        no eye crop). The shipped eye model was trained on the assumption."""
+        eyes: dict[str, int | None] = {}
+        for part in ("eyes_web", "eyes_web_train") if self.web_eyes_review else ():
+            eyes |= review.reviewed(review.REVIEWS[part])
         # Eyes alone need only the open faces: a mask says nothing about the eyes.
         pattern = "mask/*/*/*" if "veil" in self.wanted else "mask/*/without_mask/*"
         images = self._analysed_photos(
@@ -310,8 +319,9 @@ class Collector:
             if path.parent.name == "with_mask":
                 self.tasks["veil"].add(analysis.regions.face, 1, where, "mask/real_mask", np.nan)
             else:
-                if "eyes" in self.wanted:  # eyes open: no closed-eye photo in without_mask
-                    self._both_eyes(analysis, 0, where, "mask/pipeline_eye")
+                state = eyes.get(path.relative_to(self.root / "mask").as_posix(), 0)
+                if "eyes" in self.wanted and state is not None:  # None: reviewed, unclear
+                    self._both_eyes(analysis, state, where, "mask/pipeline_eye")
                 self._veil_pair(
                     rgb, analysis.landmarks.points, analysis.regions, where, "mask", path
                 )
@@ -372,6 +382,12 @@ def main(argv: list[str] | None = None) -> None:
         help="label mouth/'s mouths by their review by eye, unclear ones left out (a trial: the "
         "shipped mouth model was trained on the dataset's own labels)",
     )
+    parser.add_argument(
+        "--web-eyes-review",
+        action="store_true",
+        help="label mask/without_mask's eyes by their review by eye, unclear faces left out (a "
+        "trial: the shipped eye model took every one of them as open)",
+    )
     args = parser.parse_args(argv)
     root = data_root(args.data_root)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -384,6 +400,7 @@ def main(argv: list[str] | None = None) -> None:
         args.cew_mouths,
         args.kaggle_veil,
         args.helen_review,
+        args.web_eyes_review,
     )
     for step in collector.steps():
         start = time.perf_counter()
