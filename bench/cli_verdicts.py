@@ -4,8 +4,9 @@
 
 The per-face tables (`make verdicts`) run the kiosk's modules in one process; this runs the
 command an operator runs. Photos, with the labels reviewed by eye (training/review.py):
-- eyes: `faces68_ytf` reviewed open and closed (YouTube, never in eye training) and CEW test
-  closed (`eyes_closed_faces`, the eye model's test split);
+- eyes: `faces68_ytf` reviewed open and closed (YouTube, never in eye training), CEW test
+  closed (`eyes_closed_faces`, the eye model's test split) and web faces' test split reviewed
+  open and closed (`mask/without_mask`);
 - mouth: CEW reviewed open and closed mouths (never in mouth training);
 - veil: Kaggle crowd crops with a mask and those reviewed as uncovered
   (training/labels/mask_kaggle_faces_without_mask.csv), and web mask portraits (never in veil
@@ -13,6 +14,7 @@ command an operator runs. Photos, with the labels reviewed by eye (training/revi
 Each photo gets evaluate_faces' grey border and is scaled x2 with Lanczos, so these small faces
 pass the kiosk's 100 px face gate; one `kiosk check --json` process reads the whole folder.
 A face the kiosk refuses (no face, too small, several) counts as missed, apart from errors.
+`--reference DIR` runs another model bundle on the same photos in the same run, beside ours.
 """
 
 from __future__ import annotations
@@ -49,6 +51,12 @@ def photos(root: Path, limit: int) -> list[tuple[str, str, int, Path]]:
     cew = sorted((root / "eyes_closed_faces" / "closed").glob("*.jpg"))
     test = [p for p in cew if splits.lookup("eyes_closed_faces", f"closed/{p.name}")[1] == "test"]
     out += [("eyes", "eyes_closed_faces test", 1, p) for p in test]
+    web = review.reviewed(review.REVIEWS["eyes_web"])
+    for label in (0, 1):
+        paths = sorted(
+            p for p, v in web.items() if v == label and splits.split_of("mask", p) == "test"
+        )
+        out += [("eyes", "mask/without_mask test", label, root / "mask" / p) for p in paths]
     mouths = review.reviewed(review.REVIEWS["mouth"])
     for label in (0, 1):
         paths = sorted(p for p, v in mouths.items() if v == label)
@@ -76,6 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=120, help="photos per source and label")
     parser.add_argument("--data-root", default=None)
+    parser.add_argument("--reference", type=Path, default=None, help="another model bundle")
     args = parser.parse_args()
     chosen = photos(data_root(args.data_root), args.limit)
     with tempfile.TemporaryDirectory() as tmp:
@@ -86,24 +95,25 @@ def main() -> None:
             name = f"{i:05d}.png"
             cv2.imwrite(str(Path(tmp) / name), cv2.cvtColor(big, cv2.COLOR_RGB2BGR))
             names[name] = (check, source, label)
-        done = kiosk_records("check", Path(tmp))
-    tally: Counter = Counter()
-    for record in done:
-        check, source, label = names[Path(record["source"]).name]
-        result = record.get("checks", {}).get(CHECKS[check])
-        if result is None:
-            outcome = "missed"
-        else:
-            outcome = "wrong" if bool(result["failed"]) != bool(label) else "right"
-        tally[(check, source, label, outcome)] += 1
-    print(f"`kiosk check --json` on {len(names)} photos ({len(done)} records)\n")
-    print("| check | source | class | n | missed | error on checked faces | error end to end |")
-    print("|---|---|---|---:|---:|---:|---:|")
-    for check, source, label in sorted({key[:3] for key in tally}):
-        right, wrong, missed = (
-            tally[(check, source, label, o)] for o in ("right", "wrong", "missed")
-        )
-        n = right + wrong + missed
+        bundles = {"ours": kiosk_records("check", Path(tmp))}
+        if args.reference is not None:
+            bundles["reference"] = kiosk_records("check", Path(tmp), args.reference)
+    tallies = {bundle: tally(done, names) for bundle, done in bundles.items()}
+    print(f"`kiosk check --json` on {len(names)} photos ({', '.join(bundles)})\n")
+    columns = " | ".join(f"{b}: missed · error · e2e" for b in bundles)
+    print(f"| check | source | class | n | {columns} |")
+    print("|---|---|---|---:|" + "---|" * len(bundles))
+    for check, source, label in sorted({key[:3] for key in tallies["ours"]}):
+        cells = []
+        for counts in tallies.values():
+            right, wrong, missed = (
+                counts[(check, source, label, o)] for o in ("right", "wrong", "missed")
+            )
+            n = right + wrong + missed
+            cells.append(
+                f"{missed} · {100 * wrong / max(right + wrong, 1):.1f} % · "
+                f"{100 * (wrong + missed) / n:.1f} %"
+            )
         kind = {
             ("eyes", 1): "closed",
             ("eyes", 0): "open",
@@ -112,10 +122,21 @@ def main() -> None:
             ("veil", 1): "covered",
             ("veil", 0): "uncovered",
         }[(check, label)]
-        print(
-            f"| {CHECKS[check]} | {source} | {kind} | {n} | {missed} | "
-            f"{100 * wrong / max(right + wrong, 1):.1f} % | {100 * (wrong + missed) / n:.1f} % |"
-        )
+        print(f"| {CHECKS[check]} | {source} | {kind} | {n} | {' | '.join(cells)} |")
+
+
+def tally(done: list[dict], names: dict[str, tuple[str, str, int]]) -> Counter:
+    """(check, source, label, right | wrong | missed) -> faces, from one bundle's records."""
+    counts: Counter = Counter()
+    for record in done:
+        check, source, label = names[Path(record["source"]).name]
+        result = record.get("checks", {}).get(CHECKS[check])
+        if result is None:
+            outcome = "missed"
+        else:
+            outcome = "wrong" if bool(result["failed"]) != bool(label) else "right"
+        counts[(check, source, label, outcome)] += 1
+    return counts
 
 
 if __name__ == "__main__":
