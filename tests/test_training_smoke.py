@@ -167,3 +167,50 @@ def test_balanced_weights_equalise_cells():
     for s, y, w in zip(sources, labels, weights, strict=True):
         totals[(s, y)] = totals.get((s, y), 0) + w
     assert np.allclose(list(totals.values()), 1.5)
+
+
+def test_label_trials_take_their_labels_from_the_reviews_and_measures(tmp_path):
+    """The three label trials (`--helen-review`, `--ofiq-mouths`, `--web-eyes-review`): each
+    crop's label is its photo's reviewed or OFIQ label, and an unclear or ambiguous photo gives
+    no crop."""
+    import csv
+
+    from training import collect, review
+
+    root = data_root_or_skip()
+    out, limit = tmp_path / "labels", 30
+    flags = ["--helen-review", "--ofiq-mouths", "--web-eyes-review"]
+    args = ["--data-root", str(root), "--out", str(out), "--limit", str(limit)]
+    collect.main([*args, "--tasks", "eyes", "mouth", *flags])
+    with open(out / "drops_eyes_mouth.csv", newline="") as handle:
+        dropped = {row["path"] for row in csv.DictReader(handle)}
+
+    def expected(pattern: str, labels: dict[str, int | None], key) -> list[int]:
+        files = sorted(root.glob(pattern))[:limit]
+        kept = [f for f in files if str(f.relative_to(root)) not in dropped]
+        return sorted(v for f in kept if (v := labels[key(f)]) is not None)
+
+    with open(root / "faces68_measures" / "measures.csv", newline="") as handle:
+        ofiq = {
+            r["image"]: {"open": 1, "closed": 0}.get(r["mouth_label"])
+            for r in csv.DictReader(handle)
+        }
+    helen = review.reviewed(review.REVIEWS["mouth_helen"])
+    helen |= review.reviewed(review.REVIEWS["mouth_helen_train"])
+    web = review.reviewed(review.REVIEWS["eyes_web"])
+    web |= review.reviewed(review.REVIEWS["eyes_web_train"])
+    mouth, eyes = np.load(out / "mouth.npz"), np.load(out / "eyes.npz")
+
+    def labels(crops, source: str) -> list[int]:
+        return sorted(int(v) for v in crops["labels"][crops["sources"] == source])
+
+    assert labels(mouth, "faces68/pipeline_mouth") == expected(
+        "faces68/*/*.jpg", ofiq, lambda f: f.relative_to(root).as_posix()
+    )
+    assert labels(mouth, "mouth/pipeline_mouth") == expected(
+        "mouth/images/*.jpg", helen, lambda f: f"images/{f.name}"
+    )
+    web_eyes = expected(
+        "mask/*/without_mask/*", web, lambda f: f.relative_to(root / "mask").as_posix()
+    )
+    assert labels(eyes, "mask/pipeline_eye") == sorted(web_eyes * 2)  # two eyes per face

@@ -114,8 +114,10 @@ class Collector:
         kaggle_veil: bool = False,
         helen_review: bool = False,
         web_eyes_review: bool = False,
+        ofiq_mouths: bool = False,
     ) -> None:
         self.root = root
+        self.ofiq_mouths = ofiq_mouths
         self.cew_mouths = cew_mouths
         self.helen_review = helen_review
         self.web_eyes_review = web_eyes_review
@@ -227,6 +229,18 @@ class Collector:
             self.tasks["eyes"].add(crop, label, self._where("eyes", path), "eyes/closeup", np.nan)
 
     def faces68(self) -> None:
+        """faces68: eyes and mouths labelled from the hand landmarks. Mouths by the mean
+        inner-lip gap (closed <= GAP_CLOSED, open >= GAP_OPEN), or with `ofiq_mouths` by
+        `faces68_measures`' label: OFIQ's widest gap, open > 0.06, closed < 0.01, the rule the
+        verdicts judge by (training/evaluate_faces.py). The shipped mouth model was trained on
+        the first."""
+        ofiq: dict[str, int | None] = {}
+        if self.ofiq_mouths:
+            with open(self.root / "faces68_measures" / "measures.csv", newline="") as handle:
+                ofiq = {
+                    row["image"]: {"open": 1, "closed": 0}.get(row["mouth_label"])
+                    for row in csv.DictReader(handle)
+                }
         for path, rgb, pad, analysis in self._analysed_photos("faces68/*/*.jpg", "faces68"):
             truth = read_pts(path.with_suffix(".pts")) + pad
             where = self._where("faces68", path)
@@ -242,11 +256,15 @@ class Collector:
                     "faces68/pipeline_eye",
                     baseline,
                 )
-            gap_true = mouth_opening(Landmarks(truth))
-            if "mouth" in self.wanted and not GAP_CLOSED < gap_true < GAP_OPEN:
+            if self.ofiq_mouths:
+                mouth = ofiq[path.relative_to(self.root).as_posix()]
+            else:
+                gap_true = mouth_opening(Landmarks(truth))
+                mouth = None if GAP_CLOSED < gap_true < GAP_OPEN else int(gap_true >= GAP_OPEN)
+            if "mouth" in self.wanted and mouth is not None:
                 self.tasks["mouth"].add(
                     analysis.regions.mouth,
-                    int(gap_true >= GAP_OPEN),
+                    mouth,
                     where,
                     "faces68/pipeline_mouth",
                     mouth_opening(analysis.landmarks),
@@ -388,6 +406,12 @@ def main(argv: list[str] | None = None) -> None:
         help="label mask/without_mask's eyes by their review by eye, unclear faces left out (a "
         "trial: the shipped eye model took every one of them as open)",
     )
+    parser.add_argument(
+        "--ofiq-mouths",
+        action="store_true",
+        help="label faces68's mouths by faces68_measures' OFIQ rule, the verdicts' (a trial: the "
+        "shipped mouth model was trained on the mean-gap rule)",
+    )
     args = parser.parse_args(argv)
     root = data_root(args.data_root)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -401,6 +425,7 @@ def main(argv: list[str] | None = None) -> None:
         args.kaggle_veil,
         args.helen_review,
         args.web_eyes_review,
+        args.ofiq_mouths,
     )
     for step in collector.steps():
         start = time.perf_counter()
