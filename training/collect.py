@@ -47,7 +47,6 @@ from kiosk.runtime.vision.analysis import Analysis, FaceAnalyzer
 from kiosk.runtime.vision.detectors import DEFAULT_BACKEND, DETECTORS, make_detector
 from kiosk.runtime.vision.landmarks import landmark_predictor
 from kiosk.runtime.vision.regions import Regions
-from kiosk.runtime.vision.types import Landmarks
 from training import masks, review, splits
 from training.geometry import eye_aspect_ratio, mouth_opening, read_pts
 from training.paths import MODELS, WORK, data_root
@@ -65,7 +64,6 @@ def padded(rgb: np.ndarray) -> tuple[np.ndarray, int]:
 
 COLLECT_MIN_FACE_PX = 40  # dataset faces are smaller than a kiosk's; crops are rescaled anyway
 EAR_CLOSED, EAR_OPEN = 0.10, 0.22
-GAP_CLOSED, GAP_OPEN = 0.02, 0.10
 
 
 @dataclass
@@ -113,14 +111,10 @@ class Collector:
         cew_mouths: bool = False,
         kaggle_veil: bool = False,
         helen_review: bool = False,
-        web_eyes_review: bool = False,
-        ofiq_mouths: bool = False,
     ) -> None:
         self.root = root
-        self.ofiq_mouths = ofiq_mouths
         self.cew_mouths = cew_mouths
         self.helen_review = helen_review
-        self.web_eyes_review = web_eyes_review
         self.kaggle_veil = kaggle_veil
         self.limit = limit
         self.wanted = set(wanted)
@@ -229,18 +223,16 @@ class Collector:
             self.tasks["eyes"].add(crop, label, self._where("eyes", path), "eyes/closeup", np.nan)
 
     def faces68(self) -> None:
-        """faces68: eyes and mouths labelled from the hand landmarks. Mouths by the mean
-        inner-lip gap (closed <= GAP_CLOSED, open >= GAP_OPEN), or with `ofiq_mouths` by
-        `faces68_measures`' label: OFIQ's widest gap, open > 0.06, closed < 0.01, the rule the
-        verdicts judge by (training/evaluate_faces.py). The shipped mouth model was trained on
-        the first."""
-        ofiq: dict[str, int | None] = {}
-        if self.ofiq_mouths:
-            with open(self.root / "faces68_measures" / "measures.csv", newline="") as handle:
-                ofiq = {
-                    row["image"]: {"open": 1, "closed": 0}.get(row["mouth_label"])
-                    for row in csv.DictReader(handle)
-                }
+        """faces68: eyes and mouths labelled from the hand landmarks; mouths by
+        `faces68_measures`' label (OFIQ's widest inner-lip gap: open > 0.06, closed < 0.01,
+        ambiguous left out), the rule the verdicts judge them by (training/evaluate_faces.py).
+        The mouth model before this one learned a mean-gap rule that left out the 0.06-0.10
+        band (reports/verdicts/mouth_ofiq_trial.md)."""
+        with open(self.root / "faces68_measures" / "measures.csv", newline="") as handle:
+            ofiq = {
+                row["image"]: {"open": 1, "closed": 0}.get(row["mouth_label"])
+                for row in csv.DictReader(handle)
+            }
         for path, rgb, pad, analysis in self._analysed_photos("faces68/*/*.jpg", "faces68"):
             truth = read_pts(path.with_suffix(".pts")) + pad
             where = self._where("faces68", path)
@@ -256,11 +248,7 @@ class Collector:
                     "faces68/pipeline_eye",
                     baseline,
                 )
-            if self.ofiq_mouths:
-                mouth = ofiq[path.relative_to(self.root).as_posix()]
-            else:
-                gap_true = mouth_opening(Landmarks(truth))
-                mouth = None if GAP_CLOSED < gap_true < GAP_OPEN else int(gap_true >= GAP_OPEN)
+            mouth = ofiq[path.relative_to(self.root).as_posix()]
             if "mouth" in self.wanted and mouth is not None:
                 self.tasks["mouth"].add(
                     analysis.regions.mouth,
@@ -321,11 +309,11 @@ class Collector:
 
     def mask(self) -> None:
         """mask/: real masks for the veil; the faces without one give the veil's clean/occluded
-        pairs and open eyes - all of them by assumption, or with `web_eyes_review` each face's
-        eyes as reviewed by eye (every split; closed or lowered lids = closed, unclear faces give
-        no eye crop). The shipped eye model was trained on the assumption."""
+        pairs and eye crops labelled by their review by eye (every split; closed or lowered lids
+        = closed, unclear faces give no eye crop). The eye model before this one took all of
+        them as open (reports/verdicts/eyes_web_trial.md)."""
         eyes: dict[str, int | None] = {}
-        for part in ("eyes_web", "eyes_web_train") if self.web_eyes_review else ():
+        for part in ("eyes_web", "eyes_web_train"):
             eyes |= review.reviewed(review.REVIEWS[part])
         # Eyes alone need only the open faces: a mask says nothing about the eyes.
         pattern = "mask/*/*/*" if "veil" in self.wanted else "mask/*/without_mask/*"
@@ -337,7 +325,7 @@ class Collector:
             if path.parent.name == "with_mask":
                 self.tasks["veil"].add(analysis.regions.face, 1, where, "mask/real_mask", np.nan)
             else:
-                state = eyes.get(path.relative_to(self.root / "mask").as_posix(), 0)
+                state = eyes[path.relative_to(self.root / "mask").as_posix()]
                 if "eyes" in self.wanted and state is not None:  # None: reviewed, unclear
                     self._both_eyes(analysis, state, where, "mask/pipeline_eye")
                 self._veil_pair(
@@ -400,18 +388,6 @@ def main(argv: list[str] | None = None) -> None:
         help="label mouth/'s mouths by their review by eye, unclear ones left out (a trial: the "
         "shipped mouth model was trained on the dataset's own labels)",
     )
-    parser.add_argument(
-        "--web-eyes-review",
-        action="store_true",
-        help="label mask/without_mask's eyes by their review by eye, unclear faces left out (a "
-        "trial: the shipped eye model took every one of them as open)",
-    )
-    parser.add_argument(
-        "--ofiq-mouths",
-        action="store_true",
-        help="label faces68's mouths by faces68_measures' OFIQ rule, the verdicts' (a trial: the "
-        "shipped mouth model was trained on the mean-gap rule)",
-    )
     args = parser.parse_args(argv)
     root = data_root(args.data_root)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -424,8 +400,6 @@ def main(argv: list[str] | None = None) -> None:
         args.cew_mouths,
         args.kaggle_veil,
         args.helen_review,
-        args.web_eyes_review,
-        args.ofiq_mouths,
     )
     for step in collector.steps():
         start = time.perf_counter()

@@ -17,8 +17,8 @@ __all__ = ["eye_aspect_ratio", "inner_lip_gap", "mouth_opening", "ofiq_mouth_ope
 
 
 def mouth_opening(landmarks: Landmarks) -> float:
-    """Mean inner-lip gap over the eye-midpoint-to-chin distance (the rule training/collect.py
-    labels faces68 mouths with; OFIQ's measure takes the widest gap instead)."""
+    """Mean inner-lip gap over the eye-midpoint-to-chin distance: the baseline feature of every
+    mouth crop (OFIQ's measure, the kiosk's and the labels', takes the widest gap instead)."""
     p = landmarks.points
     gap = np.mean([np.linalg.norm(p[a] - p[b]) for a, b in INNER_LIP_PAIRS])
     eye_mid = p[36:48].mean(axis=0)
