@@ -120,3 +120,23 @@ def test_web_eye_reviews_cover_every_face_without_a_mask_once():
     for states, counts in ((evaluated, (567, 25, 310)), (trained, (1310, 43, 738))):
         values = list(states.values())
         assert (len(values), values.count(1), values.count(0)) == counts
+
+
+def test_faces68_eye_review_sees_only_in_between_train_and_val_faces():
+    """The faces68 eye review covers the train/val faces with an eye between the landmark
+    cut-offs (EAR 0.10-0.22 on the manual points), by their path under faces68/."""
+    import csv
+
+    from tests.conftest import data_root_or_skip
+    from training.splits import split_of
+
+    root = data_root_or_skip()
+    faces = review.reviewed(review.REVIEWS["eyes_faces68"])
+    with open(root / "faces68_measures" / "measures.csv", newline="") as handle:
+        rows = {r["image"].removeprefix("faces68/"): r for r in csv.DictReader(handle)}
+    assert faces.keys() <= rows.keys()
+    assert {split_of("faces68", p) for p in faces} == {"train", "val"}
+    for path in faces:
+        assert any(0.10 < float(rows[path][k]) < 0.22 for k in ("ear_left", "ear_right"))
+    states = list(faces.values())
+    assert (len(states), states.count(1), states.count(0)) == (185, 41, 55)

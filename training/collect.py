@@ -111,8 +111,10 @@ class Collector:
         cew_mouths: bool = False,
         kaggle_veil: bool = False,
         helen_review: bool = False,
+        faces68_eye_review: bool = False,
     ) -> None:
         self.root = root
+        self.faces68_eye_review = faces68_eye_review
         self.cew_mouths = cew_mouths
         self.helen_review = helen_review
         self.kaggle_veil = kaggle_veil
@@ -233,17 +235,24 @@ class Collector:
                 row["image"]: {"open": 1, "closed": 0}.get(row["mouth_label"])
                 for row in csv.DictReader(handle)
             }
+        # with `faces68_eye_review` (a trial), an eye between the cut-offs takes its face's
+        # review by eye where there is one (training/review.py eyes_faces68: train and val)
+        reviewed: dict[str, int | None] = {}
+        if self.faces68_eye_review:
+            reviewed = review.reviewed(review.REVIEWS["eyes_faces68"])
         for path, rgb, pad, analysis in self._analysed_photos("faces68/*/*.jpg", "faces68"):
             truth = read_pts(path.with_suffix(".pts")) + pad
             where = self._where("faces68", path)
+            face = reviewed.get(path.relative_to(self.root / "faces68").as_posix())
             for name, eye_slice in (("right_eye", slice(36, 42)), ("left_eye", slice(42, 48))):
                 ear_true = eye_aspect_ratio(truth[eye_slice])
-                if "eyes" not in self.wanted or EAR_CLOSED < ear_true < EAR_OPEN:
+                label = 1 if ear_true <= EAR_CLOSED else 0 if ear_true >= EAR_OPEN else face
+                if "eyes" not in self.wanted or label is None:
                     continue
                 baseline = -eye_aspect_ratio(analysis.landmarks.points[eye_slice])
                 self.tasks["eyes"].add(
                     getattr(analysis.regions, name),
-                    int(ear_true <= EAR_CLOSED),
+                    label,
                     where,
                     "faces68/pipeline_eye",
                     baseline,
@@ -388,6 +397,12 @@ def main(argv: list[str] | None = None) -> None:
         help="label mouth/'s mouths by their review by eye, unclear ones left out (a trial: the "
         "shipped mouth model was trained on the dataset's own labels)",
     )
+    parser.add_argument(
+        "--faces68-eye-review",
+        action="store_true",
+        help="label faces68's eyes between the landmark cut-offs by their face's review by eye "
+        "(a trial: the shipped eye model left them out)",
+    )
     args = parser.parse_args(argv)
     root = data_root(args.data_root)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -400,6 +415,7 @@ def main(argv: list[str] | None = None) -> None:
         args.cew_mouths,
         args.kaggle_veil,
         args.helen_review,
+        args.faces68_eye_review,
     )
     for step in collector.steps():
         start = time.perf_counter()
