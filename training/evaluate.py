@@ -197,10 +197,12 @@ DATA_PROVENANCE = {
     "eyes": "eye crops cut by the kiosk pipeline from whole faces: faces68/ (300-W AFW + HELEN, "
     "non-commercial research; labelled from the manual landmarks' eye aspect ratio), "
     "eyes_closed_faces/ (CEW ClosedFace, research use; closed) and mask/without_mask "
-    "(chandrikadeb7/Face-Mask-Detection, MIT; open), train splits; + eyes/ close-ups "
+    "(chandrikadeb7/Face-Mask-Detection, MIT; eyes as reviewed by eye, unclear left out), "
+    "train splits; + eyes/ close-ups "
     "(purnenduvashistha/Eye-State-Detection, no licence stated); faces68_ytf/ held out",
     "mouth": "mouth/ (fantopop/smile-detection, MIT; HELEN pictures) hand labels + mouth crops cut "
-    "from faces68/ (300-W, non-commercial research) labelled from the manual landmarks",
+    "from faces68/ (300-W, non-commercial research) labelled by OFIQ's mouth-opening rule on the "
+    "manual landmarks (faces68_measures)",
     "veil": "mask/ (chandrikadeb7/Face-Mask-Detection, MIT; third-party pictures) real masks + "
     "synthetic masks/cloth on clean faces of faces68/, mouth/ and mask/without_mask "
     "(overlays: mask_overlays/, no licence stated)",
