@@ -12,6 +12,7 @@ batch times the number of replicas. Here it runs on the CPU with the default str
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -212,6 +213,7 @@ def train(
                 "strategy": strategy_name,
                 "init": None if init is None else str(init),
                 "learning_rate": learning_rate or task.learning_rate,
+                "lowres_probability": task.lowres_probability,
             },
             indent=2,
         )
@@ -236,8 +238,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--lr", type=float, default=None, help="initial learning rate (default: the task's)"
     )
+    parser.add_argument(
+        "--lowres",
+        type=float,
+        default=None,
+        help="share of training crops sent through a low-resolution round trip (default: the "
+        "task's)",
+    )
     args = parser.parse_args(argv)
     task = TASKS[args.task]
+    if args.lowres is not None:
+        task = dataclasses.replace(task, lowres_probability=args.lowres)
     best = train(
         task,
         args.crops,
