@@ -48,7 +48,7 @@ from kiosk.runtime.vision.detectors import DEFAULT_BACKEND, DETECTORS, make_dete
 from kiosk.runtime.vision.landmarks import landmark_predictor
 from kiosk.runtime.vision.regions import Regions
 from training import masks, review, splits
-from training.geometry import eye_aspect_ratio, mouth_opening, read_pts
+from training.geometry import EAR_CLOSED, EAR_OPEN, eye_aspect_ratio, mouth_opening, read_pts
 from training.paths import MODELS, WORK, data_root
 
 TASK_NAMES = ("eyes", "mouth", "veil")
@@ -63,7 +63,6 @@ def padded(rgb: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 COLLECT_MIN_FACE_PX = 40  # dataset faces are smaller than a kiosk's; crops are rescaled anyway
-EAR_CLOSED, EAR_OPEN = 0.10, 0.22
 
 
 @dataclass

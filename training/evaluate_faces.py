@@ -69,12 +69,11 @@ from kiosk.runtime.vision.detectors import DEFAULT_BACKEND, DETECTORS, make_dete
 from kiosk.runtime.vision.landmarks import landmark_predictor
 from training import masks, review, splits
 from training.collect import COLLECT_MIN_FACE_PX, padded
-from training.geometry import inner_lip_gap, read_pts
+from training.geometry import EAR_CLOSED, EAR_OPEN, inner_lip_gap, read_pts
 from training.paths import MODELS, WORK, data_root
 
 logger = logging.getLogger(__name__)
 
-EYE_CLOSED_MAX, EYE_OPEN_MIN = 0.10, 0.22  # hand-landmark EAR (training/collect.py's rule)
 DETECT_MIN_FACE_PX = 20  # as bench/face_miss.py: smaller faces than the kiosk's detector sees
 OFIQ_OPEN, OFIQ_CLOSED = 0.06, 0.01  # faces68_measures' rule (the hidden mouth_helen labels')
 TRAINED_SPLITS = ("val", "test")  # of the datasets the shipped models were trained on
@@ -147,7 +146,7 @@ def photos(root: Path) -> Iterator[tuple[Photo, str, str]]:
         if split not in TRAINED_SPLITS:
             continue
         ear = min(float(row["ear_left"]), float(row["ear_right"]))
-        eyes = 1 if ear <= EYE_CLOSED_MAX else 0 if ear >= EYE_OPEN_MIN else None
+        eyes = 1 if ear <= EAR_CLOSED else 0 if ear >= EAR_OPEN else None
         mouth = {"open": 1, "closed": 0}.get(row["mouth_label"])
         photo = Photo("faces68", path, "faces68", eyes, mouth, 0, root / row["pts"], True)
         yield photo, group, split

@@ -13,7 +13,18 @@ from kiosk.runtime.checks.mouth_open import INNER_LIP_PAIRS
 from kiosk.runtime.checks.mouth_open import mouth_opening as ofiq_mouth_opening
 from kiosk.runtime.vision.types import Landmarks
 
-__all__ = ["eye_aspect_ratio", "inner_lip_gap", "mouth_opening", "ofiq_mouth_opening"]
+__all__ = [
+    "EAR_CLOSED",
+    "EAR_OPEN",
+    "eye_aspect_ratio",
+    "inner_lip_gap",
+    "mouth_opening",
+    "ofiq_mouth_opening",
+]
+
+# An eye on manual landmarks: closed at most EAR_CLOSED, open at least EAR_OPEN, in between
+# neither (half-open, lowered, squinting): the faces68 eye labels of training and evaluation.
+EAR_CLOSED, EAR_OPEN = 0.10, 0.22
 
 
 def mouth_opening(landmarks: Landmarks) -> float:

@@ -19,9 +19,9 @@ def kiosk_records(command: str, folder: Path, models: Path | None = None) -> lis
     """The records of `kiosk <command> --json` on `folder`, in the order it read the pictures.
     `models`: another model bundle, named by a copy of the project's config in a temporary
     folder (never beside `folder`, which may be a shared dataset) that differs from it only in
-    `[models] dir`, so both bundles run with the same settings. Exit codes 0-2 are answers (nothing flagged,
-    something flagged, an image errored); another code, or no record at all (a crash, a usage
-    error), raises."""
+    `[models] dir`, so both bundles run with the same settings. Exit codes 0-2 are answers
+    (nothing flagged, something flagged, an image errored); another code, or no record at all
+    (a crash, a usage error), raises."""
     with tempfile.TemporaryDirectory() as tmp:
         config = []
         if models is not None:

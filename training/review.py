@@ -1,20 +1,26 @@
 """Labels reviewed by eye where a dataset has none or only automatic ones (issue 12).
 
-Why: three questions have no trustworthy or consistent label in `../shared/datasets`.
+Why: these questions have no trustworthy or consistent label in `../shared/datasets`.
 - YouTube-Faces eyes (`faces68_ytf`): the one source of open eyes the eye model never trained
   on; its label was automatic ("open unless the automatic points' EAR < 0.15"), and the faces the
   model flagged mostly had shut eyes or lowered lids: the label, not the model, was wrong.
 - CEW mouths (`eyes_closed_faces`): 1,192 real faces, many smiling with closed lips or laughing,
   exactly what the mouth model confuses, but with no mouth label at all.
 - `mouth/` (HELEN pictures) has hand labels, but calls slightly parted lips open; its evaluated
-  photos (val, test) were reviewed by the CEW rule so every source's "open" means the same.
+  photos (val, test) were reviewed by the CEW rule so every source's "open" means the same, and
+  its train photos for a trial (`mouth_helen_train`; not shipped).
+- Web faces' eyes (`mask/without_mask`, `eyes_web` and `eyes_web_train`): taken as open by
+  assumption, some are shut or lowered; the shipped eye model trains on the reviews. The dataset
+  has no points: tiles are cut around the kiosk pipeline's landmarks.
+- faces68's half-open eyes (`eyes_faces68`): train/val faces with an eye between the manual
+  landmarks' cut-offs, which the landmark label leaves out (a trial; not shipped).
 
 A reviewer looks at a seeded random order of the photos, blind to every score, in sheets of 48
 numbered tiles, and notes per sheet which tiles show the failure and which the compliant state;
 every other tile is unclear:
 - eyes: open = both irises clearly visible; closed = an eye shut or the lids lowered over the
   pupil (blinking, looking down) - a passport photo fails either way; tiles = eye bands cut
-  around the dataset's own points 36-47 and enlarged;
+  around points 36-47 and enlarged;
 - mouth: open = lips apart (teeth or a dark gap between them); closed = lips touching, smiling
   or not; tiles = the lower half of the (tight) face photo.
 
@@ -62,7 +68,7 @@ from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.vision.analysis import FaceAnalyzer
 from kiosk.runtime.vision.detectors import DEFAULT_BACKEND, make_detector
 from kiosk.runtime.vision.landmarks import landmark_predictor
-from training.geometry import read_pts
+from training.geometry import EAR_CLOSED, EAR_OPEN, read_pts
 from training.paths import MODELS, data_root
 from training.splits import split_of
 
@@ -160,8 +166,8 @@ def _eye_band_found(folder: Path, path: str) -> np.ndarray:
 
 
 def _eye_in_between(root: Path, path: str) -> bool:
-    """A faces68 photo with an eye between the landmark cut-offs (EAR 0.10-0.22, manual points:
-    faces68_measures), which the landmark label leaves out."""
+    """A faces68 photo with an eye between the landmark cut-offs (EAR_CLOSED-EAR_OPEN on the
+    manual points, faces68_measures), which the landmark label leaves out."""
     return path in _faces68_in_between(root)
 
 
@@ -171,7 +177,7 @@ def _faces68_in_between(root: Path) -> frozenset[str]:
         return frozenset(
             row["image"].removeprefix("faces68/")
             for row in csv.DictReader(handle)
-            if any(0.10 < float(row[k]) < 0.22 for k in ("ear_left", "ear_right"))
+            if any(EAR_CLOSED < float(row[k]) < EAR_OPEN for k in ("ear_left", "ear_right"))
         )
 
 
@@ -230,20 +236,6 @@ REVIEWS = {
         _eye_band_found,
         splits=("val", "test"),
     ),
-    # faces68's train/val faces with an eye between the landmark cut-offs (EAR 0.10-0.22), which
-    # the landmark label leaves out: half-open, lowered or squinting eyes
-    "eyes_faces68": Review(
-        "faces68",
-        "eyes",
-        4,
-        12,
-        (240, 80),
-        "closed",
-        "*/*.jpg",
-        _eye_band,
-        splits=("train", "val"),
-        keep=_eye_in_between,
-    ),
     # and its train photos, for an eye model that does not learn shut or lowered lids as open
     "eyes_web_train": Review(
         "mask",
@@ -255,6 +247,20 @@ REVIEWS = {
         "*/without_mask/*",
         _eye_band_found,
         splits=("train",),
+    ),
+    # faces68's train/val faces with an eye between the landmark cut-offs, which the landmark
+    # label leaves out: half-open, lowered or squinting eyes
+    "eyes_faces68": Review(
+        "faces68",
+        "eyes",
+        4,
+        12,
+        (240, 80),
+        "closed",
+        "*/*.jpg",
+        _eye_band,
+        splits=("train", "val"),
+        keep=_eye_in_between,
     ),
 }
 
