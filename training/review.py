@@ -55,7 +55,7 @@ import argparse
 import csv
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
@@ -209,20 +209,6 @@ REVIEWS = {
         prefix="images/",
         splits=("val", "test"),
     ),
-    # its train photos by the same rule, so the mouth model learns the boundary it is judged by
-    "mouth_helen_train": Review(
-        "mouth",
-        "reviewed_train",
-        6,
-        8,
-        (168, 120),
-        "open",
-        "annotations.csv",
-        _lower_face,
-        column="filename",
-        prefix="images/",
-        splits=("train",),
-    ),
     # mask/without_mask's eyes were taken as open; its evaluated photos (val, test) reviewed as
     # YTF's were, so a face with shut or lowered lids is not counted as a false "closed"
     "eyes_web": Review(
@@ -235,18 +221,6 @@ REVIEWS = {
         "*/without_mask/*",
         _eye_band_found,
         splits=("val", "test"),
-    ),
-    # and its train photos, for an eye model that does not learn shut or lowered lids as open
-    "eyes_web_train": Review(
-        "mask",
-        "without_mask_eyes_train",
-        4,
-        12,
-        (240, 80),
-        "closed",
-        "*/without_mask/*",
-        _eye_band_found,
-        splits=("train",),
     ),
     # faces68's train/val faces with an eye between the landmark cut-offs, which the landmark
     # label leaves out: half-open, lowered or squinting eyes
@@ -263,6 +237,15 @@ REVIEWS = {
         keep=_eye_in_between,
     ),
 }
+# The train photos of two of them, by the same rule: mouth/'s for a trial (the mouth model
+# learning the boundary it is judged by), the web faces' for the eye model (not learning shut
+# or lowered lids as open)
+REVIEWS["mouth_helen_train"] = replace(
+    REVIEWS["mouth_helen"], part="reviewed_train", splits=("train",)
+)
+REVIEWS["eyes_web_train"] = replace(
+    REVIEWS["eyes_web"], part="without_mask_eyes_train", splits=("train",)
+)
 
 
 def order(root: Path, review: Review) -> list[str]:
