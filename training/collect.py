@@ -47,8 +47,16 @@ from kiosk.runtime.vision.analysis import Analysis, FaceAnalyzer
 from kiosk.runtime.vision.detectors import DEFAULT_BACKEND, DETECTORS, make_detector
 from kiosk.runtime.vision.landmarks import landmark_predictor
 from kiosk.runtime.vision.regions import Regions
+from kiosk.runtime.vision.types import Landmarks
 from training import masks, review, splits
-from training.geometry import EAR_CLOSED, EAR_OPEN, eye_aspect_ratio, mouth_opening, read_pts
+from training.geometry import (
+    EAR_CLOSED,
+    EAR_OPEN,
+    eye_aspect_ratio,
+    mouth_opening,
+    ofiq_mouth_opening,
+    read_pts,
+)
 from training.paths import MODELS, WORK, data_root
 
 TASK_NAMES = ("eyes", "mouth", "veil")
@@ -111,8 +119,10 @@ class Collector:
         kaggle_veil: bool = False,
         helen_review: bool = False,
         faces68_eye_review: bool = False,
+        helen_ofiq_agree: bool = False,
     ) -> None:
         self.root = root
+        self.helen_ofiq_agree = helen_ofiq_agree
         self.faces68_eye_review = faces68_eye_review
         self.cew_mouths = cew_mouths
         self.helen_review = helen_review
@@ -296,7 +306,7 @@ class Collector:
         reviews did not beat it (reports/verdicts/mouth_review_trial.md)."""
         with open(self.root / "mouth" / "annotations.csv") as handle:
             labels: dict[str, int | None] = {
-                row["filename"]: int(row["mouth_open"]) for row in csv.DictReader(handle)
+                row["filename"]: self._helen_label(row) for row in csv.DictReader(handle)
             }
         for part in ("mouth_helen", "mouth_helen_train") if self.helen_review else ():
             reviews = review.reviewed(review.REVIEWS[part])
@@ -314,6 +324,16 @@ class Collector:
                     mouth_opening(analysis.landmarks),
                 )
             self._veil_pair(rgb, analysis.landmarks.points, analysis.regions, where, "mouth", path)
+
+    def _helen_label(self, row: dict[str, str]) -> int | None:
+        """A `mouth/` row's label; with `helen_ofiq_agree` (a trial) only where OFIQ's rule on
+        the row's own points (dlib's) agrees with it (open > 0.06, closed < 0.01), else None."""
+        label = int(row["mouth_open"])
+        if not self.helen_ofiq_agree:
+            return label
+        points = np.array(row["points"].split(","), float).reshape(68, 2)
+        opening = ofiq_mouth_opening(Landmarks(points))
+        return label if (opening > 0.06 if label else opening < 0.01) else None
 
     def mask(self) -> None:
         """mask/: real masks for the veil; the faces without one give the veil's clean/occluded
@@ -402,6 +422,12 @@ def main(argv: list[str] | None = None) -> None:
         help="label faces68's eyes between the landmark cut-offs by their face's review by eye "
         "(a trial: the shipped eye model left them out)",
     )
+    parser.add_argument(
+        "--helen-ofiq-agree",
+        action="store_true",
+        help="keep a mouth/ crop only where its label agrees with OFIQ's rule on its own points "
+        "(a trial)",
+    )
     args = parser.parse_args(argv)
     root = data_root(args.data_root)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -415,6 +441,7 @@ def main(argv: list[str] | None = None) -> None:
         args.kaggle_veil,
         args.helen_review,
         args.faces68_eye_review,
+        args.helen_ofiq_agree,
     )
     for step in collector.steps():
         start = time.perf_counter()
