@@ -73,6 +73,17 @@ def padded(rgb: np.ndarray) -> tuple[np.ndarray, int]:
 COLLECT_MIN_FACE_PX = 40  # dataset faces are smaller than a kiosk's; crops are rescaled anyway
 
 
+def kiosk_analyzer(detector: str = DEFAULT_BACKEND) -> FaceAnalyzer:
+    """The kiosk's detector `detector` and its landmark model from the bundle in models/, with
+    faces from COLLECT_MIN_FACE_PX: how training cuts its crops and review sheets."""
+    config, registry = load_config(), ModelRegistry(MODELS)
+    return FaceAnalyzer(
+        make_detector(detector, registry, config.detector),
+        landmark_predictor(config, registry, detector),
+        min_face_px=COLLECT_MIN_FACE_PX,
+    )
+
+
 @dataclass
 class TaskData:
     """Growing columns of one task's dataset."""
@@ -130,12 +141,7 @@ class Collector:
         self.limit = limit
         self.wanted = set(wanted)
         self.rng = np.random.default_rng(seed)
-        config, registry = load_config(), ModelRegistry(MODELS)
-        self.analyzer = FaceAnalyzer(
-            make_detector(detector, registry, config.detector),
-            landmark_predictor(config, registry, detector),
-            min_face_px=COLLECT_MIN_FACE_PX,
-        )
+        self.analyzer = kiosk_analyzer(detector)
         self.overlays = masks.load_overlays(root / "mask_overlays")
         self.tasks = {name: TaskData() for name in TASK_NAMES if name in self.wanted}
         self.drops: list[tuple[str, str, str]] = []

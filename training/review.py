@@ -62,14 +62,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from kiosk.config import load_config
 from kiosk.runtime.imageio import load_rgb
-from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.vision.analysis import FaceAnalyzer
-from kiosk.runtime.vision.detectors import DEFAULT_BACKEND, make_detector
-from kiosk.runtime.vision.landmarks import landmark_predictor
 from training.geometry import EAR_CLOSED, EAR_OPEN, read_pts
-from training.paths import MODELS, data_root
+from training.paths import data_root
 from training.splits import split_of
 
 LABELS = Path(__file__).parent / "labels"
@@ -138,23 +134,10 @@ def _band(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     )
 
 
-@cache
-def _kiosk_analyzer() -> FaceAnalyzer:
-    """The kiosk's default detector and landmark model, as training.collect runs them."""
-    from training.collect import COLLECT_MIN_FACE_PX  # collect imports this module
-
-    config, registry = load_config(), ModelRegistry(MODELS)
-    return FaceAnalyzer(
-        make_detector(DEFAULT_BACKEND, registry, config.detector),
-        landmark_predictor(config, registry, DEFAULT_BACKEND),
-        min_face_px=COLLECT_MIN_FACE_PX,
-    )
-
-
 def _eye_band_found(folder: Path, path: str) -> np.ndarray:
     """Both eyes as `_eye_band` cuts them, around the kiosk pipeline's points 36-47 (photos
     without hand points); a photo where the kiosk finds no single face: its upper half."""
-    from training.collect import padded
+    from training.collect import padded  # collect imports this module
 
     rgb, pad = padded(load_rgb(folder / path))
     analysis = _kiosk_analyzer().analyze(rgb)
@@ -163,6 +146,13 @@ def _eye_band_found(folder: Path, path: str) -> np.ndarray:
         h = image.shape[0]
         return cv2.resize(image[pad : h // 2, pad:-pad], (240, 80), interpolation=cv2.INTER_AREA)
     return _band(image, analysis.landmarks.points[36:48])
+
+
+@cache
+def _kiosk_analyzer() -> FaceAnalyzer:
+    from training.collect import kiosk_analyzer  # collect imports this module
+
+    return kiosk_analyzer()
 
 
 def _eye_in_between(root: Path, path: str) -> bool:
