@@ -443,11 +443,11 @@ def main(argv: list[str] | None = None) -> None:
         args.seed,
         tuple(args.tasks),
         args.detector,
-        args.cew_mouths,
-        args.kaggle_veil,
-        args.helen_review,
-        args.faces68_eye_review,
-        args.helen_ofiq_agree,
+        cew_mouths=args.cew_mouths,
+        kaggle_veil=args.kaggle_veil,
+        helen_review=args.helen_review,
+        faces68_eye_review=args.faces68_eye_review,
+        helen_ofiq_agree=args.helen_ofiq_agree,
     )
     for step in collector.steps():
         start = time.perf_counter()
