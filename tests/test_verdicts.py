@@ -67,7 +67,7 @@ def test_the_record_keeps_score_threshold_failed_and_adds_the_parts(check_type, 
     record = check(analysis).as_dict()
     assert {"score", "threshold", "failed"} <= record.keys()
     assert record["details"] == pytest.approx(features, abs=1e-6)
-    assert set(features) == {"cnn_score", check.geometry}
+    assert set(features) == {"cnn_score", check.geometry, *check.extra_features}
     # A fusion that only listens to the measure makes the score follow it.
     check.fusion = Fusion((check.geometry,), (10.0,), -1.0)
     expected = 1 / (1 + math.exp(-(-1.0 + 10.0 * features[check.geometry])))
@@ -174,6 +174,41 @@ def test_fusion_fit_weighs_the_measure_that_separates() -> None:
     weights = dict(zip(fusion.features, fusion.weights, strict=True))
     assert weights["eye_aspect_ratio"] < 0  # a small EAR means closed
     assert abs(weights[CNN_LOGIT]) < abs(weights["eye_aspect_ratio"]) * 0.35
+
+
+def test_fusion_takes_the_lower_eye_where_the_rows_have_it() -> None:
+    """Closed faces have two high eye scores, open ones a high score from one poor crop at most:
+    the lower eye separates them and gets the weight; rows written before the column existed
+    fit the fusion without it."""
+    rng = np.random.default_rng(1)
+    table = []
+    for label in (1, 0) * 40:
+        higher = rng.uniform(0.4, 0.9)
+        lower = rng.uniform(0.3, higher) if label else rng.uniform(0.01, 0.1)
+        table.append((label, higher, lower, rng.uniform(0.1, 0.3)))
+    rows = [("src", "val", y, high, ear, "ok") for y, high, _, ear in table]
+    faces = _faces(rows)
+    eyes = verdicts.VERDICTS["eyes_closed"]
+    assert verdicts.fit_fusion(faces, eyes, faces.split == "val").features == (
+        CNN_LOGIT,
+        "eye_aspect_ratio",
+    )
+    faces.eyes_cnn_lower = np.array([low for _, _, low, _ in table])
+    fusion = verdicts.fit_fusion(faces, eyes, faces.split == "val")
+    weights = dict(zip(fusion.features, fusion.weights, strict=True))
+    assert weights["lower_eye_cnn_logit"] > abs(weights[CNN_LOGIT])
+    fused = verdicts.scores(faces, eyes, "fused", fusion)
+    assert verdicts.eer_point(faces.eyes.astype(int), fused)[0] == 0.0
+
+
+def test_the_eye_check_fuses_the_lower_eye_as_its_logit(analysis) -> None:
+    check = EyesClosed(ModelRegistry(MODELS))
+    features = check.features(analysis)
+    assert features["lower_eye_cnn_score"] <= features["cnn_score"]
+    check.fusion = Fusion(("lower_eye_cnn_logit",), (1.0,), 0.0)
+    assert check(analysis).score == pytest.approx(features["lower_eye_cnn_score"], abs=1e-6)
+    entry = {"fusion": check.fusion.as_dict()}
+    assert Fusion.from_entry(entry, "eyes_closed", {"lower_eye_cnn_logit"}) == check.fusion
 
 
 @pytest.mark.skipif(not (DATA_ROOT / "faces68_measures").is_dir(), reason="no shared datasets")

@@ -80,7 +80,7 @@ TRAINED_SPLITS = ("val", "test")  # of the datasets the shipped models were trai
 COLUMNS = (
     "dataset", "path", "group", "split", "source", "variant", "eyes", "mouth", "veil",
     "outcome", "face_px", "eyes_cnn", "ear_min", "mouth_cnn", "mouth_opening", "lip_gap",
-    "veil_cnn", "eyes_model", "mouth_model", "veil_model", "face_models",
+    "veil_cnn", "eyes_model", "mouth_model", "veil_model", "face_models", "eyes_cnn_lower",
 )  # fmt: skip
 # Which model made each row's scores (sha256 prefix from the bundle's manifest): rows copied by
 # --reuse keep theirs, and training/verdicts.py refuses to mix models in one verdict.
@@ -258,6 +258,7 @@ class Runner:
             "face_px": round(max(analysis.face.width, analysis.face.height), 1),
             "eyes_cnn": round(eyes["cnn_score"], 6),
             "ear_min": round(eyes["eye_aspect_ratio"], 5),
+            "eyes_cnn_lower": round(eyes["lower_eye_cnn_score"], 6),
             "mouth_cnn": round(mouth["cnn_score"], 6),
             "mouth_opening": round(mouth["mouth_opening"], 5),
             "lip_gap": round(inner_lip_gap(landmarks), 5),

@@ -70,6 +70,9 @@ class Verdict:
     trained_on: tuple[str, ...]  # datasets whose train split trained the CNN
     weak: tuple[str, ...]  # sources with weak labels: reported, not chosen on
     sets: tuple[EvalSet, ...]
+    # More CNN score columns the fusion may use, as their logits: column -> fusion feature (the
+    # kiosk check's name). Rows without the column (an older file) fit the fusion without it.
+    more_scores: tuple[tuple[str, str], ...] = ()
 
     @property
     def feature(self) -> str:
@@ -92,6 +95,7 @@ VERDICTS = {
                 EvalSet("CEW test closed vs all open (YTF, mask test)", ("eyes_closed_faces",), ("faces68_ytf", "mask/without_mask"), False, 0.03),
                 EvalSet("faces68 test (hand EAR labels)", ("faces68",), ("faces68",), False, 0.03),
             ),
+            (("eyes_cnn_lower", "lower_eye_cnn_logit"),),
         ),
         # The shipped mouth CNN never saw CEW. training/collect.py now adds CEW's train-split
         # mouths to the mouth crops: a mouth CNN trained on those must add "eyes_closed_faces"
@@ -133,6 +137,7 @@ class Faces:
         for key in ("eyes", "mouth", "veil", "eyes_cnn", "ear_min", "mouth_cnn", "mouth_opening"):
             setattr(self, key, num(key))
         self.veil_cnn = num("veil_cnn")
+        self.eyes_cnn_lower = np.array([float(r.get("eyes_cnn_lower") or "nan") for r in rows])
         self.detected = self.outcome == "ok"
         # "several faces" on a photo reviewed as several people is the right answer, not a miss
         reviewed = np.isin([r.get("path", "") for r in rows], sorted(several_people()))
@@ -181,9 +186,14 @@ def scores(faces: Faces, v: Verdict, method: str, fusion: Fusion | None = None) 
     geometry = v.sign * getattr(faces, v.geometry)
     if method == "geometry":
         return geometry
-    values = {CNN_LOGIT: np.vectorize(logit)(np.nan_to_num(cnn, nan=0.5))}
+    values = {CNN_LOGIT: _logits(cnn)}
     values[v.feature] = getattr(faces, v.geometry)
+    values |= {feature: _logits(getattr(faces, column)) for column, feature in v.more_scores}
     return 1 / (1 + np.exp(-np.clip(fusion.log_odds(values), -50, 50)))
+
+
+def _logits(score: np.ndarray) -> np.ndarray:
+    return np.vectorize(logit)(np.nan_to_num(score, nan=0.5))
 
 
 def units(faces: Faces, v: Verdict, keep: np.ndarray) -> dict[tuple[str, int], np.ndarray]:
@@ -225,11 +235,18 @@ def choose_threshold(faces: Faces, v: Verdict, score: np.ndarray, keep: np.ndarr
 
 
 def fit_fusion(faces: Faces, v: Verdict, keep: np.ndarray) -> Fusion:
-    """Logistic regression of (CNN logit, measure) on validation faces, sources weighted equally."""
+    """Logistic regression of (CNN logit, measure, `more_scores` logits where the rows have them)
+    on validation faces, sources weighted equally."""
     label = getattr(faces, v.label)
     rows = keep & faces.detected & np.isin(label, (0, 1)) & ~np.isin(faces.source, v.weak)
-    cnn = np.vectorize(logit)(getattr(faces, v.cnn)[rows])
-    x = np.column_stack([cnn, getattr(faces, v.geometry)[rows]])
+    names, columns = [CNN_LOGIT, v.feature], [_logits(getattr(faces, v.cnn)[rows])]
+    columns.append(getattr(faces, v.geometry)[rows])
+    for column, feature in v.more_scores:
+        values = getattr(faces, column)[rows]
+        if np.isfinite(values).all():
+            names.append(feature)
+            columns.append(_logits(values))
+    x = np.column_stack(columns)
     y = label[rows].astype(int)
     weight = np.zeros(len(y))
     keys = [f"{s}:{c}" for s, c in zip(faces.source[rows], y, strict=True)]
@@ -240,7 +257,7 @@ def fit_fusion(faces: Faces, v: Verdict, keep: np.ndarray) -> Fusion:
     model = LogisticRegression(C=1.0).fit((x - mean) / scale, y, sample_weight=weight * len(y))
     coef = model.coef_[0] / scale
     bias = float(model.intercept_[0] - np.sum(coef * mean))
-    return Fusion((CNN_LOGIT, v.feature), tuple(round(float(c), 6) for c in coef), round(bias, 6))
+    return Fusion(tuple(names), tuple(round(float(c), 6) for c in coef), round(bias, 6))
 
 
 def eer(score: np.ndarray, faces: Faces, v: Verdict, s: EvalSet, keep: np.ndarray) -> dict:
@@ -356,7 +373,7 @@ def operating_point(
     would mix two models)."""
     if entry is None or entry.threshold is None or not entry.sha256.startswith(scored_by):
         return None
-    known = {v.feature} if v.geometry else set()
+    known = {v.feature, *(f for _, f in v.more_scores)} if v.geometry else set()
     used = Fusion.from_entry(entry.extra, v.model, known)
     score = scores(faces, v, "fused" if used else "cnn", used)
     return {

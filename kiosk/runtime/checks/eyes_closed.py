@@ -1,6 +1,8 @@
 """Eyes closed: the eye classifier on both eye crops. The higher score counts, so one closed eye
 is enough to reject (the paper scores per face the same way). Its landmark measure is the smaller
-eye aspect ratio of the two eyes, fused with the CNN score when the bundle says so."""
+eye aspect ratio of the two eyes, fused with the CNN score when the bundle says so; the other
+eye's score (`lower_eye_cnn_score`) is a fusion input too: two closed-looking eyes are stronger
+evidence than one poor crop."""
 
 from __future__ import annotations
 
@@ -20,12 +22,24 @@ def eye_aspect_ratio(eye: np.ndarray) -> float:
 class EyesClosed(FusedClassifierCheck):
     spec = COMPLIANCE["eyes_closed"]
     geometry = "eye_aspect_ratio"
+    extra_features = ("lower_eye_cnn_score",)
+
+    def eye_scores(self, analysis: Analysis) -> tuple[float, float]:
+        """(higher, lower) of the two eye crops' scores."""
+        regions = analysis.regions
+        right, left = (self.classifier.score(r) for r in (regions.right_eye, regions.left_eye))
+        return max(right, left), min(right, left)
 
     def cnn_score(self, analysis: Analysis) -> float:
-        regions = analysis.regions
-        return max(
-            self.classifier.score(regions.right_eye), self.classifier.score(regions.left_eye)
-        )
+        return self.eye_scores(analysis)[0]
+
+    def features(self, analysis: Analysis) -> dict[str, float]:
+        higher, lower = self.eye_scores(analysis)
+        return {
+            "cnn_score": higher,
+            self.geometry: self.measure(analysis),
+            "lower_eye_cnn_score": lower,
+        }
 
     def measure(self, analysis: Analysis) -> float:
         """The more closed eye's aspect ratio (low = closed)."""

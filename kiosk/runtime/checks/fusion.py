@@ -7,7 +7,8 @@ fitted on validation faces by `training/evaluate_faces.py`, is shipped in the mo
 entry as `fusion` = {"features": [...], "weights": [...], "bias": b} (the shared `Fusion` of
 kiosk/runtime/models/fusion.py, which the morph check uses too); the check then reports the
 fused probability as its `score`, keeps the CNN's own score and the measure in `details`.
-An entry without `fusion` keeps the CNN score alone.
+An entry without `fusion` keeps the CNN score alone. Every `*cnn_score` feature enters the fusion
+as its logit (`cnn_score` -> `cnn_logit`, `lower_eye_cnn_score` -> `lower_eye_cnn_logit`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,18 @@ from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.vision.analysis import Analysis
 
 REMEDY = "re-run training/evaluate_faces.py --ship"
+SCORE_SUFFIX = "cnn_score"
+
+
+def fusion_name(feature: str) -> str:
+    """A feature's name in a fusion: a CNN score enters as its logit."""
+    if feature.endswith(SCORE_SUFFIX):
+        return feature.removesuffix(SCORE_SUFFIX) + CNN_LOGIT
+    return feature
+
+
+def fusion_value(feature: str, value: float) -> float:
+    return logit(value) if feature.endswith(SCORE_SUFFIX) else value
 
 
 class FusedClassifierCheck(ClassifierCheck):
@@ -32,11 +45,14 @@ class FusedClassifierCheck(ClassifierCheck):
     """
 
     geometry: ClassVar[str]
+    # More fusion inputs a subclass computes in `features()` (a fusion may use any of them).
+    extra_features: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, registry: ModelRegistry, num_threads: int = 1) -> None:
         super().__init__(registry, num_threads)
         extra = registry.entry(self.name).model_extra
-        self.fusion = Fusion.from_entry(extra, self.name, {self.geometry}, REMEDY)
+        known = {self.geometry, *(fusion_name(f) for f in self.extra_features)}
+        self.fusion = Fusion.from_entry(extra, self.name, known, REMEDY)
 
     def cnn_score(self, analysis: Analysis) -> float:
         raise NotImplementedError
@@ -52,7 +68,7 @@ class FusedClassifierCheck(ClassifierCheck):
         """The check's score from its features: fused when the bundle ships a fusion."""
         if self.fusion is None:
             return features["cnn_score"]
-        return self.fusion.score({**features, CNN_LOGIT: logit(features["cnn_score"])})
+        return self.fusion.score({fusion_name(k): fusion_value(k, v) for k, v in features.items()})
 
     def score(self, analysis: Analysis) -> float:
         return self.combine(self.features(analysis))
