@@ -350,3 +350,21 @@ def test_sigmoids_is_sigmoid_per_element_and_saturates_without_overflow():
     with np.errstate(over="raise"):
         got = sigmoids(z)
     np.testing.assert_array_equal(got, [sigmoid(float(v)) for v in z])
+
+
+def test_a_weak_label_set_does_not_decide_whether_a_retrained_model_ships() -> None:
+    """The mouth's YouTube set is labelled from automatic landmarks: reported, not deciding."""
+    mouth = verdicts.VERDICTS["mouth_open"]
+
+    def result(eers: dict[str, float], worst: float) -> dict:
+        sources = [{"weak": False, "n": 100, "chosen": {"error": worst}}]
+        eer = {s.name: {"eer": eers.get(s.name, math.nan)} for s in mouth.sets}
+        return {"model": "mouth_open", "methods": {"cnn": {"eer": eer, "sources": sources}}}
+
+    weak = next(s.name for s in mouth.sets if s.held_out and not math.isfinite(s.target))
+    assert weak not in verdicts.deciding_sets(mouth)
+    targets = verdicts.deciding_sets(mouth)
+    new = result({**dict.fromkeys(targets, 0.05), weak: 0.40}, 0.07)
+    old = result({**dict.fromkeys(targets, 0.06), weak: 0.10}, 0.08)
+    assert verdicts.retrained_wins(new, old)
+    assert not verdicts.retrained_wins(old, new)

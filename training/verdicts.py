@@ -402,14 +402,20 @@ def loso(faces: Faces, v: Verdict, method: str) -> list[dict]:
     return out
 
 
+def deciding_sets(v: Verdict) -> list[str]:
+    """The evaluation sets whose mean EER decides (fusion, a retrained model): held out and with
+    a target; a weak-label set (the mouth's on YouTube's automatic landmarks) is reported only."""
+    return [s.name for s in v.sets if s.held_out and math.isfinite(s.target)]
+
+
 def fused_wins(result: dict) -> bool:
     """Fusion ships if, on the held-out sets, its mean EER and its worst per-source error at the
     chosen threshold (sources of at least MIN_COMPARED faces: one face of 11 is 9 %) are both
     below the CNN's. Decided on test rows: marked in the report."""
-    held = [s for s in VERDICTS[result["model"]].sets if s.held_out and math.isfinite(s.target)]
+    held = deciding_sets(VERDICTS[result["model"]])
 
     def mean_eer(method: str) -> float:
-        return float(np.nanmean([result["methods"][method]["eer"][s.name]["eer"] for s in held]))
+        return float(np.nanmean([result["methods"][method]["eer"][name]["eer"] for name in held]))
 
     def worst(method: str) -> float:
         return max(
@@ -429,7 +435,7 @@ def retrained_wins(new: dict, old: dict) -> bool:
     """A retrained model replaces the shipped one only if, each with its own validation choices
     (threshold, fusion), its mean EER on the held-out sets and its worst per-source error at its
     threshold (sources of at least MIN_COMPARED faces) are both lower. Looks at test rows (‡)."""
-    held = [s.name for s in VERDICTS[new["model"]].sets if s.held_out]
+    held = deciding_sets(VERDICTS[new["model"]])
 
     def figures(result: dict) -> tuple[float, float]:
         chosen = result["methods"][shipped_method(result)]
