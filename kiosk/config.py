@@ -1006,9 +1006,10 @@ def find_config(path: Path | str | None = None) -> Path:
     )
 
 
-def load_config(path: Path | str | None = None) -> Config:
+def load_config(path: Path | str | None = None, models_dir: Path | str | None = None) -> Config:
     """Read and validate the config file (`find_config`); relative paths in it resolve against
-    its folder."""
+    its folder. `models_dir` replaces its `[models] dir` before validation (a bundle tried with
+    the office's settings before it is deployed: `kiosk check --models DIR`)."""
     path = find_config(path)
     try:
         raw = tomllib.loads(path.read_text())
@@ -1018,6 +1019,8 @@ def load_config(path: Path | str | None = None) -> Config:
         raise ConfigError(f"config file {path} cannot be read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    if models_dir is not None:
+        raw["models"] = {**raw.get("models", {}), "dir": str(Path(models_dir).absolute())}
     log.info("config %s", path)
     return parse_config(raw, source=str(path), base=path.absolute().parent)
 

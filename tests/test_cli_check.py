@@ -139,6 +139,18 @@ def test_human_output(tmp_path, capsys, no_face):
     assert "REJECT (no_face)" in out and "1 frame(s): 0 accepted, 1 rejected, 0 errors" in out
 
 
+def test_models_names_the_bundle_and_keeps_the_config(tmp_path, capsys, no_face):
+    """`--models DIR` runs DIR's bundle (an empty folder cannot start the checks) and nothing
+    else of the config changes (the shipped bundle by path gives the same answer)."""
+    path = save_rgb(tmp_path / "blank.png", no_face)
+    empty = tmp_path / "no_models"
+    empty.mkdir()
+    assert main(["check", "--models", str(empty), str(path)]) == 2
+    assert "cannot start the checks" in capsys.readouterr().err
+    assert main(["check", "--models", str(REPO / "models"), str(path)]) == 1
+    assert "REJECT (no_face)" in capsys.readouterr().out
+
+
 # What `kiosk check` on a photo must not import (issue 16: it answers in <= 0.5 s): TensorFlow
 # and the `mtcnn` package never (training only), the other commands and their libraries, the
 # forensic suite, and cryptography while no public key is configured (the project config has

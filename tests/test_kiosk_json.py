@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from training.kiosk_json import bundle_config, kiosk_records
+from training.kiosk_json import kiosk_records
 
 
 def test_forensics_records_one_per_picture_with_a_named_bundle(tmp_path: Path) -> None:
@@ -40,14 +40,13 @@ def test_a_failing_command_raises(tmp_path: Path) -> None:
 
 
 def test_a_named_bundle_keeps_every_other_setting(tmp_path: Path) -> None:
-    """The copy differs from the project config in the bundle alone (a bare [models] file
-    would fall back to the code's defaults, e.g. other detector passes)."""
+    """`--models` replaces the bundle alone: the rest is the project config (a bare [models]
+    file would fall back to the code's defaults, e.g. other detector passes)."""
     from kiosk.config import load_config
 
     other = tmp_path / "bundle"
-    path = tmp_path / "kiosk.toml"
-    path.write_text(bundle_config(other))
-    shipped, copied = load_config(), load_config(path)
-    assert copied.models.dir == str(other.resolve())
-    assert copied.detector == shipped.detector and copied.store == shipped.store
-    assert copied.gates == shipped.gates and copied.icao == shipped.icao
+    shipped, named = load_config(), load_config(None, other)
+    assert named.models.dir == str(other.absolute()) != shipped.models.dir
+    assert named.detector == shipped.detector and named.store == shipped.store
+    assert named.gates == shipped.gates and named.icao == shipped.icao
+    assert named.models.public_key == shipped.models.public_key

@@ -18,6 +18,8 @@ class Task:
     # Share of training crops sent through a low-resolution round trip: the eye model sees
     # faces from 40 px up (YTF, CEW), whose eye crops are upscaled from ~15-25 px.
     lowres_probability: float = 0.3
+    # Momentum of an exponential moving average of the weights (None: the raw weights are kept).
+    ema_momentum: float | None = None
 
     @property
     def model_name(self) -> str:

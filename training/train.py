@@ -150,7 +150,9 @@ def train(
     """Train and return the path of the best checkpoint (lowest validation loss). `init`: start
     from these weights (a .keras checkpoint of the same task), e.g. to continue a run on crops
     cut by another detector instead of starting from scratch; `learning_rate` overrides the
-    task's (a continued run starts lower, where its first run ended)."""
+    task's (a continued run starts lower, where its first run ended). With the task's
+    `ema_momentum` the weights validated, checkpointed and kept are an exponential moving average
+    over the training steps (Keras' `use_ema`, swapped in at every epoch's end)."""
     seed_everything(seed)
     crops = crops_dir / f"{task.name}.npz"
     train_split, val_split = load_split(crops, "train"), load_split(crops, "val")
@@ -166,8 +168,9 @@ def train(
     val_ds = make_dataset(val_split, task, batch, seed, training=False)
     with strategy.scope():
         model = ARCHITECTURES[task.architecture]((task.size, task.size, 1))
+        ema = {"use_ema": True, "ema_momentum": task.ema_momentum} if task.ema_momentum else {}
         model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate or task.learning_rate),
+            optimizer=keras.optimizers.Adam(learning_rate or task.learning_rate, **ema),
             loss=keras.losses.BinaryCrossentropy(),
             weighted_metrics=[
                 keras.metrics.AUC(name="auc"),
@@ -178,7 +181,10 @@ def train(
             model.load_weights(init)
     run_dir.mkdir(parents=True, exist_ok=True)
     best = run_dir / "best.keras"
+    # First, so that every later callback (checkpoint, early stopping) sees the averaged weights.
+    swap = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if task.ema_momentum else []
     callbacks = [
+        *swap,
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),  # resume after a kill
         keras.callbacks.ModelCheckpoint(str(best), monitor="val_loss", save_best_only=True),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=5, restore_best_weights=True),
@@ -214,6 +220,7 @@ def train(
                 "init": None if init is None else str(init),
                 "learning_rate": learning_rate or task.learning_rate,
                 "lowres_probability": task.lowres_probability,
+                "ema_momentum": task.ema_momentum,
             },
             indent=2,
         )
@@ -245,10 +252,19 @@ def main(argv: list[str] | None = None) -> None:
         help="share of training crops sent through a low-resolution round trip (default: the "
         "task's)",
     )
+    parser.add_argument(
+        "--ema",
+        type=float,
+        default=None,
+        help="keep an exponential moving average of the weights with this momentum per step "
+        "(0: off; default: the task's)",
+    )
     args = parser.parse_args(argv)
     task = TASKS[args.task]
     if args.lowres is not None:
         task = dataclasses.replace(task, lowres_probability=args.lowres)
+    if args.ema is not None:
+        task = dataclasses.replace(task, ema_momentum=args.ema or None)
     best = train(
         task,
         args.crops,

@@ -75,7 +75,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from kiosk.runtime.imageio import Limits
     from kiosk.runtime.pipeline import CompliancePipeline, TrackingPipeline
 
-    config = load_config(args.config)
+    config = load_config(args.config, args.models)
     try:
         pipeline = CompliancePipeline(config)
     except KioskError as exc:
@@ -205,6 +205,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     )
     check.add_argument(
         "--max-frames", type=int, default=None, help="stop a video or camera after this many frames"
+    )
+    check.add_argument(
+        "--models",
+        type=Path,
+        metavar="DIR",
+        help="model bundle to use instead of the config's [models] dir (every other setting "
+        "kept: try a bundle before deploying it)",
     )
     check.set_defaults(func=cmd_check)
     command = None if argv is None else _command_of(argv)

@@ -29,13 +29,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--out", type=Path, metavar="DIR", help="write heat maps and super-resolved faces here"
     )
+    parser.add_argument(
+        "--models",
+        type=Path,
+        metavar="DIR",
+        help="model bundle to use instead of the config's [models] dir (every other setting "
+        "kept: try a bundle before deploying it)",
+    )
     parser.set_defaults(func=cmd_forensics)
 
 
 def cmd_forensics(args: argparse.Namespace) -> int:
     """Exit 0 nothing flagged, 1 something flagged, 2 some image errored or no check could run
     on it (or no image was found)."""
-    config = load_config(args.config)
+    config = load_config(args.config, args.models)
     try:
         registry = ModelRegistry(config.models_dir, config.models.public_key_path)
         suite = ForensicSuite.from_config(config, registry)
