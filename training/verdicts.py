@@ -30,7 +30,7 @@ from sklearn.metrics import det_curve
 
 from kiosk.contract.fileio import write_atomically
 from kiosk.contract.manifest import ModelEntry, load_manifest, write_entry
-from kiosk.runtime.models.fusion import CNN_LOGIT, Fusion, logit
+from kiosk.runtime.models.fusion import CNN_LOGIT, Fusion, logit, sigmoids
 from training.evaluate_faces import FINGERPRINT, faces_file
 from training.metrics import eer_point
 from training.paths import MODELS, REPORTS
@@ -189,7 +189,7 @@ def scores(faces: Faces, v: Verdict, method: str, fusion: Fusion | None = None) 
     values = {CNN_LOGIT: _logits(cnn)}
     values[v.feature] = getattr(faces, v.geometry)
     values |= {feature: _logits(getattr(faces, column)) for column, feature in v.more_scores}
-    return 1 / (1 + np.exp(-np.clip(fusion.log_odds(values), -50, 50)))
+    return sigmoids(fusion.log_odds(values))
 
 
 def _logits(score: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ import numpy as np
 from kiosk.contract.manifest import load_manifest, read_model
 from kiosk.runtime.forensics.jpeg import MODEL_NAME, JpegHistoryCheck, pool
 from kiosk.runtime.forensics.jpeg_grid import Z_THRESHOLD, comb_statistic
-from kiosk.runtime.models.fusion import logit
+from kiosk.runtime.models.fusion import logit, sigmoids
 from kiosk.runtime.models.tflite_io import BinaryClassifier, dequantize
 from training.jpeg.adaptive import TfliteReplica, adaptive_dir, load_adaptive_generator
 from training.jpeg.data import (
@@ -71,7 +71,7 @@ def replica_agreement(
     scale, zero_point = details["quantization"]
     codes = np.clip(np.round(raw / scale) + zero_point, -128, 127).astype(np.int8)
     ours = dequantize(codes, details).astype(np.float64)
-    scores = [1.0 / (1.0 + np.exp(-v)) for v in (tflite, ours)]
+    scores = [sigmoids(v) for v in (tflite, ours)]
     return {
         "n": len(patches),
         "score_correlation": round(float(np.corrcoef(scores[0], scores[1])[0, 1]), 6),

@@ -21,6 +21,7 @@ from sklearn.metrics import roc_auc_score
 
 from kiosk.contract.manifest import write_entry
 from kiosk.contract.models import spec
+from kiosk.runtime.models.fusion import sigmoids
 from kiosk.runtime.models.litert import make_interpreter
 from kiosk.runtime.models.tflite_io import Model
 from training.export import convert
@@ -73,7 +74,7 @@ def export(model: tf.keras.Model, calibration: np.ndarray, quality: int) -> dict
 def tflite_scores(content: bytes, inputs: np.ndarray) -> np.ndarray:
     model = Model(make_interpreter(content, num_threads=1))
     logits = np.array([model(x.astype(np.float32)[None]).reshape(-1)[0] for x in inputs])
-    return 1.0 / (1.0 + np.exp(-logits))
+    return sigmoids(logits)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,6 +18,7 @@ from kiosk.contract.errors import ModelError
 from kiosk.contract.fileio import write_atomically
 from kiosk.runtime.forensics.capture import Artifacts, Capture
 from kiosk.runtime.forensics.ela_features import ela_map, heat_map_png, noise_residual, stack_maps
+from kiosk.runtime.models.fusion import sigmoid
 from kiosk.runtime.models.registry import ModelRegistry
 from kiosk.runtime.models.tflite_io import Model
 
@@ -38,7 +39,7 @@ class ElaCheck:
         ela = ela_map(rgb, self.quality)
         features = stack_maps(ela, noise_residual(rgb)).astype(np.float32)[None]
         logit = float(self.model(features).reshape(-1)[0])
-        return float(1.0 / (1.0 + np.exp(-logit))), ela
+        return sigmoid(logit), ela
 
     def run(self, capture: Capture, artifacts: Artifacts) -> dict[str, Any]:
         score, ela = self.score(capture.rgb)

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from kiosk.runtime.models.fusion import sigmoid
 from kiosk.runtime.models.litert import make_interpreter
 
 
@@ -59,4 +60,4 @@ class BinaryClassifier:
         return float(self.model(crop.astype(np.float32)[None, :, :, None]).reshape(-1)[0])
 
     def score(self, crop: np.ndarray) -> float:
-        return float(1.0 / (1.0 + np.exp(-self.logit(crop))))
+        return sigmoid(self.logit(crop))

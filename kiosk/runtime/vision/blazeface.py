@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from kiosk.runtime.models.fusion import sigmoids
 from kiosk.runtime.models.litert import make_interpreter
 from kiosk.runtime.vision.types import Face
 
@@ -160,7 +161,7 @@ class BlazeFace:
         self._interpreter.invoke()
         raw = self._interpreter.get_tensor(self._boxes)[0]
         logits = self._interpreter.get_tensor(self._scores)[0, :, 0]
-        scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -_RAW_SCORE_LIMIT, _RAW_SCORE_LIMIT)))
+        scores = sigmoids(np.clip(logits, -_RAW_SCORE_LIMIT, _RAW_SCORE_LIMIT))
         keep = scores >= self.settings.score_threshold
         if not keep.any():
             return []
