@@ -266,6 +266,19 @@ def test_the_rows_fingerprint_follows_the_code_that_scores_crops(monkeypatch, tm
     assert after["eyes_model"] == before["eyes_model"]  # still the model file's sha256 prefix
 
 
+def test_reused_rows_lose_the_retrained_models_old_scores() -> None:
+    """A row `--reuse` copies was scored by the old eye model: its eye scores go, the other
+    models' scores and the landmark measures stay."""
+    from training.evaluate_faces import without_stale
+
+    row = {"eyes_cnn": "0.9", "eyes_cnn_lower": "0.2", "eyes_model": "old", "ear_min": "0.2"}
+    row |= {"mouth_cnn": "0.4", "mouth_model": "m1", "veil_cnn": "0.1"}
+    kept = without_stale(row, ("eyes",))
+    assert kept["eyes_cnn"] == kept["eyes_cnn_lower"] == kept["eyes_model"] == ""
+    assert (kept["ear_min"], kept["mouth_cnn"], kept["veil_cnn"]) == ("0.2", "0.4", "0.1")
+    assert without_stale(row, ("eyes", "mouth"))["mouth_model"] == ""
+
+
 def test_a_face_under_the_kiosk_detector_floor_is_too_small_not_missed(astronaut, no_face):
     """The kiosk's detector looks for faces from 40 px; a smaller face is 'move closer'."""
     import cv2

@@ -85,6 +85,11 @@ COLUMNS = (
 # Which model made each row's scores (sha256 prefix from the bundle's manifest): rows copied by
 # --reuse keep theirs, and training/verdicts.py refuses to mix models in one verdict.
 FINGERPRINT = {"eyes_closed": "eyes_model", "mouth_open": "mouth_model", "veil": "veil_model"}
+# The columns a retrained model writes, by the label whose photos `--rerun` runs again.
+RERUN_SCORES = {
+    "eyes": ("eyes_cnn", "eyes_cnn_lower", "eyes_model"),
+    "mouth": ("mouth_cnn", "mouth_model"),
+}
 # The code that turns a photo into crops (detectors, their box maps, the landmark fit, regions,
 # gates) and the crop specs, and the code that turns crops into the three scores (the checks'
 # views and fusion, the interpreter wrapper): an edit there changes scores as a new model file
@@ -99,6 +104,12 @@ SCORE_CODE = (
     ),
     Path(runtime_models.__file__).parent,
 )
+
+
+def without_stale(row: dict[str, str], rerun: tuple[str, ...]) -> dict[str, str]:
+    """A row copied by `--reuse`, its `rerun` models' scores left empty: they came from the old
+    model files, and the new ones never scored this photo (no such label)."""
+    return {**row, **{column: "" for label in rerun for column in RERUN_SCORES[label]}}
 
 
 def source_digest(paths: tuple[Path, ...]) -> str:
@@ -287,7 +298,8 @@ def collect(
     `models_dir` = the bundle to judge (a candidate bundle before it ships). With `reuse` (rows of
     the same detector and the same other models) only photos with a label in `rerun` (eyes,
     mouth) are run again: the rows no figure of the retrained models reads (no such label,
-    synthetic twins) are copied from it - half the time when only the eye model changed."""
+    synthetic twins) are copied from it, without the retrained models' old scores - half the time
+    when only the eye model changed."""
     runner = Runner(detector, models_dir, masks.load_overlays(root / "mask_overlays"))
     kept: dict[tuple[str, str], list[dict[str, str]]] = {}
     for old in _csv(reuse) if reuse else []:
@@ -313,7 +325,9 @@ def collect(
         old = kept.get((base["path"], "real"), [])
         labelled = any(getattr(photo, label) is not None for label in rerun)
         if reuse and not labelled:
-            rows += old + kept.get((base["path"], "synthetic"), [])
+            rows += [
+                without_stale(row, rerun) for row in old + kept.get((base["path"], "synthetic"), [])
+            ]
             continue
         try:
             rgb, pad = padded(load_rgb(photo.path))
@@ -324,7 +338,7 @@ def collect(
         points = result.pop("_points", None)
         rows.append({**base, **result})
         if reuse:
-            rows += kept.get((base["path"], "synthetic"), [])
+            rows += [without_stale(row, rerun) for row in kept.get((base["path"], "synthetic"), [])]
         elif photo.synthetic and split in TRAINED_SPLITS:
             if photo.pts is not None:
                 points = read_pts(photo.pts) + pad
