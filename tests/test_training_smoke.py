@@ -138,6 +138,24 @@ def test_train_export_evaluate_one_epoch(crops, tmp_path):
     assert (tmp_path / "reports" / "mouth_open" / "det_pr.png").stat().st_size > 1000
 
 
+def test_the_eye_task_trains_with_a_moving_average_of_its_weights(crops, tmp_path):
+    """The eye recipe trains with an exponential moving average of its weights (Keras swaps the
+    average in before validation and checkpointing) and records it."""
+    import keras
+
+    from training import train
+    from training.tasks import TASKS
+
+    task = TASKS["eyes"]
+    assert task.ema_momentum  # reports/verdicts/ema_trial.md
+    run = tmp_path / "runs" / task.name
+    best = train.train(task, crops, run, epochs=2, strategy_name="default", seed=1, limit=64)
+    info = json.loads((run / "train_info.json").read_text())
+    assert info["ema_momentum"] == task.ema_momentum
+    optimizer = keras.models.load_model(best).optimizer
+    assert optimizer.use_ema and optimizer.ema_momentum == task.ema_momentum
+
+
 def test_int8_matches_float_on_real_crops(crops, tmp_path):
     """Parity of the exported int8 model with Keras on the same crops (one-epoch model)."""
     from kiosk.runtime.models.tflite_io import BinaryClassifier
