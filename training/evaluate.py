@@ -272,7 +272,10 @@ def render_markdown(task: Task, r: dict) -> str:
         f"Splits (crops / positives): train {s['train']['n']}/{s['train']['positives']}, "
         f"validation {s['val']['n']}/{s['val']['positives']}, test {s['test']['n']}/{s['test']['positives']}; "
         "split by photo (HELEN photo id across datasets), see training/collect.py.",
-        f"{t['parameters']:,} parameters; {t['epochs_run']} epochs in {t['seconds']:.0f} s on the CPU; seed {t['seed']}.",
+        f"{t['parameters']:,} parameters; {t['epochs_run']} epochs in {t['seconds']:.0f} s on the CPU; seed {t['seed']}"
+        + (
+            f"; weights: moving average, momentum {ema}." if (ema := t.get("ema_momentum")) else "."
+        ),
         "",
         f"Data: {DATA_PROVENANCE[task.name]}.",
         "",
