@@ -52,6 +52,8 @@ from training import masks, review, splits
 from training.geometry import (
     EAR_CLOSED,
     EAR_OPEN,
+    OFIQ_CLOSED,
+    OFIQ_OPEN,
     eye_aspect_ratio,
     mouth_opening,
     ofiq_mouth_opening,
@@ -339,7 +341,7 @@ class Collector:
             return label
         points = np.array(row["points"].split(","), float).reshape(68, 2)
         opening = ofiq_mouth_opening(Landmarks(points))
-        return label if (opening > 0.06 if label else opening < 0.01) else None
+        return label if (opening > OFIQ_OPEN if label else opening < OFIQ_CLOSED) else None
 
     def mask(self) -> None:
         """mask/: real masks for the veil; the faces without one give the veil's clean/occluded

@@ -263,6 +263,9 @@ def render_markdown(task: Task, r: dict) -> str:
         ]
     s = r["splits"]
     t = r["training"]
+    averaged = (
+        f"; weights: moving average, momentum {t['ema_momentum']}" if t.get("ema_momentum") else ""
+    )
     lines += [
         "",
         "![DET and precision-recall](det_pr.png)",
@@ -272,10 +275,7 @@ def render_markdown(task: Task, r: dict) -> str:
         f"Splits (crops / positives): train {s['train']['n']}/{s['train']['positives']}, "
         f"validation {s['val']['n']}/{s['val']['positives']}, test {s['test']['n']}/{s['test']['positives']}; "
         "split by photo (HELEN photo id across datasets), see training/collect.py.",
-        f"{t['parameters']:,} parameters; {t['epochs_run']} epochs in {t['seconds']:.0f} s on the CPU; seed {t['seed']}"
-        + (
-            f"; weights: moving average, momentum {ema}." if (ema := t.get("ema_momentum")) else "."
-        ),
+        f"{t['parameters']:,} parameters; {t['epochs_run']} epochs in {t['seconds']:.0f} s on the CPU; seed {t['seed']}{averaged}.",
         "",
         f"Data: {DATA_PROVENANCE[task.name]}.",
         "",

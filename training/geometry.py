@@ -16,6 +16,8 @@ from kiosk.runtime.vision.types import Landmarks
 __all__ = [
     "EAR_CLOSED",
     "EAR_OPEN",
+    "OFIQ_CLOSED",
+    "OFIQ_OPEN",
     "eye_aspect_ratio",
     "inner_lip_gap",
     "mouth_opening",
@@ -25,6 +27,9 @@ __all__ = [
 # An eye on manual landmarks: closed at most EAR_CLOSED, open at least EAR_OPEN, in between
 # neither (half-open, lowered, squinting): the faces68 eye labels of training and evaluation.
 EAR_CLOSED, EAR_OPEN = 0.10, 0.22
+# A mouth by OFIQ's opening: open above OFIQ_OPEN, closed below OFIQ_CLOSED, in between neither
+# (faces68_measures' rule, the hidden mouth_helen labels').
+OFIQ_OPEN, OFIQ_CLOSED = 0.06, 0.01
 
 
 def mouth_opening(landmarks: Landmarks) -> float:
