@@ -153,9 +153,13 @@ def evaluate(
     plot_curves(out / "det_pr.png", task, curves, (point.fpr, point.fnr))
     sample = test["images"][0]
     info = json.loads((run_dir / "train_info.json").read_text())
+    members = info.get("members", [])
+    architecture = task.architecture + (
+        f", mean logit of {len(members)} runs" if members else ""
+    )  # training/ensemble.py
     report = {
         "model": task.model_name,
-        "architecture": task.architecture,
+        "architecture": architecture,
         "input": [task.size, task.size, 1],
         "positive": task.positive,
         "threshold": threshold,
@@ -184,7 +188,7 @@ def evaluate(
         models_dir,
         task.model_name,
         shipped,
-        **task.spec.entry_fields(),
+        **{**task.spec.entry_fields(), "architecture": architecture},
         quantization="int8 (full integer, representative dataset of 300 training crops)",
         threshold=threshold,
         metrics={"test_int8": results["int8"], "validation_eer": report["validation_eer"]},
@@ -217,7 +221,7 @@ def render_markdown(task: Task, r: dict) -> str:
     int8, f32 = r["test"]["int8"], r["test"]["float32"]
     paper = PAPER[task.model_name]
     lines = [
-        f"# {task.model_name} — {task.architecture}, {task.size}x{task.size} grayscale",
+        f"# {task.model_name} — {r['architecture']}, {task.size}x{task.size} grayscale",
         "",
         f"Positive class: **{task.positive}**. Threshold **{r['threshold']:.4f}** = {r['threshold_source']}"
         f" (validation EER {_pct(r['validation_eer'])}). All numbers below are on the held-out test split.",
@@ -266,6 +270,16 @@ def render_markdown(task: Task, r: dict) -> str:
     averaged = (
         f"; weights: moving average, momentum {t['ema_momentum']}" if t.get("ema_momentum") else ""
     )
+    trained = (
+        f"{t['parameters']:,} parameters; {t['epochs_run']} epochs in {t['seconds']:.0f} s on the "
+        f"CPU; seed {t['seed']}{averaged}."
+    )
+    if t.get("members"):
+        trained = (
+            f"The mean logit of {len(t['members'])} runs ({t['parameters']:,} parameters in all; "
+            f"seeds {t['seed']}), each {t['members'][0]['parameters']:,} parameters and up to "
+            f"{t['epochs_run']} epochs; {t['seconds']:.0f} s of CPU training in all."
+        )
     lines += [
         "",
         "![DET and precision-recall](det_pr.png)",
@@ -275,7 +289,7 @@ def render_markdown(task: Task, r: dict) -> str:
         f"Splits (crops / positives): train {s['train']['n']}/{s['train']['positives']}, "
         f"validation {s['val']['n']}/{s['val']['positives']}, test {s['test']['n']}/{s['test']['positives']}; "
         "split by photo (HELEN photo id across datasets), see training/collect.py.",
-        f"{t['parameters']:,} parameters; {t['epochs_run']} epochs in {t['seconds']:.0f} s on the CPU; seed {t['seed']}{averaged}.",
+        trained,
         "",
         f"Data: {DATA_PROVENANCE[task.name]}.",
         "",

@@ -1,0 +1,78 @@
+"""training.ensemble: several runs become one network whose logit is the mean of theirs."""
+
+import json
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two differently initialised mouth-task networks on disk as training runs (untrained: the
+    arithmetic, not the accuracy, is under test)."""
+    from training.nets import squeeze_mini_vgg
+    from training.tf_setup import tf
+
+    root = tmp_path_factory.mktemp("runs")
+    dirs = []
+    for seed in (3, 4):
+        tf.keras.utils.set_random_seed(seed)
+        run = root / f"seed{seed}"
+        run.mkdir()
+        squeeze_mini_vgg((24, 24, 1)).save(run / "best.keras")
+        info = {"task": "mouth", "seed": seed, "epochs_run": 2, "seconds": 1.5}
+        (run / "train_info.json").write_text(json.dumps({**info, "parameters": 10}))
+        dirs.append(run)
+    return dirs
+
+
+def _logits(model, images):
+    from training.nets import logit_model
+
+    return logit_model(model).predict(images, verbose=0)[:, 0]
+
+
+def test_the_average_logit_is_the_mean_of_the_runs_logits(runs, tmp_path):
+    from training.ensemble import average_runs
+    from training.tasks import TASKS
+    from training.tf_setup import tf
+
+    images = np.random.default_rng(0).integers(0, 256, (8, 24, 24, 1)).astype(np.float32)
+    members = [tf.keras.models.load_model(r / "best.keras") for r in runs]
+    best = average_runs(TASKS["mouth"], runs, tmp_path / "mouth")
+    averaged = tf.keras.models.load_model(best)
+    expected = np.mean([_logits(m, images) for m in members], axis=0)
+    assert not np.allclose(_logits(members[0], images), _logits(members[1], images))
+    np.testing.assert_allclose(_logits(averaged, images), expected, rtol=1e-5, atol=1e-5)
+    scores = averaged.predict(images, verbose=0)[:, 0]
+    np.testing.assert_allclose(scores, 1 / (1 + np.exp(-expected)), rtol=1e-5, atol=1e-6)
+    info = json.loads((tmp_path / "mouth" / "train_info.json").read_text())
+    assert info["seed"] == "3, 4" and [m["seed"] for m in info["members"]] == [3, 4]
+    assert info["parameters"] == averaged.count_params() and info["seconds"] == 3.0
+
+
+def test_the_averaged_network_exports_to_one_int8_file_the_kiosk_runs(runs, tmp_path):
+    from kiosk.runtime.models.tflite_io import BinaryClassifier
+    from training.ensemble import average_runs
+    from training.export import export_variants
+    from training.tasks import TASKS
+    from training.tf_setup import tf
+
+    images = np.random.default_rng(1).integers(0, 256, (40, 24, 24)).astype(np.uint8)
+    model = tf.keras.models.load_model(average_runs(TASKS["mouth"], runs, tmp_path / "mouth"))
+    keras_scores = model.predict(images[..., None].astype(np.float32), verbose=0)[:, 0]
+    paths = export_variants(model, images, tmp_path / "mouth_open")
+    for variant, tolerance in (("float32", 1e-4), ("int8", 0.06)):
+        classifier = BinaryClassifier(paths[variant].read_bytes())
+        lite = np.array([classifier.score(i) for i in images])
+        assert np.abs(lite - keras_scores).max() < tolerance, variant
+
+
+def test_runs_of_another_task_or_a_single_run_are_refused(runs, tmp_path):
+    from training.ensemble import average_runs
+    from training.tasks import TASKS
+
+    with pytest.raises(SystemExit, match="task veil"):
+        average_runs(TASKS["veil"], runs, tmp_path / "veil")
+    with pytest.raises(ValueError, match="at least two"):
+        average_runs(TASKS["mouth"], runs[:1], tmp_path / "mouth")
