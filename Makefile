@@ -40,7 +40,7 @@ $(WORK)/crops/drops.csv: $(wildcard training/splits/*.csv)
 
 # The eye model alone (issue 12): pipeline eye crops of faces68, CEW closed faces and
 # mask/without_mask open faces + the close-ups; faces68_ytf stays out (reported as unseen).
-.PHONY: eyes-data eyes-candidate mouth-candidate veil-candidate eyes-ship mouth-ship
+.PHONY: eyes-data eyes-candidate mouth-candidate veil-candidate eyes-ship mouth-ship veil-ship
 eyes-data: $(WORK)/crops/eyes.npz  ## eye crops only (no mouth/veil analyses)
 $(WORK)/crops/eyes.npz: $(wildcard training/splits/*.csv)
 	$(PY) -m training.collect --detector $(DETECTOR) --tasks eyes
@@ -59,7 +59,7 @@ $(addsuffix -export,$(TASKS)): %-export: $(WORK)/runs/%/best.keras  ## int8 -> m
 landmarks-export:  ## retrain dlib's shape predictor on $(DETECTOR) boxes; ships (its trees as .npz + manifest) if it qualifies
 	$(PY) -m training.landmarks --detector $(DETECTOR) --distill
 
-# A retrained eye or mouth model is judged per face against the shipped one before anything
+# A retrained eye, mouth or veil model is judged per face against the shipped one before anything
 # ships: <task>-candidate exports it into a copy of models/ and runs the per-face evaluation on
 # that copy (writes nothing to models/; only photos with that task's label run again);
 # <task>-ship exits unless the candidate wins on the held-out sources, then adopts the
@@ -68,6 +68,7 @@ landmarks-export:  ## retrain dlib's shape predictor on $(DETECTOR) boxes; ships
 CANDIDATE := $(WORK)/candidate
 MODEL_eyes := eyes_closed
 MODEL_mouth := mouth_open
+MODEL_veil := veil
 eyes-candidate mouth-candidate: %-candidate: $(WORK)/runs/%/best.keras  ## retrained eyes/mouth in a copy of models/ -> $(CANDIDATE)/verdicts/
 	rm -rf $(CANDIDATE)/models && mkdir -p $(CANDIDATE) && cp -r models $(CANDIDATE)/models
 	$(PY) -m training.evaluate $* --models-dir $(CANDIDATE)/models --reports $(CANDIDATE)/reports --latency-runs 100
@@ -78,7 +79,7 @@ veil-candidate: $(WORK)/runs/veil/best.keras  ## retrained veil in a copy of mod
 	$(PY) -m training.evaluate veil --models-dir $(CANDIDATE)/models --reports $(CANDIDATE)/reports --latency-runs 100
 	$(PY) -m training.evaluate_faces --detector $(DETECTOR) --models-dir $(CANDIDATE)/models --out $(CANDIDATE)/faces_$(DETECTOR).csv
 	$(PY) -m training.verdicts --detector $(DETECTOR) --faces $(CANDIDATE)/faces_$(DETECTOR).csv --before $(WORK)/verdicts/faces_$(DETECTOR).csv --retrained veil --reports $(CANDIDATE)/verdicts
-eyes-ship mouth-ship: %-ship: $(WORK)/verdicts/faces_$(DETECTOR).csv  ## after <task>-candidate: only if it wins, models/<check>.tflite + manifest + reports
+eyes-ship mouth-ship veil-ship: %-ship: $(WORK)/verdicts/faces_$(DETECTOR).csv  ## after <task>-candidate: only if it wins, models/<check>.tflite + manifest + reports
 	$(PY) -m training.verdicts --detector $(DETECTOR) --faces $(CANDIDATE)/faces_$(DETECTOR).csv --before $< --retrained $(MODEL_$*) --reports $(CANDIDATE)/verdicts --require-win
 	cp $< $(WORK)/verdicts/faces_$(DETECTOR)_before_$*.csv
 	cp $(CANDIDATE)/faces_$(DETECTOR).csv $<
