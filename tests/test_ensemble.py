@@ -76,3 +76,30 @@ def test_runs_of_another_task_or_a_single_run_are_refused(runs, tmp_path):
         average_runs(TASKS["veil"], runs, tmp_path / "veil")
     with pytest.raises(ValueError, match="at least two"):
         average_runs(TASKS["mouth"], runs[:1], tmp_path / "mouth")
+
+
+def test_super_resolution_takes_its_features_from_the_first_run_of_an_averaged_veil(tmp_path):
+    """training/sr uses the veil network's blocks 2-3 as a perceptual loss; an averaged veil
+    gives it its first run's trunk, the same features as that run alone."""
+    from training.ensemble import average_runs
+    from training.nets import squeeze_vgg
+    from training.sr.nets import make_feature_net
+    from training.tasks import TASKS
+    from training.tf_setup import tf
+
+    runs = []
+    for seed in (5, 6):
+        tf.keras.utils.set_random_seed(seed)
+        run = tmp_path / f"seed{seed}"
+        run.mkdir()
+        squeeze_vgg((32, 32, 1)).save(run / "best.keras")
+        info = {"task": "veil", "seed": seed, "epochs_run": 1, "seconds": 1.0, "parameters": 1}
+        (run / "train_info.json").write_text(json.dumps(info))
+        runs.append(run)
+    averaged = average_runs(TASKS["veil"], runs, tmp_path / "veil")
+    y = np.random.default_rng(2).random((1, 32, 32, 1)).astype(np.float32)
+    got = make_feature_net(str(averaged))(y)
+    want = make_feature_net(str(runs[0] / "best.keras"))(y)
+    assert len(got) == 2
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)

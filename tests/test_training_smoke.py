@@ -156,6 +156,35 @@ def test_the_eye_task_trains_with_a_moving_average_of_its_weights(crops, tmp_pat
     assert optimizer.use_ema and optimizer.ema_momentum == task.ema_momentum
 
 
+def test_the_veil_recipe_trains_each_seed_and_ships_their_average(crops, tmp_path):
+    """`training.train veil` trains one run per seed of the task (reports/verdicts/
+    ensemble_trial.md) and averages them; a finished run is not trained again."""
+    from training import train
+    from training.tasks import TASKS
+
+    seeds = TASKS["veil"].seeds
+    assert len(seeds) == 3
+    argv = [
+        "veil",
+        "--crops",
+        str(crops),
+        "--runs",
+        str(tmp_path),
+        "--epochs",
+        "1",
+        "--limit",
+        "32",
+    ]
+    train.main(argv)
+    info = json.loads((tmp_path / "veil" / "train_info.json").read_text())
+    assert [m["seed"] for m in info["members"]] == list(seeds)
+    assert all((tmp_path / "veil" / f"seed{s}" / "best.keras").exists() for s in seeds)
+    first = tmp_path / "veil" / f"seed{seeds[0]}" / "best.keras"
+    finished = first.stat().st_mtime_ns
+    train.main(argv)
+    assert first.stat().st_mtime_ns == finished
+
+
 def test_int8_matches_float_on_real_crops(crops, tmp_path):
     """Parity of the exported int8 model with Keras on the same crops (one-epoch model)."""
     from kiosk.runtime.models.tflite_io import BinaryClassifier

@@ -7,6 +7,10 @@ Scaling out: `--strategy mirrored` uses every local GPU (MirroredStrategy); `--s
 multiworker` trains on several machines (MultiWorkerMirroredStrategy) when each runs this same
 command with its own TF_CONFIG (cluster spec + task index). The global batch is the per-replica
 batch times the number of replicas. Here it runs on the CPU with the default strategy.
+
+A task with several seeds (the veil) trains one run per seed in `<runs>/<task>/seed<N>/` (a
+finished run is kept, so a killed command resumes) and averages them into `<runs>/<task>/
+best.keras` (training/ensemble.py); `--seed N` trains that one run alone.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from training.ensemble import average_runs
 from training.nets import ARCHITECTURES
 from training.paths import WORK
 from training.tasks import TASKS, Task
@@ -239,7 +244,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--strategy", choices=["default", "mirrored", "multiworker"], default="default"
     )
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="one run with this seed (default: the task's seeds, several averaged into one network)",
+    )
     parser.add_argument("--limit", type=int, default=None, help="crops per split (for tests)")
     parser.add_argument("--init", type=Path, default=None, help="start from this .keras checkpoint")
     parser.add_argument(
@@ -265,17 +275,27 @@ def main(argv: list[str] | None = None) -> None:
         task = dataclasses.replace(task, lowres_probability=args.lowres)
     if args.ema is not None:
         task = dataclasses.replace(task, ema_momentum=args.ema or None)
-    best = train(
-        task,
-        args.crops,
-        args.runs / task.name,
-        args.epochs,
-        args.strategy,
-        args.seed,
-        args.limit,
-        args.init,
-        args.lr,
-    )
+    seeds = task.seeds if args.seed is None else (args.seed,)
+    run_dir = args.runs / task.name
+    members = []
+    for seed in seeds:
+        member = run_dir if len(seeds) == 1 else run_dir / f"seed{seed}"
+        if len(seeds) > 1 and (member / "train_info.json").exists():
+            print(f"{member}: trained before (delete it to train again)")
+        else:
+            train(
+                task,
+                args.crops,
+                member,
+                args.epochs,
+                args.strategy,
+                seed,
+                args.limit,
+                args.init,
+                args.lr,
+            )
+        members.append(member)
+    best = average_runs(task, members, run_dir) if len(members) > 1 else run_dir / "best.keras"
     print(f"best checkpoint: {best}")
 
 

@@ -55,6 +55,8 @@ def make_feature_net(veil_model_path: str) -> tf.keras.Model:
     """Perceptual-loss features without ImageNet VGG (not downloadable here): the project's own
     veil SqueezeVGG (a VGG16-like trunk trained on 128x128 grey faces), blocks 2 and 3, frozen."""
     veil = tf.keras.models.load_model(veil_model_path, compile=False)
+    # The shipped veil averages several runs (training/ensemble.py), each a sub-model: the first.
+    veil = next((layer for layer in veil.layers if isinstance(layer, tf.keras.Model)), veil)
     veil.trainable = False
     y = layers.Input((None, None, 1), name="y")
     # the veil net reads 0..255 grey pixels: (255 Y - 16) * 255 / 219
