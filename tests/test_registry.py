@@ -82,8 +82,9 @@ def test_configured_key_refuses_unsigned_and_foreign_bundles(bundle, tmp_path):
     assert registry.signature == "verified"
     with pytest.raises(ModelError, match="signed with another key"):
         ModelRegistry(bundle, public_key=stranger)
-    manifest = (bundle / "manifest.json").read_bytes()
-    (bundle / "manifest.json").write_bytes(manifest.replace(b'"SqueezeVGG"', b'"SqueezeVGG "'))
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["models"]["veil"]["architecture"] += " (edited)"
+    (bundle / "manifest.json").write_text(json.dumps(manifest, indent=2))
     with pytest.raises(ModelError, match="changed after signing"):
         ModelRegistry(bundle, public_key=public)
 
