@@ -185,6 +185,25 @@ def test_the_veil_recipe_trains_each_seed_and_ships_their_average(crops, tmp_pat
     assert first.stat().st_mtime_ns == finished
 
 
+def test_the_mouth_recipe_continues_its_first_stage_at_a_lower_rate(crops, tmp_path):
+    """`training.train mouth` is the shipped recipe: 20 epochs, then 15 more at 5e-4 from the
+    first stage's best checkpoint (shortened here); a finished first stage is kept."""
+    import dataclasses
+
+    from training import train
+    from training.tasks import TASKS
+
+    assert TASKS["mouth"].continued == (15, 5e-4)
+    task = dataclasses.replace(TASKS["mouth"], continued=(1, 5e-4))
+    run = tmp_path / "mouth"
+    train.train_recipe(task, crops, run, seed=1, epochs=1, limit=32)
+    info = json.loads((run / "train_info.json").read_text())
+    assert info["init"] == str(run / "stage1" / "best.keras") and info["learning_rate"] == 5e-4
+    first = (run / "stage1" / "best.keras").stat().st_mtime_ns
+    train.train_recipe(task, crops, run, seed=1, epochs=1, limit=32)
+    assert (run / "stage1" / "best.keras").stat().st_mtime_ns == first
+
+
 def test_int8_matches_float_on_real_crops(crops, tmp_path):
     """Parity of the exported int8 model with Keras on the same crops (one-epoch model)."""
     from kiosk.runtime.models.tflite_io import BinaryClassifier

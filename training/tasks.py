@@ -22,6 +22,8 @@ class Task:
     ema_momentum: float | None = None
     # One run per seed; several are averaged into one network (training/ensemble.py).
     seeds: tuple[int, ...] = (7,)
+    # (epochs, learning rate) of a second stage from the first stage's best checkpoint.
+    continued: tuple[int, float] | None = None
 
     @property
     def model_name(self) -> str:
@@ -46,7 +48,8 @@ TASKS = {
     "eyes": Task(
         "eyes", COMPLIANCE["eyes_closed"], 16, 64, 2e-3, lowres_probability=0.5, ema_momentum=0.99
     ),
-    "mouth": Task("mouth", COMPLIANCE["mouth_open"], 20, 32, 2e-3),
+    # 15 more epochs at 5e-4: docs/verdicts.md, "Fifteen more epochs for the mouth CNN".
+    "mouth": Task("mouth", COMPLIANCE["mouth_open"], 20, 32, 2e-3, continued=(15, 5e-4)),
     # The mean of three runs: reports/verdicts/ensemble_trial.md (won per face on unseen sources).
     "veil": Task("veil", COMPLIANCE["veil"], 5, 32, 2e-3, seeds=(7, 8, 9)),
 }

@@ -8,9 +8,11 @@ multiworker` trains on several machines (MultiWorkerMirroredStrategy) when each 
 command with its own TF_CONFIG (cluster spec + task index). The global batch is the per-replica
 batch times the number of replicas. Here it runs on the CPU with the default strategy.
 
-A task with several seeds (the veil) trains one run per seed in `<runs>/<task>/seed<N>/` (a
-finished run is kept, so a killed command resumes) and averages them into `<runs>/<task>/
-best.keras` (training/ensemble.py); `--seed N` trains that one run alone.
+A task with a second stage (the mouth: 15 more epochs at 5e-4) trains its first stage in
+`<runs>/<task>/stage1/` and continues from its best checkpoint; `--init` trains one stage from
+the given checkpoint instead. A task with several seeds (the veil) trains one run per seed in
+`<runs>/<task>/seed<N>/` (a finished run is kept, so a killed command resumes) and averages them
+into `<runs>/<task>/best.keras` (training/ensemble.py); `--seed N` trains that one run alone.
 """
 
 from __future__ import annotations
@@ -235,12 +237,42 @@ def train(
     return best
 
 
+def train_recipe(
+    task: Task,
+    crops_dir: Path,
+    run_dir: Path,
+    seed: int,
+    epochs: int | None = None,
+    strategy_name: str = "default",
+    limit: int | None = None,
+    init: Path | None = None,
+    learning_rate: float | None = None,
+) -> Path:
+    """One seed of the task's recipe: a run, and with `task.continued` (and no `init` given) a
+    second stage in `run_dir` from the best checkpoint of the first, kept in `run_dir`/stage1
+    (a finished first stage is not trained again)."""
+    if task.continued is None or init is not None:
+        return train(
+            task, crops_dir, run_dir, epochs, strategy_name, seed, limit, init, learning_rate
+        )
+    stage1 = run_dir / "stage1"
+    first = stage1 / "best.keras"
+    if not (stage1 / "train_info.json").exists():
+        first = train(
+            task, crops_dir, stage1, epochs, strategy_name, seed, limit, None, learning_rate
+        )
+    more_epochs, rate = task.continued
+    return train(task, crops_dir, run_dir, more_epochs, strategy_name, seed, limit, first, rate)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("task", choices=sorted(TASKS))
     parser.add_argument("--crops", type=Path, default=WORK / "crops")
     parser.add_argument("--runs", type=Path, default=WORK / "runs")
-    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="epochs of the (first) stage (default: the task's)"
+    )
     parser.add_argument(
         "--strategy", choices=["default", "mirrored", "multiworker"], default="default"
     )
@@ -283,13 +315,13 @@ def main(argv: list[str] | None = None) -> None:
         if len(seeds) > 1 and (member / "train_info.json").exists():
             print(f"{member}: trained before (delete it to train again)")
         else:
-            train(
+            train_recipe(
                 task,
                 args.crops,
                 member,
+                seed,
                 args.epochs,
                 args.strategy,
-                seed,
                 args.limit,
                 args.init,
                 args.lr,
