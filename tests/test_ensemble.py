@@ -6,24 +6,28 @@ import numpy as np
 import pytest
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """Two differently initialised mouth-task networks on disk as training runs (untrained: the
+def _saved_runs(root, task, architecture, size, seeds):
+    """Differently initialised networks on disk as training runs of `task` (untrained: the
     arithmetic, not the accuracy, is under test)."""
-    from training.nets import squeeze_mini_vgg
+    from training.nets import ARCHITECTURES
     from training.tf_setup import tf
 
-    root = tmp_path_factory.mktemp("runs")
     dirs = []
-    for seed in (3, 4):
+    for seed in seeds:
         tf.keras.utils.set_random_seed(seed)
         run = root / f"seed{seed}"
         run.mkdir()
-        squeeze_mini_vgg((24, 24, 1)).save(run / "best.keras")
-        info = {"task": "mouth", "seed": seed, "epochs_run": 2, "seconds": 1.5}
-        (run / "train_info.json").write_text(json.dumps({**info, "parameters": 10}))
+        ARCHITECTURES[architecture]((size, size, 1)).save(run / "best.keras")
+        info = {"task": task, "seed": seed, "epochs_run": 2, "seconds": 1.5, "parameters": 10}
+        (run / "train_info.json").write_text(json.dumps(info))
         dirs.append(run)
     return dirs
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two mouth-task runs."""
+    return _saved_runs(tmp_path_factory.mktemp("runs"), "mouth", "SqueezeMiniVGG", 24, (3, 4))
 
 
 def _logits(model, images):
@@ -82,20 +86,10 @@ def test_super_resolution_takes_its_features_from_the_first_run_of_an_averaged_v
     """training/sr uses the veil network's blocks 2-3 as a perceptual loss; an averaged veil
     gives it its first run's trunk, the same features as that run alone."""
     from training.ensemble import average_runs
-    from training.nets import squeeze_vgg
     from training.sr.nets import make_feature_net
     from training.tasks import TASKS
-    from training.tf_setup import tf
 
-    runs = []
-    for seed in (5, 6):
-        tf.keras.utils.set_random_seed(seed)
-        run = tmp_path / f"seed{seed}"
-        run.mkdir()
-        squeeze_vgg((32, 32, 1)).save(run / "best.keras")
-        info = {"task": "veil", "seed": seed, "epochs_run": 1, "seconds": 1.0, "parameters": 1}
-        (run / "train_info.json").write_text(json.dumps(info))
-        runs.append(run)
+    runs = _saved_runs(tmp_path, "veil", "SqueezeVGG", 32, (5, 6))
     averaged = average_runs(TASKS["veil"], runs, tmp_path / "veil")
     y = np.random.default_rng(2).random((1, 32, 32, 1)).astype(np.float32)
     got = make_feature_net(str(averaged))(y)
