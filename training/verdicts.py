@@ -134,10 +134,9 @@ class Faces:
         num = lambda k: np.array([float(r[k]) if r.get(k) else np.nan for r in rows])  # noqa: E731
         for key in ("dataset", "split", "source", "outcome", "group"):
             setattr(self, key, col(key))
-        for key in ("eyes", "mouth", "veil", "eyes_cnn", "ear_min", "mouth_cnn", "mouth_opening"):
+        numeric = ("eyes", "mouth", "veil", "eyes_cnn", "ear_min", "mouth_cnn", "mouth_opening")
+        for key in (*numeric, "veil_cnn", "eyes_cnn_lower"):  # an absent column: NaN
             setattr(self, key, num(key))
-        self.veil_cnn = num("veil_cnn")
-        self.eyes_cnn_lower = num("eyes_cnn_lower")  # absent from rows written before it
         self.detected = self.outcome == "ok"
         # "several faces" on a photo reviewed as several people is the right answer, not a miss
         reviewed = np.isin([r.get("path", "") for r in rows], sorted(several_people()))

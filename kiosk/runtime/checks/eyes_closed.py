@@ -24,21 +24,14 @@ class EyesClosed(FusedClassifierCheck):
     geometry = "eye_aspect_ratio"
     extra_features = ("lower_eye_cnn_score",)
 
-    def eye_scores(self, analysis: Analysis) -> tuple[float, float]:
-        """(higher, lower) of the two eye crops' scores."""
+    def features(self, analysis: Analysis) -> dict[str, float]:
+        """Both eye crops scored once: the higher is `cnn_score`, the other a fusion input."""
         regions = analysis.regions
         right, left = (self.classifier.score(r) for r in (regions.right_eye, regions.left_eye))
-        return max(right, left), min(right, left)
-
-    def cnn_score(self, analysis: Analysis) -> float:
-        return self.eye_scores(analysis)[0]
-
-    def features(self, analysis: Analysis) -> dict[str, float]:
-        higher, lower = self.eye_scores(analysis)
         return {
-            "cnn_score": higher,
+            "cnn_score": max(right, left),
             self.geometry: self.measure(analysis),
-            "lower_eye_cnn_score": lower,
+            "lower_eye_cnn_score": min(right, left),
         }
 
     def measure(self, analysis: Analysis) -> float:
