@@ -140,3 +140,26 @@ def test_faces68_eye_review_sees_only_in_between_train_and_val_faces():
         assert any(0.10 < float(rows[path][k]) < 0.22 for k in ("ear_left", "ear_right"))
     states = list(faces.values())
     assert (len(states), states.count(1), states.count(0)) == (185, 41, 55)
+
+
+def test_reviewed_mouths_of_youtube_and_faces68():
+    """YouTube's mouths (the evaluation's labels, every photo once) and faces68's evaluated mouths
+    (a check of OFIQ's landmark rule, which labels them: it agrees with the eye on all but 4 of
+    the 275 mouths both call open or closed)."""
+    from tests.conftest import data_root_or_skip
+
+    root = data_root_or_skip()
+    ytf = review.reviewed(review.REVIEWS["mouth_ytf"])
+    with open(root / "faces68_ytf" / "index.csv", newline="") as handle:
+        assert ytf.keys() == {row["path"] for row in csv.DictReader(handle)}
+    states = list(ytf.values())
+    assert (states.count(1), states.count(0), states.count(None)) == (344, 360, 450)
+    by_eye = review.reviewed(review.REVIEWS["mouth_faces68"])
+    assert set(review.order(root, review.REVIEWS["mouth_faces68"])) == by_eye.keys()
+    with open(root / "faces68_measures" / "measures.csv", newline="") as handle:
+        ofiq = {
+            row["image"].removeprefix("faces68/"): {"open": 1, "closed": 0}.get(row["mouth_label"])
+            for row in csv.DictReader(handle)
+        }
+    both = [(ofiq[p], s) for p, s in by_eye.items() if ofiq[p] is not None and s is not None]
+    assert (len(both), sum(a != b for a, b in both)) == (275, 4)

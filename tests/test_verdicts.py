@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import csv
 import math
 
 import numpy as np
@@ -279,6 +280,31 @@ def test_reused_rows_lose_the_retrained_models_old_scores() -> None:
     assert without_stale(row, ("eyes", "mouth"))["mouth_model"] == ""
 
 
+def test_reused_rows_take_todays_labels(monkeypatch, tmp_path) -> None:
+    """A review that relabels a source must reach the rows `--reuse` copies: a photo whose mouth
+    turned unclear keeps its scores (no model it labels changed) but not its old mouth label."""
+    from training import evaluate_faces
+
+    photo = evaluate_faces.Photo("faces68_ytf", tmp_path / "faces68_ytf/a.jpg", "faces68_ytf", 0)
+    monkeypatch.setattr(evaluate_faces, "photos", lambda root: iter([(photo, "p1", "test")]))
+    monkeypatch.setattr(evaluate_faces, "Runner", lambda *args: None)
+    monkeypatch.setattr(evaluate_faces.masks, "load_overlays", lambda folder: [])
+    old = {c: "" for c in evaluate_faces.COLUMNS}
+    old |= {"dataset": "faces68_ytf", "path": "faces68_ytf/a.jpg", "variant": "real"}
+    old |= {"eyes": "0", "mouth": "1", "mouth_cnn": "0.7", "mouth_model": "m1", "eyes_cnn": "0.2"}
+    reuse = tmp_path / "old.csv"
+    with open(reuse, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, evaluate_faces.COLUMNS)
+        writer.writeheader()
+        writer.writerow(old)
+    out = evaluate_faces.collect(tmp_path, "yunet", tmp_path / "new.csv", None, reuse=reuse,
+                                 rerun=("mouth",))  # fmt: skip
+    with open(out, newline="") as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert (row["eyes"], row["mouth"]) == ("0", "")  # today's labels
+    assert (row["mouth_cnn"], row["eyes_cnn"]) == ("", "0.2")  # the rerun model's score goes
+
+
 def test_a_face_under_the_kiosk_detector_floor_is_too_small_not_missed(astronaut, no_face):
     """The kiosk's detector looks for faces from 40 px; a smaller face is 'move closer'."""
     import cv2
@@ -365,19 +391,23 @@ def test_sigmoids_is_sigmoid_per_element_and_saturates_without_overflow():
     np.testing.assert_array_equal(got, [sigmoid(float(v)) for v in z])
 
 
-def test_a_weak_label_set_does_not_decide_whether_a_retrained_model_ships() -> None:
-    """The mouth's YouTube set is labelled from automatic landmarks: reported, not deciding."""
-    mouth = verdicts.VERDICTS["mouth_open"]
+def test_weak_sources_and_sets_without_a_target_do_not_decide_whether_a_retrained_model_ships():
+    """The veil's synthetic overlays are reported apart from real masks (weak: they never decide),
+    and only held-out sets with a target enter the mean EER."""
+    veil = verdicts.VERDICTS["veil"]
 
-    def result(eers: dict[str, float], worst: float) -> dict:
-        sources = [{"weak": False, "n": 100, "chosen": {"error": worst}}]
-        eer = {s.name: {"eer": eers.get(s.name, math.nan)} for s in mouth.sets}
-        return {"model": "mouth_open", "methods": {"cnn": {"eer": eer, "sources": sources}}}
+    def result(eers: dict[str, float], worst: float, synthetic: float) -> dict:
+        sources = [
+            {"weak": False, "n": 100, "chosen": {"error": worst}},
+            {"weak": True, "n": 100, "chosen": {"error": synthetic}},
+        ]
+        eer = {s.name: {"eer": eers.get(s.name, math.nan)} for s in veil.sets}
+        return {"model": "veil", "methods": {"cnn": {"eer": eer, "sources": sources}}}
 
-    weak = next(s.name for s in mouth.sets if s.held_out and not math.isfinite(s.target))
-    assert weak not in verdicts.deciding_sets(mouth)
-    targets = verdicts.deciding_sets(mouth)
-    new = result({**dict.fromkeys(targets, 0.05), weak: 0.40}, 0.07)
-    old = result({**dict.fromkeys(targets, 0.06), weak: 0.10}, 0.08)
+    targets = verdicts.deciding_sets(veil)
+    others = [s.name for s in veil.sets if s.name not in targets]
+    assert others and all(s.held_out for s in veil.sets if s.name in targets)
+    new = result({**dict.fromkeys(targets, 0.05), **dict.fromkeys(others, 0.40)}, 0.07, 0.50)
+    old = result({**dict.fromkeys(targets, 0.06), **dict.fromkeys(others, 0.10)}, 0.08, 0.01)
     assert verdicts.retrained_wins(new, old)
     assert not verdicts.retrained_wins(old, new)

@@ -19,7 +19,9 @@ Sources and labels (a source is a dataset and, where it has several, a class):
   unclear = no label; they used to be assumed open).
 - faces68_ytf (all): eyes as reviewed by eye (`training/review.py`: open / closed or lids
   lowered / unclear = no label; the automatic-EAR label was wrong or unsure on most of the faces
-  the model flagged); mouth by OFIQ's rule on the automatic points (weak labels); clean.
+  the model flagged); mouths reviewed by eye with CEW's rule (`training/review.py mouth_ytf`:
+  344 open, 360 closed, 450 unclear; OFIQ's rule on the automatic points, the label before,
+  called 69 of the reviewed closed mouths open); clean.
 - eyes_closed_faces (all): eyes closed (CEW); mouth where reviewed by eye (training/review.py);
   clean.
 - mask_kaggle_faces (all): with_mask covered, without_mask clean where a review by eye found the
@@ -69,7 +71,7 @@ from kiosk.runtime.vision.detectors import DEFAULT_BACKEND, DETECTORS, make_dete
 from kiosk.runtime.vision.landmarks import landmark_predictor
 from training import masks, review, splits
 from training.collect import COLLECT_MIN_FACE_PX, padded
-from training.geometry import EAR_CLOSED, EAR_OPEN, OFIQ_CLOSED, OFIQ_OPEN, inner_lip_gap, read_pts
+from training.geometry import EAR_CLOSED, EAR_OPEN, inner_lip_gap, read_pts
 from training.paths import MODELS, WORK, data_root
 
 logger = logging.getLogger(__name__)
@@ -148,6 +150,7 @@ def photos(root: Path) -> Iterator[tuple[Photo, str, str]]:
 
     measures = {r["image"]: r for r in _csv(root / "faces68_measures" / "measures.csv")}
     ytf_eyes = review.reviewed(review.REVIEWS["eyes"])
+    ytf_mouths = review.reviewed(review.REVIEWS["mouth_ytf"])
     cew_mouths = review.reviewed(review.REVIEWS["mouth"])
     web_eyes = review.reviewed(review.REVIEWS["eyes_web"])  # val + test, as evaluated here
     for image, row in sorted(measures.items()):
@@ -183,9 +186,7 @@ def photos(root: Path) -> Iterator[tuple[Photo, str, str]]:
         )
     for row in _csv(root / "faces68_ytf" / "index.csv"):
         path = root / "faces68_ytf" / row["path"]
-        opening = float(row["mouth_open_ofiq"])
-        mouth = 1 if opening > OFIQ_OPEN else 0 if opening < OFIQ_CLOSED else None
-        eyes = ytf_eyes.get(row["path"])
+        eyes, mouth = ytf_eyes.get(row["path"]), ytf_mouths.get(row["path"])
         yield Photo("faces68_ytf", path, "faces68_ytf", eyes, mouth, 0), *where("faces68_ytf", path)
     for path in sorted((root / "eyes_closed_faces" / "closed").glob("*.jpg")):
         mouth = cew_mouths.get(path.relative_to(root / "eyes_closed_faces").as_posix())
@@ -324,9 +325,10 @@ def collect(
         old = kept.get((base["path"], "real"), [])
         labelled = any(getattr(photo, label) is not None for label in rerun)
         if reuse and not labelled:
-            rows += [
-                without_stale(row, rerun) for row in old + kept.get((base["path"], "synthetic"), [])
-            ]
+            # the labels are today's (a review may have changed them), the scores the old run's
+            labels = {k: "" if base[k] is None else base[k] for k in ("eyes", "mouth", "veil")}
+            rows += [{**without_stale(row, rerun), **labels} for row in old]
+            rows += [without_stale(row, rerun) for row in kept.get((base["path"], "synthetic"), [])]
             continue
         try:
             rgb, pad = padded(load_rgb(photo.path))

@@ -124,14 +124,21 @@ def _eye_band(folder: Path, path: str) -> np.ndarray:
     return _band(image, read_pts(folder / Path(path).with_suffix(".pts"))[36:48])
 
 
-def _band(image: np.ndarray, points: np.ndarray) -> np.ndarray:
-    width = (points[:, 0].max() - points[:, 0].min()) * 1.7
-    scale = 240 / width
-    corner = points.mean(0) - np.array([width / 2, width / 6])
+def _band(
+    image: np.ndarray, points: np.ndarray, margin: float = 1.7, tile: tuple[int, int] = (240, 80)
+) -> np.ndarray:
+    """The points' box, `margin` x their width wide, in a tile of that shape, enlarged."""
+    width = (points[:, 0].max() - points[:, 0].min()) * margin
+    scale = tile[0] / width
+    corner = points.mean(0) - np.array([width / 2, width * tile[1] / tile[0] / 2])
     warp = np.array([[scale, 0, -corner[0] * scale], [0, scale, -corner[1] * scale]])
-    return cv2.warpAffine(
-        image, warp, (240, 80), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
-    )
+    return cv2.warpAffine(image, warp, tile, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _mouth_tile(folder: Path, path: str) -> np.ndarray:
+    """The mouth (points 48-67, 2.2 x its width: nose tip to chin) enlarged to one tile."""
+    image = cv2.imread(str(folder / path))
+    return _band(image, read_pts(folder / Path(path).with_suffix(".pts"))[48:68], 2.2, (168, 120))
 
 
 def _eye_band_found(folder: Path, path: str) -> np.ndarray:
@@ -227,6 +234,24 @@ REVIEWS = {
         keep=_eye_in_between,
     ),
 }
+# YouTube faces' mouths: the automatic points' OFIQ label is weak (they often draw a gap that is
+# not there), and YTF is the one source of ordinary faces no compliance model trained on
+REVIEWS["mouth_ytf"] = Review(
+    "faces68_ytf", "mouth", 6, 8, (168, 120), "open", "index.csv", _mouth_tile
+)
+# faces68's evaluated mouths (val, test) by the same rule: how far OFIQ's landmark rule, which
+# labels them, agrees with an eye that calls slightly parted lips unclear
+REVIEWS["mouth_faces68"] = Review(
+    "faces68",
+    "mouth_reviewed",
+    6,
+    8,
+    (168, 120),
+    "open",
+    "*/*.jpg",
+    _mouth_tile,
+    splits=("val", "test"),
+)
 # The train photos of two of them, by the same rule: mouth/'s for a trial (the mouth model
 # learning the boundary it is judged by), the web faces' for the eye model (not learning shut
 # or lowered lids as open)
