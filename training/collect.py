@@ -133,8 +133,10 @@ class Collector:
         helen_review: bool = False,
         faces68_eye_review: bool = False,
         helen_ofiq_agree: bool = False,
+        ytf_mouths: bool = False,
     ) -> None:
         self.root = root
+        self.ytf_mouths = ytf_mouths
         self.helen_ofiq_agree = helen_ofiq_agree
         self.faces68_eye_review = faces68_eye_review
         self.cew_mouths = cew_mouths
@@ -223,6 +225,7 @@ class Collector:
             self.mouth: {"mouth", "veil"},
             self.mask: {"eyes", "veil"},
             self.kaggle_faces: {"veil"} if self.kaggle_veil else set(),
+            self.youtube_mouths: {"mouth"} if self.ytf_mouths else set(),
         }
         return [step for step, tasks in needs.items() if tasks & self.wanted]
 
@@ -305,6 +308,26 @@ class Collector:
                     "eyes_closed_faces/pipeline_mouth",
                     mouth_opening(analysis.landmarks),
                 )
+
+    def youtube_mouths(self) -> None:
+        """With `ytf_mouths` (a trial): YouTube faces' mouths reviewed by eye (training/review.py
+        mouth_ytf), video frames, where the mouth CNN trained on still photos misses most
+        (docs/verdicts.md). Off by default: the shipped mouth model never saw them."""
+        folder = self.root / "faces68_ytf"
+        mouths = review.reviewed(review.REVIEWS["mouth_ytf"])
+        photos = self._analysed_photos(
+            "faces68_ytf/ytf/*.jpg",
+            "faces68_ytf",
+            lambda p: mouths.get(p.relative_to(folder).as_posix()) is not None,
+        )
+        for path, _, _, analysis in photos:
+            self.tasks["mouth"].add(
+                analysis.regions.mouth,
+                mouths[path.relative_to(folder).as_posix()],
+                self._where("faces68_ytf", path),
+                "faces68_ytf/pipeline_mouth",
+                mouth_opening(analysis.landmarks),
+            )
 
     def mouth(self) -> None:
         """HELEN mouths. Its own labels call slightly parted lips open, the rule no other
@@ -436,6 +459,12 @@ def main(argv: list[str] | None = None) -> None:
         help="keep a mouth/ crop only where its label agrees with OFIQ's rule on its own points "
         "(a trial)",
     )
+    parser.add_argument(
+        "--ytf-mouths",
+        action="store_true",
+        help="add YouTube faces' mouths reviewed by eye to the mouth crops (a trial: the shipped "
+        "mouth model never saw them)",
+    )
     args = parser.parse_args(argv)
     root = data_root(args.data_root)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -450,6 +479,7 @@ def main(argv: list[str] | None = None) -> None:
         helen_review=args.helen_review,
         faces68_eye_review=args.faces68_eye_review,
         helen_ofiq_agree=args.helen_ofiq_agree,
+        ytf_mouths=args.ytf_mouths,
     )
     for step in collector.steps():
         start = time.perf_counter()
