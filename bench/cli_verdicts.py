@@ -7,7 +7,7 @@ command an operator runs. Photos, with the labels reviewed by eye (training/revi
 - eyes: `faces68_ytf` reviewed open and closed (YouTube, never in eye training), CEW test
   closed (`eyes_closed_faces`, the eye model's test split) and web faces' test split reviewed
   open and closed (`mask/without_mask`);
-- mouth: CEW reviewed open and closed mouths (never in mouth training);
+- mouth: CEW's and YouTube's reviewed open and closed mouths (never in mouth training);
 - veil: Kaggle crowd crops with a mask and those reviewed as uncovered
   (training/labels/mask_kaggle_faces_without_mask.csv), and web mask portraits (never in veil
   training).
@@ -57,12 +57,11 @@ def photos(root: Path, limit: int) -> list[tuple[str, str, int, Path]]:
             p for p, v in web.items() if v == label and splits.split_of("mask", p) == "test"
         )
         out += [("eyes", "mask/without_mask test", label, root / "mask" / p) for p in paths]
-    mouths = review.reviewed(review.REVIEWS["mouth"])
-    for label in (0, 1):
-        paths = sorted(p for p, v in mouths.items() if v == label)
-        out += [
-            ("mouth", "eyes_closed_faces", label, root / "eyes_closed_faces" / p) for p in paths
-        ]
+    for kind, dataset in (("mouth", "eyes_closed_faces"), ("mouth_ytf", "faces68_ytf")):
+        mouths = review.reviewed(review.REVIEWS[kind])
+        for label in (0, 1):
+            paths = sorted(p for p, v in mouths.items() if v == label)
+            out += [("mouth", dataset, label, root / dataset / p) for p in paths]
     for dataset in ("mask_kaggle_faces", "mask_web_types"):
         with open(root / dataset / "index.csv", newline="") as handle:
             for row in csv.DictReader(handle):
