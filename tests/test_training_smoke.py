@@ -56,6 +56,24 @@ def test_cew_mouths_only_on_request(crops, tmp_path):
     )
 
 
+def test_youtube_mouths_only_on_request(crops, tmp_path):
+    """YouTube's reviewed mouths are the mouth verdict's unseen video frames: `make` leaves them
+    out; `--ytf-mouths` (a trial) adds them, only the faces reviewed open or closed."""
+    from training import collect, review
+
+    assert not any("faces68_ytf" in s for s in np.load(crops / "mouth.npz")["sources"])
+    out = tmp_path / "with_ytf"
+    root = str(data_root_or_skip())
+    limit = ["--limit", "40", "--tasks", "mouth", "--ytf-mouths"]
+    collect.main(["--data-root", root, "--out", str(out), *limit])
+    mouth = np.load(out / "mouth.npz")
+    ytf = mouth["sources"] == "faces68_ytf/pipeline_mouth"
+    reviewed = [v for v in review.reviewed(review.REVIEWS["mouth_ytf"]).values() if v is not None]
+    assert 0 < ytf.sum() <= len(reviewed) and set(mouth["labels"][ytf]) == {0, 1}
+    with pytest.raises(ValueError, match="unknown trials"):
+        collect.Collector(data_root_or_skip(), 1, 7, trials=frozenset({"no_such_trial"}))
+
+
 def test_kaggle_crowd_faces_join_the_veil_crops_only_on_request(crops, tmp_path):
     """Kaggle's crowd crops are the veil verdict's unseen source: `make` leaves them out;
     `--kaggle-veil` (a trial) adds the masked ones as covered, never a mask worn below the

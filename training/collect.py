@@ -120,6 +120,24 @@ class TaskData:
         )
 
 
+# Switches that change the training data, each a trial a report describes (none is what `make`
+# collects): name (the `--name` flag with dashes) -> what it does.
+TRIALS = {
+    "cew_mouths": "add CEW's mouths reviewed by eye to the mouth crops (the shipped mouth model "
+    "never saw them; its verdict then no longer has CEW as an unseen source)",
+    "ytf_mouths": "add YouTube faces' mouths reviewed by eye to the mouth crops (the shipped "
+    "mouth model never saw them)",
+    "kaggle_veil": "add mask_kaggle_faces' crowd crops to the veil crops (the shipped veil model "
+    "never saw them; its verdict then no longer has Kaggle as an unseen source)",
+    "helen_review": "label mouth/'s mouths by their review by eye, unclear ones left out (the "
+    "shipped mouth model was trained on the dataset's own labels)",
+    "helen_ofiq_agree": "keep a mouth/ crop only where its label agrees with OFIQ's rule on its "
+    "own points",
+    "faces68_eye_review": "label faces68's eyes between the landmark cut-offs by their face's "
+    "review by eye (the shipped eye model left them out)",
+}
+
+
 class Collector:
     def __init__(
         self,
@@ -128,20 +146,13 @@ class Collector:
         seed: int,
         wanted: tuple[str, ...] = TASK_NAMES,
         detector: str = DEFAULT_BACKEND,
-        cew_mouths: bool = False,
-        kaggle_veil: bool = False,
-        helen_review: bool = False,
-        faces68_eye_review: bool = False,
-        helen_ofiq_agree: bool = False,
-        ytf_mouths: bool = False,
+        trials: frozenset[str] = frozenset(),
     ) -> None:
+        unknown = trials - TRIALS.keys()
+        if unknown:
+            raise ValueError(f"unknown trials: {sorted(unknown)}")
         self.root = root
-        self.ytf_mouths = ytf_mouths
-        self.helen_ofiq_agree = helen_ofiq_agree
-        self.faces68_eye_review = faces68_eye_review
-        self.cew_mouths = cew_mouths
-        self.helen_review = helen_review
-        self.kaggle_veil = kaggle_veil
+        self.trials = trials
         self.limit = limit
         self.wanted = set(wanted)
         self.rng = np.random.default_rng(seed)
@@ -221,11 +232,11 @@ class Collector:
         needs = {
             self.eye_closeups: {"eyes"},
             self.faces68: {"eyes", "mouth", "veil"},
-            self.closed_faces: {"eyes", "mouth"} if self.cew_mouths else {"eyes"},
+            self.closed_faces: {"eyes", "mouth"} if "cew_mouths" in self.trials else {"eyes"},
             self.mouth: {"mouth", "veil"},
             self.mask: {"eyes", "veil"},
-            self.kaggle_faces: {"veil"} if self.kaggle_veil else set(),
-            self.youtube_mouths: {"mouth"} if self.ytf_mouths else set(),
+            self.kaggle_faces: {"veil"} if "kaggle_veil" in self.trials else set(),
+            self.youtube_mouths: {"mouth"} if "ytf_mouths" in self.trials else set(),
         }
         return [step for step, tasks in needs.items() if tasks & self.wanted]
 
@@ -258,7 +269,7 @@ class Collector:
         # with `faces68_eye_review` (a trial), an eye between the cut-offs takes its face's
         # review by eye where there is one (training/review.py eyes_faces68: train and val)
         reviewed: dict[str, int | None] = {}
-        if self.faces68_eye_review:
+        if "faces68_eye_review" in self.trials:
             reviewed = review.reviewed(review.REVIEWS["eyes_faces68"])
         for path, rgb, pad, analysis in self._analysed_photos("faces68/*/*.jpg", "faces68"):
             truth = read_pts(path.with_suffix(".pts")) + pad
@@ -293,7 +304,7 @@ class Collector:
         `cew_mouths`, their mouths where reviewed by eye (training/review.py: many smile with
         closed lips). Off by default: the shipped mouth model never saw them, which keeps CEW an
         unseen hand-reviewed source in its verdict (training/verdicts.py)."""
-        mouths = review.reviewed(review.REVIEWS["mouth"]) if self.cew_mouths else {}
+        mouths = review.reviewed(review.REVIEWS["mouth"]) if "cew_mouths" in self.trials else {}
         photos = self._analysed_photos("eyes_closed_faces/closed/*.jpg", "eyes_closed_faces")
         for path, _, _, analysis in photos:
             where = self._where("eyes_closed_faces", path)
@@ -339,7 +350,7 @@ class Collector:
             labels: dict[str, int | None] = {
                 row["filename"]: self._helen_label(row) for row in csv.DictReader(handle)
             }
-        for part in ("mouth_helen", "mouth_helen_train") if self.helen_review else ():
+        for part in ("mouth_helen", "mouth_helen_train") if "helen_review" in self.trials else ():
             reviews = review.reviewed(review.REVIEWS[part])
             labels |= {path.removeprefix("images/"): state for path, state in reviews.items()}
         photos = self._analysed_photos("mouth/images/*.jpg", "mouth", lambda p: p.name in labels)
@@ -360,7 +371,7 @@ class Collector:
         """A `mouth/` row's label; with `helen_ofiq_agree` (a trial) only where OFIQ's rule on
         the row's own points (dlib's) agrees with it (open > 0.06, closed < 0.01), else None."""
         label = int(row["mouth_open"])
-        if not self.helen_ofiq_agree:
+        if "helen_ofiq_agree" not in self.trials:
             return label
         points = np.array(row["points"].split(","), float).reshape(68, 2)
         opening = ofiq_mouth_opening(Landmarks(points))
@@ -429,42 +440,15 @@ def main(argv: list[str] | None = None) -> None:
         "--tasks", nargs="+", choices=TASK_NAMES, default=list(TASK_NAMES),
         help="collect only these tasks' crops (skips the photos and analyses they do not need)",
     )  # fmt: skip
-    parser.add_argument(
-        "--cew-mouths",
-        action="store_true",
-        help="add CEW's mouths reviewed by eye to the mouth crops (a trial: the shipped mouth "
-        "model never saw them, and its verdict then no longer has CEW as an unseen source)",
-    )
-    parser.add_argument(
-        "--kaggle-veil",
-        action="store_true",
-        help="add mask_kaggle_faces' crowd crops to the veil crops (a trial: the shipped veil "
-        "model never saw them, and its verdict then no longer has Kaggle as an unseen source)",
-    )
-    parser.add_argument(
-        "--helen-review",
-        action="store_true",
-        help="label mouth/'s mouths by their review by eye, unclear ones left out (a trial: the "
-        "shipped mouth model was trained on the dataset's own labels)",
-    )
-    parser.add_argument(
-        "--faces68-eye-review",
-        action="store_true",
-        help="label faces68's eyes between the landmark cut-offs by their face's review by eye "
-        "(a trial: the shipped eye model left them out)",
-    )
-    parser.add_argument(
-        "--helen-ofiq-agree",
-        action="store_true",
-        help="keep a mouth/ crop only where its label agrees with OFIQ's rule on its own points "
-        "(a trial)",
-    )
-    parser.add_argument(
-        "--ytf-mouths",
-        action="store_true",
-        help="add YouTube faces' mouths reviewed by eye to the mouth crops (a trial: the shipped "
-        "mouth model never saw them)",
-    )
+    for name, text in TRIALS.items():
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest="trials",
+            action="append_const",
+            const=name,
+            default=[],
+            help=f"a trial: {text}",
+        )
     args = parser.parse_args(argv)
     root = data_root(args.data_root)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -474,12 +458,7 @@ def main(argv: list[str] | None = None) -> None:
         args.seed,
         tuple(args.tasks),
         args.detector,
-        cew_mouths=args.cew_mouths,
-        kaggle_veil=args.kaggle_veil,
-        helen_review=args.helen_review,
-        faces68_eye_review=args.faces68_eye_review,
-        helen_ofiq_agree=args.helen_ofiq_agree,
-        ytf_mouths=args.ytf_mouths,
+        frozenset(args.trials),
     )
     for step in collector.steps():
         start = time.perf_counter()
