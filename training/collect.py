@@ -133,6 +133,8 @@ TRIALS = {
     "shipped mouth model was trained on the dataset's own labels)",
     "helen_ofiq_agree": "keep a mouth/ crop only where its label agrees with OFIQ's rule on its "
     "own points",
+    "faces68_mouth_review": "label faces68's mouths between OFIQ's cut-offs by their review by "
+    "eye (the shipped mouth model left them out)",
     "faces68_eye_review": "label faces68's eyes between the landmark cut-offs by their face's "
     "review by eye (the shipped eye model left them out)",
 }
@@ -271,10 +273,17 @@ class Collector:
         reviewed: dict[str, int | None] = {}
         if "faces68_eye_review" in self.trials:
             reviewed = review.reviewed(review.REVIEWS["eyes_faces68"])
+        # with `faces68_mouth_review` (a trial), a mouth between OFIQ's cut-offs takes its
+        # review by eye (training/review.py mouth_faces68_train; val and test: mouth_faces68)
+        mouths_by_eye: dict[str, int | None] = {}
+        if "faces68_mouth_review" in self.trials:
+            for part in ("mouth_faces68", "mouth_faces68_train"):
+                mouths_by_eye |= review.reviewed(review.REVIEWS[part])
         for path, rgb, pad, analysis in self._analysed_photos("faces68/*/*.jpg", "faces68"):
             truth = read_pts(path.with_suffix(".pts")) + pad
             where = self._where("faces68", path)
-            face = reviewed.get(path.relative_to(self.root / "faces68").as_posix())
+            photo = path.relative_to(self.root / "faces68").as_posix()
+            face = reviewed.get(photo)
             for name, eye_slice in (("right_eye", slice(36, 42)), ("left_eye", slice(42, 48))):
                 ear_true = eye_aspect_ratio(truth[eye_slice])
                 label = 1 if ear_true <= EAR_CLOSED else 0 if ear_true >= EAR_OPEN else face
@@ -289,6 +298,8 @@ class Collector:
                     baseline,
                 )
             mouth = ofiq[path.relative_to(self.root).as_posix()]
+            if mouth is None:
+                mouth = mouths_by_eye.get(photo)
             if "mouth" in self.wanted and mouth is not None:
                 self.tasks["mouth"].add(
                     analysis.regions.mouth,
