@@ -163,3 +163,22 @@ def test_reviewed_mouths_of_youtube_and_faces68():
         }
     both = [(ofiq[p], s) for p, s in by_eye.items() if ofiq[p] is not None and s is not None]
     assert (len(both), sum(a != b for a, b in both)) == (275, 4)
+
+
+def test_faces68_in_between_train_mouths_are_the_ones_ofiq_leaves_out():
+    """The trial's review (mouth_faces68_train) covers exactly faces68's train mouths between
+    OFIQ's cut-offs, once each."""
+    from tests.conftest import data_root_or_skip
+    from training.splits import split_of
+
+    root = data_root_or_skip()
+    between = review.reviewed(review.REVIEWS["mouth_faces68_train"])
+    with open(root / "faces68_measures" / "measures.csv", newline="") as handle:
+        ambiguous = {
+            row["image"].removeprefix("faces68/")
+            for row in csv.DictReader(handle)
+            if row["mouth_label"] == "ambiguous"
+        }
+    assert between.keys() == {p for p in ambiguous if split_of("faces68", p) == "train"}
+    states = list(between.values())
+    assert (states.count(1), states.count(0), states.count(None)) == (82, 27, 32)
