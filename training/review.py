@@ -14,6 +14,11 @@ Why: these questions have no trustworthy or consistent label in `../shared/datas
   has no points: tiles are cut around the kiosk pipeline's landmarks.
 - faces68's half-open eyes (`eyes_faces68`): train/val faces with an eye between the manual
   landmarks' cut-offs, which the landmark label leaves out (a trial; not shipped).
+- YouTube-Faces mouths (`mouth_ytf`): OFIQ's rule on the automatic points called 69 of the 360
+  mouths the review found closed open; the review is their evaluation label.
+- faces68's mouths (`mouth_faces68`: val and test, a check of OFIQ's rule on the hand points,
+  which labels them; `mouth_faces68_train`: the train mouths between its cut-offs, for a trial
+  that did not ship). Tiles: the mouth, 2.2 x its width, around points 48-67.
 
 A reviewer looks at a seeded random order of the photos, blind to every score, in sheets of 48
 numbered tiles, and notes per sheet which tiles show the failure and which the compliant state;
