@@ -30,27 +30,21 @@ def test_collect_writes_crops_and_drop_log(crops):
     assert (crops / "drops.csv").read_text().startswith("dataset,path,reason")
 
 
+def _collect_trial(tmp_path, *args: str):
+    """Crops collected with a trial's switches, in their own folder."""
+    from training import collect
+
+    out = tmp_path / "trial"
+    collect.main(["--data-root", str(data_root_or_skip()), "--out", str(out), *args])
+    return out
+
+
 def test_cew_mouths_only_on_request(crops, tmp_path):
     """CEW is the mouth verdict's unseen hand-reviewed source: `make` leaves its mouths out of
     the mouth crops; `--cew-mouths` (a trial) adds them."""
-    from training import collect
 
     assert not any("eyes_closed_faces" in s for s in np.load(crops / "mouth.npz")["sources"])
-    out = tmp_path / "with_cew"
-    root = str(data_root_or_skip())
-    collect.main(
-        [
-            "--data-root",
-            root,
-            "--out",
-            str(out),
-            "--limit",
-            "40",
-            "--tasks",
-            "mouth",
-            "--cew-mouths",
-        ]
-    )
+    out = _collect_trial(tmp_path, "--limit", "40", "--tasks", "mouth", "--cew-mouths")
     assert any(
         s == "eyes_closed_faces/pipeline_mouth" for s in np.load(out / "mouth.npz")["sources"]
     )
@@ -62,10 +56,7 @@ def test_youtube_mouths_only_on_request(crops, tmp_path):
     from training import collect, review
 
     assert not any("faces68_ytf" in s for s in np.load(crops / "mouth.npz")["sources"])
-    out = tmp_path / "with_ytf"
-    root = str(data_root_or_skip())
-    limit = ["--limit", "40", "--tasks", "mouth", "--ytf-mouths"]
-    collect.main(["--data-root", root, "--out", str(out), *limit])
+    out = _collect_trial(tmp_path, "--limit", "40", "--tasks", "mouth", "--ytf-mouths")
     mouth = np.load(out / "mouth.npz")
     ytf = mouth["sources"] == "faces68_ytf/pipeline_mouth"
     reviewed = [v for v in review.reviewed(review.REVIEWS["mouth_ytf"]).values() if v is not None]
@@ -78,13 +69,9 @@ def test_kaggle_crowd_faces_join_the_veil_crops_only_on_request(crops, tmp_path)
     """Kaggle's crowd crops are the veil verdict's unseen source: `make` leaves them out;
     `--kaggle-veil` (a trial) adds the masked ones as covered, never a mask worn below the
     nose (no label)."""
-    from training import collect
 
     assert not any("kaggle" in s for s in np.load(crops / "veil.npz")["sources"])
-    out = tmp_path / "with_kaggle"
-    root = str(data_root_or_skip())
-    limit = ["--limit", "60", "--tasks", "veil", "--kaggle-veil"]
-    collect.main(["--data-root", root, "--out", str(out), *limit])
+    out = _collect_trial(tmp_path, "--limit", "60", "--tasks", "veil", "--kaggle-veil")
     veil = np.load(out / "veil.npz")
     # The first 60 Kaggle files (sorted) are the 36 masks worn below the nose and 24 masked
     # faces: only the masked ones may come in, as covered.

@@ -170,28 +170,28 @@ def _kiosk_analyzer() -> FaceAnalyzer:
 def _eye_in_between(root: Path, path: str) -> bool:
     """A faces68 photo with an eye between the landmark cut-offs (EAR_CLOSED-EAR_OPEN on the
     manual points, faces68_measures), which the landmark label leaves out."""
-    return path in _faces68_in_between(root)
+    return path in _faces68_where(
+        root,
+        lambda row: any(EAR_CLOSED < float(row[k]) < EAR_OPEN for k in ("ear_left", "ear_right")),
+    )
+
+
+def _mouth_in_between(root: Path, path: str) -> bool:
+    """A faces68 photo whose mouth OFIQ's rule on the hand points calls neither open nor closed."""
+    return path in _faces68_where(root, lambda row: row["mouth_label"] == "ambiguous")
+
+
+def _faces68_where(root: Path, test: Callable[[dict[str, str]], bool]) -> frozenset[str]:
+    """faces68 photos (paths under faces68/) whose faces68_measures row passes `test`."""
+    return frozenset(
+        row["image"].removeprefix("faces68/") for row in _faces68_measures(root) if test(row)
+    )
 
 
 @cache
-def _faces68_in_between(root: Path) -> frozenset[str]:
+def _faces68_measures(root: Path) -> tuple[dict[str, str], ...]:
     with open(root / "faces68_measures" / "measures.csv", newline="") as handle:
-        return frozenset(
-            row["image"].removeprefix("faces68/")
-            for row in csv.DictReader(handle)
-            if any(EAR_CLOSED < float(row[k]) < EAR_OPEN for k in ("ear_left", "ear_right"))
-        )
-
-
-@cache
-def _faces68_ofiq_between(root: Path) -> frozenset[str]:
-    """faces68 photos whose mouth OFIQ's rule on the hand points calls neither open nor closed."""
-    with open(root / "faces68_measures" / "measures.csv", newline="") as handle:
-        return frozenset(
-            row["image"].removeprefix("faces68/")
-            for row in csv.DictReader(handle)
-            if row["mouth_label"] == "ambiguous"
-        )
+        return tuple(csv.DictReader(handle))
 
 
 def _lower_face(folder: Path, path: str) -> np.ndarray:
@@ -274,7 +274,7 @@ REVIEWS["mouth_faces68_train"] = replace(
     REVIEWS["mouth_faces68"],
     part="mouth_reviewed_train",
     splits=("train",),
-    keep=lambda root, path: path in _faces68_ofiq_between(root),
+    keep=_mouth_in_between,
 )
 # The train photos of two of them, by the same rule: mouth/'s for a trial (the mouth model
 # learning the boundary it is judged by), the web faces' for the eye model (not learning shut
