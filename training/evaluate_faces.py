@@ -323,12 +323,12 @@ def collect(
             "veil": photo.veil,
         }
         old = kept.get((base["path"], "real"), [])
+        twins = [without_stale(row, rerun) for row in kept.get((base["path"], "synthetic"), [])]
         labelled = any(getattr(photo, label) is not None for label in rerun)
         if reuse and not labelled:
             # the labels are today's (a review may have changed them), the scores the old run's
             labels = {k: "" if base[k] is None else base[k] for k in ("eyes", "mouth", "veil")}
-            rows += [{**without_stale(row, rerun), **labels} for row in old]
-            rows += [without_stale(row, rerun) for row in kept.get((base["path"], "synthetic"), [])]
+            rows += [{**without_stale(row, rerun), **labels} for row in old] + twins
             continue
         try:
             rgb, pad = padded(load_rgb(photo.path))
@@ -339,7 +339,7 @@ def collect(
         points = result.pop("_points", None)
         rows.append({**base, **result})
         if reuse:
-            rows += [without_stale(row, rerun) for row in kept.get((base["path"], "synthetic"), [])]
+            rows += twins
         elif photo.synthetic and split in TRAINED_SPLITS:
             if photo.pts is not None:
                 points = read_pts(photo.pts) + pad

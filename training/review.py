@@ -170,28 +170,30 @@ def _kiosk_analyzer() -> FaceAnalyzer:
 def _eye_in_between(root: Path, path: str) -> bool:
     """A faces68 photo with an eye between the landmark cut-offs (EAR_CLOSED-EAR_OPEN on the
     manual points, faces68_measures), which the landmark label leaves out."""
-    return path in _faces68_where(
-        root,
-        lambda row: any(EAR_CLOSED < float(row[k]) < EAR_OPEN for k in ("ear_left", "ear_right")),
-    )
+    return path in _faces68_where(root, _an_eye_between)
 
 
 def _mouth_in_between(root: Path, path: str) -> bool:
     """A faces68 photo whose mouth OFIQ's rule on the hand points calls neither open nor closed."""
-    return path in _faces68_where(root, lambda row: row["mouth_label"] == "ambiguous")
+    return path in _faces68_where(root, _mouth_between)
 
 
-def _faces68_where(root: Path, test: Callable[[dict[str, str]], bool]) -> frozenset[str]:
-    """faces68 photos (paths under faces68/) whose faces68_measures row passes `test`."""
-    return frozenset(
-        row["image"].removeprefix("faces68/") for row in _faces68_measures(root) if test(row)
-    )
+def _an_eye_between(row: dict[str, str]) -> bool:
+    return any(EAR_CLOSED < float(row[k]) < EAR_OPEN for k in ("ear_left", "ear_right"))
+
+
+def _mouth_between(row: dict[str, str]) -> bool:
+    return row["mouth_label"] == "ambiguous"
 
 
 @cache
-def _faces68_measures(root: Path) -> tuple[dict[str, str], ...]:
+def _faces68_where(root: Path, test: Callable[[dict[str, str]], bool]) -> frozenset[str]:
+    """faces68 photos (paths under faces68/) whose faces68_measures row passes `test` (read once
+    per test: `order` asks about every photo)."""
     with open(root / "faces68_measures" / "measures.csv", newline="") as handle:
-        return tuple(csv.DictReader(handle))
+        return frozenset(
+            row["image"].removeprefix("faces68/") for row in csv.DictReader(handle) if test(row)
+        )
 
 
 def _lower_face(folder: Path, path: str) -> np.ndarray:
