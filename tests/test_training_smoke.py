@@ -190,6 +190,22 @@ def test_the_veil_recipe_trains_each_seed_and_ships_their_average(crops, tmp_pat
     assert first.stat().st_mtime_ns == finished
 
 
+def test_a_trial_trains_another_network_and_records_it(crops, tmp_path):
+    """`--architecture` (a trial: reports/verdicts/mouth_vgg_trial.md) trains that network in
+    place of the spec's and says so in train_info.json, which the export's manifest entry reads."""
+    import keras
+
+    from training import train
+    from training.tasks import TASKS
+
+    assert TASKS["eyes"].architecture == "SqueezeMiniVGG"
+    argv = ["eyes", "--crops", str(crops), "--runs", str(tmp_path), "--epochs", "1"]
+    train.main([*argv, "--limit", "32", "--architecture", "SqueezeVGG"])
+    info = json.loads((tmp_path / "eyes" / "train_info.json").read_text())
+    assert info["architecture"] == "SqueezeVGG"
+    assert keras.models.load_model(tmp_path / "eyes" / "best.keras").name == "SqueezeVGG"
+
+
 def test_the_mouth_recipe_continues_its_first_stage_at_a_lower_rate(crops, tmp_path):
     """`training.train mouth` is the shipped recipe: 20 epochs, then 15 more at 5e-4 from the
     first stage's best checkpoint (shortened here); a finished first stage is kept."""

@@ -56,6 +56,7 @@ def average_runs(task: Task, runs: list[Path], run_dir: Path) -> Path:
                 "epochs_run": max(info["epochs_run"] for info in infos),
                 "seconds": round(sum(info["seconds"] for info in infos), 1),
                 "parameters": int(model.count_params()),
+                "architecture": infos[0].get("architecture", task.architecture),
                 "members": [{"run": str(r), **info} for r, info in zip(runs, infos, strict=True)],
             },
             indent=2,

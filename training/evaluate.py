@@ -154,7 +154,8 @@ def evaluate(
     sample = test["images"][0]
     info = json.loads((run_dir / "train_info.json").read_text())
     members = info.get("members", [])
-    architecture = task.architecture + (
+    # the network trained (`training.train --architecture` may differ from the spec's)
+    architecture = info.get("architecture", task.architecture) + (
         f", mean logit of {len(members)} runs" if members else ""
     )  # training/ensemble.py
     report = {

@@ -223,6 +223,7 @@ def train(
                 "train_crops": len(train_split["labels"]),
                 "val_crops": len(val_split["labels"]),
                 "parameters": int(model.count_params()),
+                "architecture": task.architecture,
                 "strategy": strategy_name,
                 "init": None if init is None else str(init),
                 "learning_rate": learning_rate or task.learning_rate,
@@ -301,8 +302,17 @@ def main(argv: list[str] | None = None) -> None:
         help="keep an exponential moving average of the weights with this momentum per step "
         "(0: off; default: the task's)",
     )
+    parser.add_argument(
+        "--architecture",
+        choices=sorted(ARCHITECTURES),
+        default=None,
+        help="train this network instead of the task's (a trial: the export records it)",
+    )
     args = parser.parse_args(argv)
     task = TASKS[args.task]
+    if args.architecture is not None:
+        spec = dataclasses.replace(task.spec, architecture=args.architecture)
+        task = dataclasses.replace(task, spec=spec)
     if args.lowres is not None:
         task = dataclasses.replace(task, lowres_probability=args.lowres)
     if args.ema is not None:
