@@ -40,8 +40,9 @@ class FusedClassifierCheck(ClassifierCheck):
     """A classifier check whose score may be fused with one landmark measure (`geometry`).
 
     Subclasses give `cnn_score()` (the classifier on its crops) and `measure()` (the landmark
-    measure), or their own `features()` (the eye check: both eyes' scores at once). The record's `details` always carry both, so an operator or an evaluation sees
-    what the fused score was made of.
+    measure), or their own `features()` (the eye check: both eyes' scores at once). The record's
+    `details` always carry both, so an operator or an evaluation sees what the fused score was
+    made of.
     """
 
     geometry: ClassVar[str]
